@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * erofs.h - lays an EROFS image out from a tree model (overlaywalk) as a
+ * region map (server/region.h).  Metadata (superblock, inodes, xattrs,
+ * directories, inline tails of symlinks) is built in memory; file data
+ * becomes REGION_FILE regions read from the source files on demand, and
+ * holes of sparse files become REGION_ZERO.  Format: ../shared/docs/
+ * erofs-format.md; the on-disk structs are in erofs/erofs_fs.h.
+ *
+ * The image mounts on Linux 5.14 and later: feature_incompat = 0,
+ * FLAT_PLAIN and FLAT_INLINE layouts only.  The module does not log.
+ */
+#ifndef EROFS_NBD_EROFS_H
+#define EROFS_NBD_EROFS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "overlaywalk/walk.h"
+#include "server/region.h"
+
+struct erofs_opts {
+	unsigned int blkszbits;	/* log2 of the block size: 12 (default), 14, 16 */
+	bool build_time_set;	/* use build_time (SOURCE_DATE_EPOCH) */
+	int64_t build_time;	/* seconds since the epoch */
+	const char *volume_name;	/* at most 15 bytes; NULL for none */
+};
+
+/* Fills opts with the defaults: 4 KiB blocks, time from the tree. */
+void erofs_opts_default(struct erofs_opts *opts);
+
+/*
+ * Lays out the image of tree and appends it to map (normally empty),
+ * registering one region_source per regular file with data; each source's
+ * open() goes through walk_open_data() on tree, which must outlive map.
+ * The same tree and options give a byte-identical image.
+ *
+ * Returns 0, or -errno: -EINVAL for bad options, -ENAMETOOLONG / -E2BIG /
+ * -EOPNOTSUPP / -EFBIG for an entry EROFS cannot represent (then
+ * *ret_errpath names it: a malloc'ed path the caller frees, and *ret_what
+ * says why), -ENOMEM.
+ */
+int erofs_build(const struct walk_tree *tree, const struct erofs_opts *opts,
+		struct region_map *map, char **ret_errpath, const char **ret_what);
+
+#endif

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * walk.h - overlaywalk: the tree model.
+ *
+ * walk_tree() reads a directory tree (the merged view of a container root
+ * file system) into memory: every entry's name, type, mode, owner, size,
+ * mtime with nanoseconds, rdev, hard-link identity, symlink target and
+ * every xattr in every namespace.  File contents are not read; each regular
+ * file keeps what walk_open_data() needs to reopen it later without a
+ * path-based race, and to notice that it changed.
+ *
+ * The walk uses directory fds only (openat/fstatat/statx with
+ * AT_SYMLINK_NOFOLLOW, O_NOFOLLOW): it never follows a symlink, never
+ * leaves the tree, and does not cross into other mounted file systems
+ * unless asked to.
+ *
+ * Inodes and dentries are separate, as in the kernel: hard links are
+ * several dentries pointing at one walk_inode.  Everything is deterministic
+ * for a given tree: children are sorted bytewise (memcmp, shorter prefix
+ * first) and tree->inodes lists inodes in depth-first, sorted order.
+ *
+ * The module does not log; errors come back as -errno plus the offending
+ * path, and warnings (--skip-unreadable) go to a callback.
+ */
+#ifndef EROFS_NBD_WALK_H
+#define EROFS_NBD_WALK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct walk_inode;
+
+struct walk_xattr {
+	char *name;		/* full name, NUL-terminated: "security.selinux" */
+	uint8_t *value;		/* value_len bytes, not NUL-terminated */
+	size_t value_len;
+};
+
+struct walk_dentry {
+	char *name;		/* 1..255 bytes, neither '/' nor NUL; NUL-terminated */
+	size_t name_len;
+	struct walk_inode *inode;
+};
+
+struct walk_inode {
+	/* Identity of the source inode, for hard links and change checks. */
+	uint64_t dev, ino;
+
+	uint32_t mode;		/* st_mode: S_IFMT type bits and permissions */
+	uint32_t uid, gid;
+	uint64_t size;		/* bytes: regular file size, symlink target length, else 0 */
+	uint64_t blocks;	/* st_blocks (512-byte units), to spot sparse files */
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;	/* 0..999999999 */
+	uint32_t rdev_major, rdev_minor;	/* character and block devices */
+
+	/*
+	 * Links inside the tree: for non-directories the number of dentries
+	 * pointing here; for directories 2 + the number of subdirectories.
+	 */
+	uint32_t nlink;
+
+	char *path;		/* first path seen, relative to the root ("" for
+				 * the root, "usr/bin/ls"), for messages */
+	char *symlink;		/* S_IFLNK: target, size bytes, NUL-terminated */
+
+	struct walk_xattr *xattrs;	/* sorted by name (strcmp) */
+	size_t nxattrs;
+
+	struct walk_dentry *children;	/* S_IFDIR: sorted bytewise, no "." / ".." */
+	size_t nchildren;
+	struct walk_inode *parent;	/* S_IFDIR: parent directory; the root's is itself */
+
+	/* Private to overlaywalk: how walk_open_data() finds the file again. */
+	struct walk_reopen *reopen;
+
+	/* Free for the builder's use (e.g. the EROFS nid); walk sets 0. */
+	uint64_t priv;
+};
+
+struct walk_tree {
+	struct walk_inode *root;
+	struct walk_inode **inodes;	/* every inode once, root first, depth-first in sorted order */
+	size_t ninodes;
+	int root_fd;			/* O_PATH|O_DIRECTORY fd of the root */
+	/* Private state (mount fd for file handles and the like) follows. */
+	struct walk_private *priv;
+};
+
+struct walk_opts {
+	bool cross_mounts;	/* descend into other mounted file systems */
+	bool skip_unreadable;	/* warn and leave out what can't be read */
+	bool progress;		/* print progress to stderr (caller checks isatty) */
+	/* Called once per entry left out with skip_unreadable; may be NULL. */
+	void (*warn)(void *userdata, const char *path, int err, const char *what);
+	void *userdata;
+};
+
+/*
+ * Walks the directory at path.  On success returns 0 and *ret_tree; free it
+ * with walk_tree_free().  On failure returns -errno and, when a particular
+ * entry is to blame, sets *ret_errpath to a malloc'ed path relative to the
+ * root (caller frees) and *ret_what to a static description of the step
+ * that failed ("reading xattrs", "statx", ...).  Errors: -ENOTDIR (path is
+ * not a directory), -ENOMEM, or the errno of the failing call.
+ */
+int walk_tree(const char *path, const struct walk_opts *opts,
+	      struct walk_tree **ret_tree, char **ret_errpath,
+	      const char **ret_what);
+
+/* Frees a tree and closes its fds.  Accepts NULL. */
+void walk_tree_free(struct walk_tree *tree);
+
+/*
+ * Reopens a regular file's data for reading, without following a path that
+ * could have been swapped (by file handle where possible, else by walking
+ * from the root fd with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+ * RESOLVE_NO_XDEV), then checks that it is the same file: dev, ino, size
+ * and mtime must match the walk.  Returns an O_RDONLY|O_CLOEXEC fd, or
+ * -EIO if the file was replaced or changed, or another -errno.
+ * Thread-safe: the server calls it from several threads.
+ */
+int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode);
+
+#endif
