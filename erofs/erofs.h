@@ -30,6 +30,16 @@ struct erofs_opts {
 void erofs_opts_default(struct erofs_opts *opts);
 
 /*
+ * Checks that EROFS can represent an entry (opts is a struct erofs_opts *,
+ * for the block size): name length, xattr names (a known prefix: user.,
+ * trusted., security., system.posix_acl_*), xattr sizes, file size and
+ * type.  Fits walk_opts.check.  Returns 0 or -errno with *ret_what saying
+ * what is wrong ("xattr 'system.nfs4_acl' has no EROFS name index").
+ */
+int erofs_check_entry(void *opts, const struct walk_inode *inode,
+		      const char *name, size_t name_len, const char **ret_what);
+
+/*
  * Lays out the image of tree and appends it to map (normally empty),
  * registering one region_source per regular file with data; each source's
  * open() goes through walk_open_data() on tree, which must outlive map.

@@ -95,6 +95,15 @@ struct walk_opts {
 	bool progress;		/* print progress to stderr (caller checks isatty) */
 	/* Called once per entry left out with skip_unreadable; may be NULL. */
 	void (*warn)(void *userdata, const char *path, int err, const char *what);
+	/*
+	 * Called for every entry once it has been read (name is its dentry
+	 * name, "" for the root).  A negative errno rejects an entry the
+	 * target format cannot represent, and *ret_what says why: with
+	 * skip_unreadable it is left out with a warning, otherwise the walk
+	 * fails naming it.  May be NULL.  main passes erofs_check_entry().
+	 */
+	int (*check)(void *userdata, const struct walk_inode *inode,
+		     const char *name, size_t name_len, const char **ret_what);
 	void *userdata;
 };
 
