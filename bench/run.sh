@@ -1,0 +1,286 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# bench/run.sh - compares erofs-nbd with the usual way of serving a tree as
+# EROFS over NBD (mkfs.erofs writes an image, nbdkit serves the file), on
+# one real tree, in one run.  Reports only: there is no pass or fail.
+# What each number means: bench/README.md.
+#
+#   bench/run.sh BIN [TREE]        (make bench runs bench/run.sh build/erofs-nbd)
+#
+# TREE defaults to the Debian minbase tree the integration tests cache in
+# ${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}/debian-minbase; it is
+# built with debootstrap when missing (needs root and the network, once).
+# Knobs: BENCH_RUNS (start-up runs, default 5), BENCH_READ_RUNS (read runs,
+# default 3), TMPDIR (where mkfs.erofs writes its image).
+set -euo pipefail
+
+usage() { echo "usage: $0 BIN [TREE]" >&2; exit 2; }
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+[ $# -ge 1 ] && [ $# -le 2 ] || usage
+BIN=$(realpath -e "$1") || die "no binary '$1'"
+[ -x "$BIN" ] || die "'$BIN' is not executable"
+RUNS=${BENCH_RUNS:-5}
+READ_RUNS=${BENCH_READ_RUNS:-3}
+
+for t in mkfs.erofs nbdkit nbdcopy nbdinfo; do
+	command -v $t >/dev/null || die "'$t' not found (make deps)"
+done
+TIME=
+if [ -x /usr/bin/time ]; then
+	TIME=/usr/bin/time	# GNU time (package "time") for mkfs.erofs's max RSS
+else
+	note "no /usr/bin/time (package 'time'): mkfs.erofs's peak RSS is sampled instead"
+fi
+
+# --- the tree -------------------------------------------------------------
+cache=${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}
+
+# debian_mirror: the first Debian archive URI apt is configured with.
+debian_mirror() {
+	local m
+	m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }')
+	[ -n "$m" ] || m=$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' \
+		/etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null)
+	echo "${m:-http://deb.debian.org/debian}"
+}
+
+# build_minbase DIR: debootstraps bookworm minbase into DIR, atomically (a
+# DIR.done stamp marks it complete, as the integration tests expect).
+build_minbase() {
+	local dir=$1 tmp mirror
+	[ "$(id -u)" = 0 ] || die "building $dir needs root (or pass a TREE)"
+	command -v debootstrap >/dev/null || die "no debootstrap (make deps)"
+	mkdir -p "$(dirname "$dir")"
+	exec 9>"$dir.lock"
+	flock 9
+	if [ -e "$dir.done" ]; then
+		exec 9>&-
+		return 0
+	fi
+	mirror=$(debian_mirror)
+	tmp=$dir.tmp.$$
+	rm -rf "$dir" "$tmp"
+	note "building $dir with debootstrap from $mirror (once, a few minutes)"
+	debootstrap --variant=minbase bookworm "$tmp" "$mirror" >"$tmp.log" 2>&1 ||
+		{ tail -n 20 "$tmp.log" >&2; die "debootstrap failed"; }
+	rm -f "$tmp.log"
+	mv "$tmp" "$dir"
+	touch "$dir.done"
+	exec 9>&-
+}
+
+if [ $# -ge 2 ]; then
+	TREE=$(realpath -e "$2") || die "no tree '$2'"
+else
+	TREE=$cache/debian-minbase
+	[ -e "$TREE.done" ] || build_minbase "$TREE"
+fi
+[ -d "$TREE" ] || die "'$TREE' is not a directory"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-bench.XXXXXX")
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- helpers ----------------------------------------------------------------
+now_ns() { date +%s%N; }
+
+# median: the median of the numbers on stdin (the lower middle one for an
+# even count: no invented values).
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# vm_hwm_kib PID: peak resident set size of PID in KiB (VmHWM).
+vm_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# start_ours [ARGS...]: starts erofs-nbd on a fresh Unix socket and waits
+# (blocking on its stdout, no polling) for the URI line.  Sets OUR_PID,
+# OUR_URI, OUR_NS (start to URI, nanoseconds).  Its stdout fifo stays open
+# on fd OUR_FD until stop_pid.
+n_srv=0
+start_ours() {
+	local fifo sock t0 t1
+	n_srv=$((n_srv + 1))
+	fifo=$work/out.$BASHPID.$n_srv
+	sock=$work/ours.$BASHPID.$n_srv.sock
+	mkfifo "$fifo"
+	t0=$(now_ns)
+	"$BIN" --export "$TREE" -f --unix "$sock" "$@" >"$fifo" 2>>"$work/ours.log" &
+	OUR_PID=$!
+	pids+=("$OUR_PID")
+	exec {OUR_FD}<"$fifo"
+	OUR_URI=
+	IFS= read -r -t 300 -u "$OUR_FD" OUR_URI || true
+	t1=$(now_ns)
+	[ -n "$OUR_URI" ] || { tail -n 20 "$work/ours.log" >&2; die "erofs-nbd printed no URI"; }
+	OUR_NS=$((t1 - t0))
+}
+
+# stop_pid PID: SIGTERM and reap.
+stop_pid() {
+	kill -TERM "$1" 2>/dev/null || true
+	{ wait "$1"; } 2>/dev/null || true
+}
+
+# start_nbdkit IMG: nbdkit serving IMG read-only; sets KIT_PID, KIT_URI.
+start_nbdkit() {
+	local sock=$work/nbdkit.sock i
+	rm -f "$sock"
+	nbdkit -f -r -U "$sock" file "$1" 2>>"$work/nbdkit.log" &
+	KIT_PID=$!
+	pids+=("$KIT_PID")
+	for ((i = 0; i < 300; i++)); do
+		[ -S "$sock" ] && break
+		kill -0 "$KIT_PID" 2>/dev/null || die "nbdkit exited"
+		sleep 0.02
+	done
+	[ -S "$sock" ] || die "nbdkit did not start"
+	KIT_URI="nbd+unix:///?socket=$sock"
+}
+
+# read_all URI: reads the whole export once with nbdcopy, all bytes (no
+# extent skipping); prints the seconds it took.
+read_all() {
+	local t0 t1
+	t0=$(now_ns)
+	nbdcopy --no-extents "$1" null: || die "nbdcopy $1 failed"
+	t1=$(now_ns)
+	awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.4f\n", ns / 1e9 }'
+}
+
+# read_median URI: one warm-up read, then the median seconds of READ_RUNS.
+read_median() {
+	local i
+	read_all "$1" >/dev/null
+	for ((i = 0; i < READ_RUNS; i++)); do
+		read_all "$1"
+	done | median
+}
+
+fmt() { awk -v v="$1" -v d="${2:-2}" 'BEGIN { printf "%.*f", d, v }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
+mib() { awk -v v="$1" 'BEGIN { printf "%.1f", v / 1048576 }'; }
+
+# --- the tree's size ------------------------------------------------------------
+note "tree $TREE: counting (also warms the page cache)"
+read -r n_entries n_files n_bytes < <(find "$TREE" -xdev -printf '%y %s\n' |
+	awk '{ n++ } $1 == "f" { f++; b += $2 } END { printf "%d %d %d\n", n, f, b }')
+# Warm the page cache with every file's data, for both contestants alike.
+find "$TREE" -xdev -type f -readable -print0 | xargs -0 -r cat >/dev/null 2>&1 || true
+
+# --- a) start-up: erofs-nbd until its URI line vs mkfs.erofs --------------------
+note "a) start-up: $RUNS x erofs-nbd (start until URI), $RUNS x mkfs.erofs"
+start_ours
+stop_pid "$OUR_PID"	# warm-up
+ours_start=$(for ((i = 0; i < RUNS; i++)); do
+	start_ours
+	stop_pid "$OUR_PID"
+	exec {OUR_FD}<&-
+	awk -v ns="$OUR_NS" 'BEGIN { printf "%.4f\n", ns / 1e9 }'
+done | median)
+
+img=$work/mkfs.img
+mkfs_rss_kib=0
+# mkfs_once: one mkfs.erofs run; prints seconds and max RSS (KiB).
+mkfs_once() {
+	local t0 t1 rss=0
+	rm -f "$img"
+	t0=$(now_ns)
+	if [ -n "$TIME" ]; then
+		$TIME -f '%M' -o "$work/time.out" mkfs.erofs "$img" "$TREE" >/dev/null 2>"$work/mkfs.log" ||
+			{ cat "$work/mkfs.log" >&2; die "mkfs.erofs failed"; }
+		rss=$(tail -n1 "$work/time.out")
+	else
+		mkfs.erofs "$img" "$TREE" >/dev/null 2>"$work/mkfs.log" &
+		local p=$! r
+		while kill -0 $p 2>/dev/null; do
+			r=$(vm_hwm_kib $p 2>/dev/null || echo 0)
+			[ "${r:-0}" -gt "$rss" ] && rss=$r
+			sleep 0.01
+		done
+		wait $p || { cat "$work/mkfs.log" >&2; die "mkfs.erofs failed"; }
+	fi
+	t1=$(now_ns)
+	awk -v ns=$((t1 - t0)) -v rss="$rss" 'BEGIN { printf "%.4f %d\n", ns / 1e9, rss }'
+}
+mkfs_once >/dev/null	# warm-up
+mkfs_runs=$(for ((i = 0; i < RUNS; i++)); do mkfs_once; done)
+mkfs_start=$(awk '{ print $1 }' <<<"$mkfs_runs" | median)
+mkfs_rss_kib=$(awk '$2 > m { m = $2 } END { print m + 0 }' <<<"$mkfs_runs")
+mkfs_size=$(stat -c %s "$img")
+
+# --- b) + c) reading the whole export; peak RSS after the read -------------------
+note "b) read: nbdcopy --no-extents URI null:, 1 warm-up + median of $READ_RUNS, each server"
+start_ours
+ours_size=$(nbdinfo --size "$OUR_URI")
+ours_read=$(read_median "$OUR_URI")
+ours_rss_kib=$(vm_hwm_kib "$OUR_PID")
+stop_pid "$OUR_PID"
+exec {OUR_FD}<&-
+
+start_ours --no-io-uring
+plain_read=$(read_median "$OUR_URI")
+plain_rss_kib=$(vm_hwm_kib "$OUR_PID")
+stop_pid "$OUR_PID"
+exec {OUR_FD}<&-
+
+start_nbdkit "$img"
+kit_size=$(nbdinfo --size "$KIT_URI")
+kit_read=$(read_median "$KIT_URI")
+kit_rss_kib=$(vm_hwm_kib "$KIT_PID")
+stop_pid "$KIT_PID"
+
+# --- report --------------------------------------------------------------------
+# MiB/s, unrounded (the table rounds): bytes served / median seconds.
+mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.6f", b / 1048576 / s }'; }
+ours_mibs=$(mibs "$ours_size" "$ours_read")
+plain_mibs=$(mibs "$ours_size" "$plain_read")
+kit_mibs=$(mibs "$kit_size" "$kit_read")
+
+row() { printf '%-34s | %12s | %-24s | %7s | %s\n' "$@"; }
+echo
+echo "erofs-nbd bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r)"
+echo "binary: $BIN"
+echo "tree:   $TREE: $n_entries entries, $n_files regular files," \
+	"$(mib "$n_bytes") MiB of file data ($n_bytes bytes)"
+echo "peers:  $(mkfs.erofs --version 2>&1 | grep -m1 -o 'mkfs.erofs [0-9.]*' || echo mkfs.erofs)," \
+	"$(nbdkit --version | head -1)," \
+	"client $(nbdcopy --version | head -1)"
+echo
+row "metric" "erofs-nbd" "peer" "ratio" "target"
+row "----------------------------------" "------------" "------------------------" "-------" "------"
+row "a) start to serving, s (median $RUNS)" "$(fmt "$ours_start" 3)" "$(fmt "$mkfs_start" 3) mkfs.erofs" \
+	"$(ratio "$ours_start" "$mkfs_start")" "<= 0.10"
+row "b) read all, MiB/s (median $READ_RUNS)" "$(fmt "$ours_mibs" 1)" "$(fmt "$kit_mibs" 1) nbdkit file" \
+	"$(ratio "$ours_mibs" "$kit_mibs")" ">= 1.0"
+row "b) same, --no-io-uring" "$(fmt "$plain_mibs" 1)" "$(fmt "$kit_mibs" 1) nbdkit file" \
+	"$(ratio "$plain_mibs" "$kit_mibs")" ">= 1.0"
+row "   image size, MiB" "$(mib "$ours_size")" "$(mib "$mkfs_size") mkfs.erofs" \
+	"$(ratio "$ours_size" "$mkfs_size")" "(info)"
+row "c) peak RSS after read, MiB" "$(mib $((ours_rss_kib * 1024)))" \
+	"$(mib $((kit_rss_kib * 1024))) nbdkit" \
+	"$(ratio "$ours_rss_kib" "$kit_rss_kib")" "(info)"
+row "c) same, --no-io-uring" "$(mib $((plain_rss_kib * 1024)))" \
+	"$(mib $((kit_rss_kib * 1024))) nbdkit" \
+	"$(ratio "$plain_rss_kib" "$kit_rss_kib")" "(info)"
+row "c) peak RSS vs building the image" "$(mib $((ours_rss_kib * 1024)))" \
+	"$(mib $((mkfs_rss_kib * 1024))) mkfs.erofs" \
+	"$(ratio "$ours_rss_kib" "$mkfs_rss_kib")" "(info)"
+echo
+echo "times: erofs-nbd start ${ours_start}s, mkfs.erofs ${mkfs_start}s;" \
+	"read erofs-nbd ${ours_read}s (${ours_size} B), --no-io-uring ${plain_read}s," \
+	"nbdkit ${kit_read}s (${kit_size} B)"
+echo "mkfs.erofs writes to $(df --output=source,fstype "$work" | tail -n1 | tr -s ' ')"

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: MIT
+/*
+ * build.c - erofs_build(): runs the phases (see internal.h) and appends
+ * the image to the region map in ascending order:
+ *
+ *   ZERO   bytes 0..1024 (never read by EROFS, §1)
+ *   MEM    superblock, root inode, shared xattrs, inodes with their
+ *          xattrs and directory/symlink tails; FILE regions for regular
+ *          file tails in between (read lazily from the source, §6.2)
+ *   MEM    directory and symlink blocks
+ *   FILE   file data blocks (ZERO for whole blocks inside holes of sparse
+ *          files, and after i_size up to the end of the last block, §6.1)
+ *   ZERO   padding to whole blocks, 4096 bytes at least
+ *
+ * The superblock's UUID and checksum are filled in last (super.c).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "erofs/internal.h"
+#include "server/cleanup.h"
+
+/* What a region source's opaque points at: enough to reopen the file. */
+struct erofs_src {
+	const struct walk_tree *tree;
+	const struct walk_inode *inode;
+};
+
+static int erofs_src_open(const struct region_source *src)
+{
+	const struct erofs_src *s = src->opaque;
+	return walk_open_data(s->tree, s->inode);
+}
+
+/*
+ * Joins a directory path and an entry name for error messages ("" for
+ * the root; name may be NULL).  Returns a malloc'ed string, or NULL when
+ * out of memory.
+ */
+char *erofs_errpath(const char *path, const char *name, size_t name_len)
+{
+	char *p = NULL;
+
+	if (!path)
+		path = "";
+	if (!name)
+		return strdup(path);
+	if (asprintf(&p, "%s%s%.*s", path, *path ? "/" : "", (int)name_len, name) < 0)
+		return NULL;
+	return p;
+}
+
+static void ctx_free(struct erofs_ctx *ctx)
+{
+	free(ctx->inodes);
+	free(ctx->dents);
+	free(ctx->xattrs);
+	free(ctx->shared);
+	free(ctx->order);
+}
+
+/* Writes every metadata byte into membuf and blockbuf (both zeroed). */
+static void serialise(struct erofs_ctx *ctx)
+{
+	erofs_super_serialise(ctx, ctx->membuf);
+	erofs_xattr_serialise_shared(ctx);
+	for (size_t i = 0; i < ctx->ninodes; i++) {
+		struct erofs_inode *ei = &ctx->inodes[i];
+		const struct walk_inode *wi = ei->wi;
+
+		erofs_inode_serialise(ctx, ei, ctx->membuf + ei->mem_off);
+		if (S_ISDIR(wi->mode)) {
+			erofs_dir_serialise(ctx, ei);
+		} else if (S_ISLNK(wi->mode) && ei->nblocks) {
+			uint64_t n = ei->nblocks * ctx->bs;
+			memcpy(ctx->blockbuf + ei->buf_off, wi->symlink,
+			       n < ei->size ? n : ei->size);
+		}
+	}
+}
+
+/*
+ * Appends the data blocks of regular file ei: its bytes as one FILE run,
+ * except for whole blocks inside holes of a sparse file (found with
+ * SEEK_DATA / SEEK_HOLE on a descriptor from walk_open_data()), which
+ * become ZERO; then zeros to the end of the last block (§6.1).  If the
+ * file cannot be opened or probed now, it is served as plain data.
+ */
+static int emit_file_data(const struct erofs_ctx *ctx, struct region_map *map,
+			  const struct erofs_inode *ei)
+{
+	uint64_t data_len = ei->nblocks * ctx->bs;
+	uint64_t file_len = ei->size < data_len ? ei->size : data_len;
+	uint64_t bs = ctx->bs, off = 0;
+	int r;
+
+	if (ei->sparse) {
+		_cleanup_close_ int fd = walk_open_data(ctx->tree, ei->wi);
+		uint64_t cur = 0;
+
+		while (fd >= 0 && cur < file_len) {
+			off_t data = lseek(fd, (off_t)cur, SEEK_DATA);
+			if (data < 0 && errno != ENXIO)
+				break;		/* probing failed: rest as data */
+			uint64_t d = data < 0 || (uint64_t)data > file_len
+				     ? file_len : (uint64_t)data;
+			/* The hole [cur, d): its whole blocks read as zeros. */
+			uint64_t zs = (cur + bs - 1) & ~(bs - 1);
+			uint64_t ze = d == file_len ? d : d & ~(bs - 1);
+			if (zs < ze) {
+				r = region_add_file(map, ei->source, off, zs - off);
+				if (r < 0)
+					return r;
+				r = region_add_zero(map, ze - zs);
+				if (r < 0)
+					return r;
+				off = ze;
+			}
+			if (d >= file_len)
+				break;
+			off_t hole = lseek(fd, (off_t)d, SEEK_HOLE);
+			if (hole < 0 || (uint64_t)hole <= d)
+				break;
+			cur = (uint64_t)hole;
+		}
+	}
+	r = region_add_file(map, ei->source, off, file_len - off);
+	if (r < 0)
+		return r;
+	return region_add_zero(map, data_len - file_len);
+}
+
+/* Registers one region source per regular file with data. */
+static int add_sources(struct erofs_ctx *ctx, struct region_map *map)
+{
+	size_t nsrc = 0, k = 0;
+	int r;
+
+	for (size_t i = 0; i < ctx->ninodes; i++)
+		if (S_ISREG(ctx->inodes[i].wi->mode) && ctx->inodes[i].size)
+			nsrc++;
+	if (nsrc == 0)
+		return 0;
+	struct erofs_src *srcs = calloc(nsrc, sizeof(*srcs));
+	if (!srcs || (r = region_map_own(map, srcs)) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->ninodes; i++) {
+		struct erofs_inode *ei = &ctx->inodes[i];
+		const struct walk_inode *wi = ei->wi;
+
+		if (!S_ISREG(wi->mode) || !ei->size)
+			continue;
+		srcs[k] = (struct erofs_src){ .tree = ctx->tree, .inode = wi };
+		struct region_source src = {
+			.open = erofs_src_open,
+			.opaque = &srcs[k],
+			.name = wi->path ? wi->path : "",
+			.size = wi->size,
+			.mtime_sec = wi->mtime_sec,
+			.mtime_nsec = wi->mtime_nsec,
+		};
+		k++;
+		r = region_add_source(map, &src, &ei->source);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Appends the whole image to map, in ascending order (see the top). */
+static int emit(struct erofs_ctx *ctx, struct region_map *map, uint64_t map_start)
+{
+	uint64_t img = EROFS_SUPER_OFFSET + sizeof(struct erofs_super_block);
+	int r;
+
+	r = region_add_zero(map, EROFS_SUPER_OFFSET);
+	if (r == 0)
+		r = region_add_mem(map, ctx->membuf, sizeof(struct erofs_super_block));
+	for (size_t k = 0; r == 0 && k < ctx->ninodes; k++) {
+		const struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];
+		uint64_t pos = ei->nid * EROFS_ISLOT_SIZE;
+		uint64_t mem_len = erofs_rec_mem_len(ei);
+
+		assert(pos >= img);
+		if (ei->pre_pad)
+			r = region_add_mem(map, ctx->membuf + ei->mem_off - ei->pre_pad,
+					   ei->pre_pad);
+		else
+			r = region_add_zero(map, pos - img);
+		if (r == 0)
+			r = region_add_mem(map, ctx->membuf + ei->mem_off, mem_len);
+		img = pos + mem_len;
+		if (r == 0 && ei->tail && S_ISREG(ei->wi->mode)) {
+			r = region_add_file(map, ei->source, ei->size - ei->tail, ei->tail);
+			img += ei->tail;
+		}
+		if (r == 0 && k == 0) {
+			assert(img == ctx->shared_pos);
+			r = region_add_mem(map, ctx->membuf + ctx->shared_mem_off,
+					   ctx->shared_size);
+			img += ctx->shared_size;
+		}
+		assert(r < 0 || map->size - map_start == img);
+	}
+	if (r < 0)
+		return r;
+	r = region_add_zero(map, ctx->meta_end - img);
+	if (r == 0)
+		r = region_add_mem(map, ctx->blockbuf, ctx->blockbuf_size);
+	for (size_t k = 0; r == 0 && k < ctx->ninodes; k++) {
+		const struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];
+		if (!S_ISREG(ei->wi->mode) || !ei->nblocks)
+			continue;
+		assert(map->size - map_start == (uint64_t)ei->blkaddr * ctx->bs);
+		r = emit_file_data(ctx, map, ei);
+	}
+	if (r < 0)
+		return r;
+	return region_add_zero(map, map_start + ctx->blocks * ctx->bs - map->size);
+}
+
+/* Checks the options and the shape of the tree, and indexes its inodes. */
+static int ctx_init(struct erofs_ctx *ctx, const struct walk_tree *tree,
+		    const struct erofs_opts *opts, char **ret_errpath,
+		    const char **ret_what)
+{
+	if (!opts || opts->blkszbits < EROFS_MIN_BLKSZBITS ||
+	    opts->blkszbits > EROFS_MAX_BLKSZBITS) {
+		*ret_what = "block size must be 2^9 to 2^16 bytes";
+		return -EINVAL;
+	}
+	if (opts->volume_name && strlen(opts->volume_name) > 15) {
+		*ret_what = "volume name longer than 15 bytes";
+		return -EINVAL;
+	}
+	if (!tree || !tree->root || !tree->inodes || tree->ninodes == 0 ||
+	    tree->ninodes >= UINT32_MAX) {
+		*ret_what = "empty or malformed tree";
+		return -EINVAL;
+	}
+	ctx->tree = tree;
+	ctx->opts = opts;
+	ctx->blkszbits = opts->blkszbits;
+	ctx->bs = 1u << opts->blkszbits;
+	ctx->ninodes = tree->ninodes;
+	ctx->inodes = calloc(ctx->ninodes, sizeof(*ctx->inodes));
+	if (!ctx->inodes)
+		return -ENOMEM;
+	for (size_t i = 0; i < ctx->ninodes; i++) {
+		struct walk_inode *wi = tree->inodes[i];
+		if (!wi) {
+			*ret_what = "tree->inodes has a NULL entry";
+			return -EINVAL;
+		}
+		wi->priv = i;
+		ctx->inodes[i].wi = wi;
+	}
+	for (size_t i = 0; i < ctx->ninodes; i++) {
+		const struct walk_inode *wi = tree->inodes[i];
+		if (wi->priv != i) {
+			*ret_errpath = erofs_errpath(wi->path, NULL, 0);
+			*ret_what = "inode listed twice in tree->inodes";
+			return -EINVAL;
+		}
+		int r = erofs_check_inode(ctx->blkszbits, wi, ret_what);
+		if (r < 0) {
+			*ret_errpath = erofs_errpath(wi->path, NULL, 0);
+			return r;
+		}
+	}
+	if (tree->root->priv >= ctx->ninodes ||
+	    tree->inodes[tree->root->priv] != tree->root ||
+	    !S_ISDIR(tree->root->mode)) {
+		*ret_what = "root is not a directory of tree->inodes";
+		return -EINVAL;
+	}
+	ctx->root = (uint32_t)tree->root->priv;
+	return 0;
+}
+
+int erofs_build(const struct walk_tree *tree, const struct erofs_opts *opts,
+		struct region_map *map, char **ret_errpath, const char **ret_what)
+{
+	struct erofs_ctx ctx = { 0 };
+	char *errpath = NULL;
+	const char *what = NULL;
+	uint64_t map_start = map->size;
+	int r;
+
+	r = ctx_init(&ctx, tree, opts, &errpath, &what);
+	if (r == 0)
+		r = erofs_dir_prepare(&ctx, &errpath, &what);
+	if (r == 0)
+		r = erofs_xattr_prepare(&ctx, &errpath, &what);
+	if (r == 0)
+		r = erofs_layout(&ctx, &errpath, &what);
+	if (r < 0)
+		goto out;
+
+	r = -ENOMEM;
+	ctx.membuf = calloc(1, ctx.membuf_size);
+	if (!ctx.membuf || region_map_own(map, ctx.membuf) < 0)
+		goto out;
+	if (ctx.blockbuf_size) {
+		ctx.blockbuf = calloc(1, ctx.blockbuf_size);
+		if (!ctx.blockbuf || region_map_own(map, ctx.blockbuf) < 0)
+			goto out;
+	}
+	serialise(&ctx);
+
+	r = add_sources(&ctx, map);
+	if (r == 0)
+		r = emit(&ctx, map, map_start);
+	if (r == 0)
+		r = erofs_super_finish(&ctx, map, map_start);
+	if (r < 0 && !what)
+		what = "appending to the region map";
+out:
+	ctx_free(&ctx);
+	if (r < 0) {
+		if (ret_errpath)
+			*ret_errpath = errpath;
+		else
+			free(errpath);
+		if (ret_what)
+			*ret_what = what ? what : "out of memory";
+	}
+	return r;
+}

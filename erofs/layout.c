@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+/*
+ * layout.c - where everything goes: the superblock build time (§5.5),
+ * compact or extended inodes (§5.6), FLAT_PLAIN or FLAT_INLINE (§6), nids
+ * in the metadata area (§4) and block addresses of data (§6.1).
+ *
+ * Image layout (meta_blkaddr = xattr_blkaddr = 0):
+ *
+ *   0      1024  1152                                    meta_end
+ *   +------+-----+------+--------+---------------------------+------------+------------+
+ *   | zero | sb  | root | shared | inode, xattrs, tail | ... | dir/symlink| file data  |
+ *   |      |     | inode| xattrs | (32-byte slots)         | blocks     | blocks     |
+ *   +------+-----+------+--------+---------------------------+------------+------------+
+ *
+ * The root is placed first, so its nid is 36 (or the first slot of block
+ * 1 when its inline directory must move): always < 65536 (§4).  The other
+ * directories follow, then all other inodes, both in tree->inodes order
+ * (depth-first, sorted), each followed by
+ * its inline xattrs and inline tail and rounded up to 32 bytes.  A tail
+ * that would cross the end of the inode's block moves the inode to the
+ * next block, and a tail that cannot fit even there makes the inode
+ * FLAT_PLAIN, as mkfs.erofs does (§6.2).  Regular file tails are served
+ * lazily from the source, so none is put in the range the superblock
+ * checksum covers (§2.2): such an inode moves past it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "erofs/internal.h"
+
+/* Byte offset where the superblock checksum range ends (§2.2). */
+uint64_t erofs_crc_end(uint32_t bs)
+{
+	return bs > EROFS_SUPER_OFFSET ? bs : (uint64_t)EROFS_SUPER_OFFSET + bs;
+}
+
+/*
+ * The inline rule (§6.2): an inode at byte offset pos with isize bytes of
+ * inode and xattr_size bytes of xattrs may carry a tail of tail bytes only
+ * if the tail ends inside the inode's block.
+ */
+bool erofs_tail_fits(uint64_t pos, uint32_t isize, uint32_t xattr_size,
+		     uint32_t tail, uint32_t bs)
+{
+	return (pos % bs) + isize + xattr_size + (uint64_t)tail <= bs;
+}
+
+struct mtime_pair {
+	int64_t sec;
+	uint32_t nsec;
+};
+
+static int mtime_cmp(const void *pa, const void *pb)
+{
+	const struct mtime_pair *a = pa, *b = pb;
+	if (a->sec != b->sec)
+		return a->sec < b->sec ? -1 : 1;
+	return a->nsec < b->nsec ? -1 : a->nsec > b->nsec;
+}
+
+/*
+ * Picks the superblock build_time and build_time_nsec (§5.5): the
+ * SOURCE_DATE_EPOCH value when given (nsec 0), otherwise the most common
+ * (mtime, nsec) pair of the tree, the earliest one on a tie.  Compact
+ * inodes show exactly that time on every kernel, so the most common
+ * mtime keeps the most inodes compact.  Deterministic for a given tree.
+ */
+void erofs_choose_build_time(struct erofs_ctx *ctx)
+{
+	if (ctx->opts->build_time_set) {
+		ctx->build_time = ctx->opts->build_time;
+		ctx->build_time_nsec = 0;
+		return;
+	}
+
+	struct mtime_pair *p = malloc(ctx->ninodes * sizeof(*p));
+	const struct walk_inode *root = ctx->inodes[ctx->root].wi;
+	if (!p) {
+		/* Still deterministic, merely less compact. */
+		ctx->build_time = root->mtime_sec;
+		ctx->build_time_nsec = root->mtime_nsec;
+		return;
+	}
+	for (size_t i = 0; i < ctx->ninodes; i++)
+		p[i] = (struct mtime_pair){ ctx->inodes[i].wi->mtime_sec,
+					    ctx->inodes[i].wi->mtime_nsec };
+	qsort(p, ctx->ninodes, sizeof(*p), mtime_cmp);
+
+	size_t best = 0, best_n = 0;
+	for (size_t i = 0; i < ctx->ninodes;) {
+		size_t j = i + 1;
+		while (j < ctx->ninodes && mtime_cmp(&p[i], &p[j]) == 0)
+			j++;
+		if (j - i > best_n) {
+			best = i;
+			best_n = j - i;
+		}
+		i = j;
+	}
+	ctx->build_time = p[best].sec;
+	ctx->build_time_nsec = p[best].nsec;
+	free(p);
+}
+
+/*
+ * The mkfs rule (§5.6): extended when size, uid, gid or nlink do not fit
+ * the compact fields, or when the mtime differs from the build time
+ * (compact inodes show the build time, §5.5).
+ */
+bool erofs_needs_extended(const struct erofs_ctx *ctx, const struct erofs_inode *ei)
+{
+	const struct walk_inode *wi = ei->wi;
+
+	return ei->size > UINT32_MAX || wi->uid > 0xffff || wi->gid > 0xffff ||
+	       ei->nlink > 0xffff || wi->mtime_sec != ctx->build_time ||
+	       wi->mtime_nsec != ctx->build_time_nsec;
+}
+
+/* Bytes of inode ei's record kept in membuf (see erofs_layout()). */
+uint64_t erofs_rec_mem_len(const struct erofs_inode *ei)
+{
+	uint64_t rec = erofs_inode_isize(ei) + ei->xattr_size;
+
+	if (ei->tail && S_ISREG(ei->wi->mode))
+		return rec;		/* the tail is a REGION_FILE after it */
+	return (rec + ei->tail + 31) & ~(uint64_t)31;
+}
+
+/* Places one inode at the first usable slot at or after *img (§4, §6.2). */
+static void place_inode(struct erofs_ctx *ctx, struct erofs_inode *ei,
+			uint64_t *img, uint64_t *memcur)
+{
+	uint32_t bs = ctx->bs;
+	uint32_t isize = erofs_inode_isize(ei);
+	uint64_t pos = (*img + 31) & ~(uint64_t)31;
+
+	if (ei->tail) {
+		if ((uint64_t)isize + ei->xattr_size + ei->tail > bs) {
+			/* Cannot fit in any block: FLAT_PLAIN (§6.2). */
+			ei->datalayout = EROFS_INODE_FLAT_PLAIN;
+			ei->nblocks++;
+			ei->tail = 0;
+		} else if (S_ISREG(ei->wi->mode) && pos < erofs_crc_end(bs)) {
+			pos = erofs_crc_end(bs);	/* no lazy bytes under the CRC */
+		} else if (!erofs_tail_fits(pos, isize, ei->xattr_size, ei->tail, bs)) {
+			pos = (pos + bs - 1) & ~((uint64_t)bs - 1);
+		}
+	}
+
+	uint64_t gap = pos - *img;
+	ei->pre_pad = 0;
+	if (gap > 0 && gap < 32) {	/* slot padding: served from membuf */
+		ei->pre_pad = (uint8_t)gap;
+		*memcur += gap;
+	}
+	ei->nid = pos / EROFS_ISLOT_SIZE;
+	ei->mem_off = *memcur;
+	*memcur += erofs_rec_mem_len(ei);
+	if (ei->tail && S_ISREG(ei->wi->mode))
+		*img = pos + isize + ei->xattr_size + ei->tail;
+	else
+		*img = pos + erofs_rec_mem_len(ei);
+}
+
+/* Chooses version and data layout of every inode, before placement. */
+static void choose_formats(struct erofs_ctx *ctx)
+{
+	uint32_t bs = ctx->bs;
+
+	for (size_t i = 0; i < ctx->ninodes; i++) {
+		struct erofs_inode *ei = &ctx->inodes[i];
+		uint32_t mode = ei->wi->mode;
+
+		if (S_ISREG(mode) || S_ISLNK(mode))
+			ei->size = ei->wi->size;
+		else if (!S_ISDIR(mode))
+			ei->size = 0;
+		ei->extended = erofs_needs_extended(ctx, ei);
+		ei->datalayout = EROFS_INODE_FLAT_PLAIN;
+		ei->nblocks = ei->size / bs;
+		ei->tail = 0;
+		if (ei->size % bs) {
+			/* A partial last block: inline it if placement allows. */
+			ei->datalayout = EROFS_INODE_FLAT_INLINE;
+			ei->tail = (uint32_t)(ei->size % bs);
+		}
+		ei->sparse = S_ISREG(mode) && ei->size > 0 &&
+			     ei->wi->blocks < (ei->size + 511) / 512;
+	}
+}
+
+/*
+ * Lays the image out: build time, inode formats, nids in placement order
+ * (ctx->order), the shared xattr area, membuf offsets, data block
+ * addresses, and the image size.  Returns 0, -ENOMEM, or -EFBIG when the
+ * image would need 2^32 blocks or more, or the shared area 16 GiB.
+ */
+int erofs_layout(struct erofs_ctx *ctx, char **ret_errpath, const char **ret_what)
+{
+	uint32_t bs = ctx->bs;
+	uint64_t img = EROFS_SUPER_OFFSET + sizeof(struct erofs_super_block);
+	uint64_t memcur = sizeof(struct erofs_super_block);	/* sb first */
+	size_t n = 0;
+
+	erofs_choose_build_time(ctx);
+	choose_formats(ctx);
+
+	ctx->order = malloc(ctx->ninodes * sizeof(*ctx->order));
+	if (!ctx->order)
+		return -ENOMEM;
+	/*
+	 * Directories first: their tails are in memory, so they can fill
+	 * block 0 (which regular file tails must avoid), and lookups touch
+	 * fewer metadata blocks.  Then every other inode, in tree order.
+	 */
+	ctx->order[n++] = ctx->root;
+	for (int dirs = 1; dirs >= 0; dirs--)
+		for (size_t i = 0; i < ctx->ninodes; i++)
+			if (i != ctx->root && S_ISDIR(ctx->inodes[i].wi->mode) == dirs)
+				ctx->order[n++] = (uint32_t)i;
+
+	/* Root first, then the shared xattr area, then everybody else. */
+	for (size_t k = 0; k < n; k++) {
+		place_inode(ctx, &ctx->inodes[ctx->order[k]], &img, &memcur);
+		if (k == 0) {
+			ctx->shared_pos = img;	/* 32-byte aligned */
+			ctx->shared_mem_off = memcur;
+			memcur += ctx->shared_size;
+			img += ctx->shared_size;
+		}
+	}
+	if (ctx->inodes[ctx->root].nid > 0xffff) {
+		*ret_what = "root nid does not fit 16 bits";
+		return -EFBIG;
+	}
+	if ((ctx->shared_pos + ctx->shared_size) / 4 > UINT32_MAX) {
+		*ret_what = "shared xattr area beyond 16 GiB";
+		return -EFBIG;
+	}
+	for (size_t s = 0; s < ctx->nshared; s++)
+		if (ctx->shared[s].users >= 2)
+			ctx->shared[s].id += (uint32_t)(ctx->shared_pos / 4);
+	ctx->membuf_size = memcur;
+	ctx->meta_end = (img + bs - 1) & ~((uint64_t)bs - 1);
+
+	/* Data: directory and symlink blocks (memory), then file data. */
+	uint64_t blk = ctx->meta_end / bs;
+	ctx->blockbuf_blkaddr = (uint32_t)(blk <= UINT32_MAX ? blk : 0);
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t k = 0; k < n; k++) {
+			struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];
+			bool reg = S_ISREG(ei->wi->mode);
+
+			if (ei->nblocks == 0 || reg != (pass == 1))
+				continue;
+			if (blk + ei->nblocks > UINT32_MAX) {
+				*ret_errpath = erofs_errpath(ei->wi->path, NULL, 0);
+				*ret_what = "image needs 2^32 blocks or more";
+				return -EFBIG;
+			}
+			ei->blkaddr = (uint32_t)blk;
+			blk += ei->nblocks;
+			if (!reg) {
+				ei->buf_off = ctx->blockbuf_size;
+				ctx->blockbuf_size += ei->nblocks * bs;
+			}
+		}
+	}
+	/* At least 4096 bytes, whole blocks. */
+	if (blk * bs < 4096)
+		blk = 4096 / bs;
+	ctx->blocks = blk;
+	return 0;
+}

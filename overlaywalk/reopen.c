@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * reopen.c - finding a regular file again after the walk, for its data.
+ *
+ * During the walk each regular file gets a file handle (name_to_handle_at
+ * on its O_PATH fd) and the index of a mount fd of its mount; the tree
+ * keeps one O_PATH fd per mount, never one per file.  walk_open_data()
+ * decodes the handle with open_by_handle_at(), which needs
+ * CAP_DAC_READ_SEARCH and a file system that can decode handles (ext4,
+ * xfs, btrfs, tmpfs do; overlayfs only with nfs_export=on).  Otherwise it
+ * resolves the recorded path from the root fd with openat2() and
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (and
+ * RESOLVE_NO_XDEV unless the walk crossed mounts), so a swapped-in
+ * symlink or mount cannot lead it out of the tree.
+ *
+ * Either way the result is then checked against the walk: a regular file
+ * with the same dev, ino, size and mtime (seconds and nanoseconds), or
+ * the caller gets -EIO.  Nothing here is modified after the walk except
+ * the atomic handles_broken flag, so any number of threads may call
+ * walk_open_data() at once.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "overlaywalk/internal.h"
+#include "server/cleanup.h"
+
+/* A file_handle with room for the largest handle the kernel encodes. */
+struct handle_buf {
+	struct file_handle fh;
+	unsigned char room[MAX_HANDLE_SZ];
+};
+
+/* Index of mnt_id in priv->mounts, adding it with a dup of fd if new. */
+static int mount_index(struct walk_private *priv, int mnt_id, int fd,
+		       uint32_t *ret_idx)
+{
+	struct walk_mount *m;
+
+	for (size_t i = 0; i < priv->nmounts; i++) {
+		if (priv->mounts[i].mnt_id == mnt_id) {
+			*ret_idx = i;
+			return 0;
+		}
+	}
+	if (priv->nmounts == priv->mounts_cap) {
+		size_t cap = priv->mounts_cap ? 2 * priv->mounts_cap : 4;
+
+		m = realloc(priv->mounts, cap * sizeof(*m));
+		if (!m)
+			return -ENOMEM;
+		priv->mounts = m;
+		priv->mounts_cap = cap;
+	}
+	m = &priv->mounts[priv->nmounts];
+	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (m->fd < 0)
+		return -errno;
+	m->mnt_id = mnt_id;
+	*ret_idx = priv->nmounts++;
+	return 0;
+}
+
+int walk_record_handle(struct walk_tree *tree, int opath_fd,
+		       struct walk_inode *inode)
+{
+	struct walk_private *priv = tree->priv;
+	struct handle_buf h;
+	struct walk_reopen *ro;
+	uint32_t idx = 0;
+	int mnt_id, r;
+
+	inode->reopen = NULL;
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(opath_fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0)
+		return 0;	/* no handles here: reopen by path */
+	if (h.fh.handle_bytes > MAX_HANDLE_SZ)
+		return 0;
+
+	r = mount_index(priv, mnt_id, opath_fd, &idx);
+	if (r < 0)
+		return r;
+	ro = walk_arena_alloc(priv, sizeof(*ro) + h.fh.handle_bytes);
+	if (!ro)
+		return -ENOMEM;
+	ro->mount = idx;
+	ro->handle_type = h.fh.handle_type;
+	ro->handle_bytes = h.fh.handle_bytes;
+	memcpy(ro->f_handle, h.fh.f_handle, h.fh.handle_bytes);
+	inode->reopen = ro;
+	return 0;
+}
+
+/* Opens by handle; -errno when that is not possible. */
+static int open_by_handle(const struct walk_tree *tree,
+			  const struct walk_reopen *ro, int flags)
+{
+	struct walk_private *priv = tree->priv;
+	struct handle_buf h;
+	int fd;
+
+	if (__atomic_load_n(&priv->handles_broken, __ATOMIC_RELAXED))
+		return -EOPNOTSUPP;
+	if (ro->mount >= priv->nmounts || ro->handle_bytes > MAX_HANDLE_SZ)
+		return -EINVAL;
+	h.fh.handle_bytes = ro->handle_bytes;
+	h.fh.handle_type = ro->handle_type;
+	memcpy(h.fh.f_handle, ro->f_handle, ro->handle_bytes);
+	fd = open_by_handle_at(priv->mounts[ro->mount].fd, &h.fh, flags);
+	if (fd >= 0)
+		return fd;
+	/* No capability or no decoding: don't try again for every read. */
+	if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS)
+		__atomic_store_n(&priv->handles_broken, 1, __ATOMIC_RELAXED);
+	return -errno;
+}
+
+/*
+ * For kernels without openat2 (before 5.6) or paths longer than PATH_MAX:
+ * one component at a time from the root fd, never following a symlink.
+ * Our paths hold names read from directories, so no "." or "..".
+ */
+static int open_by_components(int root_fd, const char *path, int flags)
+{
+	_cleanup_close_ int dfd = -1;
+	int cur = root_fd;
+
+	for (;;) {
+		const char *slash = strchr(path, '/');
+		char name[256];
+		size_t len = slash ? (size_t)(slash - path) : strlen(path);
+		int fd;
+
+		if (len == 0 || len >= sizeof(name))
+			return -EINVAL;
+		memcpy(name, path, len);
+		name[len] = '\0';
+		if (!slash) {
+			fd = openat(cur, name, flags);
+			return fd < 0 ? -errno : fd;
+		}
+		fd = openat(cur, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return -errno;
+		closep(&dfd);
+		dfd = fd;
+		cur = dfd;
+		path = slash + 1;
+	}
+}
+
+static int open_by_path(const struct walk_tree *tree,
+			const struct walk_inode *inode, int flags)
+{
+	struct open_how how = {
+		.flags = flags,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+			   RESOLVE_NO_MAGICLINKS,
+	};
+	int fd;
+
+	if (!tree->priv->cross_mounts)
+		how.resolve |= RESOLVE_NO_XDEV;
+	fd = syscall(SYS_openat2, tree->root_fd, inode->path, &how, sizeof(how));
+	if (fd >= 0)
+		return fd;
+	if (errno == ENOSYS || errno == ENAMETOOLONG)
+		return open_by_components(tree->root_fd, inode->path, flags);
+	return -errno;
+}
+
+/* The file is the one the walk saw, unchanged. */
+static bool same_file(int fd, const struct walk_inode *inode)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return false;
+	return S_ISREG(st.st_mode) && (uint64_t)st.st_dev == inode->dev &&
+	       (uint64_t)st.st_ino == inode->ino &&
+	       (uint64_t)st.st_size == inode->size &&
+	       (int64_t)st.st_mtim.tv_sec == inode->mtime_sec &&
+	       (uint32_t)st.st_mtim.tv_nsec == inode->mtime_nsec;
+}
+
+int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
+{
+	/* O_NONBLOCK so that a FIFO swapped in by path cannot block us. */
+	const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+	_cleanup_close_ int fd = -1;
+	int fl;
+
+	if (!tree || !inode || !S_ISREG(inode->mode) || !inode->path)
+		return -EINVAL;
+	if (inode->reopen)
+		fd = open_by_handle(tree, inode->reopen, flags);
+	if (fd < 0)
+		fd = open_by_path(tree, inode, flags);
+	if (fd < 0) {
+		/* The path no longer leads to a file the way it did. */
+		if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP ||
+		    fd == -EXDEV || fd == -ENXIO || fd == -ESTALE)
+			return -EIO;
+		return fd;
+	}
+	if (!same_file(fd, inode))
+		return -EIO;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return TAKE_FD(fd);
+}

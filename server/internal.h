@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * internal.h - what the server's files share: limits, the per-connection
+ * protocol state, replies, the source fd cache, and the two event loops.
+ *
+ * The protocol is loop-independent.  An event loop owns the sockets and
+ * feeds the bytes it received to srv_conn_step(), which parses one message
+ * at a time (handshake option, request, or skipped payload), validates it
+ * and builds the reply.  Replies go back to the loop through two hooks in
+ * struct srv_conn_ops: send() queues a finished reply, read() performs the
+ * source-file reads a READ reply still needs and then calls
+ * srv_read_finish() and send().  uring.c does that with io_uring, plain.c
+ * with a thread per connection and blocking calls; only the I/O differs.
+ */
+#ifndef EROFS_NBD_SERVER_INTERNAL_H
+#define EROFS_NBD_SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "server/nbd_proto.h"
+#include "server/server.h"
+
+/* Limits (nbd-protocol.md A5, A12, A14). */
+#define SRV_MAX_PAYLOAD		(32U << 20)	/* bytes: largest READ, advertised maximum */
+#define SRV_BLOCK_MIN		1U		/* bytes: advertised minimum block */
+#define SRV_BLOCK_PREF		4096U		/* bytes: advertised preferred block */
+#define SRV_STRING_MAX		4096U		/* bytes: names, queries */
+#define SRV_OPT_SOFT_CAP	(64U << 10)	/* option data above: skipped, ERR_TOO_BIG */
+#define SRV_OPT_HARD_CAP	(1U << 20)	/* option data above: disconnect */
+#define SRV_OPT_MIN_COUNT	64U		/* options before GO: max(this, 4 * nexports + 16) */
+#define SRV_WRITE_HARD_CAP	(2ULL * SRV_MAX_PAYLOAD)	/* WRITE payload above: disconnect */
+#define SRV_MAX_EXTENTS		(1U << 16)	/* extents per BLOCK_STATUS reply */
+#define SRV_EXTENT_BUDGET	(1U << 20)	/* regions visited per BLOCK_STATUS */
+#define SRV_INFLIGHT_MAX	512U		/* requests in flight per connection */
+#define SRV_INFLIGHT_BYTES	(64ULL << 20)	/* reply bytes in flight per connection */
+#define SRV_INBUF_SIZE		(128U << 10)	/* bytes: receive buffer per connection */
+#define SRV_SRC_MAX_OPEN	512U		/* source fds kept open per export */
+#define SRV_META_CONTEXT_ID	1U		/* id of base:allocation after SET */
+#define SRV_HOLE_ALIGN		512U		/* zero runs are reported in whole sectors */
+
+_Static_assert(SRV_INBUF_SIZE >= sizeof(struct nbd_option) + SRV_OPT_SOFT_CAP,
+	       "a whole option must fit the receive buffer");
+
+/* source.c: per-export cache of open source fds. */
+struct src_entry {
+	int fd;			/* cached fd, or -1 */
+	uint32_t refs;		/* reads in flight on fd */
+	uint32_t prev, next;	/* idle (refs == 0, fd open) LRU list; UINT32_MAX ends */
+	bool warned;		/* "changed since the walk" logged */
+};
+
+struct src_cache {
+	pthread_mutex_t lock;
+	const struct region_map *map;
+	struct src_entry *entries;	/* one per map->sources[] */
+	uint32_t idle_head, idle_tail;	/* most / least recently used idle fd */
+	unsigned int nopen, max_open;
+};
+
+/* The server as srv_run() set it up: one context per export. */
+struct srv_export_ctx {
+	const struct srv_export *exp;
+	struct src_cache cache;
+};
+
+struct srv_ctx {
+	const struct srv_config *cfg;
+	struct srv_export_ctx *exports;
+	size_t nexports;
+	unsigned long next_client_id;	/* atomic */
+};
+
+/* A transmission request, host byte order (A7.1). */
+struct srv_request {
+	uint16_t flags;
+	uint16_t type;
+	uint64_t cookie;
+	uint64_t offset;
+	uint32_t len;
+};
+
+/* One source-file read that fills part of a READ reply. */
+struct srv_read_seg {
+	struct srv_reply *rp;	/* the reply it belongs to */
+	uint32_t source;	/* index into map->sources */
+	int fd;			/* pinned in the cache while the read runs */
+	uint64_t file_off;	/* bytes into the source */
+	size_t buf_off;		/* bytes into rp->buf */
+	size_t len;		/* bytes to read */
+	size_t done;		/* bytes read so far */
+};
+
+/*
+ * One message to send: an option reply, a simple reply or a run of
+ * structured chunks, its bytes contiguous in buf.  A READ reply also
+ * carries the file reads that still have to fill buf.
+ */
+struct srv_reply {
+	struct srv_reply *next;		/* the loop's send queue */
+	struct srv_conn *conn;
+	uint8_t *buf;			/* small[] or heap */
+	size_t len;			/* bytes to send */
+	size_t sent;			/* bytes sent (loops) */
+	uint8_t *heap;			/* malloc'ed buffer or NULL */
+	size_t heap_cap;
+	size_t cost;			/* bytes counted in conn->inflight_bytes */
+	uint64_t cookie;
+	uint16_t cmd;			/* NBD_CMD_* for requests */
+	bool close_after;		/* ABORT's ACK: close once sent */
+	struct srv_export_ctx *ex;
+	struct srv_read_seg *segs;	/* inline_segs[] or heap */
+	size_t nsegs;
+	unsigned int pending;		/* reads in flight (uring.c) */
+	int err;			/* -errno of the first failed read */
+	uint64_t err_offset;		/* export offset of that failure */
+	struct srv_read_seg inline_segs[2];
+	uint8_t small[128];
+};
+
+enum srv_phase {
+	SRV_PH_CLIENT_FLAGS,	/* greeting sent, waiting for the client flags */
+	SRV_PH_OPTIONS,		/* option haggling */
+	SRV_PH_TRANSMISSION,	/* requests */
+	SRV_PH_CLOSE,		/* ABORT or DISC seen: read nothing more */
+};
+
+/* What to answer once srv_conn.skip bytes have been discarded. */
+enum srv_skip {
+	SRV_SKIP_NONE,
+	SRV_SKIP_OPTION,	/* oversized option data: ERR_TOO_BIG / ERR_UNSUP */
+	SRV_SKIP_WRITE,		/* WRITE payload: EPERM */
+};
+
+struct srv_conn;
+
+/* What an event loop provides to the protocol code. */
+struct srv_conn_ops {
+	/* Queues a finished reply for sending; the loop owns it now. */
+	void (*send)(struct srv_conn *c, struct srv_reply *rp);
+	/*
+	 * Performs rp's file reads (rp->segs), then calls srv_read_finish()
+	 * and send().  May complete later (io_uring) or before returning.
+	 */
+	void (*read)(struct srv_conn *c, struct srv_reply *rp);
+};
+
+/* Per-connection protocol state, embedded in each loop's connection. */
+struct srv_conn {
+	struct srv_ctx *srv;
+	const struct srv_conn_ops *ops;
+	unsigned long id;		/* client id in log lines */
+	enum srv_phase phase;
+	bool fixed_newstyle;		/* client set C_FIXED_NEWSTYLE */
+	bool no_zeroes;			/* client set C_NO_ZEROES */
+	bool structured;		/* STRUCTURED_REPLY acked */
+	bool meta_selected;		/* SET_META_CONTEXT chose base:allocation ... */
+	const struct srv_export_ctx *meta_export;	/* ... for this export */
+	bool meta_active;		/* ... and GO chose the same export */
+	struct srv_export_ctx *ex;	/* the export in transmission */
+	unsigned int noptions, max_options;
+	uint64_t skip;			/* bytes still to discard */
+	enum srv_skip skip_action;	/* what to answer once skipped */
+	uint32_t skip_option;
+	uint64_t skip_cookie;
+	uint32_t max_read_seen;		/* largest READ, for the debug log */
+	unsigned int inflight;		/* replies not yet freed */
+	size_t inflight_bytes;
+};
+
+/* handshake.c: A3, A4. */
+
+/* Sets c up for a new client and queues the 18-byte greeting (A3.1).
+ * Returns 0 or -ENOMEM. */
+int srv_conn_start(struct srv_conn *c, struct srv_ctx *srv,
+		   const struct srv_conn_ops *ops);
+
+/*
+ * Parses one handshake message at the start of buf (client flags, or one
+ * option with its data) and queues the replies.  Returns bytes consumed,
+ * 0 if buf does not hold the whole message yet, or -errno to drop the
+ * connection (-EPROTO for input that must not be answered, -ENOMEM).
+ */
+ssize_t srv_handshake_step(struct srv_conn *c, const uint8_t *buf, size_t len);
+
+/* Answers an oversized option once its data was skipped; 0 or -ENOMEM. */
+int srv_handshake_skipped(struct srv_conn *c);
+
+/* Transmission flags for c's export, given what was negotiated (A6). */
+uint16_t srv_eflags(const struct srv_conn *c);
+
+/* Returns the export called name (len bytes; "" = default) or NULL. */
+struct srv_export_ctx *srv_find_export(struct srv_ctx *srv, const char *name,
+				       size_t len);
+
+/* request.c: A7, A8, A11. */
+
+/*
+ * Parses and handles the next message at the start of buf, in whatever
+ * phase c is: returns bytes consumed, 0 if more bytes are needed (or the
+ * phase is SRV_PH_CLOSE), -errno to drop the connection.
+ */
+ssize_t srv_conn_step(struct srv_conn *c, const uint8_t *buf, size_t len);
+
+/*
+ * Checks a request against the negotiated state and the export (A8 steps
+ * 4-12).  Returns 0, or the -errno to answer with: -EPERM for write-type
+ * commands, -EINVAL otherwise.
+ */
+int srv_validate_request(const struct srv_conn *c, const struct srv_request *rq);
+
+/* Maps a (positive or negative) errno to the NBD error value (A11). */
+uint32_t srv_nbd_errno(int err);
+
+/* True while c may take one more request (in-flight budget, A14). */
+bool srv_conn_can_take(const struct srv_conn *c);
+
+/* reply.c: A7.2, A9, A10. */
+
+/* Allocates an empty reply for c, counted in its in-flight budget. */
+struct srv_reply *srv_reply_new(struct srv_conn *c);
+
+/* Frees rp and returns its budget to its connection.  NULL is fine. */
+void srv_reply_free(struct srv_reply *rp);
+
+/* Makes room for n more bytes at rp->buf + rp->len; returns them or NULL. */
+uint8_t *srv_reply_append(struct srv_reply *rp, size_t n);
+
+/* Appends an option reply (A3.4) with payload; 0 or -ENOMEM. */
+int srv_reply_option(struct srv_reply *rp, uint32_t option, uint32_t type,
+		     const void *payload, size_t len);
+
+/* Fills rp with a simple reply (A7.2), replacing what it held. */
+void srv_reply_simple(struct srv_reply *rp, uint64_t cookie, uint32_t error);
+
+/* Fills rp with one ERROR chunk carrying DONE (A9); msg may be NULL. */
+void srv_reply_error_chunk(struct srv_reply *rp, uint64_t cookie,
+			   uint32_t error, const char *msg);
+
+/* Fills rp with one NONE chunk carrying DONE (A9). */
+void srv_reply_none(struct srv_reply *rp, uint64_t cookie);
+
+/*
+ * Fills rp with the error reply for a request: an ERROR chunk for READ
+ * and BLOCK_STATUS once structured replies are on, a simple reply
+ * otherwise (A7.2).  err is -errno.
+ */
+void srv_reply_error(const struct srv_conn *c, struct srv_reply *rp,
+		     const struct srv_request *rq, int err, const char *msg);
+
+/*
+ * Lays out the reply to a validated READ in rp: a simple reply header and
+ * the data, or OFFSET_DATA / OFFSET_HOLE chunks (one OFFSET_DATA with DF),
+ * with memory and zero regions copied in and rp->segs listing the file
+ * reads still to do.  Returns 0 or -ENOMEM.
+ */
+int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
+		     struct srv_reply *rp);
+
+/* After the file reads: turns rp into an EIO error reply if one failed. */
+void srv_read_finish(struct srv_reply *rp);
+
+/*
+ * Fills rp with the BLOCK_STATUS chunk for base:allocation (A10): zero
+ * regions are HOLE|ZERO in whole 512-byte sectors, everything else 0,
+ * neighbours of one status merged, at most SRV_MAX_EXTENTS (1 with
+ * REQ_ONE).  Returns 0 or -ENOMEM.
+ */
+int srv_block_status(const struct srv_conn *c, const struct srv_request *rq,
+		     struct srv_reply *rp);
+
+/* source.c: lazily opened source fds. */
+
+/* Sets up an empty cache for map's sources; 0 or -ENOMEM. */
+int src_cache_init(struct src_cache *sc, const struct region_map *map,
+		   unsigned int max_open);
+
+/* Closes every cached fd and frees the cache. */
+void src_cache_free(struct src_cache *sc);
+
+/*
+ * Returns an fd for source id, pinned until src_cache_put(): the cached
+ * one, or a new one from the source's open() (evicting the least recently
+ * used idle fd when the cache is full).  -errno from open(), -EIO (logged
+ * once per source) when the source changed.
+ */
+int src_cache_get(struct src_cache *sc, uint32_t id);
+
+/* Unpins fd from src_cache_get(); closes it if the cache does not keep it. */
+void src_cache_put(struct src_cache *sc, uint32_t id, int fd);
+
+/*
+ * Checks, after a read, that fd still is the file the layout used
+ * (region_source_check).  On failure logs the path once.  Returns 0 or
+ * -errno (-EIO when the file changed).
+ */
+int src_cache_check(struct src_cache *sc, uint32_t id, int fd);
+
+/* Records a failed or short read (err < 0): logs the path once. */
+void src_cache_failed(struct src_cache *sc, uint32_t id, int fd, int err);
+
+/* serve.c / uring.c / plain.c: the loops. */
+
+/* Runs the io_uring loop (uring.c); -ENOSYS/-EPERM if io_uring is refused. */
+int srv_uring_run(struct srv_ctx *srv);
+
+/* Runs the thread-per-connection loop (plain.c). */
+int srv_plain_run(struct srv_ctx *srv);
+
+/* Serves one connected socket with blocking I/O until it ends (plain.c);
+ * used by the plain loop's threads and by the unit tests. */
+void srv_plain_serve_fd(struct srv_ctx *srv, int fd);
+
+/* Sets srv up from cfg (serve.c); 0 or -ENOMEM.  srv_ctx_free undoes it. */
+int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg);
+void srv_ctx_free(struct srv_ctx *srv);
+
+#endif

@@ -1,0 +1,786 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - the erofs-nbd program: parses options, walks the tree
+ * (overlaywalk/), lays out the EROFS image as a region map (erofs/),
+ * opens the listeners (listen.c) and serves the map over NBD (srv_run).
+ *
+ * The command line and run modes are modelled on nbdkit and qemu-nbd:
+ *
+ *   default      print the URI on stdout, then fork into the background
+ *                (setsid, chdir /, stdio to /dev/null), as nbdkit does;
+ *   -f           stay in the foreground (qemu-nbd's default);
+ *   --run CMD    nbdkit's captive mode: run CMD with $uri set, serve while
+ *                it runs, then stop and exit with its status;
+ *   --write-image FILE   write the image and exit (debugging only).
+ *
+ * Signals: SIGINT and SIGTERM (and SIGCHLD with --run) are blocked and
+ * read through a signalfd, which is the server's stop_fd.  SIGPIPE is
+ * ignored.  Every exit path removes the sockets and the runtime directory
+ * this process created and frees the map and the tree.
+ *
+ * Exit status: 0 success, 1 error, 2 bad usage, or CMD's status with --run.
+ * The option reference is docs/options.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "erofs/erofs.h"
+#include "overlaywalk/walk.h"
+#include "server/cleanup.h"
+#include "server/listen.h"
+#include "server/log.h"
+#include "server/region.h"
+#include "server/server.h"
+
+#ifndef EROFS_NBD_VERSION
+#define EROFS_NBD_VERSION "unknown"
+#endif
+
+#define EXIT_USAGE 2
+#define EXPORT_NAME "root"
+/* Bytes the export size is padded to, whatever the EROFS block size. */
+#define EXPORT_ALIGN 4096
+
+extern char **environ;
+
+/* One --unix or --tcp, in command-line order. */
+struct listen_arg {
+	bool is_unix;
+	const char *arg;	/* as given, for messages */
+	char *host;		/* --tcp: parsed host (malloc'ed) */
+	uint16_t port;		/* --tcp: parsed port */
+};
+
+struct options {
+	const char *export_dir;
+	struct listen_arg *listens;
+	size_t nlistens;
+	bool cross_mounts;
+	bool skip_unreadable;
+	bool foreground;
+	bool use_io_uring;
+	unsigned int blkszbits;
+	const char *label;
+	const char *write_image;
+	const char *run_cmd;
+	unsigned int handshake_timeout_sec;
+	bool build_time_set;
+	int64_t build_time;
+};
+
+/* Everything a run owns, released by program_free() on every path. */
+struct program {
+	struct walk_tree *tree;
+	struct region_map map;
+	bool map_init;
+	struct listener *listeners;
+	size_t nlisteners;
+	char *runtime_dir;	/* the private directory we created, or NULL */
+	char *uri;		/* the default export's URI on listeners[0] */
+	char *description;
+	int sigfd;
+	pid_t run_pid;		/* --run: the command, or 0 */
+};
+
+enum {
+	OPT_EXPORT = 256,
+	OPT_TCP,
+	OPT_CROSS_MOUNTS,
+	OPT_SKIP_UNREADABLE,
+	OPT_BLOCK_SIZE,
+	OPT_LABEL,
+	OPT_WRITE_IMAGE,
+	OPT_RUN,
+	OPT_NO_IO_URING,
+	OPT_HANDSHAKE_TIMEOUT,
+};
+
+static const struct option long_options[] = {
+	{ "export", required_argument, NULL, OPT_EXPORT },
+	{ "unix", required_argument, NULL, 'U' },
+	{ "tcp", required_argument, NULL, OPT_TCP },
+	{ "cross-mounts", no_argument, NULL, OPT_CROSS_MOUNTS },
+	{ "skip-unreadable", no_argument, NULL, OPT_SKIP_UNREADABLE },
+	{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
+	{ "label", required_argument, NULL, OPT_LABEL },
+	{ "write-image", required_argument, NULL, OPT_WRITE_IMAGE },
+	{ "run", required_argument, NULL, OPT_RUN },
+	{ "foreground", no_argument, NULL, 'f' },
+	{ "no-io-uring", no_argument, NULL, OPT_NO_IO_URING },
+	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(void)
+{
+	printf(
+"Usage: erofs-nbd --export DIR [OPTION]...\n"
+"Serve the directory tree DIR as a read-only EROFS file system over NBD.\n"
+"The image is laid out in memory; file data is read from DIR on demand.\n"
+"\n"
+"Tree and image:\n"
+"  --export DIR            the tree to serve (required); export \"root\",\n"
+"                          also the default export \"\"\n"
+"  --cross-mounts          descend into other mounted file systems\n"
+"                          (default: stay on DIR's file system)\n"
+"  --skip-unreadable       warn about and leave out entries that cannot be\n"
+"                          read or represented (default: fail)\n"
+"  --block-size BYTES      EROFS block size, a power of two 512..65536;\n"
+"                          k/K suffix allowed (default: 4096)\n"
+"  --label NAME            volume name, at most 15 bytes (default: none)\n"
+"  --write-image FILE      write the image to FILE and exit, without serving\n"
+"                          (for debugging and comparison)\n"
+"\n"
+"Listening (several allowed; the URI printed is the first one's):\n"
+"  -U, --unix PATH         Unix socket PATH, mode 0600\n"
+"  --tcp [HOST:]PORT       TCP on HOST (default 127.0.0.1, loopback only);\n"
+"                          [IPV6]:PORT for IPv6; PORT 0 picks a free port\n"
+"  (none)                  a Unix socket nbd.sock in a private directory\n"
+"                          under $XDG_RUNTIME_DIR, /run (root) or $TMPDIR\n"
+"\n"
+"Running:\n"
+"  -f, --foreground        stay in the foreground (default: print the URI,\n"
+"                          then go into the background)\n"
+"  --run CMD               run CMD with /bin/sh -c, $uri, $unixsocket and\n"
+"                          $port set; serve until it exits, then exit with\n"
+"                          its status\n"
+"  --no-io-uring           use the thread-per-connection loop, not io_uring\n"
+"  --handshake-timeout SECS  drop clients that do not finish the handshake\n"
+"                          in SECS seconds (default: 10)\n"
+"  -v, --verbose           more messages (repeat for debug)\n"
+"  -V, --version           print the version and exit\n"
+"  -h, --help              print this help and exit\n"
+"\n"
+"Environment: SOURCE_DATE_EPOCH sets the image's build time.\n"
+"Exit status: 0 ok, 1 error, 2 bad usage; with --run, CMD's status.\n"
+"On success the NBD URI of the default export is printed on stdout:\n"
+"  nbd+unix:///?socket=PATH   or   nbd://HOST:PORT/\n");
+}
+
+/* Prints a usage error and the hint; returns EXIT_USAGE. */
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "erofs-nbd: %s\nTry 'erofs-nbd --help' for more information.\n",
+		msg);
+	return EXIT_USAGE;
+}
+
+static void options_free(struct options *o)
+{
+	for (size_t i = 0; i < o->nlistens; i++)
+		free(o->listens[i].host);
+	free(o->listens);
+	o->listens = NULL;
+	o->nlistens = 0;
+}
+
+static int add_listen(struct options *o, bool is_unix, const char *arg)
+{
+	struct listen_arg *v = reallocarray(o->listens, o->nlistens + 1, sizeof(*v));
+	struct listen_arg *l;
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	o->listens = v;
+	l = &v[o->nlistens];
+	*l = (struct listen_arg){ .is_unix = is_unix, .arg = arg };
+	if (!is_unix) {
+		r = listen_parse_hostport(arg, &l->host, &l->port);
+		if (r < 0)
+			return r;
+	}
+	o->nlistens++;
+	return 0;
+}
+
+/*
+ * Parses argv into *o.  Returns -1 to go on, or an exit status: 0 after
+ * --help/--version, EXIT_USAGE (message printed) or 1 (out of memory).
+ */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	const char *sde;
+	uint64_t v;
+	int c, r;
+
+	*o = (struct options){
+		.use_io_uring = true,
+		.blkszbits = 12,
+		.handshake_timeout_sec = 10,
+	};
+	opterr = 0;	/* we print our own messages */
+	while ((c = getopt_long(argc, argv, ":fvhVU:", long_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_EXPORT:
+			if (o->export_dir)
+				return usage_error("--export given twice");
+			if (!*optarg)
+				return usage_error("--export: empty path");
+			o->export_dir = optarg;
+			break;
+		case 'U':
+			if (!*optarg)
+				return usage_error("--unix: empty path");
+			if (add_listen(o, true, optarg) < 0)
+				return 1;
+			break;
+		case OPT_TCP:
+			r = add_listen(o, false, optarg);
+			if (r == -ENOMEM)
+				return 1;
+			if (r < 0)
+				return usage_error("--tcp '%s': expected [HOST:]PORT or [IPV6]:PORT, "
+						   "PORT 0..65535", optarg);
+			break;
+		case OPT_CROSS_MOUNTS:
+			o->cross_mounts = true;
+			break;
+		case OPT_SKIP_UNREADABLE:
+			o->skip_unreadable = true;
+			break;
+		case OPT_BLOCK_SIZE:
+			if (opt_parse_size(optarg, &v) < 0 || !opt_block_size_ok(v))
+				return usage_error("--block-size '%s': expected a power of two "
+						   "from 512 to 65536", optarg);
+			o->blkszbits = (unsigned int)__builtin_ctzll(v);
+			break;
+		case OPT_LABEL:
+			if (strlen(optarg) > 15)
+				return usage_error("--label '%s': at most 15 bytes", optarg);
+			o->label = *optarg ? optarg : NULL;
+			break;
+		case OPT_WRITE_IMAGE:
+			if (!*optarg)
+				return usage_error("--write-image: empty path");
+			o->write_image = optarg;
+			break;
+		case OPT_RUN:
+			o->run_cmd = optarg;
+			break;
+		case 'f':
+			o->foreground = true;
+			break;
+		case OPT_NO_IO_URING:
+			o->use_io_uring = false;
+			break;
+		case OPT_HANDSHAKE_TIMEOUT:
+			if (opt_parse_uint(optarg, 86400, &v) < 0 || v == 0)
+				return usage_error("--handshake-timeout '%s': expected seconds, "
+						   "1..86400", optarg);
+			o->handshake_timeout_sec = (unsigned int)v;
+			break;
+		case 'v':
+			if (log_max_level < LOG_DEBUG)
+				log_max_level = log_max_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
+			break;
+		case 'V':
+			printf("erofs-nbd %s\n", EROFS_NBD_VERSION);
+			return 0;
+		case 'h':
+			usage();
+			return 0;
+		case ':':
+			return usage_error("option '%s' needs an argument", argv[optind - 1]);
+		default:
+			if (optopt && optopt < 256)
+				return usage_error("unknown option '-%c'", optopt);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!o->export_dir)
+		return usage_error("--export DIR is required");
+	if (o->write_image && (o->run_cmd || o->nlistens))
+		return usage_error("--write-image does not serve: it takes no --run, "
+				   "--unix or --tcp");
+
+	/* reproducible-builds.org: a malformed value must fail the build. */
+	sde = getenv("SOURCE_DATE_EPOCH");
+	if (sde && *sde) {
+		if (opt_parse_epoch(sde, &o->build_time) < 0)
+			return usage_error("SOURCE_DATE_EPOCH='%s': expected seconds since "
+					   "1970-01-01 00:00 UTC", sde);
+		o->build_time_set = true;
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building the image                                                  */
+/* ------------------------------------------------------------------ */
+
+static void walk_warn(void *userdata, const char *path, int err, const char *what)
+{
+	log_warning("skipping '%s': %s: %s", path, what ? what : "reading",
+		    strerror(err < 0 ? -err : err));
+}
+
+/*
+ * Logs "'path': what: reason" for a builder error, with path the entry to
+ * blame or else DIR itself, and what the failing step if known; returns err.
+ */
+static int log_build_error(int err, const char *dir, const char *errpath,
+			   const char *what)
+{
+	const char *path = errpath && *errpath ? errpath : dir;
+
+	if (what)
+		return log_errno(err, "'%s': %s", path, what);
+	return log_errno(err, "'%s'", path);
+}
+
+/* Walks the tree and lays the image out in p->map.  Logs its errors. */
+static int build_export(const struct options *o, struct program *p)
+{
+	struct erofs_opts eo;
+	struct walk_opts wo;
+	char *errpath = NULL;
+	const char *what = NULL;
+	int r;
+
+	erofs_opts_default(&eo);
+	eo.blkszbits = o->blkszbits;
+	eo.build_time_set = o->build_time_set;
+	eo.build_time = o->build_time;
+	eo.volume_name = o->label;
+
+	wo = (struct walk_opts){
+		.cross_mounts = o->cross_mounts,
+		.skip_unreadable = o->skip_unreadable,
+		.progress = isatty(STDERR_FILENO) == 1,
+		.warn = walk_warn,
+		.check = erofs_check_entry,
+		.userdata = &eo,
+	};
+	r = walk_tree(o->export_dir, &wo, &p->tree, &errpath, &what);
+	if (r < 0) {
+		log_build_error(r, o->export_dir, errpath, what);
+		free(errpath);
+		return r;
+	}
+
+	region_map_init(&p->map);
+	p->map_init = true;
+	errpath = NULL;
+	what = NULL;
+	r = erofs_build(p->tree, &eo, &p->map, &errpath, &what);
+	if (r < 0) {
+		log_build_error(r, o->export_dir, errpath,
+				what ? what : "building the EROFS image");
+		free(errpath);
+		return r;
+	}
+	r = region_pad_to(&p->map, EXPORT_ALIGN);
+	if (r < 0)
+		return log_errno(r, "building the EROFS image");
+
+	log_info("export '%s': %" PRIu64 " bytes (%" PRIu64 " KiB), %zu inodes, "
+		 "%zu files with data, %zu regions", EXPORT_NAME, p->map.size,
+		 p->map.size >> 10, p->tree->ninodes, p->map.nsources,
+		 p->map.nregions);
+	return 0;
+}
+
+/* --write-image: writes the whole map to path.  Logs its errors. */
+static int write_image(const struct region_map *map, const char *path)
+{
+	int fd, r;
+
+	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return log_errno(-errno, "opening '%s'", path);
+	r = region_map_write(map, fd);
+	if (r < 0) {
+		close(fd);
+		/*
+		 * The error may come from a source file (unreadable, changed
+		 * since the walk); region_map_write() does not say which, so
+		 * find the first that fails to open and name it.
+		 */
+		for (size_t i = 0; i < map->nsources; i++) {
+			const struct region_source *src = &map->sources[i];
+			int sfd = src->open(src);
+			if (sfd < 0)
+				return log_errno(sfd, "writing '%s': '%s'", path, src->name);
+			close(sfd);
+		}
+		return log_errno(r, "writing '%s'", path);
+	}
+	if (close(fd) < 0)
+		return log_errno(-errno, "writing '%s'", path);
+	log_info("wrote %" PRIu64 " bytes to '%s'", map->size, path);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Listening                                                           */
+/* ------------------------------------------------------------------ */
+
+static int open_listener(struct program *p, const struct listen_arg *a)
+{
+	struct listener *l = &p->listeners[p->nlisteners];
+	int r, gai = 0;
+
+	if (a->is_unix) {
+		r = listen_unix(a->arg, l);
+		if (r == -EEXIST)
+			log_error("--unix '%s': exists and is not a socket, refusing to "
+				  "replace it", a->arg);
+		else if (r == -EADDRINUSE)
+			log_error("--unix '%s': a server is already listening there", a->arg);
+		else if (r < 0)
+			log_errno(r, "--unix '%s'", a->arg);
+	} else {
+		r = listen_tcp(a->host, a->port, l, &gai);
+		if (r < 0 && gai && gai != EAI_SYSTEM)
+			log_error("--tcp '%s': %s", a->arg, gai_strerror(gai));
+		else if (r < 0)
+			log_errno(r, "--tcp '%s'", a->arg);
+	}
+	if (r < 0)
+		return r;
+	p->nlisteners++;
+	return 0;
+}
+
+/* Opens every listener, or the default one in a private directory. */
+static int open_listeners(const struct options *o, struct program *p)
+{
+	size_t n = o->nlistens ? o->nlistens : 1;
+	int r;
+
+	p->listeners = calloc(n, sizeof(*p->listeners));
+	if (!p->listeners)
+		return log_errno(-ENOMEM, "listening");
+	if (o->nlistens == 0) {
+		_cleanup_free_ char *sock = NULL;
+		struct listen_arg a = { .is_unix = true };
+
+		r = listen_runtime_dir(&p->runtime_dir);
+		if (r < 0)
+			return log_errno(r, "creating a runtime directory in '%s'",
+					 listen_runtime_base());
+		if (asprintf(&sock, "%s/nbd.sock", p->runtime_dir) < 0)
+			return log_errno(-ENOMEM, "listening");
+		a.arg = sock;
+		return open_listener(p, &a);
+	}
+	for (size_t i = 0; i < o->nlistens; i++) {
+		r = open_listener(p, &o->listens[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Running                                                             */
+/* ------------------------------------------------------------------ */
+
+/* nbdkit's daemon mode: detach from the terminal and the session. */
+static int daemonize(void)
+{
+	pid_t pid;
+	int fd;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return log_errno(-errno, "fork");
+	if (pid > 0)
+		_exit(0);	/* the child owns the sockets now: no cleanup here */
+	if (setsid() < 0)
+		return log_errno(-errno, "setsid");
+	if (chdir("/") < 0)
+		return log_errno(-errno, "chdir '/'");
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return log_errno(-errno, "opening '/dev/null'");
+	for (int i = 0; i < 3; i++)
+		if (dup2(fd, i) < 0)
+			return log_errno(-errno, "redirecting stdio");
+	if (fd > 2)
+		close(fd);
+	return 0;
+}
+
+/*
+ * --run: sets $uri, $unixsocket and $port as nbdkit does and starts CMD
+ * with /bin/sh -c, its signal mask and dispositions back to normal.
+ */
+static int start_command(const struct options *o, struct program *p)
+{
+	char *argv[] = { "sh", "-c", (char *)o->run_cmd, NULL };
+	posix_spawnattr_t attr;
+	sigset_t none, deflt;
+	char port[8];
+	int r;
+
+	if (setenv("uri", p->uri, 1) < 0)
+		return log_errno(-errno, "setenv");
+	for (size_t i = 0; i < p->nlisteners; i++) {
+		const struct listener *l = &p->listeners[i];
+		if (l->family == AF_UNIX && !getenv("unixsocket")) {
+			if (setenv("unixsocket", l->path, 1) < 0)
+				return log_errno(-errno, "setenv");
+		} else if (l->family != AF_UNIX && !getenv("port")) {
+			const struct sockaddr_in *sin = (const void *)&l->addr;
+			const struct sockaddr_in6 *sin6 = (const void *)&l->addr;
+			snprintf(port, sizeof(port), "%u", ntohs(l->family == AF_INET ?
+							    sin->sin_port : sin6->sin6_port));
+			if (setenv("port", port, 1) < 0)
+				return log_errno(-errno, "setenv");
+		}
+	}
+
+	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGINT);
+	sigaddset(&deflt, SIGTERM);
+	sigaddset(&deflt, SIGCHLD);
+	sigaddset(&deflt, SIGPIPE);
+	r = posix_spawnattr_init(&attr);
+	if (r)
+		return log_errno(-r, "--run");
+	r = posix_spawnattr_setsigmask(&attr, &none);
+	if (!r)
+		r = posix_spawnattr_setsigdefault(&attr, &deflt);
+	if (!r)
+		r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+					     POSIX_SPAWN_SETSIGDEF);
+	if (!r)
+		r = posix_spawn(&p->run_pid, "/bin/sh", NULL, &attr, argv, environ);
+	posix_spawnattr_destroy(&attr);
+	if (r) {
+		p->run_pid = 0;
+		return log_errno(-r, "--run: starting /bin/sh");
+	}
+	log_debug("--run: started '%s' as pid %d", o->run_cmd, (int)p->run_pid);
+	return 0;
+}
+
+/* Reads every pending signal; returns the last SIGINT/SIGTERM or 0. */
+static int drain_signals(int sigfd, bool *ret_child)
+{
+	struct signalfd_siginfo si;
+	int stop_sig = 0;
+
+	while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD)
+			*ret_child = true;
+		else
+			stop_sig = (int)si.ssi_signo;
+	}
+	return stop_sig;
+}
+
+/* Waits for the --run command; returns the exit status it maps to. */
+static int wait_command(pid_t pid)
+{
+	int ws;
+
+	while (waitpid(pid, &ws, 0) < 0) {
+		if (errno != EINTR) {
+			log_errno(-errno, "--run: waiting for the command");
+			return 1;
+		}
+	}
+	if (WIFEXITED(ws))
+		return WEXITSTATUS(ws);
+	if (WIFSIGNALED(ws))
+		return 128 + WTERMSIG(ws);
+	return 1;
+}
+
+/* Serves until a signal (or the --run command) says stop. */
+static int serve(const struct options *o, struct program *p)
+{
+	struct srv_export exp = {
+		.name = EXPORT_NAME,
+		.description = p->description,
+		.map = &p->map,
+	};
+	_cleanup_free_ int *fds = calloc(p->nlisteners, sizeof(*fds));
+	struct srv_config cfg = {
+		.exports = &exp,
+		.nexports = 1,
+		.default_export = EXPORT_NAME,
+		.listen_fds = fds,
+		.nlisten = p->nlisteners,
+		.stop_fd = p->sigfd,
+		.use_io_uring = o->use_io_uring,
+		.handshake_timeout_sec = o->handshake_timeout_sec,
+	};
+	int r;
+
+	if (!fds)
+		return log_errno(-ENOMEM, "serving");
+	for (size_t i = 0; i < p->nlisteners; i++)
+		fds[i] = p->listeners[i].fd;
+	if (cfg.use_io_uring) {
+		r = srv_uring_probe();
+		if (r < 0) {
+			log_info("io_uring is not available (%s): using the plain loop",
+				 strerror(-r));
+			cfg.use_io_uring = false;
+		}
+	}
+	log_info("serving with %s", cfg.use_io_uring ? "io_uring" : "the plain loop");
+	r = srv_run(&cfg);
+	if (cfg.use_io_uring && (r == -ENOSYS || r == -EPERM)) {
+		log_info("io_uring failed (%s): using the plain loop", strerror(-r));
+		cfg.use_io_uring = false;
+		r = srv_run(&cfg);
+	}
+	if (r < 0)
+		return log_errno(r, "serving");
+	return 0;
+}
+
+static void program_free(struct program *p)
+{
+	for (size_t i = 0; i < p->nlisteners; i++)
+		listener_close(&p->listeners[i]);
+	free(p->listeners);
+	if (p->runtime_dir && rmdir(p->runtime_dir) < 0 && errno != ENOENT)
+		log_warning("removing '%s': %s, ignoring", p->runtime_dir, strerror(errno));
+	free(p->runtime_dir);
+	free(p->uri);
+	free(p->description);
+	if (p->sigfd >= 0)
+		close(p->sigfd);
+	/* The map's sources point into the tree: free the map first. */
+	if (p->map_init)
+		region_map_free(&p->map);
+	walk_tree_free(p->tree);
+}
+
+int main(int argc, char **argv)
+{
+	struct options o;
+	struct program p = { .sigfd = -1 };
+	sigset_t mask;
+	bool child_exited = false;
+	int status = 1, stop_sig = 0, serve_r = -1, r;
+
+	r = parse_options(argc, argv, &o);
+	if (r >= 0) {
+		options_free(&o);
+		return r;
+	}
+
+	/* A client that hangs up must not kill us with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (build_export(&o, &p) < 0)
+		goto out;
+	if (o.write_image) {
+		if (write_image(&p.map, o.write_image) == 0)
+			status = 0;
+		goto out;
+	}
+
+	{
+		char *real = realpath(o.export_dir, NULL);
+		r = asprintf(&p.description, "EROFS root file system of %s",
+			     real ? real : o.export_dir);
+		free(real);
+		if (r < 0) {
+			p.description = NULL;
+			log_errno(-ENOMEM, "starting");
+			goto out;
+		}
+	}
+
+	/*
+	 * Block the stop signals before the first socket exists, so that no
+	 * signal can end us without removing it; every thread the server
+	 * starts inherits the mask.
+	 */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	if (o.run_cmd)
+		sigaddset(&mask, SIGCHLD);
+	r = sigprocmask(SIG_BLOCK, &mask, NULL);
+	if (r < 0) {
+		log_errno(-errno, "sigprocmask");
+		goto out;
+	}
+
+	if (open_listeners(&o, &p) < 0)
+		goto out;
+	r = listener_uri(&p.listeners[0], "", &p.uri);
+	if (r < 0) {
+		log_errno(r, "formatting the URI");
+		goto out;
+	}
+	for (size_t i = 0; i < p.nlisteners; i++) {
+		_cleanup_free_ char *u = NULL;
+		if (listener_uri(&p.listeners[i], "", &u) == 0)
+			log_info("listening on %s", u);
+	}
+
+	/* With --run, CMD gets the URI in $uri instead of on stdout. */
+	if (!o.run_cmd) {
+		printf("%s\n", p.uri);
+		if (fflush(stdout) == EOF)
+			log_warning("printing the URI: %s, ignoring", strerror(errno));
+		if (!o.foreground && daemonize() < 0)
+			goto out;
+	}
+
+	/* After fork(): the signalfd must belong to the process that serves. */
+	p.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (p.sigfd < 0) {
+		log_errno(-errno, "signalfd");
+		goto out;
+	}
+	if (o.run_cmd && start_command(&o, &p) < 0)
+		goto out;
+
+	serve_r = serve(&o, &p);
+	status = serve_r < 0 ? 1 : 0;
+	stop_sig = drain_signals(p.sigfd, &child_exited);
+	if (stop_sig)
+		log_info("stopping on SIG%s", sigabbrev_np(stop_sig));
+
+out:
+	if (p.run_pid > 0) {
+		/* The server stopped first (signal or error): stop CMD too. */
+		if (!child_exited)
+			(void)kill(p.run_pid, stop_sig ? stop_sig : SIGTERM);
+		status = wait_command(p.run_pid);
+		if (serve_r < 0 && status == 0)
+			status = 1;
+	}
+	program_free(&p);
+	options_free(&o);
+	return status;
+}

@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * serve.c - srv_run(): sets up the per-export state (source fd caches)
+ * shared by every connection and runs the io_uring loop (uring.c) or the
+ * thread-per-connection loop (plain.c).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/internal.h"
+#include "server/log.h"
+
+int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg)
+{
+	memset(srv, 0, sizeof(*srv));
+	srv->cfg = cfg;
+	if (cfg->nexports == 0)
+		return 0;
+	srv->exports = calloc(cfg->nexports, sizeof(*srv->exports));
+	if (!srv->exports)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->nexports; i++) {
+		srv->exports[i].exp = &cfg->exports[i];
+		int r = src_cache_init(&srv->exports[i].cache, cfg->exports[i].map,
+				       SRV_SRC_MAX_OPEN);
+		if (r < 0) {
+			srv->nexports = i;
+			srv_ctx_free(srv);
+			return r;
+		}
+	}
+	srv->nexports = cfg->nexports;
+	return 0;
+}
+
+void srv_ctx_free(struct srv_ctx *srv)
+{
+	for (size_t i = 0; i < srv->nexports; i++)
+		src_cache_free(&srv->exports[i].cache);
+	free(srv->exports);
+	srv->exports = NULL;
+	srv->nexports = 0;
+}
+
+int srv_run(const struct srv_config *cfg)
+{
+	struct srv_ctx srv;
+	int r;
+
+	if (cfg->nexports == 0 || cfg->nlisten == 0)
+		return -EINVAL;
+	r = srv_ctx_init(&srv, cfg);
+	if (r < 0)
+		return log_errno(r, "setting up the server");
+	if (cfg->use_io_uring)
+		r = srv_uring_run(&srv);
+	else
+		r = srv_plain_run(&srv);
+	srv_ctx_free(&srv);
+	return r;
+}

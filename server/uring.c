@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * uring.c - the io_uring event loop: one thread, one ring, every socket
+ * and every source-file read asynchronous.
+ *
+ * Operations and their user_data (a pointer with the op in its low bits):
+ *
+ *   ACCEPT  struct listener   one plain accept per listening socket, re-armed
+ *   RECV    struct uconn      one recv per connection into its input buffer
+ *   SEND    struct uconn      one sendmsg per connection: the queued replies
+ *   READ    struct srv_read_seg  source-file bytes into a READ reply's buffer
+ *   STOP    -                 poll on cfg->stop_fd
+ *   TICK    -                 1 s timeout: handshake deadlines, accept retry
+ *   CANCEL  -                 cancellations, result ignored
+ *
+ * Ordering (nbd-protocol.md A7.3): replies are queued per connection as
+ * they complete, in any order, but at most one send is in flight per
+ * socket and a short send is finished before anything else goes out, so
+ * the bytes of one reply are contiguous on the stream.
+ *
+ * Lifetime: a connection counts its operations in flight (nops).  It is
+ * freed only once it is closing and nops is 0, at the end of the handler
+ * of its last CQE; a buffer belongs to its reply until its send completed.
+ *
+ * Back-pressure: when a connection's in-flight budget is used up
+ * (srv_conn_can_take) no recv is armed; parsing resumes as sends complete.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/cleanup.h"
+#include "server/internal.h"
+#include "server/log.h"
+
+enum ud_op {
+	OP_ACCEPT = 1,
+	OP_RECV,
+	OP_SEND,
+	OP_READ,
+	OP_STOP,
+	OP_TICK,
+	OP_CANCEL,
+};
+#define UD_OP_MASK 7ULL
+
+static inline uint64_t ud_pack(enum ud_op op, const void *ptr)
+{
+	return (uint64_t)(uintptr_t)ptr | (uint64_t)op;
+}
+
+static inline enum ud_op ud_op(uint64_t ud)
+{
+	return (enum ud_op)(ud & UD_OP_MASK);
+}
+
+static inline void *ud_ptr(uint64_t ud)
+{
+	return (void *)(uintptr_t)(ud & ~UD_OP_MASK);
+}
+
+#define SEND_MAX_IOV 32		/* replies gathered into one sendmsg */
+#define STOP_GRACE_SEC 5	/* after a stop, drop clients that do not read */
+
+struct listener {
+	int fd;
+	bool armed;		/* an accept is in flight */
+	bool retry;		/* re-arm on the next tick (EMFILE...) */
+} __attribute__((aligned(8)));
+
+struct uconn {
+	struct srv_conn c;
+	struct uring_loop *loop;
+	struct uconn *prev, *next;	/* loop->conns */
+	int fd;
+	uint8_t *in;			/* SRV_INBUF_SIZE bytes */
+	size_t in_len;
+	unsigned int nops;		/* SQEs in flight for this connection */
+	bool recv_armed, send_armed;
+	bool paused;			/* budget used up: input waits */
+	bool eof;			/* read nothing more; close when drained */
+	bool closing;			/* dropping: free once nops == 0 */
+	unsigned int reads_pending;	/* READ replies waiting for file reads */
+	int64_t deadline;		/* handshake deadline, CLOCK_MONOTONIC s */
+	struct srv_reply *sq_head, *sq_tail;	/* replies to send, in order */
+	struct msghdr msg;		/* the send in flight */
+	struct iovec iov[SEND_MAX_IOV];
+} __attribute__((aligned(8)));
+
+struct uring_loop {
+	struct io_uring ring;
+	struct srv_ctx *srv;
+	struct listener *listeners;
+	size_t nlisten;
+	struct uconn *conns;
+	size_t nconns;
+	unsigned int naccepts;		/* accepts in flight */
+	bool stopping;
+	int64_t stop_time;
+	struct __kernel_timespec tick;
+};
+
+static int64_t now_sec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* Returns a free SQE, submitting the queued ones first if the SQ is full. */
+static struct io_uring_sqe *get_sqe(struct uring_loop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	while (!sqe) {
+		int r = io_uring_submit(&l->ring);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY)
+			log_errno(r, "io_uring_submit");
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+static void arm_accept(struct uring_loop *l, struct listener *ls)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_accept(sqe, ls->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_ACCEPT, ls));
+	ls->armed = true;
+	ls->retry = false;
+	l->naccepts++;
+}
+
+static void arm_tick(struct uring_loop *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_timeout(sqe, &l->tick, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_TICK, NULL));
+}
+
+static void cancel_op(struct uring_loop *l, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_cancel64(sqe, ud, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_CANCEL, NULL));
+}
+
+static void arm_recv(struct uconn *uc)
+{
+	if (uc->recv_armed || uc->closing || uc->eof)
+		return;
+	struct io_uring_sqe *sqe = get_sqe(uc->loop);
+	io_uring_prep_recv(sqe, uc->fd, uc->in + uc->in_len,
+			   SRV_INBUF_SIZE - uc->in_len, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_RECV, uc));
+	uc->recv_armed = true;
+	uc->nops++;
+}
+
+/* Sends as many queued replies as fit one sendmsg, if none is in flight. */
+static void kick_send(struct uconn *uc)
+{
+	if (uc->send_armed || uc->closing || !uc->sq_head)
+		return;
+	size_t n = 0;
+	for (struct srv_reply *rp = uc->sq_head; rp && n < SEND_MAX_IOV; rp = rp->next) {
+		uc->iov[n].iov_base = rp->buf + rp->sent;
+		uc->iov[n].iov_len = rp->len - rp->sent;
+		n++;
+		if (rp->close_after)
+			break;	/* nothing follows ABORT's ACK */
+	}
+	uc->msg = (struct msghdr){ .msg_iov = uc->iov, .msg_iovlen = n };
+	struct io_uring_sqe *sqe = get_sqe(uc->loop);
+	io_uring_prep_sendmsg(sqe, uc->fd, &uc->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, uc));
+	uc->send_armed = true;
+	uc->nops++;
+}
+
+/* Drops the connection: no more I/O; freed when its last op completes. */
+static void conn_drop(struct uconn *uc)
+{
+	if (uc->closing)
+		return;
+	uc->closing = true;
+	/* Wakes a recv or send in flight; file reads finish on their own. */
+	shutdown(uc->fd, SHUT_RDWR);
+}
+
+/* Frees uc if it is closing and idle; true if it was freed. */
+static bool conn_reap(struct uconn *uc)
+{
+	if (!uc->closing && uc->eof && !uc->sq_head && !uc->send_armed &&
+	    uc->reads_pending == 0) {
+		/* Drained after DISC, ABORT, EOF or a stop. */
+		uc->closing = true;
+		if (uc->recv_armed)
+			cancel_op(uc->loop, ud_pack(OP_RECV, uc));
+	}
+	if (!uc->closing || uc->nops > 0)
+		return false;
+
+	struct uring_loop *l = uc->loop;
+	while (uc->sq_head) {
+		struct srv_reply *rp = uc->sq_head;
+		uc->sq_head = rp->next;
+		srv_reply_free(rp);
+	}
+	close(uc->fd);
+	free(uc->in);
+	if (uc->prev)
+		uc->prev->next = uc->next;
+	else
+		l->conns = uc->next;
+	if (uc->next)
+		uc->next->prev = uc->prev;
+	l->nconns--;
+	log_info("client %lu: disconnected", uc->c.id);
+	free(uc);
+	return true;
+}
+
+/* Feeds the received bytes to the protocol, as far as the budget allows. */
+static void process_input(struct uconn *uc)
+{
+	struct srv_conn *c = &uc->c;
+	size_t used = 0;
+
+	uc->paused = false;
+	while (!uc->closing && c->phase != SRV_PH_CLOSE) {
+		if (c->phase == SRV_PH_TRANSMISSION && !srv_conn_can_take(c)) {
+			uc->paused = true;
+			break;
+		}
+		ssize_t n = srv_conn_step(c, uc->in + used, uc->in_len - used);
+		if (n < 0) {
+			conn_drop(uc);
+			return;
+		}
+		if (n == 0)
+			break;
+		used += (size_t)n;
+	}
+	if (used) {
+		memmove(uc->in, uc->in + used, uc->in_len - used);
+		uc->in_len -= used;
+	}
+	if (c->phase == SRV_PH_CLOSE || (uc->loop->stopping &&
+					 c->phase == SRV_PH_TRANSMISSION))
+		uc->eof = true;
+	else if (!uc->paused)
+		arm_recv(uc);
+}
+
+static void uring_send(struct srv_conn *c, struct srv_reply *rp)
+{
+	struct uconn *uc = (struct uconn *)c;
+
+	if (uc->closing) {
+		srv_reply_free(rp);
+		return;
+	}
+	rp->next = NULL;
+	rp->sent = 0;
+	if (uc->sq_tail)
+		uc->sq_tail->next = rp;
+	else
+		uc->sq_head = rp;
+	uc->sq_tail = rp;
+	kick_send(uc);
+}
+
+/* The last read of rp is done: finish it and queue it. */
+static void read_done(struct uconn *uc, struct srv_reply *rp)
+{
+	uc->reads_pending--;
+	srv_read_finish(rp);
+	uring_send(&uc->c, rp);
+}
+
+static void submit_read(struct uconn *uc, struct srv_read_seg *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(uc->loop);
+	io_uring_prep_read(sqe, s->fd, s->rp->buf + s->buf_off + s->done,
+			   (unsigned int)(s->len - s->done), s->file_off + s->done);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_READ, s));
+	uc->nops++;
+}
+
+static void uring_read(struct srv_conn *c, struct srv_reply *rp)
+{
+	struct uconn *uc = (struct uconn *)c;
+
+	uc->reads_pending++;
+	rp->pending = 0;
+	for (size_t i = 0; i < rp->nsegs; i++) {
+		struct srv_read_seg *s = &rp->segs[i];
+		s->fd = src_cache_get(&rp->ex->cache, s->source);
+		if (s->fd < 0) {
+			rp->err = s->fd;
+			rp->err_offset = s->buf_off;
+			break;
+		}
+		rp->pending++;
+	}
+	if (rp->pending == 0) {
+		read_done(uc, rp);
+		return;
+	}
+	/* Submit only once every fd is pinned, so a failure above can end
+	 * the reply without reads still running into its buffer. */
+	if (rp->err) {
+		for (size_t i = 0; i < rp->pending; i++)
+			src_cache_put(&rp->ex->cache, rp->segs[i].source, rp->segs[i].fd);
+		rp->pending = 0;
+		read_done(uc, rp);
+		return;
+	}
+	for (size_t i = 0; i < rp->nsegs; i++)
+		submit_read(uc, &rp->segs[i]);
+}
+
+static const struct srv_conn_ops uring_ops = {
+	.send = uring_send,
+	.read = uring_read,
+};
+
+static void on_read(struct srv_read_seg *s, int res)
+{
+	struct srv_reply *rp = s->rp;
+	struct uconn *uc = (struct uconn *)rp->conn;
+	struct src_cache *sc = &rp->ex->cache;
+
+	uc->nops--;
+	if (res == -EINTR || res == -EAGAIN) {
+		submit_read(uc, s);
+		return;
+	}
+	if (res > 0) {
+		s->done += (size_t)res;
+		if (s->done < s->len && !uc->closing) {
+			submit_read(uc, s);	/* a short read; the rest may follow */
+			return;
+		}
+	}
+	if (res <= 0 && !rp->err) {
+		/* res == 0 before the end: the file shrank. */
+		rp->err = res < 0 ? res : -EIO;
+		src_cache_failed(sc, s->source, s->fd, rp->err);
+	} else if (res > 0 && !rp->err && s->done == s->len) {
+		int r = src_cache_check(sc, s->source, s->fd);
+		if (r < 0)
+			rp->err = r;
+	} else if (res > 0 && !rp->err) {
+		rp->err = -EIO;		/* closing with the read unfinished */
+	}
+	src_cache_put(sc, s->source, s->fd);
+	s->fd = -1;
+	if (--rp->pending == 0)
+		read_done(uc, rp);
+	conn_reap(uc);
+}
+
+static void on_send(struct uconn *uc, int res)
+{
+	uc->nops--;
+	uc->send_armed = false;
+	if (res == -EINTR || res == -EAGAIN) {
+		kick_send(uc);
+		return;
+	}
+	if (res < 0) {
+		log_debug("client %lu: send: %s", uc->c.id, strerror(-res));
+		conn_drop(uc);
+		conn_reap(uc);
+		return;
+	}
+	size_t left = (size_t)res;
+	while (left > 0 && uc->sq_head) {
+		struct srv_reply *rp = uc->sq_head;
+		size_t n = rp->len - rp->sent < left ? rp->len - rp->sent : left;
+		rp->sent += n;
+		left -= n;
+		if (rp->sent < rp->len)
+			break;	/* short send: resume this reply first */
+		uc->sq_head = rp->next;
+		if (!uc->sq_head)
+			uc->sq_tail = NULL;
+		if (rp->close_after)
+			uc->eof = true;
+		srv_reply_free(rp);
+	}
+	kick_send(uc);
+	if (uc->paused && srv_conn_can_take(&uc->c))
+		process_input(uc);
+	conn_reap(uc);
+}
+
+static void on_recv(struct uconn *uc, int res)
+{
+	uc->nops--;
+	uc->recv_armed = false;
+	if (res == -EINTR || res == -EAGAIN || res == -ENOBUFS) {
+		arm_recv(uc);
+		return;
+	}
+	if (res == -ECANCELED) {
+		conn_reap(uc);
+		return;
+	}
+	if (res < 0) {
+		log_debug("client %lu: recv: %s", uc->c.id, strerror(-res));
+		conn_drop(uc);
+	} else if (res == 0) {
+		/* EOF: quiet at a message boundary, a drop inside one (A7.4). */
+		if (uc->in_len || uc->c.skip) {
+			log_debug("client %lu: EOF inside a message", uc->c.id);
+			conn_drop(uc);
+		} else if (uc->c.phase != SRV_PH_TRANSMISSION) {
+			conn_drop(uc);
+		} else {
+			uc->eof = true;
+		}
+	} else {
+		uc->in_len += (size_t)res;
+		process_input(uc);
+	}
+	conn_reap(uc);
+}
+
+static void on_accept(struct uring_loop *l, struct listener *ls, int res)
+{
+	ls->armed = false;
+	l->naccepts--;
+	if (res < 0) {
+		if (res == -ECANCELED || l->stopping)
+			return;
+		if (res == -EMFILE || res == -ENFILE || res == -ENOMEM ||
+		    res == -ENOBUFS) {
+			log_errno(res, "accept, retrying in a second");
+			ls->retry = true;
+			return;
+		}
+		if (res != -EINTR && res != -EAGAIN && res != -ECONNABORTED)
+			log_errno(res, "accept");
+		arm_accept(l, ls);
+		return;
+	}
+	if (l->stopping) {
+		close(res);
+		return;
+	}
+	arm_accept(l, ls);
+
+	int one = 1;
+	(void)setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	struct uconn *uc = calloc(1, sizeof(*uc));
+	uint8_t *in = malloc(SRV_INBUF_SIZE);
+	if (!uc || !in) {
+		free(uc);
+		free(in);
+		close(res);
+		log_error("accept: out of memory");
+		return;
+	}
+	uc->fd = res;
+	uc->in = in;
+	uc->loop = l;
+	unsigned int t = l->srv->cfg->handshake_timeout_sec;
+	uc->deadline = now_sec() + (t ? t : 10);
+	uc->next = l->conns;
+	if (l->conns)
+		l->conns->prev = uc;
+	l->conns = uc;
+	l->nconns++;
+	if (srv_conn_start(&uc->c, l->srv, &uring_ops) < 0) {
+		conn_drop(uc);
+		conn_reap(uc);
+		return;
+	}
+	log_info("client %lu: connected", uc->c.id);
+	arm_recv(uc);
+}
+
+/* Stop: no new clients, no new requests; replies in flight still go out. */
+static void begin_stop(struct uring_loop *l)
+{
+	l->stopping = true;
+	l->stop_time = now_sec();
+	log_info("stopping: %zu clients to finish", l->nconns);
+	for (size_t i = 0; i < l->nlisten; i++)
+		if (l->listeners[i].armed)
+			cancel_op(l, ud_pack(OP_ACCEPT, &l->listeners[i]));
+	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
+		next = uc->next;
+		if (uc->c.phase != SRV_PH_TRANSMISSION) {
+			conn_drop(uc);
+		} else {
+			uc->eof = true;
+			if (uc->recv_armed)
+				cancel_op(l, ud_pack(OP_RECV, uc));
+		}
+		conn_reap(uc);
+	}
+}
+
+static void on_tick(struct uring_loop *l)
+{
+	int64_t now = now_sec();
+
+	for (size_t i = 0; i < l->nlisten; i++)
+		if (l->listeners[i].retry && !l->stopping)
+			arm_accept(l, &l->listeners[i]);
+	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
+		next = uc->next;
+		bool late = uc->c.phase < SRV_PH_TRANSMISSION && now >= uc->deadline;
+		bool stuck = l->stopping && now >= l->stop_time + STOP_GRACE_SEC;
+		if ((late || stuck) && !uc->closing) {
+			log_info("client %lu: %s, dropping", uc->c.id,
+				 late ? "handshake not finished in time"
+				      : "still busy after the stop");
+			conn_drop(uc);
+		}
+		conn_reap(uc);
+	}
+	arm_tick(l);
+}
+
+static void handle_cqe(struct uring_loop *l, const struct io_uring_cqe *cqe)
+{
+	void *ptr = ud_ptr(cqe->user_data);
+
+	switch (ud_op(cqe->user_data)) {
+	case OP_ACCEPT:
+		on_accept(l, ptr, cqe->res);
+		break;
+	case OP_RECV:
+		on_recv(ptr, cqe->res);
+		break;
+	case OP_SEND:
+		on_send(ptr, cqe->res);
+		break;
+	case OP_READ:
+		on_read(ptr, cqe->res);
+		break;
+	case OP_STOP:
+		if (cqe->res < 0 && cqe->res != -ECANCELED)
+			log_errno(cqe->res, "polling the stop fd");
+		if (!l->stopping)
+			begin_stop(l);
+		break;
+	case OP_TICK:
+		on_tick(l);
+		break;
+	case OP_CANCEL:
+		break;
+	}
+}
+
+/* Sets the ring up: the fastest flags the kernel takes, then none. */
+static int ring_init(struct io_uring *ring, unsigned int entries)
+{
+	static const unsigned int flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int r = -EINVAL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(flag_sets); i++) {
+		struct io_uring_params p = {
+			.flags = flag_sets[i] | IORING_SETUP_CQSIZE,
+			.cq_entries = entries * 8,
+		};
+		r = io_uring_queue_init_params(entries, ring, &p);
+		if (r != -EINVAL)
+			return r;
+	}
+	return r;
+}
+
+int srv_uring_probe(void)
+{
+	static const int ops[] = {
+		IORING_OP_ACCEPT, IORING_OP_RECV, IORING_OP_SENDMSG,
+		IORING_OP_READ, IORING_OP_POLL_ADD, IORING_OP_TIMEOUT,
+		IORING_OP_ASYNC_CANCEL,
+	};
+	struct io_uring ring;
+	int r = io_uring_queue_init(8, &ring, 0);
+	if (r < 0)
+		return r;
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+	if (!probe) {
+		r = -ENOSYS;
+	} else {
+		for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
+			if (!io_uring_opcode_supported(probe, ops[i]))
+				r = -ENOSYS;
+		io_uring_free_probe(probe);
+	}
+	io_uring_queue_exit(&ring);
+	return r;
+}
+
+int srv_uring_run(struct srv_ctx *srv)
+{
+	const struct srv_config *cfg = srv->cfg;
+	struct uring_loop l = { .srv = srv, .tick = { .tv_sec = 1 } };
+	int r;
+
+	r = ring_init(&l.ring, 512);
+	if (r < 0) {
+		log_info("io_uring unavailable: %s", strerror(-r));
+		return r;
+	}
+	l.listeners = calloc(cfg->nlisten, sizeof(*l.listeners));
+	if (!l.listeners) {
+		io_uring_queue_exit(&l.ring);
+		return -ENOMEM;
+	}
+	l.nlisten = cfg->nlisten;
+	for (size_t i = 0; i < l.nlisten; i++) {
+		l.listeners[i].fd = cfg->listen_fds[i];
+		arm_accept(&l, &l.listeners[i]);
+	}
+	if (cfg->stop_fd >= 0) {
+		struct io_uring_sqe *sqe = get_sqe(&l);
+		io_uring_prep_poll_add(sqe, cfg->stop_fd, POLLIN);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_STOP, NULL));
+	}
+	arm_tick(&l);
+
+	r = 0;
+	while (!l.stopping || l.nconns > 0 || l.naccepts > 0) {
+		int s = io_uring_submit_and_wait(&l.ring, 1);
+		if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY) {
+			r = log_errno(s, "io_uring_submit_and_wait");
+			break;
+		}
+		struct io_uring_cqe *cqe;
+		unsigned int head, n = 0;
+		io_uring_for_each_cqe(&l.ring, head, cqe) {
+			handle_cqe(&l, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&l.ring, n);
+	}
+
+	/*
+	 * After a fatal error: drop whatever is left without waiting.  The
+	 * ring goes first, so no read can still land in a freed buffer.
+	 */
+	io_uring_queue_exit(&l.ring);
+	for (struct uconn *uc = l.conns, *next; uc; uc = next) {
+		next = uc->next;
+		while (uc->sq_head) {
+			struct srv_reply *rp = uc->sq_head;
+			uc->sq_head = rp->next;
+			srv_reply_free(rp);
+		}
+		close(uc->fd);
+		free(uc->in);
+		free(uc);
+	}
+	free(l.listeners);
+	return r;
+}

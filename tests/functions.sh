@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: MIT
+# tests/functions.sh - helpers shared by the integration tests (tests/test-*.sh).
+# Source it after `set -euo pipefail`:
+#
+#	. "$(dirname "$0")/functions.sh"
+#
+# Stable API (tests/test-vm.sh and bench/ use it too; keep it compatible):
+#
+#   requires CMD [ARG...]  With only CMD: skip (exit 77) unless CMD is on
+#                          $PATH.  With ARGs: run CMD ARG... quietly and skip
+#                          unless it succeeds.  Prints "SKIP: <test>: ...".
+#   requires_root          skip unless running as root.
+#   skip "why"             print "SKIP: <test>: why" and exit 77.
+#   cleanup_fn CMD [ARG...]  register a command to run when the script exits
+#                          (normally or on a signal); they run last-registered
+#                          first, each once, failures ignored.
+#   tmpdir                 create a fresh directory under ${TMPDIR:-/tmp},
+#                          removed on exit; its path is left in $T (and the
+#                          latest one in $TMPD_LAST).  Call it in the main
+#                          shell, not in $(...), so the cleanup is registered.
+#   start_server DIR [ARG...]
+#                          start "$EROFS_NBD" -f --export DIR --unix SOCK
+#                          ARG... in the background (--unix is left out when
+#                          ARG has --tcp) and wait, at most
+#                          $SERVER_START_TIMEOUT seconds (default 120), for
+#                          the URI line on its stdout.  Sets and exports
+#                          SRV_URI (nbd+unix:///?socket=... or nbd://...),
+#                          SRV_PID, SRV_SOCK (empty for TCP) and SRV_LOG (the
+#                          server's stderr).  Fails the test if the server
+#                          exits or prints nothing in time.  The server is
+#                          stopped on exit.  One server at a time per set of
+#                          SRV_* variables; save them to run several.
+#   stop_server [PID]      send SIGTERM to the server (default $SRV_PID), wait
+#                          at most 10 s (then SIGKILL) and return its exit
+#                          status (0 expected).
+#   server_alive [PID]     succeed if the server process still runs.
+#   fail "msg" [EXPECTED ACTUAL]
+#                          print "FAIL: msg" (and expected/actual lines, plus
+#                          the tail of $SRV_LOG if a server ran) and exit 1.
+#   check "what"           print "CHECK: what" (progress in the log).
+#   ok "what"              print "ok: what".
+#   mount_image IMG MNT    mount an EROFS image read-only (loop), unmounted
+#                          on exit.
+#   nbdfuse_start URI DIR  expose the export as DIR/nbd with nbdfuse -r
+#                          (bounded wait), unmounted on exit.
+#
+# Variables: EROFS_NBD (the binary; tests/run.sh sets it, default
+# build/erofs-nbd), TESTS_DIR (this folder), TEST_NAME.
+
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TEST_NAME=$(basename "$0" .sh)
+: "${EROFS_NBD:=$TESTS_DIR/../build/erofs-nbd}"
+export EROFS_NBD
+
+skip()
+{
+	echo "SKIP: $TEST_NAME: $*"
+	exit 77
+}
+
+requires()
+{
+	if [ $# -eq 1 ]; then
+		command -v "$1" >/dev/null 2>&1 || skip "'$1' not found"
+	else
+		"$@" >/dev/null 2>&1 </dev/null || skip "'$*' failed"
+	fi
+}
+
+requires_root()
+{
+	[ "$(id -u)" = 0 ] || skip "needs root"
+}
+
+check()
+{
+	echo "CHECK: $*"
+}
+
+ok()
+{
+	echo "ok: $*"
+}
+
+fail()
+{
+	echo "FAIL: $TEST_NAME: $1" >&2
+	if [ $# -ge 3 ]; then
+		echo "  expected: $2" >&2
+		echo "  actual:   $3" >&2
+	fi
+	if [ -n "${SRV_LOG:-}" ] && [ -s "$SRV_LOG" ]; then
+		echo "--- last lines of the server's stderr ($SRV_LOG):" >&2
+		tail -n 20 "$SRV_LOG" >&2
+	fi
+	exit 1
+}
+
+# Cleanups are kept as eval'able strings, run in reverse order.
+_cleanups=()
+cleanup_fn()
+{
+	local q
+	q=$(printf '%q ' "$@")
+	_cleanups+=("$q")
+}
+
+_run_cleanups()
+{
+	local rc=$? i
+	trap - EXIT INT TERM
+	set +e
+	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+		eval "${_cleanups[i]}" >/dev/null 2>&1
+	done
+	_cleanups=()
+	exit $rc
+}
+trap _run_cleanups EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+tmpdir()
+{
+	T=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-$TEST_NAME.XXXXXX")
+	TMPD_LAST=$T
+	cleanup_fn rm -rf --one-file-system "$T"
+}
+
+server_alive()
+{
+	local pid=${1:-${SRV_PID:-}}
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+_server_dir=
+start_server()
+{
+	local dir=$1 out tcp=0 a i
+	shift
+	for a in "$@"; do [ "$a" = --tcp ] && tcp=1; done
+	if [ -z "$_server_dir" ]; then
+		_server_dir=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-srv.XXXXXX")
+		cleanup_fn rm -rf "$_server_dir"
+	fi
+	SRV_N=$(( ${SRV_N:-0} + 1 ))
+	SRV_SOCK=
+	out=$_server_dir/out.$SRV_N
+	SRV_LOG=$_server_dir/log.$SRV_N
+	if [ $tcp = 1 ]; then
+		"$EROFS_NBD" -f --export "$dir" "$@" >"$out" 2>"$SRV_LOG" &
+	else
+		SRV_SOCK=$_server_dir/sock.$SRV_N
+		"$EROFS_NBD" -f --export "$dir" --unix "$SRV_SOCK" "$@" \
+			>"$out" 2>"$SRV_LOG" &
+	fi
+	SRV_PID=$!
+	cleanup_fn stop_server "$SRV_PID"
+	SRV_URI=
+	for ((i = 0; i < ${SERVER_START_TIMEOUT:-120} * 10; i++)); do
+		if [ -s "$out" ] && SRV_URI=$(grep -m1 '^nbd' "$out"); then
+			break
+		fi
+		if ! server_alive "$SRV_PID"; then
+			wait "$SRV_PID" && a=0 || a=$?
+			fail "server exited ($a) before printing its URI: $EROFS_NBD -f --export $dir $*"
+		fi
+		sleep 0.1
+	done
+	[ -n "$SRV_URI" ] || fail "server printed no URI within ${SERVER_START_TIMEOUT:-120} s"
+	export SRV_URI SRV_PID SRV_SOCK SRV_LOG
+	echo "server $SRV_PID serving '$dir' at $SRV_URI"
+}
+
+stop_server()
+{
+	local pid=${1:-${SRV_PID:-}} i rc
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return $?; }
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "server $pid ignored SIGTERM for 10 s; killing it" >&2
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		return 124
+	fi
+	wait "$pid" && rc=0 || rc=$?
+	return $rc
+}
+
+mount_image()
+{
+	local img=$1 mnt=$2
+	mkdir -p "$mnt"
+	timeout 60 mount -t erofs -o ro,loop "$img" "$mnt" ||
+		fail "mount -t erofs -o ro,loop $img $mnt failed"
+	cleanup_fn _umount "$mnt"
+}
+
+_umount()
+{
+	umount "$1" 2>/dev/null || umount -l "$1"
+}
+
+nbdfuse_start()
+{
+	local uri=$1 dir=$2 i
+	mkdir -p "$dir"
+	nbdfuse -r "$dir" "$uri" &
+	local pid=$!
+	cleanup_fn kill "$pid"
+	cleanup_fn fusermount3 -u -z "$dir"
+	for ((i = 0; i < 300; i++)); do
+		[ -e "$dir/nbd" ] && return 0
+		kill -0 "$pid" 2>/dev/null || fail "nbdfuse -r $dir $uri exited"
+		sleep 0.1
+	done
+	fail "nbdfuse did not expose $dir/nbd within 30 s"
+}

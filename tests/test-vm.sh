@@ -1,0 +1,171 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# tests/test-vm.sh - boots a real kernel from an erofs-nbd export: the
+# Linux stand-in for vfkit's NBD disk attachment.
+#
+# Builds a small busybox tree (tests/vm/root-init as its /init, a random
+# marker, a multi-megabyte data file, a symlink, a large directory),
+# serves it with erofs-nbd on a Unix socket and starts QEMU with the
+# Debian kernel (/boot/vmlinuz-KVER, modules from /lib/modules/KVER), an
+# initramfs from tests/vm/mkinitramfs.sh and the export attached as a
+# read-only virtio-blk disk through QEMU's NBD client.  The initramfs
+# mounts /dev/vda as EROFS and switch_roots into it; the tree's /init
+# prints VM-* lines on the serial console, which must match the tree.
+#
+# KVM is used when /dev/kvm works (a short probe boot decides), else TCG.
+# Knobs: EROFS_NBD_VM_ACCEL=kvm|tcg forces one; EROFS_NBD_VM_TIMEOUT=secs
+# bounds the boot (default 120 with KVM, 300 with TCG);
+# EROFS_NBD_VM_EXPECT overrides the expected marker (to see the test
+# fail); EROFS_NBD_VM_KEEP=1 keeps the work directory.
+#
+# Exit: 0 pass, 77 skip (no kernel, modules, QEMU or busybox), 1 fail.
+set -euo pipefail
+. "$(dirname "$0")/functions.sh"	# requires, skip, fail, cleanup_fn, start_server
+here=$TESTS_DIR
+
+# --- prerequisites ----------------------------------------------------------
+qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
+[ "$(uname -m)" = x86_64 ] || skip "VM test is x86_64 only"
+kernel=
+for k in $(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V -r); do
+	kv=${k#/boot/vmlinuz-}
+	if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
+		kernel=$k
+		kver=$kv
+		break
+	fi
+done
+[ -n "$kernel" ] || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
+requires test -x /bin/busybox
+requires timeout
+[ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at '$EROFS_NBD'"
+echo "kernel: $kernel, qemu: $($qemu --version | head -1)"
+
+if [ "${EROFS_NBD_VM_KEEP:-0}" = 1 ]; then
+	work=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-vm.XXXXXX")
+	echo "keeping $work"
+else
+	tmpdir
+	work=$T
+fi
+
+# --- initramfs ----------------------------------------------------------------
+"$here/vm/mkinitramfs.sh" "$kver" "$work/initramfs.gz" && rc=0 || rc=$?
+[ $rc = 77 ] && skip "initramfs prerequisites missing"
+[ $rc = 0 ] || fail "mkinitramfs.sh exited $rc"
+
+# --- the served tree ------------------------------------------------------------
+tree=$work/tree
+mkdir -p "$tree"/{bin,dev,proc,sys,etc,many}
+cp /bin/busybox "$tree/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	[ "$applet" = busybox ] || ln -s busybox "$tree/bin/$applet"
+done
+install -m 0755 "$here/vm/root-init" "$tree/init"
+marker="erofs-nbd-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+echo "$marker" >"$tree/marker"
+# 3 MiB + 123 bytes: many blocks and a partial tail block.
+head -c $((3 * 1024 * 1024 + 123)) /dev/urandom >"$tree/data.bin"
+ln -s marker "$tree/link"
+for i in $(seq -w 1 300); do echo "$i" >"$tree/many/file-with-a-long-name-$i"; done
+echo vmtest >"$tree/etc/hostname"
+
+expect_marker=${EROFS_NBD_VM_EXPECT:-$marker}
+expect_md5=$(md5sum "$tree/data.bin" | cut -d' ' -f1)
+expect_entries=$(find "$tree" | wc -l)
+
+# --- QEMU ---------------------------------------------------------------------
+# run_vm ACCEL TIMEOUT LOG APPEND [QEMU-ARGS...]: boots the kernel with the
+# initramfs; returns QEMU's (or timeout's) exit status.
+run_vm() {
+	local accel=$1 t=$2 log=$3 append=$4 cpu=max
+	shift 4
+	[ "$accel" = kvm ] && cpu=host
+	timeout --kill-after=10 "$t" "$qemu" -nodefaults -no-user-config \
+		-machine q35 -accel "$accel" -cpu "$cpu" -m 256 -smp 1 \
+		-display none -monitor none -serial "file:$log" -no-reboot \
+		-kernel "$kernel" -initrd "$work/initramfs.gz" \
+		-append "console=ttyS0 panic=-1 loglevel=4 $append" \
+		"$@" </dev/null
+}
+
+accel=${EROFS_NBD_VM_ACCEL:-}
+if [ -z "$accel" ]; then
+	accel=tcg
+	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+		# A whole boot to the initramfs under KVM, with a short bound:
+		# nested KVM can be missing, broken or slower than TCG.
+		start=$SECONDS
+		if run_vm kvm 10 "$work/probe.log" vmtest=probe \
+			>"$work/probe.out" 2>&1 && grep -q VM-PROBE-OK "$work/probe.log"; then
+			accel=kvm
+			echo "KVM probe booted in $((SECONDS - start))s: using KVM"
+		else
+			echo "KVM probe failed: using TCG"
+			tail -n 5 "$work/probe.out" "$work/probe.log" 2>/dev/null
+		fi
+	fi
+fi
+case $accel in
+kvm) tmo=${EROFS_NBD_VM_TIMEOUT:-120} ;;
+tcg) tmo=${EROFS_NBD_VM_TIMEOUT:-300} ;;
+*) fail "EROFS_NBD_VM_ACCEL must be kvm or tcg, not '$accel'" ;;
+esac
+
+# --- serve and boot ----------------------------------------------------------------
+start_server "$tree"
+sock=$SRV_SOCK
+[ -S "$sock" ] || fail "no socket at '$sock' (URI '$SRV_URI')"
+echo "tree: $expect_entries entries, marker $marker"
+
+echo "booting with $accel (timeout ${tmo}s)"
+start=$SECONDS
+run_vm "$accel" "$tmo" "$work/console.log" "" \
+	-blockdev "driver=nbd,server.type=unix,server.path=$sock,export=root,node-name=n0,read-only=on" \
+	-device virtio-blk-pci,drive=n0 >"$work/qemu.out" 2>&1 && rc=0 || rc=$?
+secs=$((SECONDS - start))
+echo "--- serial console ($secs s, qemu exit $rc) ---"
+tr -d '\r' <"$work/console.log" | sed 's/^/  /'
+echo "--- qemu ---"
+sed 's/^/  /' "$work/qemu.out"
+echo "--- end ---"
+
+if [ $rc = 124 ] || [ $rc = 137 ]; then
+	fail "VM did not finish within ${tmo}s"
+fi
+[ $rc = 0 ] || fail "qemu exited $rc"
+server_alive || fail "erofs-nbd died while serving"
+
+# --- compare ----------------------------------------------------------------------
+# value KEY: the value of the last "KEY=" line on the console.
+value() {
+	tr -d '\r' <"$work/console.log" | sed -n "s/^$1=//p" | tail -n1
+}
+if grep -q '^VM-INIT-FAIL' "$work/console.log"; then
+	fail "initramfs: $(grep '^VM-INIT-FAIL' "$work/console.log" | tr -d '\r')"
+fi
+errors=0
+expect_line() {
+	local key=$1 want=$2 got
+	got=$(value "$key" || true)
+	if [ "$got" = "$want" ]; then
+		echo "ok   $key = '$got'"
+	else
+		echo "FAIL $key: expected '$want', got '$got'"
+		errors=$((errors + 1))
+	fi
+}
+expect_line VM-ROOTFS erofs
+expect_line VM-MARKER "$expect_marker"
+expect_line VM-DATA-MD5 "$expect_md5"
+expect_line VM-LINK marker
+expect_line VM-ENTRIES "$expect_entries"
+expect_line VM-MANY 300
+if ! tr -d '\r' <"$work/console.log" | grep -qx VM-DONE; then
+	echo "FAIL VM-DONE line missing"
+	errors=$((errors + 1))
+fi
+[ $errors = 0 ] || fail "$errors of the VM's answers were wrong"
+stop_server && rc=0 || rc=$?
+[ $rc = 0 ] || fail "erofs-nbd exited $rc on SIGTERM"
+echo "PASS: booted from the EROFS export with $accel in ${secs}s"

@@ -1,0 +1,865 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-walk.c - overlaywalk: builds a small tree in a temporary directory
+ * (files, directories, symlinks to a directory and out of the tree, a
+ * FIFO, hard links, a device node when root, names with bytes >= 0x80 and
+ * a leading '-', user.* xattrs, a nanosecond mtime, a sparse file), walks
+ * it and checks every recorded field against what the test set up and
+ * what lstat() says; then sort order, hard-link counts, walk_open_data()
+ * on unchanged, modified, replaced and moved files (by handle and by
+ * path), the check hook with and without skip_unreadable, ENOTDIR,
+ * progress output, and mount points.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "overlaywalk/internal.h"
+#include "overlaywalk/walk.h"
+
+#define HIGH_NAME "\xc3\xa9t\xc3\xa9"	/* "été" in UTF-8: bytes >= 0x80 */
+#define F1_SEC 1234567890
+#define F1_NSEC 123456789
+#define SPARSE_SIZE (1 << 20)
+
+/* The longest name Linux allows: 255 'x'. */
+#define X5 "xxxxx"
+#define X25 X5 X5 X5 X5 X5
+#define LONG_NAME X25 X25 X25 X25 X25 X25 X25 X25 X25 X25 X5
+
+static char root_dir[64];
+static bool as_root;
+
+/* ---- building and removing the tree ---- */
+
+static void at(char *buf, size_t size, const char *rel)
+{
+	snprintf(buf, size, "%s/%s", root_dir, rel);
+}
+
+static void make_file(const char *rel, const char *data, mode_t mode)
+{
+	char p[PATH_MAX];
+	int fd;
+
+	at(p, sizeof(p), rel);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+	assert_int_equal(fchmod(fd, mode), 0);	/* umask aside */
+	close(fd);
+}
+
+static void make_dir(const char *rel)
+{
+	char p[PATH_MAX];
+
+	at(p, sizeof(p), rel);
+	assert_int_equal(mkdir(p, 0755), 0);
+}
+
+static void make_symlink(const char *target, const char *rel)
+{
+	char p[PATH_MAX];
+
+	at(p, sizeof(p), rel);
+	assert_int_equal(symlink(target, p), 0);
+}
+
+static void make_link(const char *old_rel, const char *rel)
+{
+	char p[PATH_MAX], q[PATH_MAX];
+
+	at(p, sizeof(p), old_rel);
+	at(q, sizeof(q), rel);
+	assert_int_equal(link(p, q), 0);
+}
+
+/*
+ * root/
+ *   -dash            file "dash\n"
+ *   Zed              file ""            (uppercase sorts before 'a')
+ *   a/               user.dir xattr
+ *   a/f1             file "hello" 0640, user.b, user.a, mtime with nsec,
+ *                    owner 1234:5678 when root; hard links hl and b/hl2
+ *   a/sparse         1 MiB hole
+ *   ab               file "ab"
+ *   b/c/             empty directory
+ *   b/hl2            hard link to a/f1
+ *   dirlink -> a     symlink to a directory (trusted.t when root)
+ *   fifo             FIFO (trusted.f when root)
+ *   hl               hard link to a/f1
+ *   null             character device 1:3 (root only)
+ *   outside -> /etc/passwd
+ *   xxx...x          file "", a 255-byte name
+ *   été              file "x"
+ */
+static int setup_tree(void **state)
+{
+	struct timespec ts[2] = {
+		{ .tv_sec = F1_SEC, .tv_nsec = F1_NSEC },
+		{ .tv_sec = F1_SEC, .tv_nsec = F1_NSEC },
+	};
+	char p[PATH_MAX];
+	int fd;
+
+	strcpy(root_dir, "/tmp/test-walk.XXXXXX");
+	assert_non_null(mkdtemp(root_dir));
+	as_root = geteuid() == 0;
+
+	make_file("-dash", "dash\n", 0644);
+	make_file("Zed", "", 0600);
+	make_dir("a");
+	at(p, sizeof(p), "a");
+	assert_int_equal(setxattr(p, "user.dir", "D", 1, 0), 0);
+	make_file("a/f1", "hello", 0640);
+	at(p, sizeof(p), "a/f1");
+	assert_int_equal(setxattr(p, "user.b", "2", 1, 0), 0);
+	assert_int_equal(setxattr(p, "user.a", "one", 3, 0), 0);
+	if (as_root)
+		assert_int_equal(chown(p, 1234, 5678), 0);
+	assert_int_equal(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
+	at(p, sizeof(p), "a/sparse");
+	fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, SPARSE_SIZE), 0);
+	close(fd);
+	make_file("ab", "ab", 0644);
+	make_dir("b");
+	make_dir("b/c");
+	make_link("a/f1", "b/hl2");
+	make_symlink("a", "dirlink");
+	at(p, sizeof(p), "fifo");
+	assert_int_equal(mkfifo(p, 0600), 0);
+	assert_int_equal(chmod(p, 0600), 0);
+	if (as_root) {
+		assert_int_equal(lsetxattr(p, "trusted.f", "F", 1, 0), 0);
+		at(p, sizeof(p), "dirlink");
+		assert_int_equal(lsetxattr(p, "trusted.t", "L", 1, 0), 0);
+	}
+	make_link("a/f1", "hl");
+	if (as_root) {
+		at(p, sizeof(p), "null");
+		assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
+		assert_int_equal(chmod(p, 0666), 0);	/* umask aside */
+	}
+	make_symlink("/etc/passwd", "outside");
+	make_file(LONG_NAME, "", 0644);
+	make_file(HIGH_NAME, "x", 0644);
+	return 0;
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static int teardown_tree(void **state)
+{
+	char p[PATH_MAX];
+
+	at(p, sizeof(p), "mnt");
+	(void)umount2(p, MNT_DETACH);
+	at(p, sizeof(p), "ab");
+	(void)umount2(p, MNT_DETACH);
+	return nftw(root_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- helpers ---- */
+
+static struct walk_tree *walk_ok(const struct walk_opts *opts)
+{
+	struct walk_tree *tree = NULL;
+	char *errpath = NULL;
+	const char *what = NULL;
+	int r = walk_tree(root_dir, opts, &tree, &errpath, &what);
+
+	if (r < 0)
+		print_error("walk_tree: %s: '%s': %s\n", what ? what : "?",
+			    errpath ? errpath : "", strerror(-r));
+	assert_int_equal(r, 0);
+	assert_null(errpath);
+	assert_non_null(tree);
+	return tree;
+}
+
+static const struct walk_dentry *child(const struct walk_inode *dir,
+				       const char *name)
+{
+	for (size_t i = 0; i < dir->nchildren; i++)
+		if (dir->children[i].name_len == strlen(name) &&
+		    !memcmp(dir->children[i].name, name, strlen(name)))
+			return &dir->children[i];
+	return NULL;
+}
+
+/* The inode at a relative path ("a/f1"), following dentries. */
+static const struct walk_inode *lookup(const struct walk_tree *tree,
+				       const char *path)
+{
+	const struct walk_inode *ino = tree->root;
+	char buf[PATH_MAX], *save = NULL;
+
+	strcpy(buf, path);
+	for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		const struct walk_dentry *d = child(ino, c);
+
+		if (!d)
+			return NULL;
+		ino = d->inode;
+	}
+	return ino;
+}
+
+/* Compares what the walk recorded with lstat() of the same entry. */
+static void check_against_lstat(const struct walk_inode *ino, const char *rel)
+{
+	char p[PATH_MAX];
+	struct stat st;
+
+	at(p, sizeof(p), rel);
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(ino->dev, st.st_dev);
+	assert_int_equal(ino->ino, st.st_ino);
+	assert_int_equal(ino->mode, st.st_mode);
+	assert_int_equal(ino->uid, st.st_uid);
+	assert_int_equal(ino->gid, st.st_gid);
+	assert_int_equal(ino->blocks, st.st_blocks);
+	assert_int_equal(ino->mtime_sec, st.st_mtim.tv_sec);
+	assert_int_equal(ino->mtime_nsec, st.st_mtim.tv_nsec);
+	if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode))
+		assert_int_equal(ino->size, st.st_size);
+	else
+		assert_int_equal(ino->size, 0);
+	assert_int_equal(ino->priv, 0);
+}
+
+static size_t count_user_xattrs(const struct walk_inode *ino)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ino->nxattrs; i++)
+		if (!strncmp(ino->xattrs[i].name, "user.", 5))
+			n++;
+	return n;
+}
+
+static const struct walk_xattr *find_xattr(const struct walk_inode *ino,
+					   const char *name)
+{
+	for (size_t i = 0; i < ino->nxattrs; i++)
+		if (!strcmp(ino->xattrs[i].name, name))
+			return &ino->xattrs[i];
+	return NULL;
+}
+
+static void expect_xattr(const struct walk_inode *ino, const char *name,
+			 const char *value)
+{
+	const struct walk_xattr *xa = find_xattr(ino, name);
+
+	assert_non_null(xa);
+	assert_int_equal(xa->value_len, strlen(value));
+	assert_memory_equal(xa->value, value, strlen(value));
+}
+
+/* ---- tests ---- */
+
+static void test_fields(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	const struct walk_inode *root = tree->root, *a, *f1, *ino;
+	const struct walk_xattr *xa;
+
+	/* Root: "" path, its own parent, 2 + subdirectories a and b. */
+	assert_ptr_equal(tree->inodes[0], root);
+	assert_string_equal(root->path, "");
+	assert_ptr_equal(root->parent, root);
+	assert_true(S_ISDIR(root->mode));
+	assert_int_equal(root->nlink, 4);
+	check_against_lstat(root, ".");
+	assert_true(tree->root_fd >= 0);
+
+	a = lookup(tree, "a");
+	assert_non_null(a);
+	assert_ptr_equal(a->parent, root);
+	assert_int_equal(a->nlink, 2);
+	assert_int_equal(a->nchildren, 2);
+	assert_null(a->symlink);
+	check_against_lstat(a, "a");
+	assert_int_equal(count_user_xattrs(a), 1);
+	expect_xattr(a, "user.dir", "D");
+	ino = lookup(tree, "b");
+	assert_int_equal(ino->nlink, 3);	/* b/c */
+	assert_ptr_equal(lookup(tree, "b/c")->parent, ino);
+	assert_int_equal(lookup(tree, "b/c")->nlink, 2);
+	assert_int_equal(lookup(tree, "b/c")->nchildren, 0);
+
+	/* a/f1: everything the setup wrote. */
+	f1 = lookup(tree, "a/f1");
+	assert_non_null(f1);
+	check_against_lstat(f1, "a/f1");
+	assert_int_equal(f1->mode, S_IFREG | 0640);
+	assert_int_equal(f1->size, 5);
+	assert_int_equal(f1->mtime_sec, F1_SEC);
+	assert_int_equal(f1->mtime_nsec, F1_NSEC);
+	if (as_root) {
+		assert_int_equal(f1->uid, 1234);
+		assert_int_equal(f1->gid, 5678);
+	}
+	assert_string_equal(f1->path, "a/f1");
+	assert_null(f1->symlink);
+	assert_int_equal(f1->nchildren, 0);
+	assert_int_equal(count_user_xattrs(f1), 2);
+	for (size_t i = 1; i < f1->nxattrs; i++)
+		assert_true(strcmp(f1->xattrs[i - 1].name, f1->xattrs[i].name) < 0);
+	for (size_t i = 0; i < f1->nxattrs; i++) {
+		xa = &f1->xattrs[i];
+		if (!strcmp(xa->name, "user.a")) {
+			assert_int_equal(xa->value_len, 3);
+			assert_memory_equal(xa->value, "one", 3);
+			/* user.a sorts right before user.b */
+			assert_true(i + 1 < f1->nxattrs);
+			assert_string_equal(f1->xattrs[i + 1].name, "user.b");
+			assert_int_equal(f1->xattrs[i + 1].value_len, 1);
+			assert_memory_equal(f1->xattrs[i + 1].value, "2", 1);
+		}
+	}
+
+	/* Sparse: 1 MiB, (almost) no blocks. */
+	ino = lookup(tree, "a/sparse");
+	assert_int_equal(ino->size, SPARSE_SIZE);
+	assert_true(ino->blocks < SPARSE_SIZE / 512);
+	check_against_lstat(ino, "a/sparse");
+
+	/* Symlinks are recorded, never followed. */
+	ino = lookup(tree, "dirlink");
+	assert_int_equal(ino->mode & S_IFMT, S_IFLNK);
+	assert_string_equal(ino->symlink, "a");
+	assert_int_equal(ino->size, 1);
+	assert_int_equal(ino->nchildren, 0);
+	assert_null(ino->children);
+	check_against_lstat(ino, "dirlink");
+	/* Its own xattrs, not those of the directory it points to. */
+	assert_int_equal(count_user_xattrs(ino), 0);
+	if (as_root) {
+		assert_int_equal(ino->nxattrs, 1);
+		expect_xattr(ino, "trusted.t", "L");
+	}
+	ino = lookup(tree, "outside");
+	assert_int_equal(ino->mode & S_IFMT, S_IFLNK);
+	assert_string_equal(ino->symlink, "/etc/passwd");
+	assert_int_equal(ino->size, 11);
+	check_against_lstat(ino, "outside");
+
+	ino = lookup(tree, "fifo");
+	assert_int_equal(ino->mode, S_IFIFO | 0600);
+	check_against_lstat(ino, "fifo");
+	assert_null(ino->reopen);
+	if (as_root)
+		expect_xattr(ino, "trusted.f", "F");
+
+	ino = lookup(tree, LONG_NAME);
+	assert_non_null(ino);
+	assert_int_equal(strlen(ino->path), 255);
+	check_against_lstat(ino, LONG_NAME);
+
+	ino = lookup(tree, HIGH_NAME);
+	assert_non_null(ino);
+	assert_int_equal(ino->size, 1);
+	assert_string_equal(ino->path, HIGH_NAME);
+	check_against_lstat(ino, HIGH_NAME);
+	ino = lookup(tree, "-dash");
+	assert_int_equal(ino->size, 5);
+	check_against_lstat(ino, "-dash");
+	ino = lookup(tree, "Zed");
+	assert_int_equal(ino->mode, S_IFREG | 0600);
+	assert_int_equal(ino->size, 0);
+
+	if (as_root) {
+		ino = lookup(tree, "null");
+		assert_non_null(ino);
+		assert_int_equal(ino->mode, S_IFCHR | 0666);
+		assert_int_equal(ino->rdev_major, 1);
+		assert_int_equal(ino->rdev_minor, 3);
+		check_against_lstat(ino, "null");
+	} else {
+		assert_null(lookup(tree, "null"));
+	}
+	walk_tree_free(tree);
+}
+
+static void test_order(void **state)
+{
+	/* Bytewise: '-' 0x2d < 'Z' 0x5a < 'a' < "ab" < ... < 0xc3. */
+	static const char *const top[] = {
+		"-dash", "Zed", "a", "ab", "b", "dirlink", "fifo", "hl",
+		"null", "outside", LONG_NAME, HIGH_NAME,
+	};
+	/* Pre-order, sorted, each inode once (hl, b/hl2 are a/f1). */
+	static const char *const order[] = {
+		"", "-dash", "Zed", "a", "a/f1", "a/sparse", "ab", "b", "b/c",
+		"dirlink", "fifo", "null", "outside", LONG_NAME, HIGH_NAME,
+	};
+	struct walk_tree *tree = walk_ok(NULL);
+	const struct walk_inode *root = tree->root;
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof(top) / sizeof(top[0]); i++) {
+		if (!as_root && !strcmp(top[i], "null"))
+			continue;
+		assert_true(n < root->nchildren);
+		assert_string_equal(root->children[n].name, top[i]);
+		assert_int_equal(root->children[n].name_len, strlen(top[i]));
+		n++;
+	}
+	assert_int_equal(root->nchildren, n);
+
+	n = 0;
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		if (!as_root && !strcmp(order[i], "null"))
+			continue;
+		assert_true(n < tree->ninodes);
+		assert_string_equal(tree->inodes[n]->path, order[i]);
+		n++;
+	}
+	assert_int_equal(tree->ninodes, n);
+	walk_tree_free(tree);
+}
+
+static void test_hardlinks(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	const struct walk_inode *f1 = lookup(tree, "a/f1");
+
+	assert_ptr_equal(lookup(tree, "hl"), f1);
+	assert_ptr_equal(lookup(tree, "b/hl2"), f1);
+	assert_int_equal(f1->nlink, 3);
+	assert_string_equal(f1->path, "a/f1");	/* first in walk order */
+	assert_int_equal(lookup(tree, "-dash")->nlink, 1);
+	walk_tree_free(tree);
+}
+
+static void write_at(const char *rel, const char *data)
+{
+	char p[PATH_MAX];
+	int fd;
+
+	at(p, sizeof(p), rel);
+	fd = open(p, O_WRONLY | O_APPEND | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+	close(fd);
+}
+
+static void read_expect(int fd, const char *data)
+{
+	char buf[64] = "";
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	assert_int_equal(n, (ssize_t)strlen(data));
+	assert_memory_equal(buf, data, n);
+	assert_int_equal(fcntl(fd, F_GETFL) & (O_ACCMODE | O_NONBLOCK), O_RDONLY);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	close(fd);
+}
+
+/* Unchanged files open, by handle and by path; changed ones give -EIO. */
+static void test_open_data(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	struct walk_inode *f1 = (struct walk_inode *)lookup(tree, "a/f1");
+	struct walk_inode *dash = (struct walk_inode *)lookup(tree, "-dash");
+	struct walk_inode *zed = (struct walk_inode *)lookup(tree, "Zed");
+	struct walk_inode *high = (struct walk_inode *)lookup(tree, HIGH_NAME);
+	struct walk_reopen *saved;
+	char p[PATH_MAX], q[PATH_MAX];
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+				  { .tv_sec = F1_SEC, .tv_nsec = F1_NSEC + 1 } };
+
+	read_expect(walk_open_data(tree, f1), "hello");
+	read_expect(walk_open_data(tree, dash), "dash\n");
+	/* Not regular files. */
+	assert_int_equal(walk_open_data(tree, tree->root), -EINVAL);
+	assert_int_equal(walk_open_data(tree, lookup(tree, "fifo")), -EINVAL);
+
+	/* By path from the root fd (as without CAP_DAC_READ_SEARCH). */
+	saved = f1->reopen;
+	f1->reopen = NULL;
+	read_expect(walk_open_data(tree, f1), "hello");
+	f1->reopen = saved;
+
+	/* Size changed, mtime put back as it was. */
+	write_at("-dash", "more");
+	at(p, sizeof(p), "-dash");
+	{
+		struct timespec old[2] = {
+			{ .tv_nsec = UTIME_OMIT },
+			{ .tv_sec = dash->mtime_sec, .tv_nsec = dash->mtime_nsec },
+		};
+		assert_int_equal(utimensat(AT_FDCWD, p, old, 0), 0);
+	}
+	assert_int_equal(walk_open_data(tree, dash), -EIO);
+
+	/* Only the mtime nanoseconds changed. */
+	at(p, sizeof(p), "a/f1");
+	assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	assert_int_equal(walk_open_data(tree, f1), -EIO);
+
+	/* Replaced by rename with a same-size file: another inode. */
+	make_file("Zed.new", "", 0600);
+	at(p, sizeof(p), "Zed.new");
+	at(q, sizeof(q), "Zed");
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(walk_open_data(tree, zed), -EIO);
+	zed->reopen = NULL;
+	assert_int_equal(walk_open_data(tree, zed), -EIO);
+
+	/* Removed. */
+	at(p, sizeof(p), HIGH_NAME);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(walk_open_data(tree, high), -EIO);
+	high->reopen = NULL;
+	assert_int_equal(walk_open_data(tree, high), -EIO);
+	walk_tree_free(tree);
+}
+
+/* A directory on the path swapped for a symlink: the path route refuses. */
+static void test_open_data_swapped_dir(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	struct walk_inode *sparse = (struct walk_inode *)lookup(tree, "a/sparse");
+	char p[PATH_MAX], q[PATH_MAX];
+	int fd;
+
+	at(p, sizeof(p), "a");
+	at(q, sizeof(q), "a2");
+	assert_int_equal(rename(p, q), 0);
+	make_symlink("a2", "a");
+	/* The handle still names the same, unchanged inode. */
+	if (sparse->reopen) {
+		fd = walk_open_data(tree, sparse);
+		if (fd != -EIO) {	/* unless handles cannot be decoded here */
+			assert_true(fd >= 0);
+			close(fd);
+		}
+	}
+	sparse->reopen = NULL;
+	assert_int_equal(walk_open_data(tree, sparse), -EIO);
+	walk_tree_free(tree);
+}
+
+struct opener {
+	const struct walk_tree *tree;
+	const struct walk_inode *inode;
+	const char *data;
+	int failures;
+};
+
+static void *open_many(void *arg)
+{
+	struct opener *o = arg;
+	char buf[16];
+
+	for (int i = 0; i < 200; i++) {
+		int fd = walk_open_data(o->tree, o->inode);
+
+		if (fd < 0 || pread(fd, buf, sizeof(buf), 0) != (ssize_t)strlen(o->data) ||
+		    memcmp(buf, o->data, strlen(o->data)))
+			o->failures++;
+		if (fd >= 0)
+			close(fd);
+	}
+	return NULL;
+}
+
+/* Several threads reopening files at once (the server's pattern). */
+static void test_open_data_threads(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	struct opener o[4];
+	pthread_t th[4];
+
+	for (int i = 0; i < 4; i++) {
+		o[i] = (struct opener){ .tree = tree, .failures = 0,
+			.inode = lookup(tree, i % 2 ? "ab" : "hl"),
+			.data = i % 2 ? "ab" : "hello" };
+		assert_int_equal(pthread_create(&th[i], NULL, open_many, &o[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(o[i].failures, 0);
+	}
+	walk_tree_free(tree);
+}
+
+/* ---- the check hook, skip_unreadable ---- */
+
+struct check_ctx {
+	const char *reject;	/* name to reject */
+	bool saw_root;
+	size_t nwarn;
+	char warn_path[64];
+	int warn_err;
+	const char *warn_what;
+};
+
+static int check_reject(void *userdata, const struct walk_inode *inode,
+			const char *name, size_t name_len, const char **ret_what)
+{
+	struct check_ctx *c = userdata;
+
+	assert_non_null(inode);
+	assert_int_equal(strlen(name), name_len);
+	if (name_len == 0) {
+		assert_string_equal(inode->path, "");
+		c->saw_root = true;
+	}
+	if (!strcmp(name, c->reject)) {
+		*ret_what = "rejected by test";
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void warn_record(void *userdata, const char *path, int err,
+			const char *what)
+{
+	struct check_ctx *c = userdata;
+
+	c->nwarn++;
+	snprintf(c->warn_path, sizeof(c->warn_path), "%s", path);
+	c->warn_err = err;
+	c->warn_what = what;
+}
+
+static void test_check_fails(void **state)
+{
+	struct check_ctx c = { .reject = "c" };
+	struct walk_opts opts = { .check = check_reject, .warn = warn_record,
+				  .userdata = &c };
+	struct walk_tree *tree = NULL;
+	char *errpath = NULL;
+	const char *what = NULL;
+
+	assert_int_equal(walk_tree(root_dir, &opts, &tree, &errpath, &what), -EPERM);
+	assert_null(tree);
+	assert_non_null(errpath);
+	assert_string_equal(errpath, "b/c");
+	assert_string_equal(what, "rejected by test");
+	assert_true(c.saw_root);
+	assert_int_equal(c.nwarn, 0);
+	free(errpath);
+}
+
+static void test_check_skips(void **state)
+{
+	struct check_ctx c = { .reject = "b" };
+	struct walk_opts opts = { .check = check_reject, .warn = warn_record,
+				  .userdata = &c, .skip_unreadable = true };
+	struct walk_tree *tree = walk_ok(&opts);
+
+	/* b and all below it are gone; one warning, for b. */
+	assert_int_equal(c.nwarn, 1);
+	assert_string_equal(c.warn_path, "b");
+	assert_int_equal(c.warn_err, -EPERM);
+	assert_string_equal(c.warn_what, "rejected by test");
+	assert_null(lookup(tree, "b"));
+	assert_int_equal(tree->root->nlink, 3);	/* only a is left */
+	assert_int_equal(lookup(tree, "a/f1")->nlink, 2);	/* no b/hl2 */
+	for (size_t i = 0; i < tree->ninodes; i++)
+		assert_true(strncmp(tree->inodes[i]->path, "b", 1) ||
+			    tree->inodes[i]->path[1] != '\0');
+	assert_null(lookup(tree, "b/c"));
+	walk_tree_free(tree);
+
+	/* A rejected second dentry of a hard link: the inode stays. */
+	memset(&c, 0, sizeof(c));
+	c.reject = "hl";
+	tree = walk_ok(&opts);
+	assert_int_equal(c.nwarn, 1);
+	assert_string_equal(c.warn_path, "hl");
+	assert_null(lookup(tree, "hl"));
+	assert_int_equal(lookup(tree, "a/f1")->nlink, 2);
+	walk_tree_free(tree);
+
+	/* A rejected first dentry of a hard link: the next one is first. */
+	memset(&c, 0, sizeof(c));
+	c.reject = "f1";
+	tree = walk_ok(&opts);
+	assert_int_equal(c.nwarn, 1);
+	assert_string_equal(c.warn_path, "a/f1");
+	assert_null(lookup(tree, "a/f1"));
+	assert_ptr_equal(lookup(tree, "hl"), lookup(tree, "b/hl2"));
+	assert_string_equal(lookup(tree, "hl")->path, "b/hl2");
+	assert_int_equal(lookup(tree, "hl")->nlink, 2);
+	walk_tree_free(tree);
+
+	/* The root cannot be skipped. */
+	memset(&c, 0, sizeof(c));
+	c.reject = "";
+	{
+		struct walk_tree *t = NULL;
+		char *errpath = NULL;
+		const char *what = NULL;
+
+		assert_int_equal(walk_tree(root_dir, &opts, &t, &errpath, &what),
+				 -EPERM);
+		assert_null(t);
+		assert_string_equal(errpath, "");
+		free(errpath);
+	}
+}
+
+static void test_not_dir(void **state)
+{
+	struct walk_tree *tree = NULL;
+	char p[PATH_MAX], *errpath = NULL;
+	const char *what = NULL;
+
+	at(p, sizeof(p), "ab");
+	assert_int_equal(walk_tree(p, NULL, &tree, &errpath, &what), -ENOTDIR);
+	assert_null(tree);
+	at(p, sizeof(p), "missing");
+	assert_int_equal(walk_tree(p, NULL, &tree, &errpath, &what), -ENOENT);
+	assert_null(tree);
+	walk_tree_free(NULL);
+}
+
+/* Runs a walk with fd 2 sent to a file; returns what it printed. */
+static void walk_capture_stderr(bool progress, char *out, size_t size)
+{
+	struct walk_opts opts = { .progress = progress };
+	FILE *f = tmpfile();
+	int saved = dup(2);
+	ssize_t n;
+
+	assert_non_null(f);
+	fflush(stderr);
+	assert_int_equal(dup2(fileno(f), 2), 2);
+	walk_tree_free(walk_ok(&opts));
+	fflush(stderr);
+	assert_int_equal(dup2(saved, 2), 2);
+	close(saved);
+	n = pread(fileno(f), out, size - 1, 0);
+	assert_true(n >= 0);
+	out[n] = '\0';
+	fclose(f);
+}
+
+static void test_progress(void **state)
+{
+	char out[PATH_MAX], want[32];
+
+	walk_capture_stderr(false, out, sizeof(out));
+	assert_string_equal(out, "");
+	walk_capture_stderr(true, out, sizeof(out));
+	/* the root and the 15 entries below it (16 with the device node) */
+	snprintf(want, sizeof(want), "\r%d entries\n", as_root ? 17 : 16);
+	assert_true(strlen(out) >= strlen(want));
+	assert_string_equal(out + strlen(out) - strlen(want), want);
+}
+
+/* A tmpfs mounted inside: an empty mount point unless cross_mounts. */
+static void test_mounts(void **state)
+{
+	struct walk_opts opts = { .cross_mounts = true };
+	struct walk_tree *tree;
+	const struct walk_inode *mnt;
+	char p[PATH_MAX];
+	int fd;
+
+	make_dir("mnt");
+	at(p, sizeof(p), "mnt");
+	if (mount("test-walk", p, "tmpfs", 0, "mode=0711") < 0) {
+		print_message("skipping mount test: mount: %s\n", strerror(errno));
+		skip();
+	}
+	at(p, sizeof(p), "mnt/inner");
+	fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "in", 2), 2);
+	close(fd);
+
+	/* A file bind-mounted over ab: another mount, left out. */
+	at(p, sizeof(p), "ab");
+	{
+		char src[PATH_MAX];
+
+		at(src, sizeof(src), "-dash");
+		assert_int_equal(mount(src, p, NULL, MS_BIND, NULL), 0);
+	}
+
+	tree = walk_ok(NULL);
+	assert_null(lookup(tree, "ab"));
+	assert_non_null(lookup(tree, "-dash"));
+	mnt = lookup(tree, "mnt");
+	assert_non_null(mnt);
+	assert_int_equal(mnt->mode, S_IFDIR | 0711);	/* the tmpfs root */
+	assert_int_equal(mnt->nchildren, 0);
+	assert_int_equal(mnt->nlink, 2);
+	assert_null(lookup(tree, "mnt/inner"));
+	walk_tree_free(tree);
+
+	tree = walk_ok(&opts);
+	assert_non_null(lookup(tree, "mnt/inner"));
+	/*
+	 * Crossing: ab is -dash seen through a bind mount.  With one link
+	 * it is not looked up as a hard link: two inodes, one identity.
+	 */
+	assert_non_null(lookup(tree, "ab"));
+	assert_int_equal(lookup(tree, "ab")->ino, lookup(tree, "-dash")->ino);
+	read_expect(walk_open_data(tree, lookup(tree, "ab")), "dash\n");
+	read_expect(walk_open_data(tree, lookup(tree, "mnt/inner")), "in");
+	{
+		struct walk_inode *in = (struct walk_inode *)lookup(tree, "mnt/inner");
+
+		in->reopen = NULL;	/* by path, crossing into the mount */
+		read_expect(walk_open_data(tree, in), "in");
+	}
+	walk_tree_free(tree);
+
+	at(p, sizeof(p), "mnt");
+	assert_int_equal(umount2(p, MNT_DETACH), 0);
+	at(p, sizeof(p), "ab");
+	assert_int_equal(umount2(p, MNT_DETACH), 0);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup_tree, teardown_tree)
+	const struct CMUnitTest tests[] = {
+		T(test_fields),
+		T(test_order),
+		T(test_hardlinks),
+		T(test_open_data),
+		T(test_open_data_swapped_dir),
+		T(test_open_data_threads),
+		T(test_check_fails),
+		T(test_check_skips),
+		T(test_not_dir),
+		T(test_progress),
+		T(test_mounts),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
