@@ -19,7 +19,7 @@
  * this process created and frees the map and the tree.
  *
  * Exit status: 0 success, 1 error, 2 bad usage, or CMD's status with --run.
- * The option reference is docs/options.md.
+ * The option reference is README.md ("Usage").
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -109,5 +109,5 @@ To do it by hand:
   ls -l /mnt/demo; umount /mnt/demo; fusermount3 -u /tmp/nbd
 
 Without -f, erofs-nbd prints the URI and goes into the background; with no
---unix/--tcp it picks a private socket (see docs/options.md).
+--unix/--tcp it picks a private socket (see README.md, "Usage").
 EOF
