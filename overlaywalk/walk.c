@@ -24,6 +24,10 @@
  * links are found with a hash table of (dev, ino) over the non-directory
  * inodes with more than one link only.
  *
+ * Resources: one open directory fd per level of the directory being
+ * walked (so a tree deeper than RLIMIT_NOFILE fails with -EMFILE, naming
+ * the path), and memory for the tree only: no fd is kept per file.
+ *
  * Splits: arena.c (memory), readxattr.c (xattrs), reopen.c (file handles and
  * walk_open_data()), hardlink.c (the hash table).
  */
