@@ -88,7 +88,7 @@ check: $(BIN) $(UNIT_BINS)
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
-	debootstrap busybox-static linux-image-amd64 util-linux procps
+	debootstrap busybox-static linux-image-amd64 util-linux procps time
 
 deps:
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \

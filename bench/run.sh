@@ -13,12 +13,13 @@
 # Knobs: BENCH_RUNS (start-up runs, default 5), BENCH_READ_RUNS (read runs,
 # default 3), TMPDIR (where mkfs.erofs writes its image).
 set -euo pipefail
+export LC_ALL=C	# decimal points for awk, sort -g and $EPOCHREALTIME
 
 usage() { echo "usage: $0 BIN [TREE]" >&2; exit 2; }
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 BIN=$(realpath -e "$1") || die "no binary '$1'"
 [ -x "$BIN" ] || die "'$BIN' is not executable"
 RUNS=${BENCH_RUNS:-5}
@@ -60,9 +61,12 @@ build_minbase() {
 		exec 9>&-
 		return 0
 	fi
+	# Never delete a tree someone else may be building (without our lock).
+	[ -e "$dir" ] && die "'$dir' exists without '$dir.done': still being" \
+		"built elsewhere, or broken (then remove it); or pass a TREE"
 	mirror=$(debian_mirror)
 	tmp=$dir.tmp.$$
-	rm -rf "$dir" "$tmp"
+	rm -rf "$tmp"
 	note "building $dir with debootstrap from $mirror (once, a few minutes)"
 	debootstrap --variant=minbase bookworm "$tmp" "$mirror" >"$tmp.log" 2>&1 ||
 		{ tail -n 20 "$tmp.log" >&2; die "debootstrap failed"; }
@@ -97,7 +101,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- helpers ----------------------------------------------------------------
-now_ns() { date +%s%N; }
+# Times are taken from $EPOCHREALTIME (bash 5: seconds with microseconds,
+# read without forking) as integer microseconds: us=${EPOCHREALTIME/./}.
 
 # median: the median of the numbers on stdin (the lower middle one for an
 # even count: no invented values).
@@ -108,7 +113,7 @@ vm_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # start_ours [ARGS...]: starts erofs-nbd on a fresh Unix socket and waits
 # (blocking on its stdout, no polling) for the URI line.  Sets OUR_PID,
-# OUR_URI, OUR_NS (start to URI, nanoseconds).  Its stdout fifo stays open
+# OUR_URI, OUR_US (start to URI, microseconds).  Its stdout fifo stays open
 # on fd OUR_FD until stop_pid.
 n_srv=0
 start_ours() {
@@ -117,16 +122,16 @@ start_ours() {
 	fifo=$work/out.$BASHPID.$n_srv
 	sock=$work/ours.$BASHPID.$n_srv.sock
 	mkfifo "$fifo"
-	t0=$(now_ns)
+	t0=${EPOCHREALTIME/./}
 	"$BIN" --export "$TREE" -f --unix "$sock" "$@" >"$fifo" 2>>"$work/ours.log" &
 	OUR_PID=$!
 	pids+=("$OUR_PID")
 	exec {OUR_FD}<"$fifo"
 	OUR_URI=
 	IFS= read -r -t 300 -u "$OUR_FD" OUR_URI || true
-	t1=$(now_ns)
+	t1=${EPOCHREALTIME/./}
 	[ -n "$OUR_URI" ] || { tail -n 20 "$work/ours.log" >&2; die "erofs-nbd printed no URI"; }
-	OUR_NS=$((t1 - t0))
+	OUR_US=$((10#$t1 - 10#$t0))
 }
 
 # stop_pid PID: SIGTERM and reap.
@@ -151,24 +156,30 @@ start_nbdkit() {
 	KIT_URI="nbd+unix:///?socket=$sock"
 }
 
-# read_all URI: reads the whole export once with nbdcopy, all bytes (no
-# extent skipping); prints the seconds it took.
+# read_all URI [NBDCOPY-OPTION...]: reads the whole export once with
+# nbdcopy, all bytes (no extent skipping); prints the seconds it took.
 read_all() {
-	local t0 t1
-	t0=$(now_ns)
-	nbdcopy --no-extents "$1" null: || die "nbdcopy $1 failed"
-	t1=$(now_ns)
-	awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.4f\n", ns / 1e9 }'
+	local uri=$1 t0 t1
+	shift
+	t0=${EPOCHREALTIME/./}
+	nbdcopy --no-extents "$@" "$uri" null: || die "nbdcopy $* $uri failed"
+	t1=${EPOCHREALTIME/./}
+	awk -v us=$((10#$t1 - 10#$t0)) 'BEGIN { printf "%.4f\n", us / 1e6 }'
 }
 
-# read_median URI: one warm-up read, then the median seconds of READ_RUNS.
+# read_median URI [NBDCOPY-OPTION...]: one warm-up read, then the median
+# seconds of READ_RUNS reads.
 read_median() {
 	local i
-	read_all "$1" >/dev/null
+	read_all "$@" >/dev/null
 	for ((i = 0; i < READ_RUNS; i++)); do
-		read_all "$1"
+		read_all "$@"
 	done | median
 }
+
+# multi_conn URI: "yes" when the server allows multi-conn (nbdcopy then
+# opens 4 connections), else "no".
+multi_conn() { if nbdinfo --can multi-conn "$1" >/dev/null 2>&1; then echo yes; else echo no; fi; }
 
 fmt() { awk -v v="$1" -v d="${2:-2}" 'BEGIN { printf "%.*f", d, v }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
@@ -183,13 +194,14 @@ find "$TREE" -xdev -type f -readable -print0 | xargs -0 -r cat >/dev/null 2>&1 |
 
 # --- a) start-up: erofs-nbd until its URI line vs mkfs.erofs --------------------
 note "a) start-up: $RUNS x erofs-nbd (start until URI), $RUNS x mkfs.erofs"
-start_ours
-stop_pid "$OUR_PID"	# warm-up
+start_ours	# warm-up
+stop_pid "$OUR_PID"
+exec {OUR_FD}<&-
 ours_start=$(for ((i = 0; i < RUNS; i++)); do
 	start_ours
 	stop_pid "$OUR_PID"
 	exec {OUR_FD}<&-
-	awk -v ns="$OUR_NS" 'BEGIN { printf "%.4f\n", ns / 1e9 }'
+	awk -v us="$OUR_US" 'BEGIN { printf "%.4f\n", us / 1e6 }'
 done | median)
 
 img=$work/mkfs.img
@@ -198,7 +210,8 @@ mkfs_rss_kib=0
 mkfs_once() {
 	local t0 t1 rss=0
 	rm -f "$img"
-	t0=$(now_ns)
+	sync	# the previous image's writeback must not slow this run
+	t0=${EPOCHREALTIME/./}
 	if [ -n "$TIME" ]; then
 		$TIME -f '%M' -o "$work/time.out" mkfs.erofs "$img" "$TREE" >/dev/null 2>"$work/mkfs.log" ||
 			{ cat "$work/mkfs.log" >&2; die "mkfs.erofs failed"; }
@@ -213,8 +226,8 @@ mkfs_once() {
 		done
 		wait $p || { cat "$work/mkfs.log" >&2; die "mkfs.erofs failed"; }
 	fi
-	t1=$(now_ns)
-	awk -v ns=$((t1 - t0)) -v rss="$rss" 'BEGIN { printf "%.4f %d\n", ns / 1e9, rss }'
+	t1=${EPOCHREALTIME/./}
+	awk -v us=$((10#$t1 - 10#$t0)) -v rss="$rss" 'BEGIN { printf "%.4f %d\n", us / 1e6, rss }'
 }
 mkfs_once >/dev/null	# warm-up
 mkfs_runs=$(for ((i = 0; i < RUNS; i++)); do mkfs_once; done)
@@ -222,24 +235,31 @@ mkfs_start=$(awk '{ print $1 }' <<<"$mkfs_runs" | median)
 mkfs_rss_kib=$(awk '$2 > m { m = $2 } END { print m + 0 }' <<<"$mkfs_runs")
 mkfs_size=$(stat -c %s "$img")
 
-# --- b) + c) reading the whole export; peak RSS after the read -------------------
-note "b) read: nbdcopy --no-extents URI null:, 1 warm-up + median of $READ_RUNS, each server"
+# --- b) + c) reading the whole export; peak RSS after the reads ----------------
+# Each server is read with nbdcopy's defaults (4 connections when the
+# server allows multi-conn) and with one connection (-C 1).
+note "b) read: nbdcopy --no-extents [-C 1] URI null:, 1 warm-up + median of $READ_RUNS, each server"
 start_ours
 ours_size=$(nbdinfo --size "$OUR_URI")
+ours_mc=$(multi_conn "$OUR_URI")
 ours_read=$(read_median "$OUR_URI")
+ours_read1=$(read_median "$OUR_URI" -C 1)
 ours_rss_kib=$(vm_hwm_kib "$OUR_PID")
 stop_pid "$OUR_PID"
 exec {OUR_FD}<&-
 
 start_ours --no-io-uring
 plain_read=$(read_median "$OUR_URI")
+plain_read1=$(read_median "$OUR_URI" -C 1)
 plain_rss_kib=$(vm_hwm_kib "$OUR_PID")
 stop_pid "$OUR_PID"
 exec {OUR_FD}<&-
 
 start_nbdkit "$img"
 kit_size=$(nbdinfo --size "$KIT_URI")
+kit_mc=$(multi_conn "$KIT_URI")
 kit_read=$(read_median "$KIT_URI")
+kit_read1=$(read_median "$KIT_URI" -C 1)
 kit_rss_kib=$(vm_hwm_kib "$KIT_PID")
 stop_pid "$KIT_PID"
 
@@ -249,6 +269,9 @@ mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.6f", b / 1048576 / s }'; }
 ours_mibs=$(mibs "$ours_size" "$ours_read")
 plain_mibs=$(mibs "$ours_size" "$plain_read")
 kit_mibs=$(mibs "$kit_size" "$kit_read")
+ours_mibs1=$(mibs "$ours_size" "$ours_read1")
+plain_mibs1=$(mibs "$ours_size" "$plain_read1")
+kit_mibs1=$(mibs "$kit_size" "$kit_read1")
 
 row() { printf '%-34s | %12s | %-24s | %7s | %s\n' "$@"; }
 echo
@@ -256,9 +279,14 @@ echo "erofs-nbd bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname 
 echo "binary: $BIN"
 echo "tree:   $TREE: $n_entries entries, $n_files regular files," \
 	"$(mib "$n_bytes") MiB of file data ($n_bytes bytes)"
-echo "peers:  $(mkfs.erofs --version 2>&1 | grep -m1 -o 'mkfs.erofs [0-9.]*' || echo mkfs.erofs)," \
+mkfs_version=$(mkfs.erofs --version 2>&1 || true)	# 1.5 prints it, then fails
+mkfs_version=$(grep -m1 -o 'mkfs.erofs [0-9][0-9.]*' <<<"$mkfs_version" || echo mkfs.erofs)
+echo "peers:  $mkfs_version," \
 	"$(nbdkit --version | head -1)," \
 	"client $(nbdcopy --version | head -1)"
+echo "reads:  nbdcopy --no-extents URI null: (4 connections with multi-conn: erofs-nbd" \
+	"$ours_mc, nbdkit $kit_mc) and with -C 1"
+echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every number)"
 echo
 row "metric" "erofs-nbd" "peer" "ratio" "target"
 row "----------------------------------" "------------" "------------------------" "-------" "------"
@@ -268,9 +296,13 @@ row "b) read all, MiB/s (median $READ_RUNS)" "$(fmt "$ours_mibs" 1)" "$(fmt "$ki
 	"$(ratio "$ours_mibs" "$kit_mibs")" ">= 1.0"
 row "b) same, --no-io-uring" "$(fmt "$plain_mibs" 1)" "$(fmt "$kit_mibs" 1) nbdkit file" \
 	"$(ratio "$plain_mibs" "$kit_mibs")" ">= 1.0"
+row "b) read all, 1 connection" "$(fmt "$ours_mibs1" 1)" "$(fmt "$kit_mibs1" 1) nbdkit file" \
+	"$(ratio "$ours_mibs1" "$kit_mibs1")" ">= 1.0"
+row "b) same, --no-io-uring" "$(fmt "$plain_mibs1" 1)" "$(fmt "$kit_mibs1" 1) nbdkit file" \
+	"$(ratio "$plain_mibs1" "$kit_mibs1")" ">= 1.0"
 row "   image size, MiB" "$(mib "$ours_size")" "$(mib "$mkfs_size") mkfs.erofs" \
 	"$(ratio "$ours_size" "$mkfs_size")" "(info)"
-row "c) peak RSS after read, MiB" "$(mib $((ours_rss_kib * 1024)))" \
+row "c) peak RSS after reads, MiB" "$(mib $((ours_rss_kib * 1024)))" \
 	"$(mib $((kit_rss_kib * 1024))) nbdkit" \
 	"$(ratio "$ours_rss_kib" "$kit_rss_kib")" "(info)"
 row "c) same, --no-io-uring" "$(mib $((plain_rss_kib * 1024)))" \
@@ -280,7 +312,8 @@ row "c) peak RSS vs building the image" "$(mib $((ours_rss_kib * 1024)))" \
 	"$(mib $((mkfs_rss_kib * 1024))) mkfs.erofs" \
 	"$(ratio "$ours_rss_kib" "$mkfs_rss_kib")" "(info)"
 echo
-echo "times: erofs-nbd start ${ours_start}s, mkfs.erofs ${mkfs_start}s;" \
-	"read erofs-nbd ${ours_read}s (${ours_size} B), --no-io-uring ${plain_read}s," \
-	"nbdkit ${kit_read}s (${kit_size} B)"
+echo "medians, s: erofs-nbd start $ours_start, mkfs.erofs $mkfs_start;" \
+	"read ($ours_size B) io_uring $ours_read / -C 1 $ours_read1," \
+	"--no-io-uring $plain_read / $plain_read1;" \
+	"nbdkit ($kit_size B) $kit_read / $kit_read1"
 echo "mkfs.erofs writes to $(df --output=source,fstype "$work" | tail -n1 | tr -s ' ')"

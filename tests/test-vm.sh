@@ -10,16 +10,19 @@
 # initramfs from tests/vm/mkinitramfs.sh and the export attached as a
 # read-only virtio-blk disk through QEMU's NBD client.  The initramfs
 # mounts /dev/vda as EROFS and switch_roots into it; the tree's /init
-# prints VM-* lines on the serial console, which must match the tree.
+# prints VM-* lines on the serial console, which must match the tree (and
+# the disk the guest saw must be read-only and have the export's size).
 #
 # KVM is used when /dev/kvm works (a short probe boot decides), else TCG.
 # Knobs: EROFS_NBD_VM_ACCEL=kvm|tcg forces one; EROFS_NBD_VM_TIMEOUT=secs
 # bounds the boot (default 120 with KVM, 300 with TCG);
 # EROFS_NBD_VM_EXPECT overrides the expected marker (to see the test
-# fail); EROFS_NBD_VM_KEEP=1 keeps the work directory.
+# fail); EROFS_NBD_VM_SERVER_ARGS adds erofs-nbd options (e.g.
+# --no-io-uring); EROFS_NBD_VM_KEEP=1 keeps the work directory.
 #
 # Exit: 0 pass, 77 skip (no kernel, modules, QEMU or busybox), 1 fail.
 set -euo pipefail
+# shellcheck source=tests/functions.sh
 . "$(dirname "$0")/functions.sh"	# requires, skip, fail, cleanup_fn, start_server
 here=$TESTS_DIR
 
@@ -27,7 +30,7 @@ here=$TESTS_DIR
 qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
 [ "$(uname -m)" = x86_64 ] || skip "VM test is x86_64 only"
 kernel=
-for k in $(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V -r); do
+for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
 	kv=${k#/boot/vmlinuz-}
 	if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
 		kernel=$k
@@ -51,8 +54,8 @@ fi
 
 # --- initramfs ----------------------------------------------------------------
 "$here/vm/mkinitramfs.sh" "$kver" "$work/initramfs.gz" && rc=0 || rc=$?
-[ $rc = 77 ] && skip "initramfs prerequisites missing"
-[ $rc = 0 ] || fail "mkinitramfs.sh exited $rc"
+[ "$rc" = 77 ] && skip "initramfs prerequisites missing"
+[ "$rc" = 0 ] || fail "mkinitramfs.sh exited $rc"
 
 # --- the served tree ------------------------------------------------------------
 tree=$work/tree
@@ -75,34 +78,54 @@ expect_md5=$(md5sum "$tree/data.bin" | cut -d' ' -f1)
 expect_entries=$(find "$tree" | wc -l)
 
 # --- QEMU ---------------------------------------------------------------------
-# run_vm ACCEL TIMEOUT LOG APPEND [QEMU-ARGS...]: boots the kernel with the
-# initramfs; returns QEMU's (or timeout's) exit status.
-run_vm() {
+# vm_cmd ACCEL TIMEOUT LOG APPEND [QEMU-ARGS...]: sets the array VM to the
+# command line (timeout + QEMU) that boots the kernel with the initramfs,
+# serial console to LOG.  Run as "${VM[@]}", in the background too: $! is
+# then timeout's own PID, and SIGTERM to it stops QEMU.
+vm_cmd() {
 	local accel=$1 t=$2 log=$3 append=$4 cpu=max
 	shift 4
-	[ "$accel" = kvm ] && cpu=host
-	timeout --kill-after=10 "$t" "$qemu" -nodefaults -no-user-config \
-		-machine q35 -accel "$accel" -cpu "$cpu" -m 256 -smp 1 \
-		-display none -monitor none -serial "file:$log" -no-reboot \
-		-kernel "$kernel" -initrd "$work/initramfs.gz" \
-		-append "console=ttyS0 panic=-1 loglevel=4 $append" \
-		"$@" </dev/null
+	if [ "$accel" = kvm ]; then
+		cpu=host
+	fi
+	VM=(timeout --kill-after=10 "$t" "$qemu" -nodefaults -no-user-config
+		-machine q35 -accel "$accel" -cpu "$cpu" -m 256 -smp 1
+		-display none -monitor none -serial "file:$log" -no-reboot
+		-kernel "$kernel" -initrd "$work/initramfs.gz"
+		-append "console=ttyS0 panic=-1 loglevel=4 $append" "$@")
+}
+
+# kvm_probe: boots the initramfs under KVM in "probe" mode and succeeds
+# if it gets to init within 10 s.  Nested KVM can be missing, broken
+# (spinning without output) or slower than TCG; a working KVM prints the
+# kernel banner at once, so no output after 4 s ends the probe early.
+kvm_probe() {
+	local pid i
+	vm_cmd kvm 15 "$work/probe.log" "vmtest=probe loglevel=7"
+	"${VM[@]}" </dev/null >"$work/probe.out" 2>&1 &
+	pid=$!
+	for ((i = 1; i <= 100; i++)); do
+		sleep 0.1
+		grep -q VM-PROBE-OK "$work/probe.log" 2>/dev/null && break
+		kill -0 $pid 2>/dev/null || break
+		[ $i -ge 40 ] && [ ! -s "$work/probe.log" ] && break
+	done
+	kill -TERM $pid 2>/dev/null || true
+	wait $pid 2>/dev/null || true
+	grep -q VM-PROBE-OK "$work/probe.log" 2>/dev/null
 }
 
 accel=${EROFS_NBD_VM_ACCEL:-}
 if [ -z "$accel" ]; then
 	accel=tcg
 	if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-		# A whole boot to the initramfs under KVM, with a short bound:
-		# nested KVM can be missing, broken or slower than TCG.
 		start=$SECONDS
-		if run_vm kvm 10 "$work/probe.log" vmtest=probe \
-			>"$work/probe.out" 2>&1 && grep -q VM-PROBE-OK "$work/probe.log"; then
+		if kvm_probe; then
 			accel=kvm
 			echo "KVM probe booted in $((SECONDS - start))s: using KVM"
 		else
-			echo "KVM probe failed: using TCG"
-			tail -n 5 "$work/probe.out" "$work/probe.log" 2>/dev/null
+			echo "KVM probe failed after $((SECONDS - start))s: using TCG"
+			tail -n 3 "$work/probe.log" 2>/dev/null || true
 		fi
 	fi
 fi
@@ -113,16 +136,23 @@ tcg) tmo=${EROFS_NBD_VM_TIMEOUT:-300} ;;
 esac
 
 # --- serve and boot ----------------------------------------------------------------
-start_server "$tree"
+read -r -a server_args <<<"${EROFS_NBD_VM_SERVER_ARGS:-}"
+start_server "$tree" ${server_args[@]+"${server_args[@]}"}
 sock=$SRV_SOCK
 [ -S "$sock" ] || fail "no socket at '$sock' (URI '$SRV_URI')"
 echo "tree: $expect_entries entries, marker $marker"
+expect_sectors=
+if command -v nbdinfo >/dev/null; then
+	size=$(nbdinfo --size "$SRV_URI") || fail "nbdinfo --size $SRV_URI failed"
+	expect_sectors=$((size / 512))
+fi
 
 echo "booting with $accel (timeout ${tmo}s)"
 start=$SECONDS
-run_vm "$accel" "$tmo" "$work/console.log" "" \
+vm_cmd "$accel" "$tmo" "$work/console.log" "" \
 	-blockdev "driver=nbd,server.type=unix,server.path=$sock,export=root,node-name=n0,read-only=on" \
-	-device virtio-blk-pci,drive=n0 >"$work/qemu.out" 2>&1 && rc=0 || rc=$?
+	-device virtio-blk-pci,drive=n0
+"${VM[@]}" </dev/null >"$work/qemu.out" 2>&1 && rc=0 || rc=$?
 secs=$((SECONDS - start))
 echo "--- serial console ($secs s, qemu exit $rc) ---"
 tr -d '\r' <"$work/console.log" | sed 's/^/  /'
@@ -130,10 +160,10 @@ echo "--- qemu ---"
 sed 's/^/  /' "$work/qemu.out"
 echo "--- end ---"
 
-if [ $rc = 124 ] || [ $rc = 137 ]; then
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 	fail "VM did not finish within ${tmo}s"
 fi
-[ $rc = 0 ] || fail "qemu exited $rc"
+[ "$rc" = 0 ] || fail "qemu exited $rc"
 server_alive || fail "erofs-nbd died while serving"
 
 # --- compare ----------------------------------------------------------------------
@@ -141,6 +171,9 @@ server_alive || fail "erofs-nbd died while serving"
 value() {
 	tr -d '\r' <"$work/console.log" | sed -n "s/^$1=//p" | tail -n1
 }
+if grep -q 'Kernel panic' "$work/console.log"; then
+	fail "the guest kernel panicked: $(grep -m1 'Kernel panic' "$work/console.log" | tr -d '\r')"
+fi
 if grep -q '^VM-INIT-FAIL' "$work/console.log"; then
 	fail "initramfs: $(grep '^VM-INIT-FAIL' "$work/console.log" | tr -d '\r')"
 fi
@@ -155,6 +188,8 @@ expect_line() {
 		errors=$((errors + 1))
 	fi
 }
+[ -z "$expect_sectors" ] || expect_line VM-DISK-SECTORS "$expect_sectors"
+expect_line VM-DISK-RO 1
 expect_line VM-ROOTFS erofs
 expect_line VM-MARKER "$expect_marker"
 expect_line VM-DATA-MD5 "$expect_md5"
@@ -166,6 +201,6 @@ if ! tr -d '\r' <"$work/console.log" | grep -qx VM-DONE; then
 	errors=$((errors + 1))
 fi
 [ $errors = 0 ] || fail "$errors of the VM's answers were wrong"
-stop_server && rc=0 || rc=$?
-[ $rc = 0 ] || fail "erofs-nbd exited $rc on SIGTERM"
+stop_server "$SRV_PID" && rc=0 || rc=$?
+[ "$rc" = 0 ] || fail "erofs-nbd exited $rc on SIGTERM"
 echo "PASS: booted from the EROFS export with $accel in ${secs}s"
