@@ -283,6 +283,13 @@ static int ctx_init(struct erofs_ctx *ctx, const struct walk_tree *tree,
 	return 0;
 }
 
+/*
+ * Lays out the image of tree and appends it to map (see erofs.h for the
+ * contract).  On failure the map may hold part of the image and the
+ * buffers it owns; the caller frees it.  Returns 0, -EINVAL (options or a
+ * malformed tree), -ENAMETOOLONG / -E2BIG / -EOPNOTSUPP / -EFBIG (an
+ * entry EROFS cannot hold, named by *ret_errpath), or -ENOMEM.
+ */
 int erofs_build(const struct walk_tree *tree, const struct erofs_opts *opts,
 		struct region_map *map, char **ret_errpath, const char **ret_what)
 {

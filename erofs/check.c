@@ -15,6 +15,8 @@
 /* Longest symlink target we store: the kernel's fast path wants < 4096 (§9). */
 #define EROFS_SYMLINK_MAX	4095
 
+/* Fills opts with the defaults (erofs.h): 4 KiB blocks, time from the
+ * tree, regular files FLAT_PLAIN. */
 void erofs_opts_default(struct erofs_opts *opts)
 {
 	memset(opts, 0, sizeof(*opts));

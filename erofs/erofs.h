@@ -24,9 +24,21 @@ struct erofs_opts {
 	bool build_time_set;	/* use build_time (SOURCE_DATE_EPOCH) */
 	int64_t build_time;	/* seconds since the epoch */
 	const char *volume_name;	/* at most 15 bytes; NULL for none */
+	/*
+	 * Store the partial last block of regular files inline after the
+	 * inode (FLAT_INLINE), served from the source.  Off by default: the
+	 * tail then shares a metadata block with other inodes, so a file that
+	 * changes after the walk makes that whole block (its neighbours'
+	 * inodes) fail with EIO, and reading one metadata block opens every
+	 * file whose tail it holds.  Off: regular files are FLAT_PLAIN.
+	 */
+	bool inline_file_tails;
 };
 
-/* Fills opts with the defaults: 4 KiB blocks, time from the tree. */
+/*
+ * Fills opts with the defaults: 4 KiB blocks, time from the tree, no
+ * volume name, regular files FLAT_PLAIN.
+ */
 void erofs_opts_default(struct erofs_opts *opts);
 
 /*

@@ -19,9 +19,10 @@
  * its inline xattrs and inline tail and rounded up to 32 bytes.  A tail
  * that would cross the end of the inode's block moves the inode to the
  * next block, and a tail that cannot fit even there makes the inode
- * FLAT_PLAIN, as mkfs.erofs does (§6.2).  Regular file tails are served
- * lazily from the source, so none is put in the range the superblock
- * checksum covers (§2.2): such an inode moves past it.
+ * FLAT_PLAIN, as mkfs.erofs does (§6.2).  Regular files are FLAT_PLAIN
+ * unless opts->inline_file_tails: their tails are served lazily from the
+ * source, so none is put in the range the superblock checksum covers
+ * (§2.2): such an inode moves past it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -181,7 +182,17 @@ static void choose_formats(struct erofs_ctx *ctx)
 		ei->datalayout = EROFS_INODE_FLAT_PLAIN;
 		ei->nblocks = ei->size / bs;
 		ei->tail = 0;
-		if (ei->size % bs) {
+		if (S_ISLNK(mode) && ei->size >= bs) {
+			/*
+			 * Kernels before 6.x take a FLAT_INLINE symlink to be
+			 * inline as a whole and fail it otherwise (§9): a
+			 * target of bs bytes or more (bs < 4096) is FLAT_PLAIN.
+			 */
+			ei->nblocks = (ei->size + bs - 1) / bs;
+		} else if (S_ISREG(mode) && !ctx->opts->inline_file_tails) {
+			/* Lazily read tails stay out of metadata blocks. */
+			ei->nblocks = (ei->size + bs - 1) / bs;
+		} else if (ei->size % bs) {
 			/* A partial last block: inline it if placement allows. */
 			ei->datalayout = EROFS_INODE_FLAT_INLINE;
 			ei->tail = (uint32_t)(ei->size % bs);
@@ -247,7 +258,11 @@ int erofs_layout(struct erofs_ctx *ctx, char **ret_errpath, const char **ret_wha
 
 	/* Data: directory and symlink blocks (memory), then file data. */
 	uint64_t blk = ctx->meta_end / bs;
-	ctx->blockbuf_blkaddr = (uint32_t)(blk <= UINT32_MAX ? blk : 0);
+	if (blk > UINT32_MAX) {
+		*ret_what = "metadata needs 2^32 blocks or more";
+		return -EFBIG;
+	}
+	ctx->blockbuf_blkaddr = (uint32_t)blk;
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = 0; k < n; k++) {
 			struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];

@@ -375,6 +375,12 @@ static int handle_option(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 	log_debug("client %lu: option %s (%u), %u bytes", c->id,
 		  option_name(opt), opt, len);
 
+	if (c->shutting_down && opt != NBD_OPT_ABORT) {
+		/* A7.4; EXPORT_NAME has no error reply. */
+		if (opt == NBD_OPT_EXPORT_NAME)
+			return -ESHUTDOWN;
+		return option_error(c, opt, NBD_REP_ERR_SHUTDOWN, "server shutting down");
+	}
 	if (opt == NBD_OPT_EXPORT_NAME)
 		return opt_export_name(c, d, len);
 	if (opt == NBD_OPT_ABORT) {

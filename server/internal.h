@@ -36,9 +36,14 @@
 #define SRV_MAX_EXTENTS		(1U << 16)	/* extents per BLOCK_STATUS reply */
 #define SRV_EXTENT_BUDGET	(1U << 20)	/* regions visited per BLOCK_STATUS */
 #define SRV_INFLIGHT_MAX	512U		/* requests in flight per connection */
-#define SRV_INFLIGHT_BYTES	(64ULL << 20)	/* reply bytes in flight per connection */
+/*
+ * Reply bytes in flight per connection (at least one request is always
+ * taken).  Small on purpose: a READ's buffer is then still in the CPU
+ * cache when it is sent; more made nbdcopy slower, not faster.
+ */
+#define SRV_INFLIGHT_BYTES	(2ULL << 20)
 #define SRV_INBUF_SIZE		(128U << 10)	/* bytes: receive buffer per connection */
-#define SRV_SRC_MAX_OPEN	512U		/* source fds kept open per export */
+#define SRV_SRC_MAX_OPEN	256U		/* source fds kept open per export, at least */
 #define SRV_META_CONTEXT_ID	1U		/* id of base:allocation after SET */
 #define SRV_HOLE_ALIGN		512U		/* zero runs are reported in whole sectors */
 
@@ -116,7 +121,6 @@ struct srv_reply {
 	size_t nsegs;
 	unsigned int pending;		/* reads in flight (uring.c) */
 	int err;			/* -errno of the first failed read */
-	uint64_t err_offset;		/* export offset of that failure */
 	struct srv_read_seg inline_segs[2];
 	uint8_t small[128];
 };
@@ -166,6 +170,7 @@ struct srv_conn {
 	enum srv_skip skip_action;	/* what to answer once skipped */
 	uint32_t skip_option;
 	uint64_t skip_cookie;
+	bool shutting_down;		/* the server stops: ERR_SHUTDOWN, ESHUTDOWN */
 	uint32_t max_read_seen;		/* largest READ, for the debug log */
 	unsigned int inflight;		/* replies not yet freed */
 	size_t inflight_bytes;
@@ -313,6 +318,13 @@ int srv_plain_run(struct srv_ctx *srv);
 /* Serves one connected socket with blocking I/O until it ends (plain.c);
  * used by the plain loop's threads and by the unit tests. */
 void srv_plain_serve_fd(struct srv_ctx *srv, int fd);
+
+/*
+ * Socket options for an accepted connection (serve.c): TCP_NODELAY and
+ * SO_KEEPALIVE (A2, A14).  The send buffer stays at its default: larger
+ * ones made nbdcopy slower over Unix sockets.
+ */
+void srv_socket_setup(int fd);
 
 /* Sets srv up from cfg (serve.c); 0 or -ENOMEM.  srv_ctx_free undoes it. */
 int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg);

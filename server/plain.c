@@ -142,7 +142,7 @@ static void serve(struct srv_ctx *srv, struct plain_conn *pc)
 		}
 		memmove(in, in + used, in_len - used);
 		in_len -= used;
-		if (pc->err || c->phase == SRV_PH_CLOSE)
+		if (pc->err || c->phase == SRV_PH_CLOSE || c->shutting_down)
 			goto out;
 
 		struct pollfd pfd[2] = {
@@ -166,8 +166,11 @@ static void serve(struct srv_ctx *srv, struct plain_conn *pc)
 			log_errno(-errno, "client %lu: poll", c->id);
 			goto out;
 		}
-		if (srv->cfg->stop_fd >= 0 && pfd[1].revents)
-			goto out;
+		if (srv->cfg->stop_fd >= 0 && pfd[1].revents) {
+			/* Stop: answer what was received (A7.4), then close. */
+			c->shutting_down = true;
+			continue;
+		}
 		if (r == 0 || !pfd[0].revents)
 			continue;
 		ssize_t n = recv(pc->fd, in + in_len, SRV_INBUF_SIZE - in_len, 0);
@@ -232,9 +235,7 @@ static void accept_one(struct srv_ctx *srv, int lfd)
 			usleep(100 * 1000);	/* let connections finish */
 		return;
 	}
-	int one = 1;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	srv_socket_setup(fd);
 
 	struct plain_conn *pc = calloc(1, sizeof(*pc));
 	struct plain_thread_arg *a = malloc(sizeof(*a));

@@ -203,6 +203,11 @@ static ssize_t request_step(struct srv_conn *c, const uint8_t *buf, size_t len)
 		break;
 	}
 
+	if (c->shutting_down) {
+		/* A7.4: received before the stop, answered, not served. */
+		r = send_error(c, &rq, -ESHUTDOWN, "server shutting down");
+		return r < 0 ? r : used;
+	}
 	r = srv_validate_request(c, &rq);
 	if (r < 0) {
 		log_debug("client %lu: %s rejected: %s", c->id, cmd_name(rq.type),

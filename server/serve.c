@@ -7,12 +7,33 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "server/internal.h"
 #include "server/log.h"
 
+/*
+ * Source fds each export may keep open: half the fd limit, shared by the
+ * exports (the other half is for clients), at least SRV_SRC_MAX_OPEN.
+ */
+static unsigned int src_fd_budget(size_t nexports)
+{
+	struct rlimit rl;
+	uint64_t n = SRV_SRC_MAX_OPEN;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 2 / nexports > n)
+		n = rl.rlim_cur / 2 / nexports;
+	return n > (1U << 20) ? 1U << 20 : (unsigned int)n;
+}
+
 int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg)
 {
+	unsigned int max_open;
+
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
 	if (cfg->nexports == 0)
@@ -20,10 +41,11 @@ int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg)
 	srv->exports = calloc(cfg->nexports, sizeof(*srv->exports));
 	if (!srv->exports)
 		return -ENOMEM;
+	max_open = src_fd_budget(cfg->nexports);
 	for (size_t i = 0; i < cfg->nexports; i++) {
 		srv->exports[i].exp = &cfg->exports[i];
 		int r = src_cache_init(&srv->exports[i].cache, cfg->exports[i].map,
-				       SRV_SRC_MAX_OPEN);
+				       max_open);
 		if (r < 0) {
 			srv->nexports = i;
 			srv_ctx_free(srv);
@@ -41,6 +63,15 @@ void srv_ctx_free(struct srv_ctx *srv)
 	free(srv->exports);
 	srv->exports = NULL;
 	srv->nexports = 0;
+}
+
+void srv_socket_setup(int fd)
+{
+	int one = 1;
+
+	/* Errors are fine: not every socket is TCP. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 }
 
 int srv_run(const struct srv_config *cfg)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * uring.c - the io_uring event loop: one thread, one ring, every socket
- * and every source-file read asynchronous.
+ * uring.c - the io_uring event loops: a few loops per CPU, each a thread
+ * with its own ring and its own connections (each loop accepts on every
+ * listening socket), every socket operation and source-file read
+ * asynchronous.  The protocol is request.c's; this file only moves bytes.
  *
  * Operations and their user_data (a pointer with the op in its low bits):
  *
@@ -24,6 +26,8 @@
  *
  * Back-pressure: when a connection's in-flight budget is used up
  * (srv_conn_can_take) no recv is armed; parsing resumes as sends complete.
+ *
+ * Stop: every loop polls stop_fd itself; see begin_stop().
  */
 #include <errno.h>
 #include <liburing.h>
@@ -253,8 +257,7 @@ static void process_input(struct uconn *uc)
 		memmove(uc->in, uc->in + used, uc->in_len - used);
 		uc->in_len -= used;
 	}
-	if (c->phase == SRV_PH_CLOSE || (uc->loop->stopping &&
-					 c->phase == SRV_PH_TRANSMISSION))
+	if (c->phase == SRV_PH_CLOSE || c->shutting_down)
 		uc->eof = true;
 	else if (!uc->paused)
 		arm_recv(uc);
@@ -306,7 +309,6 @@ static void uring_read(struct srv_conn *c, struct srv_reply *rp)
 		s->fd = src_cache_get(&rp->ex->cache, s->source);
 		if (s->fd < 0) {
 			rp->err = s->fd;
-			rp->err_offset = s->buf_off;
 			break;
 		}
 		rp->pending++;
@@ -338,6 +340,7 @@ static void on_read(struct srv_read_seg *s, int res)
 	struct srv_reply *rp = s->rp;
 	struct uconn *uc = (struct uconn *)rp->conn;
 	struct src_cache *sc = &rp->ex->cache;
+	int err;
 
 	uc->nops--;
 	if (res == -EINTR || res == -EAGAIN) {
@@ -347,21 +350,18 @@ static void on_read(struct srv_read_seg *s, int res)
 	if (res > 0) {
 		s->done += (size_t)res;
 		if (s->done < s->len && !uc->closing) {
-			submit_read(uc, s);	/* a short read; the rest may follow */
+			submit_read(uc, s);	/* a short read: the rest may follow */
 			return;
 		}
+		/* Complete: is it still the file the layout was made from? */
+		err = s->done < s->len ? -ECANCELED : src_cache_check(sc, s->source, s->fd);
+	} else {
+		/* 0 before the end: the file shrank. */
+		err = res < 0 ? res : -EIO;
+		src_cache_failed(sc, s->source, s->fd, err);
 	}
-	if (res <= 0 && !rp->err) {
-		/* res == 0 before the end: the file shrank. */
-		rp->err = res < 0 ? res : -EIO;
-		src_cache_failed(sc, s->source, s->fd, rp->err);
-	} else if (res > 0 && !rp->err && s->done == s->len) {
-		int r = src_cache_check(sc, s->source, s->fd);
-		if (r < 0)
-			rp->err = r;
-	} else if (res > 0 && !rp->err) {
-		rp->err = -EIO;		/* closing with the read unfinished */
-	}
+	if (err < 0 && rp->err == 0)
+		rp->err = err;
 	src_cache_put(sc, s->source, s->fd);
 	s->fd = -1;
 	if (--rp->pending == 0)
@@ -377,8 +377,10 @@ static void on_send(struct uconn *uc, int res)
 		kick_send(uc);
 		return;
 	}
-	if (res < 0) {
-		log_debug("client %lu: send: %s", uc->c.id, strerror(-res));
+	if (res <= 0) {
+		/* 0 for a non-empty message would repeat forever: drop too. */
+		log_debug("client %lu: send: %s", uc->c.id,
+			  res ? strerror(-res) : "nothing sent");
 		conn_drop(uc);
 		conn_reap(uc);
 		return;
@@ -460,9 +462,7 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 	}
 	arm_accept(l, ls);
 
-	int one = 1;
-	(void)setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	(void)setsockopt(res, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	srv_socket_setup(res);
 	struct uconn *uc = calloc(1, sizeof(*uc));
 	uint8_t *in = malloc(SRV_INBUF_SIZE);
 	if (!uc || !in) {
@@ -491,7 +491,11 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 	arm_recv(uc);
 }
 
-/* Stop: no new clients, no new requests; replies in flight still go out. */
+/*
+ * Stop (A7.4): no new clients and no new input.  What was received is
+ * still answered, options with ERR_SHUTDOWN and requests with ESHUTDOWN;
+ * replies in flight go out, then each connection closes.
+ */
 static void begin_stop(struct uring_loop *l)
 {
 	l->stopping = true;
@@ -502,13 +506,12 @@ static void begin_stop(struct uring_loop *l)
 			cancel_op(l, ud_pack(OP_ACCEPT, &l->listeners[i]));
 	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
 		next = uc->next;
-		if (uc->c.phase != SRV_PH_TRANSMISSION) {
-			conn_drop(uc);
-		} else {
-			uc->eof = true;
-			if (uc->recv_armed)
-				cancel_op(l, ud_pack(OP_RECV, uc));
-		}
+		uc->c.shutting_down = true;
+		if (uc->recv_armed)
+			cancel_op(l, ud_pack(OP_RECV, uc));
+		else if (!uc->closing)
+			process_input(uc);
+		uc->eof = true;
 		conn_reap(uc);
 	}
 }
@@ -612,56 +615,64 @@ int srv_uring_probe(void)
 	return r;
 }
 
-int srv_uring_run(struct srv_ctx *srv)
+#define RING_ENTRIES 512	/* SQ entries; the CQ has 8 times as many */
+#define CQE_BATCH 128		/* completions handled per CQ advance */
+
+/* Runs one loop on its ring (already set up) until the stop. */
+static int loop_run(struct uring_loop *l)
 {
-	const struct srv_config *cfg = srv->cfg;
-	struct uring_loop l = { .srv = srv, .tick = { .tv_sec = 1 } };
+	const struct srv_config *cfg = l->srv->cfg;
 	int r;
 
-	r = ring_init(&l.ring, 512);
-	if (r < 0) {
-		log_info("io_uring unavailable: %s", strerror(-r));
-		return r;
-	}
-	l.listeners = calloc(cfg->nlisten, sizeof(*l.listeners));
-	if (!l.listeners) {
-		io_uring_queue_exit(&l.ring);
+	l->tick.tv_sec = 1;
+	l->listeners = calloc(cfg->nlisten, sizeof(*l->listeners));
+	if (!l->listeners) {
+		io_uring_queue_exit(&l->ring);
 		return -ENOMEM;
 	}
-	l.nlisten = cfg->nlisten;
-	for (size_t i = 0; i < l.nlisten; i++) {
-		l.listeners[i].fd = cfg->listen_fds[i];
-		arm_accept(&l, &l.listeners[i]);
+	l->nlisten = cfg->nlisten;
+	for (size_t i = 0; i < l->nlisten; i++) {
+		l->listeners[i].fd = cfg->listen_fds[i];
+		arm_accept(l, &l->listeners[i]);
 	}
 	if (cfg->stop_fd >= 0) {
-		struct io_uring_sqe *sqe = get_sqe(&l);
+		struct io_uring_sqe *sqe = get_sqe(l);
 		io_uring_prep_poll_add(sqe, cfg->stop_fd, POLLIN);
 		io_uring_sqe_set_data64(sqe, ud_pack(OP_STOP, NULL));
 	}
-	arm_tick(&l);
+	arm_tick(l);
 
 	r = 0;
-	while (!l.stopping || l.nconns > 0 || l.naccepts > 0) {
-		int s = io_uring_submit_and_wait(&l.ring, 1);
+	while (!l->stopping || l->nconns > 0 || l->naccepts > 0) {
+		int s = io_uring_submit_and_wait(&l->ring, 1);
 		if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY) {
 			r = log_errno(s, "io_uring_submit_and_wait");
 			break;
 		}
-		struct io_uring_cqe *cqe;
-		unsigned int head, n = 0;
-		io_uring_for_each_cqe(&l.ring, head, cqe) {
-			handle_cqe(&l, cqe);
-			n++;
-		}
-		io_uring_cq_advance(&l.ring, n);
+		/*
+		 * Copy a batch out and advance the CQ once, before handling:
+		 * handlers submit, and the room freed in the CQ lets the kernel
+		 * flush any overflowed completions instead of refusing (EBUSY).
+		 */
+		struct io_uring_cqe *cqes[CQE_BATCH];
+		struct io_uring_cqe batch[CQE_BATCH];
+		unsigned int n;
+		do {
+			n = io_uring_peek_batch_cqe(&l->ring, cqes, CQE_BATCH);
+			for (unsigned int i = 0; i < n; i++)
+				batch[i] = *cqes[i];
+			io_uring_cq_advance(&l->ring, n);
+			for (unsigned int i = 0; i < n; i++)
+				handle_cqe(l, &batch[i]);
+		} while (n == CQE_BATCH);
 	}
 
 	/*
 	 * After a fatal error: drop whatever is left without waiting.  The
 	 * ring goes first, so no read can still land in a freed buffer.
 	 */
-	io_uring_queue_exit(&l.ring);
-	for (struct uconn *uc = l.conns, *next; uc; uc = next) {
+	io_uring_queue_exit(&l->ring);
+	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
 		next = uc->next;
 		while (uc->sq_head) {
 			struct srv_reply *rp = uc->sq_head;
@@ -672,6 +683,80 @@ int srv_uring_run(struct srv_ctx *srv)
 		free(uc->in);
 		free(uc);
 	}
-	free(l.listeners);
+	free(l->listeners);
+	return r;
+}
+
+#define LOOPS_PER_CPU 4
+#define MAX_LOOPS 16
+
+struct loop_thread {
+	struct uring_loop loop;
+	pthread_t tid;
+	bool started;
+	int ret;
+};
+
+/*
+ * An extra loop's thread.  The ring is set up here: with SINGLE_ISSUER
+ * only the thread that created a ring may submit to it.
+ */
+static void *loop_thread_main(void *arg)
+{
+	struct loop_thread *t = arg;
+	int r = ring_init(&t->loop.ring, RING_ENTRIES);
+	if (r < 0) {
+		log_errno(r, "setting up an extra io_uring loop");
+		t->ret = 0;	/* the other loops carry on */
+		return NULL;
+	}
+	t->ret = loop_run(&t->loop);
+	return NULL;
+}
+
+int srv_uring_run(struct srv_ctx *srv)
+{
+	/*
+	 * LOOPS_PER_CPU loops per CPU: each arms its own accepts on every
+	 * listening socket (the kernel hands each new connection to one of
+	 * them) and serves its connections alone; the source caches are
+	 * shared.  More loops than CPUs: a loop is CPU-bound while it copies
+	 * (page cache to buffer, buffer to socket), and with busy clients on
+	 * the same host more loops kept more connections moving (fio with 16
+	 * jobs: 8 loops on 2 CPUs read 1.4x as fast as 2 loops).
+	 */
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = ncpu < 1 ? LOOPS_PER_CPU : (size_t)ncpu * LOOPS_PER_CPU;
+	if (n > MAX_LOOPS)
+		n = MAX_LOOPS;
+	_cleanup_free_ struct loop_thread *t = calloc(n, sizeof(*t));
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	r = ring_init(&t[0].loop.ring, RING_ENTRIES);
+	if (r < 0) {
+		log_info("io_uring unavailable: %s", strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < n; i++)
+		t[i].loop.srv = srv;
+	for (size_t i = 1; i < n; i++) {
+		int e = pthread_create(&t[i].tid, NULL, loop_thread_main, &t[i]);
+		if (e != 0) {
+			log_errno(-e, "starting an io_uring loop thread");
+			break;
+		}
+		t[i].started = true;
+	}
+	log_debug("serving with %zu io_uring loops", n);
+	r = loop_run(&t[0].loop);
+	for (size_t i = 1; i < n; i++) {
+		if (!t[i].started)
+			continue;
+		pthread_join(t[i].tid, NULL);
+		if (t[i].ret < 0 && r == 0)
+			r = t[i].ret;
+	}
 	return r;
 }

@@ -8,7 +8,8 @@ at byte 1024, 32/64-byte inodes by nid, FLAT_PLAIN / FLAT_INLINE /
 CHUNK_BASED data, inline and shared xattrs, directory blocks) and checks
 the structural rules the kernel and fsck.erofs enforce while it reads:
 
-  - magic, no unknown incompat bits, dirblkbits 0, 9 <= blkszbits <= 16;
+  - magic, no unknown incompat bits, dirblkbits 0, 9 <= blkszbits <= 16,
+    the superblock CRC32C when the SB_CHKSUM feature is set;
   - every data block and inline tail inside the image, tails not crossing
     a block boundary;
   - directory blocks: nameoff[0] = 12 * N, names packed back to back in
@@ -47,6 +48,28 @@ class ErofsError(Exception):
     pass
 
 
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c_raw(crc, data):
+    """CRC32C (Castagnoli, reflected) without the final XOR, as the
+    kernel's crc32c(~0, ...) used for the superblock checksum."""
+    t = _CRC32C
+    for b in data:
+        crc = t[(crc ^ b) & 0xff] ^ (crc >> 8)
+    return crc
+
+
 class Inode:
     """What the reader knows about one inode; looks like os.stat_result."""
 
@@ -80,6 +103,17 @@ class ErofsImage:
         if extslots:
             raise ErofsError('superblock: sb_extslots %d, expected 0' % extslots)
         self.bs = 1 << self.blkszbits
+        if self.compat & 1:
+            # SB_CHKSUM: over the rest of block 0 from byte 1024 (bs bytes
+            # when bs <= 1024), with the checksum field counted as zero.
+            n = self.bs - SB_OFFSET if self.bs > SB_OFFSET else self.bs
+            blk = bytearray(self.pread(SB_OFFSET, n))
+            blk[4:8] = bytes(4)
+            want = crc32c_raw(0xffffffff, blk)
+            if want != _csum:
+                raise ErofsError('superblock checksum 0x%08x, expected 0x%08x'
+                                 % (_csum, want))
+            self.checksum_ok = True
         if self.size % self.bs:
             raise ErofsError('image size %d is not a multiple of the block size %d'
                              % (self.size, self.bs))

@@ -15,9 +15,9 @@
 #                          (normally or on a signal); they run last-registered
 #                          first, each once, failures ignored.
 #   tmpdir                 create a fresh directory under ${TMPDIR:-/tmp},
-#                          removed on exit; its path is left in $T (and the
-#                          latest one in $TMPD_LAST).  Call it in the main
-#                          shell, not in $(...), so the cleanup is registered.
+#                          removed on exit; its path is left in $T.  Call it
+#                          in the main shell, not in $(...), so that the
+#                          cleanup is registered.
 #   start_server DIR [ARG...]
 #                          start "$EROFS_NBD" -f --export DIR --unix SOCK
 #                          ARG... in the background (--unix is left out when
@@ -123,7 +123,6 @@ trap 'exit 143' TERM
 tmpdir()
 {
 	T=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-$TEST_NAME.XXXXXX")
-	TMPD_LAST=$T
 	cleanup_fn rm -rf --one-file-system "$T"
 }
 

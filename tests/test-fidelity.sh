@@ -42,7 +42,7 @@ treecmp()
 {
 	local what=$1
 	shift
-	if ! python3 "$TESTS_DIR/treecmp.py" "$@"; then
+	if ! timeout 900 python3 "$TESTS_DIR/treecmp.py" "$@"; then
 		fail "$what differs from the source tree (lines above: path: what: expected, actual)"
 	fi
 	ok "$what matches the source tree"
@@ -108,7 +108,7 @@ for bs in 512 1024 16384 65536; do
 		mount_image "$img" "$T/mnt-$bs"
 		treecmp "the kernel's mount of the $bs-byte-block image" --no-content "$src" "$T/mnt-$bs"
 		umount "$T/mnt-$bs"
-	elif mount -t erofs -o ro,loop "$img" "$T/mnt-copy2" 2>/dev/null; then
+	elif mkdir -p "$T/mnt-copy2" && mount -t erofs -o ro,loop "$img" "$T/mnt-copy2" 2>/dev/null; then
 		cleanup_fn _umount "$T/mnt-copy2"
 		treecmp "the kernel's mount of the $bs-byte-block image" --no-content "$src" "$T/mnt-copy2"
 		umount "$T/mnt-copy2"

@@ -452,6 +452,21 @@ static void test_option_count(void **state)
 	assert_int_equal(i, 64);
 }
 
+static void test_shutting_down(void **state)
+{
+	uint8_t b[64];
+	send_flags(3);
+	skip_greeting();
+	conn.shutting_down = true;
+	/* A7.4: options get ERR_SHUTDOWN, except ABORT. */
+	size_t n = mkopt(b, NBD_OPT_LIST, NULL, 0);
+	n += mkopt(b + n, NBD_OPT_ABORT, NULL, 0);
+	assert_int_equal(feed(b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_LIST, 0x80000007);
+	assert_int_equal(expect_reply(NBD_OPT_ABORT, 1), 0);
+	assert_int_equal(out_pos, out_len);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,6 +485,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_meta_context, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_option_caps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_option_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

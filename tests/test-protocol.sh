@@ -1,0 +1,214 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# tests/test-protocol.sh - erofs-nbd speaks NBD the way real clients expect.
+#
+# Against a served tree (tests/mktree.sh --small plus an 80 MiB file): nbdinfo --list shows the
+# "root" export, --size matches the image, --is/--can report read-only and
+# multi-conn; nbdinfo --map reports the hole of a sparse file as zero; the
+# whole export fetched by nbdcopy and by qemu-img convert (default export
+# and nbd+unix:///root) equals --write-image byte for byte; fio's nbd engine
+# runs randread 4k/iodepth 32 and read 32m without errors, with io_uring
+# and with --no-io-uring; 8 concurrent nbdcopy clients all get identical
+# bytes; --tcp 127.0.0.1:0 serves the same bytes; --run runs a client with
+# $uri and passes its exit status on; SIGTERM ends the server with 0.
+set -euo pipefail
+. "$(dirname "$0")/functions.sh"
+
+requires_root
+requires nbdinfo
+requires nbdcopy
+requires python3
+[ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at $EROFS_NBD (run make)"
+
+tmpdir
+src=$T/src
+check "building a small tree"
+"$TESTS_DIR/mktree.sh" --small "$src"
+# Bigger than one 32 MiB request, so fio --bs=32m has room.
+head -c 80M /dev/urandom >"$src/big-80m"
+"$EROFS_NBD" --export "$src" --write-image "$T/ref.img" || fail "--write-image failed"
+size=$(stat -c %s "$T/ref.img")
+echo "reference image: $size bytes"
+
+start_server "$src"
+
+# --- nbdinfo -------------------------------------------------------------------------
+check "nbdinfo --list shows the export 'root'"
+timeout 30 nbdinfo --list "$SRV_URI" >"$T/list" || fail "nbdinfo --list failed"
+cat "$T/list"
+grep -q '^export="root":' "$T/list" || fail "nbdinfo --list: no export \"root\""
+
+check "nbdinfo --size on the default export and on 'root'"
+got=$(timeout 30 nbdinfo --size "$SRV_URI") || fail "nbdinfo --size failed"
+[ "$got" = "$size" ] || fail "nbdinfo --size (default export)" "$size" "$got"
+root_uri="nbd+unix:///root?socket=$SRV_SOCK"
+got=$(timeout 30 nbdinfo --size "$root_uri") || fail "nbdinfo --size $root_uri failed"
+[ "$got" = "$size" ] || fail "nbdinfo --size (export root)" "$size" "$got"
+[ $((size % 4096)) = 0 ] || fail "export size is not a multiple of 4096" "multiple of 4096" "$size"
+if timeout 30 nbdinfo --size "nbd+unix:///no-such-export?socket=$SRV_SOCK" 2>/dev/null; then
+	fail "a nonexistent export name was accepted"
+fi
+ok "size $size; unknown export refused"
+
+check "nbdinfo --is readonly, --can multi-conn, not --can write"
+timeout 30 nbdinfo --is readonly "$SRV_URI" || fail "export is not read-only"
+timeout 30 nbdinfo --can multi-conn "$SRV_URI" || fail "export does not advertise multi-conn"
+if timeout 30 nbdinfo --can write "$SRV_URI"; then fail "export claims to be writable"; fi
+ok "read-only, multi-conn"
+
+check "nbdinfo --map: the holes of sparse/middle-holes and sparse/all-hole read as zero"
+timeout 60 nbdinfo --map --json "$SRV_URI" >"$T/map.json" || fail "nbdinfo --map failed"
+timeout 300 python3 - "$TESTS_DIR" "$src" "$T/ref.img" "$T/map.json" <<'EOF' || fail "base:allocation does not report the holes"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import erofs_reader
+src, img_path, map_path = sys.argv[2:5]
+img = erofs_reader.ErofsImage(img_path)
+entries = img.walk()
+extents = json.load(open(map_path))
+# The map must cover the export exactly, without gaps.
+pos = 0
+for e in extents:
+    assert e['offset'] == pos, 'map gap/overlap at %d: %r' % (pos, e)
+    pos += e['length']
+assert pos == img.size, 'map covers %d bytes, export has %d' % (pos, img.size)
+
+def status(lo, hi):
+    """Types of all extents overlapping [lo, hi)."""
+    return {e['type'] for e in extents if e['offset'] < hi and e['offset'] + e['length'] > lo}
+
+def check_zero(path, flo, fhi):
+    ino = entries[path.encode()]
+    bad = []
+    for foff, ioff, ln in img.extents(ino):
+        lo, hi = max(flo, foff), min(fhi, foff + ln)
+        if lo >= hi or ioff is None:
+            continue
+        ilo, ihi = ioff + lo - foff, ioff + hi - foff
+        types = status(ilo, ihi)
+        print('%s bytes %d..%d = image %d..%d: map types %s' % (path, lo, hi, ilo, ihi, sorted(types)))
+        if any(not t & 2 for t in types):
+            bad.append((path, lo, hi, sorted(types)))
+    return bad
+
+bs = img.bs
+bad = check_zero('sparse/middle-holes', 2 * 4096, 4 << 20)
+bad += check_zero('sparse/middle-holes', (4 << 20) + 8192, (8 << 20) - 4096)
+bad += check_zero('sparse/all-hole', 0, 1 << 20)
+# And data is not reported as zero where it is not.
+ino = entries[b'sparse/middle-holes']
+for foff, ioff, ln in img.extents(ino):
+    if foff == 0:
+        t = status(ioff, ioff + 4096)
+        print('sparse/middle-holes first block: map types', sorted(t))
+        if any(x & 2 for x in t):
+            bad.append(('data block reported as zero', sorted(t)))
+if bad:
+    print('expected ZERO (type & 2) on every hole extent; actual:', bad)
+    sys.exit(1)
+EOF
+ok "holes are reported as zero"
+
+# --- whole-export copies ----------------------------------------------------------------
+check "nbdcopy of the export equals --write-image"
+timeout 120 nbdcopy "$SRV_URI" "$T/copy.img" || fail "nbdcopy failed"
+cmp "$T/ref.img" "$T/copy.img" || fail "nbdcopy output differs from --write-image"
+rm -f "$T/copy.img"
+timeout 120 nbdcopy --no-extents --connections=1 "$root_uri" "$T/copy.img" ||
+	fail "nbdcopy --no-extents failed"
+cmp "$T/ref.img" "$T/copy.img" || fail "nbdcopy --no-extents of export root differs"
+rm -f "$T/copy.img"
+ok "nbdcopy == --write-image"
+
+if command -v qemu-img >/dev/null; then
+	check "qemu-img info and convert (qemu's NBD client)"
+	timeout 60 qemu-img info -f raw "$root_uri" | tee "$T/qinfo" || fail "qemu-img info failed"
+	grep -q "virtual size: .*($size bytes)" "$T/qinfo" ||
+		fail "qemu-img info: virtual size" "$size bytes" "$(grep 'virtual size' "$T/qinfo")"
+	timeout 120 qemu-img convert -f raw -O raw "$root_uri" "$T/q.img" || fail "qemu-img convert failed"
+	cmp "$T/ref.img" "$T/q.img" || fail "qemu-img convert of nbd+unix:///root differs"
+	rm -f "$T/q.img"
+	timeout 120 qemu-img convert -f raw -O raw "$SRV_URI" "$T/q.img" || fail "qemu-img convert (default export) failed"
+	cmp "$T/ref.img" "$T/q.img" || fail "qemu-img convert of the default export differs"
+	rm -f "$T/q.img"
+	ok "qemu-img convert == --write-image"
+else
+	echo "NOTE: no qemu-img; qemu client not tested"
+fi
+
+# --- many clients at once ------------------------------------------------------------------
+check "8 concurrent nbdcopy clients get identical bytes"
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+	timeout 120 nbdcopy "$SRV_URI" "$T/par$i.img" &
+	pids+=($!)
+done
+for i in "${!pids[@]}"; do
+	wait "${pids[$i]}" || fail "concurrent nbdcopy #$((i + 1)) failed"
+done
+for i in 1 2 3 4 5 6 7 8; do
+	cmp "$T/ref.img" "$T/par$i.img" || fail "concurrent nbdcopy #$i got different bytes"
+	rm -f "$T/par$i.img"
+done
+ok "8 concurrent copies identical"
+
+# --- fio -------------------------------------------------------------------------------------
+run_fio()
+{
+	local uri=$1 what=$2
+	shift 2
+	check "fio nbd $what: $*"
+	if ! timeout 60 fio --name=t --ioengine=nbd --uri="$uri" "$@" \
+		--output="$T/fio.out" >/dev/null 2>&1; then
+		cat "$T/fio.out" 2>/dev/null
+		fail "fio $* failed"
+	fi
+	grep -E 'err= *[1-9]|error' "$T/fio.out" && fail "fio reported errors: $*"
+	grep -E '^ +READ:' "$T/fio.out" || fail "fio printed no READ summary"
+}
+if command -v fio >/dev/null && fio --enghelp=nbd >/dev/null 2>&1; then
+	run_fio "$SRV_URI" "(io_uring server)" --rw=randread --bs=4k --iodepth=32 --runtime=5 --time_based
+	run_fio "$SRV_URI" "(io_uring server)" --rw=read --bs=32m --iodepth=4 --runtime=3 --time_based
+	server_alive || fail "server died under fio"
+	stop_server || fail "server exited non-zero after SIGTERM"
+
+	start_server "$src" --no-io-uring
+	run_fio "$SRV_URI" "(--no-io-uring)" --rw=randread --bs=4k --iodepth=32 --runtime=5 --time_based
+	run_fio "$SRV_URI" "(--no-io-uring)" --rw=read --bs=32m --iodepth=4 --runtime=3 --time_based
+	timeout 120 nbdcopy "$SRV_URI" "$T/copy.img" || fail "nbdcopy (--no-io-uring) failed"
+	cmp "$T/ref.img" "$T/copy.img" || fail "nbdcopy with --no-io-uring differs"
+	rm -f "$T/copy.img"
+	ok "--no-io-uring serves the same bytes"
+else
+	echo "NOTE: fio without the nbd engine; fio runs skipped"
+fi
+server_alive || fail "server died"
+rc=0
+stop_server || rc=$?
+[ $rc = 0 ] || fail "exit status after SIGTERM" 0 "$rc"
+
+# --- TCP -------------------------------------------------------------------------------------
+check "--tcp 127.0.0.1:0"
+start_server "$src" --tcp 127.0.0.1:0
+[[ $SRV_URI =~ ^nbd://127\.0\.0\.1:[0-9]+/?$ ]] ||
+	fail "URI printed for --tcp 127.0.0.1:0" "nbd://127.0.0.1:PORT/" "$SRV_URI"
+[[ $SRV_URI =~ :0/?$ ]] && fail "the URI names port 0, not the port picked" "a real port" "$SRV_URI"
+timeout 120 nbdcopy "$SRV_URI" "$T/tcp.img" || fail "nbdcopy over TCP failed"
+cmp "$T/ref.img" "$T/tcp.img" || fail "export over TCP differs"
+rm -f "$T/tcp.img"
+rc=0
+stop_server || rc=$?
+[ $rc = 0 ] || fail "exit status after SIGTERM (tcp)" 0 "$rc"
+ok "TCP export identical"
+
+# --- --run -----------------------------------------------------------------------------------
+check "--run CMD gets \$uri and its exit status is passed on"
+got=$(timeout 60 "$EROFS_NBD" --export "$src" --unix "$T/run.sock" \
+	--run 'nbdinfo --size "$uri"') || fail "--run 'nbdinfo --size \$uri' failed"
+[ "$got" = "$size" ] || fail "--run output" "$size" "$got"
+rc=0
+timeout 60 "$EROFS_NBD" --export "$src" --unix "$T/run2.sock" --run 'exit 3' >/dev/null || rc=$?
+[ $rc = 3 ] || fail "--run 'exit 3' exit status" 3 "$rc"
+ok "--run works"
+
+echo "PASS: $TEST_NAME"
