@@ -443,6 +443,14 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 			return fail_or_skip(ctx, r, "reading xattrs");
 	}
 	if (S_ISREG(stx.stx_mode)) {
+		/*
+		 * File data is read only when a client asks for it: make sure
+		 * now that we will be able to (with our effective ids and
+		 * capabilities), so that an unreadable file is reported or
+		 * skipped here, naming it, instead of failing reads later.
+		 */
+		if (faccessat(dirfd, name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
+			return fail_or_skip(ctx, -errno, "opening file");
 		r = walk_record_handle(ctx->tree, opath, ino);
 		if (r < 0)
 			return fail_or_skip(ctx, r, "encoding file handle");
