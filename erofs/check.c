@@ -21,6 +21,7 @@ void erofs_opts_default(struct erofs_opts *opts)
 {
 	memset(opts, 0, sizeof(*opts));
 	opts->blkszbits = 12;
+	opts->inline_file_tails = true;
 }
 
 /* Maps a mode to the dirent file_type (§8); EROFS_FT_UNKNOWN if none. */
@@ -144,6 +145,10 @@ int erofs_check_inode(unsigned int blkszbits, const struct walk_inode *wi,
 		return -EOPNOTSUPP;
 	}
 
+	if (wi->nxattrs && !wi->xattrs) {
+		*ret_what = "xattr count without xattrs";
+		return -EINVAL;
+	}
 	uint64_t isize = 12;	/* xattr ibody header */
 	for (size_t i = 0; i < wi->nxattrs; i++) {
 		const struct walk_xattr *x = &wi->xattrs[i];

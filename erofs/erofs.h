@@ -25,19 +25,21 @@ struct erofs_opts {
 	int64_t build_time;	/* seconds since the epoch */
 	const char *volume_name;	/* at most 15 bytes; NULL for none */
 	/*
-	 * Store the partial last block of regular files inline after the
-	 * inode (FLAT_INLINE), served from the source.  Off by default: the
-	 * tail then shares a metadata block with other inodes, so a file that
-	 * changes after the walk makes that whole block (its neighbours'
-	 * inodes) fail with EIO, and reading one metadata block opens every
-	 * file whose tail it holds.  Off: regular files are FLAT_PLAIN.
+	 * Store small files and the partial last block of regular files
+	 * inline after the inode (FLAT_INLINE, §6.2), served lazily from the
+	 * source.  On by default, as mkfs.erofs does: a guest reading a small
+	 * file needs no block beyond its inode's.  The price: the tail shares
+	 * a metadata block with other inodes, so a file that changes after
+	 * the walk makes that whole block (its neighbours' inodes too) read
+	 * as EIO.  Off (--no-inline-data): every regular file is FLAT_PLAIN,
+	 * in blocks of its own.
 	 */
 	bool inline_file_tails;
 };
 
 /*
  * Fills opts with the defaults: 4 KiB blocks, time from the tree, no
- * volume name, regular files FLAT_PLAIN.
+ * volume name, inline file tails.
  */
 void erofs_opts_default(struct erofs_opts *opts);
 

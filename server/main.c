@@ -75,6 +75,7 @@ struct options {
 	bool use_io_uring;
 	unsigned int blkszbits;
 	const char *label;
+	bool no_inline_data;
 	const char *write_image;
 	const char *run_cmd;
 	unsigned int handshake_timeout_sec;
@@ -106,6 +107,7 @@ enum {
 	OPT_WRITE_IMAGE,
 	OPT_RUN,
 	OPT_NO_IO_URING,
+	OPT_NO_INLINE_DATA,
 	OPT_HANDSHAKE_TIMEOUT,
 };
 
@@ -121,6 +123,7 @@ static const struct option long_options[] = {
 	{ "run", required_argument, NULL, OPT_RUN },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "no-io-uring", no_argument, NULL, OPT_NO_IO_URING },
+	{ "no-inline-data", no_argument, NULL, OPT_NO_INLINE_DATA },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, 'V' },
@@ -145,6 +148,9 @@ static void usage(void)
 "  --block-size BYTES      EROFS block size, a power of two 512..65536;\n"
 "                          k/K suffix allowed (default: 4096)\n"
 "  --label NAME            volume name, at most 15 bytes (default: none)\n"
+"  --no-inline-data        keep every file's data in blocks of its own,\n"
+"                          never inline after its inode (default: inline\n"
+"                          small files and tails, as mkfs.erofs does)\n"
 "  --write-image FILE      write the image to FILE and exit, without serving\n"
 "                          (for debugging and comparison)\n"
 "\n"
@@ -284,6 +290,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'f':
 			o->foreground = true;
 			break;
+		case OPT_NO_INLINE_DATA:
+			o->no_inline_data = true;
+			break;
 		case OPT_NO_IO_URING:
 			o->use_io_uring = false;
 			break;
@@ -368,6 +377,7 @@ static int build_export(const struct options *o, struct program *p)
 	eo.build_time_set = o->build_time_set;
 	eo.build_time = o->build_time;
 	eo.volume_name = o->label;
+	eo.inline_file_tails = !o->no_inline_data;
 
 	wo = (struct walk_opts){
 		.cross_mounts = o->cross_mounts,

@@ -717,8 +717,10 @@ static void test_file_layout(void **state)
 	fx->nxattrs = 1;
 	tb_link(root, "fx", fx);
 
-	/* Default: every regular file FLAT_PLAIN, no file bytes in metadata. */
+	/* --no-inline-data: every regular file FLAT_PLAIN, no file bytes in metadata. */
 	erofs_opts_default(&opts);
+	assert_true(opts.inline_file_tails);	/* the default, as mkfs.erofs */
+	opts.inline_file_tails = false;
 	assert_int_equal(build(&t, &opts, &im), 0);
 	check_super(&im, &t);
 	assert_int_equal(im.map.nsources, 9);
@@ -874,7 +876,194 @@ static void test_bad_trees(void **state)
 
 	assert_int_equal(build(&t, &opts, &im), 0);	/* fine again */
 	img_free(&im);
+
+	/* Two files of 2^31 - 8 blocks of 512 bytes fit; 16 blocks more and
+	 * the image would need 2^32 blocks (§1). */
+	opts.blkszbits = 9;
+	f->size = ((1ull << 31) - 8) * 512;
+	f->blocks = f->size / 512;
+	struct walk_inode *g = tb_inode(&t, S_IFREG | 0644, "g");
+	g->size = f->size;
+	g->blocks = f->blocks;
+	tb_link(root, "g", g);
+	t.tree.ninodes = t.n;
+	region_map_init(&map);	/* no data read: the files are fake */
+	assert_int_equal(erofs_build(&t.tree, &opts, &map, &errpath, &what), 0);
+	uint8_t sb[128];
+	assert_int_equal(region_map_pread(&map, sb, sizeof(sb), 1024), 0);
+	assert_int_equal(le32at(sb + 0x24), map.size / 512);
+	assert_true(map.size / 512 > (1ull << 32) - 16);
+	region_map_free(&map);
+	g->size += 16 * 512;
+	g->blocks = g->size / 512;
+	t.tree.ninodes = t.n;
+	region_map_init(&map);
+	assert_int_equal(erofs_build(&t.tree, &opts, &map, &errpath, &what), -EFBIG);
+	assert_non_null(what);
+	free(errpath);
+	region_map_free(&map);
 	tb_free(&t);
+}
+
+/* xorshift64: a fixed pseudo-random sequence. */
+static uint64_t rnd_state;
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return (uint32_t)(rnd_state % n);
+}
+
+/* Counts the xattrs of inode i by parsing its ibody (§7.1). */
+static uint32_t count_xattrs(const struct img *im, const struct ino *i)
+{
+	if (!i->xsize)
+		return 0;
+	const uint8_t *h = im->b + i->off + i->isize;
+	uint32_t n = h[4], pos = 12 + 4 * h[4];
+	while (pos < i->xsize) {
+		const uint8_t *e = h + pos;
+		assert_true(e[1] >= 1 && e[1] <= 6);
+		pos += (4 + e[0] + le16at(e + 2) + 3) & ~3u;
+		n++;
+	}
+	assert_int_equal(pos, i->xsize);
+	return n;
+}
+
+/*
+ * Random trees (names with any byte but '/' and NUL, hard links, every
+ * file type, shared and inline xattrs, sizes around block boundaries),
+ * every block size, both tail modes: every entry resolves to an inode
+ * that matches the tree.
+ */
+static void test_random_trees(void **state)
+{
+	static struct walk_xattr pool[6] = {
+		{ "user.a", (uint8_t *)"1", 1 },
+		{ "security.selinux", (uint8_t *)"system_u:object_r:x_t:s0", 25 },
+		{ "trusted.overlay.opaque", (uint8_t *)"y", 1 },
+		{ "user.big", NULL, 700 },
+		{ "system.posix_acl_default", (uint8_t *)"\2\0\0\0", 4 },
+		{ "user.empty", (uint8_t *)"", 0 },
+	};
+	static uint8_t big[700];
+	pool[3].value = big;
+
+	for (int round = 0; round < 16; round++) {
+		struct tb t;
+		struct img im;
+		struct erofs_opts opts;
+		struct walk_inode *dirs[64];
+		size_t ndirs = 1;
+		char name[64];
+
+		rnd_state = 0x9E3779B97F4A7C15ull * (round + 1);
+		dirs[0] = tb_init(&t);
+		for (int k = 0; k < 300; k++) {
+			struct walk_inode *parent = dirs[rnd(ndirs)];
+			size_t len = 1 + rnd(20);
+			for (size_t c = 0; c < len; c++) {
+				do
+					name[c] = (char)(1 + rnd(255));
+				while (name[c] == '/');
+			}
+			snprintf(name + len, sizeof(name) - len, "%d", k);
+			if (k > 10 && rnd(10) == 0) {	/* hard link */
+				struct walk_inode *o = t.list[1 + rnd((uint32_t)t.n - 1)];
+				if (!S_ISDIR(o->mode)) {
+					tb_link(parent, name, o);
+					continue;
+				}
+			}
+			static const uint32_t types[] = { S_IFREG, S_IFREG, S_IFREG, S_IFDIR,
+				S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK };
+			uint32_t type = types[rnd(9)];
+			if (type == S_IFDIR && ndirs == 64)
+				type = S_IFREG;
+			struct walk_inode *wi = tb_inode(&t, type | 0644, name);
+			wi->mtime_sec = 1000 + rnd(3);
+			wi->uid = rnd(4) ? 0 : 70000;
+			if (type == S_IFREG) {
+				static const uint64_t sz[] = { 0, 1, 511, 512, 4095, 4096,
+					4097, 16384, 65535, 65537, 200000 };
+				wi->size = sz[rnd(11)];
+				wi->blocks = (wi->size + 511) / 512;
+			} else if (type == S_IFLNK) {
+				static char target[4096];
+				memset(target, 't', sizeof(target) - 1);
+				wi->size = 1 + rnd(rnd(2) ? 100 : 4095);
+				wi->symlink = target + sizeof(target) - 1 - wi->size;
+			} else if (type == S_IFCHR || type == S_IFBLK) {
+				wi->rdev_major = rnd(4096);
+				wi->rdev_minor = rnd(1u << 20);
+			} else if (type == S_IFDIR) {
+				dirs[ndirs++] = wi;
+			}
+			/* a sorted (by pool order) subset of the pool */
+			static struct walk_xattr sets[300][6];
+			size_t nx = 0;
+			for (size_t x = 0; x < 6; x++)
+				if (rnd(3) == 0)
+					sets[k][nx++] = pool[x];
+			wi->xattrs = sets[k];
+			wi->nxattrs = nx;
+			tb_link(parent, name, wi);
+		}
+
+		erofs_opts_default(&opts);
+		opts.build_time_set = true;
+		opts.build_time = 1000;
+		opts.blkszbits = 9 + rnd(8);
+		opts.inline_file_tails = rnd(2);
+		assert_int_equal(build(&t, &opts, &im), 0);
+		check_super(&im, &t);
+
+		/* Walk the image from the root and match every entry. */
+		struct {
+			struct walk_inode *wi;
+			uint64_t nid;
+		} stack[64];
+		size_t sp = 0;
+		stack[sp].wi = dirs[0];
+		stack[sp++].nid = root_nid(&im);
+		static struct ent e[512];
+		while (sp > 0) {
+			sp--;
+			struct walk_inode *dw = stack[sp].wi;
+			uint64_t dnid = stack[sp].nid;
+			size_t n = rd_dir(&im, dnid, e, 512, NULL);
+			assert_int_equal(n, dw->nchildren + 2);
+			for (size_t c = 0; c < dw->nchildren; c++) {
+				const struct walk_dentry *de = &dw->children[c];
+				struct walk_inode *wi = de->inode;
+				uint64_t nid = lookup(&im, dnid, de->name);
+				struct ino i = rd_inode(&im, nid);
+				assert_int_equal(i.mode, wi->mode);
+				if (!S_ISDIR(wi->mode))
+					assert_int_equal(i.size, wi->size);
+				assert_int_equal(count_xattrs(&im, &i), wi->nxattrs);
+				assert_int_equal(i.extended, wi->mtime_sec != 1000 ||
+							     wi->uid > 65535);
+				if (S_ISLNK(wi->mode))
+					assert_memory_equal(im.b + data_off(&im, &i, 0),
+							    wi->symlink, wi->size);
+				if (S_ISCHR(wi->mode) || S_ISBLK(wi->mode))
+					assert_int_equal(i.u, (wi->rdev_minor & 0xff) |
+						wi->rdev_major << 8 |
+						(wi->rdev_minor >> 8) << 20);
+				if (S_ISDIR(wi->mode)) {
+					assert_int_equal(lookup(&im, nid, ".."), dnid);
+					assert_true(sp < 64);
+					stack[sp].wi = wi;
+					stack[sp++].nid = nid;
+				}
+			}
+		}
+		img_free(&im);
+		tb_free(&t);
+	}
 }
 
 int main(void)
@@ -889,6 +1078,7 @@ int main(void)
 		cmocka_unit_test(test_file_layout),
 		cmocka_unit_test(test_root_moves),
 		cmocka_unit_test(test_bad_trees),
+		cmocka_unit_test(test_random_trees),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
