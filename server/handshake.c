@@ -12,7 +12,6 @@
  * skipped by request.c's skip logic and answered from there.
  */
 #include <errno.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "server/internal.h"
@@ -42,7 +41,7 @@ int srv_conn_start(struct srv_conn *c, struct srv_ctx *srv,
 	memset(c, 0, sizeof(*c));
 	c->srv = srv;
 	c->ops = ops;
-	c->id = atomic_fetch_add((_Atomic unsigned long *)&srv->next_client_id, 1) + 1;
+	c->id = __atomic_add_fetch(&srv->next_client_id, 1, __ATOMIC_RELAXED);
 	c->phase = SRV_PH_CLIENT_FLAGS;
 	c->max_options = SRV_OPT_MIN_COUNT;
 	if (srv->nexports <= (SIZE_MAX - 16) / 4 &&
@@ -87,6 +86,19 @@ struct srv_export_ctx *srv_find_export(struct srv_ctx *srv, const char *name,
 			return &srv->exports[i];
 	}
 	return NULL;
+}
+
+/*
+ * Copies a client's string for a log line: at most 64 bytes, anything
+ * but printable ASCII as '?', so no client can forge log lines.
+ */
+static const char *loggable(const uint8_t *s, size_t len, char out[static 68])
+{
+	size_t n = len < 64 ? len : 64;
+	for (size_t i = 0; i < n; i++)
+		out[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
+	strcpy(out + n, len > n ? "..." : "");
+	return out;
 }
 
 /* A4 string rules: at most 4096 bytes, no NUL. */
@@ -145,8 +157,9 @@ static int opt_export_name(struct srv_conn *c, const uint8_t *d, uint32_t len)
 	}
 	struct srv_export_ctx *ex = srv_find_export(c->srv, (const char *)d, len);
 	if (!ex) {
-		log_info("client %lu: EXPORT_NAME '%.*s': no such export, dropping",
-			 c->id, (int)len, (const char *)d);
+		char name[68];
+		log_info("client %lu: EXPORT_NAME '%s': no such export, dropping",
+			 c->id, loggable(d, len, name));
 		return -EPROTO;
 	}
 	struct srv_reply *rp = srv_reply_new(c);
@@ -329,8 +342,11 @@ static int opt_meta_context(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 			return option_error(c, opt, NBD_REP_ERR_INVALID, "bad query");
 		if (query_matches(d + pos, ql, list))
 			match = true;
-		log_debug("client %lu: %s query '%.*s'", c->id, option_name(opt),
-			  (int)ql, (const char *)d + pos);
+		if (log_max_level >= LOG_DEBUG) {
+			char q[68];
+			log_debug("client %lu: %s query '%s'", c->id, option_name(opt),
+				  loggable(d + pos, ql, q));
+		}
 		pos += ql;
 	}
 	if (pos != len)

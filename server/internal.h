@@ -10,7 +10,7 @@
  * struct srv_conn_ops: send() queues a finished reply, read() performs the
  * source-file reads a READ reply still needs and then calls
  * srv_read_finish() and send().  uring.c does that with io_uring, plain.c
- * with a thread per connection and blocking calls; only the I/O differs.
+ * with threads and blocking calls; only the I/O differs.
  */
 #ifndef EROFS_NBD_SERVER_INTERNAL_H
 #define EROFS_NBD_SERVER_INTERNAL_H
@@ -43,9 +43,17 @@
  */
 #define SRV_INFLIGHT_BYTES	(2ULL << 20)
 #define SRV_INBUF_SIZE		(128U << 10)	/* bytes: receive buffer per connection */
+#define SRV_MAX_CLIENTS		1024U		/* connections at once; more are closed */
 #define SRV_SRC_MAX_OPEN	256U		/* source fds kept open per export, at least */
 #define SRV_META_CONTEXT_ID	1U		/* id of base:allocation after SET */
 #define SRV_HOLE_ALIGN		512U		/* zero runs are reported in whole sectors */
+/*
+ * Smallest zero region a READ reply sends as OFFSET_HOLE; smaller ones go
+ * as data.  Each chunk costs the client two more recv calls: with holes
+ * down to 512 bytes (every file's tail padding), nbdcopy of a Debian tree
+ * took 1.15x as long as with this minimum.
+ */
+#define SRV_READ_HOLE_MIN	(64U << 10)
 
 _Static_assert(SRV_INBUF_SIZE >= sizeof(struct nbd_option) + SRV_OPT_SOFT_CAP,
 	       "a whole option must fit the receive buffer");
@@ -76,7 +84,8 @@ struct srv_ctx {
 	const struct srv_config *cfg;
 	struct srv_export_ctx *exports;
 	size_t nexports;
-	unsigned long next_client_id;	/* atomic */
+	unsigned long next_client_id;	/* atomic (__atomic builtins) */
+	unsigned int nclients;		/* atomic: connections open */
 };
 
 /* A transmission request, host byte order (A7.1). */
@@ -120,6 +129,7 @@ struct srv_reply {
 	struct srv_read_seg *segs;	/* inline_segs[] or heap */
 	size_t nsegs;
 	unsigned int pending;		/* reads in flight (uring.c) */
+	size_t next_seg;		/* first segment not started (uring.c) */
 	int err;			/* -errno of the first failed read */
 	struct srv_read_seg inline_segs[2];
 	uint8_t small[128];
@@ -172,8 +182,8 @@ struct srv_conn {
 	uint64_t skip_cookie;
 	bool shutting_down;		/* the server stops: ERR_SHUTDOWN, ESHUTDOWN */
 	uint32_t max_read_seen;		/* largest READ, for the debug log */
-	unsigned int inflight;		/* replies not yet freed */
-	size_t inflight_bytes;
+	unsigned int inflight;		/* replies not yet freed (atomic) */
+	size_t inflight_bytes;		/* their heap bytes (atomic) */
 };
 
 /* handshake.c: A3, A4. */
@@ -315,16 +325,20 @@ int srv_uring_run(struct srv_ctx *srv);
 /* Runs the thread-per-connection loop (plain.c). */
 int srv_plain_run(struct srv_ctx *srv);
 
-/* Serves one connected socket with blocking I/O until it ends (plain.c);
- * used by the plain loop's threads and by the unit tests. */
-void srv_plain_serve_fd(struct srv_ctx *srv, int fd);
-
 /*
  * Socket options for an accepted connection (serve.c): TCP_NODELAY and
  * SO_KEEPALIVE (A2, A14).  The send buffer stays at its default: larger
  * ones made nbdcopy slower over Unix sockets.
  */
 void srv_socket_setup(int fd);
+
+/*
+ * Counts a new connection (serve.c): false, with a warning, when
+ * SRV_MAX_CLIENTS are open already; the caller then closes it.
+ * srv_client_leave() uncounts one.
+ */
+bool srv_client_enter(struct srv_ctx *srv);
+void srv_client_leave(struct srv_ctx *srv);
 
 /* Sets srv up from cfg (serve.c); 0 or -ENOMEM.  srv_ctx_free undoes it. */
 int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg);

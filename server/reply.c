@@ -9,7 +9,9 @@
  * Zero regions are reported (OFFSET_HOLE, HOLE|ZERO extents) only in whole
  * 512-byte sectors (A10: lengths are multiples of 512 except at the export
  * end or at the edges of an unaligned request); the unaligned head or tail
- * of a zero region travels as data.
+ * of a zero region travels as data.  READ replies use OFFSET_HOLE only for
+ * zero regions of at least SRV_READ_HOLE_MIN bytes: the padding after each
+ * file's last block is cheaper to send as data than as a chunk of its own.
  */
 #include <assert.h>
 #include <errno.h>
@@ -28,7 +30,8 @@ struct srv_reply *srv_reply_new(struct srv_conn *c)
 	rp->conn = c;
 	rp->buf = rp->small;
 	rp->segs = rp->inline_segs;
-	c->inflight++;
+	/* Atomic: plain.c frees replies on its sender thread. */
+	__atomic_add_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
 	return rp;
 }
 
@@ -37,9 +40,9 @@ void srv_reply_free(struct srv_reply *rp)
 	if (!rp)
 		return;
 	struct srv_conn *c = rp->conn;
-	assert(c->inflight > 0 && c->inflight_bytes >= rp->cost);
-	c->inflight--;
-	c->inflight_bytes -= rp->cost;
+	assert(__atomic_load_n(&c->inflight, __ATOMIC_RELAXED) > 0);
+	__atomic_sub_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&c->inflight_bytes, rp->cost, __ATOMIC_RELAXED);
 	if (rp->segs != rp->inline_segs)
 		free(rp->segs);
 	free(rp->heap);
@@ -50,7 +53,7 @@ void srv_reply_free(struct srv_reply *rp)
 static void reply_reset(struct srv_reply *rp)
 {
 	if (rp->heap) {
-		rp->conn->inflight_bytes -= rp->cost;
+		__atomic_sub_fetch(&rp->conn->inflight_bytes, rp->cost, __ATOMIC_RELAXED);
 		rp->cost = 0;
 		free(rp->heap);
 		rp->heap = NULL;
@@ -78,7 +81,8 @@ uint8_t *srv_reply_append(struct srv_reply *rp, size_t n)
 			memcpy(p, rp->small, rp->len);
 		rp->heap = p;
 		rp->buf = p;
-		rp->conn->inflight_bytes += cap - rp->cost;
+		__atomic_add_fetch(&rp->conn->inflight_bytes, cap - rp->cost,
+				   __ATOMIC_RELAXED);
 		rp->cost = cap;
 		rp->heap_cap = cap;
 	}
@@ -168,10 +172,11 @@ void srv_reply_error(const struct srv_conn *c, struct srv_reply *rp,
 
 /*
  * The part of zero region r that is reported as zero: its interior in
- * whole 512-byte sectors, or up to the export end.  False if empty.
+ * whole 512-byte sectors, or up to the export end.  False if it is
+ * empty or shorter than min bytes.
  */
 static bool zero_interior(const struct region_map *map, const struct region *r,
-			  uint64_t *zs, uint64_t *ze)
+			  uint64_t min, uint64_t *zs, uint64_t *ze)
 {
 	if (r->type != REGION_ZERO)
 		return false;
@@ -179,7 +184,7 @@ static bool zero_interior(const struct region_map *map, const struct region *r,
 	uint64_t e = r->start + r->len;
 	if (e != map->size)
 		e &= ~(uint64_t)(SRV_HOLE_ALIGN - 1);
-	if (s >= e)
+	if (s >= e || e - s < min)
 		return false;
 	*zs = s;
 	*ze = e;
@@ -188,18 +193,19 @@ static bool zero_interior(const struct region_map *map, const struct region *r,
 
 /*
  * Classifies the bytes from pos (< end <= map->size): returns true if they
- * start a zero run, and sets *ret_end to where the run (of zeros, or of
- * data) ends, at most end.  Each region looked at past the first costs
+ * start a zero run (of a zero region with an interior of at least min
+ * bytes), and sets *ret_end to where the run (of zeros, or of data) ends,
+ * at most end.  Each region looked at past the first costs
  * one unit of *budget; at 0 the data run is cut short (still > pos).
  */
 static bool next_run(const struct region_map *map, uint64_t pos, uint64_t end,
-		     uint64_t *ret_end, unsigned int *budget)
+		     uint64_t min, uint64_t *ret_end, unsigned int *budget)
 {
 	ssize_t i = region_find(map, pos);
 	uint64_t zs, ze;
 
 	assert(i >= 0);
-	if (zero_interior(map, &map->regions[i], &zs, &ze)) {
+	if (zero_interior(map, &map->regions[i], min, &zs, &ze)) {
 		if (pos >= zs && pos < ze) {
 			*ret_end = ze < end ? ze : end;
 			return true;
@@ -216,7 +222,7 @@ static bool next_run(const struct region_map *map, uint64_t pos, uint64_t end,
 			return false;
 		}
 		(*budget)--;
-		if (zero_interior(map, n, &zs, &ze)) {
+		if (zero_interior(map, n, min, &zs, &ze)) {
 			*ret_end = zs < end ? zs : end;
 			return false;
 		}
@@ -291,6 +297,7 @@ int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
 {
 	const struct region_map *map = c->ex->exp->map;
 	const uint64_t end = rq->offset + rq->len;
+	const uint64_t min = SRV_READ_HOLE_MIN;
 	uint8_t *p;
 
 	rp->cookie = rq->cookie;
@@ -323,7 +330,7 @@ int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
 	size_t total = 0;
 	unsigned int budget = UINT32_MAX;
 	for (uint64_t pos = rq->offset, re; pos < end; pos = re) {
-		bool zero = next_run(map, pos, end, &re, &budget);
+		bool zero = next_run(map, pos, end, min, &re, &budget);
 		total += zero ? sizeof(struct nbd_chunk_hdr) + sizeof(struct nbd_chunk_hole)
 			      : NBD_OFFSET_DATA_HDR + (size_t)(re - pos);
 	}
@@ -335,7 +342,7 @@ int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
 	size_t off = 0, last = 0;
 	budget = UINT32_MAX;
 	for (uint64_t pos = rq->offset, re; pos < end; pos = re) {
-		bool zero = next_run(map, pos, end, &re, &budget);
+		bool zero = next_run(map, pos, end, min, &re, &budget);
 		uint32_t n = (uint32_t)(re - pos);
 		last = off;
 		if (zero) {
@@ -390,7 +397,7 @@ int srv_block_status(const struct srv_conn *c, const struct srv_request *rq,
 		return -ENOMEM;
 	for (uint64_t pos = rq->offset, re; pos < end && budget > 0; pos = re) {
 		budget--;
-		bool zero = next_run(map, pos, end, &re, &budget);
+		bool zero = next_run(map, pos, end, SRV_HOLE_ALIGN, &re, &budget);
 		uint32_t status = zero ? NBD_STATE_HOLE | NBD_STATE_ZERO : 0;
 		uint32_t len = (uint32_t)(re - pos);
 		if (n > 0 && status == last_status) {

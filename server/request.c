@@ -50,8 +50,8 @@ uint32_t srv_nbd_errno(int err)
 
 bool srv_conn_can_take(const struct srv_conn *c)
 {
-	return c->inflight < SRV_INFLIGHT_MAX &&
-	       c->inflight_bytes < SRV_INFLIGHT_BYTES;
+	return __atomic_load_n(&c->inflight, __ATOMIC_RELAXED) < SRV_INFLIGHT_MAX &&
+	       __atomic_load_n(&c->inflight_bytes, __ATOMIC_RELAXED) < SRV_INFLIGHT_BYTES;
 }
 
 int srv_validate_request(const struct srv_conn *c, const struct srv_request *rq)

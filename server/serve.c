@@ -65,6 +65,21 @@ void srv_ctx_free(struct srv_ctx *srv)
 	srv->nexports = 0;
 }
 
+bool srv_client_enter(struct srv_ctx *srv)
+{
+	unsigned int n = __atomic_add_fetch(&srv->nclients, 1, __ATOMIC_RELAXED);
+	if (n <= SRV_MAX_CLIENTS)
+		return true;
+	__atomic_sub_fetch(&srv->nclients, 1, __ATOMIC_RELAXED);
+	log_warning("%u clients connected already, refusing another", SRV_MAX_CLIENTS);
+	return false;
+}
+
+void srv_client_leave(struct srv_ctx *srv)
+{
+	__atomic_sub_fetch(&srv->nclients, 1, __ATOMIC_RELAXED);
+}
+
 void srv_socket_setup(int fd)
 {
 	int one = 1;

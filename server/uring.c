@@ -73,6 +73,7 @@ static inline void *ud_ptr(uint64_t ud)
 
 #define SEND_MAX_IOV 32		/* replies gathered into one sendmsg */
 #define STOP_GRACE_SEC 5	/* after a stop, drop clients that do not read */
+#define READ_WINDOW 32		/* file reads in flight per READ reply */
 
 struct listener {
 	int fd;
@@ -227,6 +228,7 @@ static bool conn_reap(struct uconn *uc)
 	if (uc->next)
 		uc->next->prev = uc->prev;
 	l->nconns--;
+	srv_client_leave(l->srv);
 	log_info("client %lu: disconnected", uc->c.id);
 	free(uc);
 	return true;
@@ -298,36 +300,39 @@ static void submit_read(struct uconn *uc, struct srv_read_seg *s)
 	uc->nops++;
 }
 
-static void uring_read(struct srv_conn *c, struct srv_reply *rp)
+/*
+ * Starts rp's next file reads, at most READ_WINDOW at a time, so that a
+ * READ over thousands of small files never pins thousands of fds.  After
+ * a failure nothing more starts; the reply ends once its reads in flight
+ * are back.  Returns true if rp is finished (nothing in flight).
+ */
+static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 {
-	struct uconn *uc = (struct uconn *)c;
-
-	uc->reads_pending++;
-	rp->pending = 0;
-	for (size_t i = 0; i < rp->nsegs; i++) {
-		struct srv_read_seg *s = &rp->segs[i];
+	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
+	       !uc->closing) {
+		struct srv_read_seg *s = &rp->segs[rp->next_seg++];
 		s->fd = src_cache_get(&rp->ex->cache, s->source);
 		if (s->fd < 0) {
 			rp->err = s->fd;
 			break;
 		}
 		rp->pending++;
+		submit_read(uc, s);
 	}
-	if (rp->pending == 0) {
+	if (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending == 0)
+		rp->err = -ECANCELED;	/* closing: the reply is dropped anyway */
+	return rp->pending == 0;
+}
+
+static void uring_read(struct srv_conn *c, struct srv_reply *rp)
+{
+	struct uconn *uc = (struct uconn *)c;
+
+	uc->reads_pending++;
+	rp->pending = 0;
+	rp->next_seg = 0;
+	if (submit_more(uc, rp))
 		read_done(uc, rp);
-		return;
-	}
-	/* Submit only once every fd is pinned, so a failure above can end
-	 * the reply without reads still running into its buffer. */
-	if (rp->err) {
-		for (size_t i = 0; i < rp->pending; i++)
-			src_cache_put(&rp->ex->cache, rp->segs[i].source, rp->segs[i].fd);
-		rp->pending = 0;
-		read_done(uc, rp);
-		return;
-	}
-	for (size_t i = 0; i < rp->nsegs; i++)
-		submit_read(uc, &rp->segs[i]);
 }
 
 static const struct srv_conn_ops uring_ops = {
@@ -364,7 +369,8 @@ static void on_read(struct srv_read_seg *s, int res)
 		rp->err = err;
 	src_cache_put(sc, s->source, s->fd);
 	s->fd = -1;
-	if (--rp->pending == 0)
+	rp->pending--;
+	if (submit_more(uc, rp))
 		read_done(uc, rp);
 	conn_reap(uc);
 }
@@ -442,25 +448,28 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 {
 	ls->armed = false;
 	l->naccepts--;
-	if (res < 0) {
-		if (res == -ECANCELED || l->stopping)
-			return;
-		if (res == -EMFILE || res == -ENFILE || res == -ENOMEM ||
-		    res == -ENOBUFS) {
-			log_errno(res, "accept, retrying in a second");
-			ls->retry = true;
-			return;
-		}
-		if (res != -EINTR && res != -EAGAIN && res != -ECONNABORTED)
-			log_errno(res, "accept");
-		arm_accept(l, ls);
+	if (l->stopping) {
+		if (res >= 0)
+			close(res);
 		return;
 	}
-	if (l->stopping) {
-		close(res);
+	if (res < 0) {
+		if (res == -ECANCELED)
+			return;
+		if (res == -EINTR || res == -EAGAIN || res == -ECONNABORTED) {
+			arm_accept(l, ls);
+			return;
+		}
+		/* EMFILE and the like: wait for the next tick, do not spin. */
+		log_errno(res, "accept, retrying in a second");
+		ls->retry = true;
 		return;
 	}
 	arm_accept(l, ls);
+	if (!srv_client_enter(l->srv)) {
+		close(res);
+		return;
+	}
 
 	srv_socket_setup(res);
 	struct uconn *uc = calloc(1, sizeof(*uc));
@@ -469,6 +478,7 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 		free(uc);
 		free(in);
 		close(res);
+		srv_client_leave(l->srv);
 		log_error("accept: out of memory");
 		return;
 	}
@@ -500,7 +510,7 @@ static void begin_stop(struct uring_loop *l)
 {
 	l->stopping = true;
 	l->stop_time = now_sec();
-	log_info("stopping: %zu clients to finish", l->nconns);
+	log_debug("stopping: %zu clients of this loop to finish", l->nconns);
 	for (size_t i = 0; i < l->nlisten; i++)
 		if (l->listeners[i].armed)
 			cancel_op(l, ud_pack(OP_ACCEPT, &l->listeners[i]));
@@ -611,8 +621,17 @@ int srv_uring_probe(void)
 				r = -ENOSYS;
 		io_uring_free_probe(probe);
 	}
+	if (r == 0) {
+		/* A round trip too: a filter may allow the setup but not
+		 * io_uring_enter. */
+		struct io_uring_cqe *cqe;
+		io_uring_prep_nop(io_uring_get_sqe(&ring));
+		r = io_uring_submit_and_wait(&ring, 1);
+		if (r >= 0)
+			r = io_uring_peek_cqe(&ring, &cqe);
+	}
 	io_uring_queue_exit(&ring);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 #define RING_ENTRIES 512	/* SQ entries; the CQ has 8 times as many */

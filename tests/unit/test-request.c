@@ -4,16 +4,18 @@
  * source.c) driven with byte buffers over a small hand-made region map,
  * and both event loops (io_uring, plain) driven over a Unix socket.
  *
- * The map, 20480 bytes:
+ * The map, 143360 bytes:
  *
- *   [0, 4096)        MEM   byte i = i * 7 + 1
- *   [4096, 12288)    ZERO
- *   [12288, 17288)   FILE  5000 bytes, byte i = i * 13 + 5
- *   [17288, 20480)   ZERO  (padding to 4 KiB)
+ *   [0, 4096)          MEM   byte i = i * 7 + 1
+ *   [4096, 135168)     ZERO  128 KiB
+ *   [135168, 140168)   FILE  5000 bytes, byte i = i * 13 + 5
+ *   [140168, 143360)   ZERO  (padding to 4 KiB)
  *
  * Expected replies are worked out by hand from nbd-protocol.md (A7, A9,
- * A10): zero runs are reported in whole 512-byte sectors, so the padding
- * reads as data up to 17408 and as a hole from there.
+ * A10) and the two rules of reply.c: zero runs are reported in whole
+ * 512-byte sectors (block status: the padding is data up to 140288, zero
+ * from there), and READ replies use OFFSET_HOLE only for zero regions of
+ * at least 64 KiB (the 128 KiB region; the padding goes as data).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,11 +37,11 @@
 
 #include "server/internal.h"
 
-#define SIZE 20480
-#define FILE_START 12288
+#define SIZE 143360
+#define FILE_START 135168
 #define FILE_LEN 5000
 
-static uint8_t out[1 << 16];
+static uint8_t out[1 << 20];
 static size_t out_len, out_pos;
 
 static void cap_send(struct srv_conn *c, struct srv_reply *rp)
@@ -79,9 +81,18 @@ static struct region_map map;
 static uint8_t mem[4096];
 static uint8_t expect[SIZE];	/* the export's bytes, from the table above */
 static char path[64];
-static struct srv_export exps[1] = { { .name = "root", .description = "r", .map = &map } };
+/*
+ * A second export, "many": the file's first 5000 bytes as 100 regions of
+ * 50 bytes, each from a source of its own (so none merge), then zeros to
+ * 8192: a READ of it needs 100 file reads.
+ */
+static struct region_map many;
+static struct srv_export exps[2] = {
+	{ .name = "root", .description = "r", .map = &map },
+	{ .name = "many", .description = "m", .map = &many },
+};
 static struct srv_config cfg = {
-	.exports = exps, .nexports = 1, .default_export = "root", .stop_fd = -1,
+	.exports = exps, .nexports = 2, .default_export = "root", .stop_fd = -1,
 	.handshake_timeout_sec = 10,
 };
 static struct srv_ctx srv;
@@ -127,11 +138,19 @@ static int setup(void **state)
 		.mtime_sec = st.st_mtim.tv_sec, .mtime_nsec = (uint32_t)st.st_mtim.tv_nsec,
 	};
 	assert_int_equal(region_add_mem(&map, mem, sizeof(mem)), 0);
-	assert_int_equal(region_add_zero(&map, 8192), 0);
+	assert_int_equal(region_add_zero(&map, 128 << 10), 0);
 	assert_int_equal(region_add_source(&map, &src, &id), 0);
 	assert_int_equal(region_add_file(&map, id, 0, FILE_LEN), 0);
 	assert_int_equal(region_pad_to(&map, 4096), 0);
 	assert_int_equal(map.size, SIZE);
+	region_map_init(&many);
+	for (uint32_t i = 0; i < 100; i++) {
+		assert_int_equal(region_add_source(&many, &src, &id), 0);
+		assert_int_equal(region_add_file(&many, id, i * 50, 50), 0);
+	}
+	assert_int_equal(region_pad_to(&many, 4096), 0);
+	assert_int_equal(many.nregions, 101);
+	assert_int_equal(many.size, 8192);
 	assert_int_equal(srv_ctx_init(&srv, &cfg), 0);
 	out_len = out_pos = 0;
 	return 0;
@@ -141,6 +160,7 @@ static int teardown(void **state)
 {
 	srv_ctx_free(&srv);
 	region_map_free(&map);
+	region_map_free(&many);
 	unlink(path);
 	return 0;
 }
@@ -273,7 +293,7 @@ static void expect_hole_chunk(uint16_t flags, uint64_t cookie, uint64_t off, uin
 static void test_simple_read(void **state)
 {
 	static const struct { uint64_t off; uint32_t len; } reads[] = {
-		{ 0, SIZE }, { 1, 1 }, { 4000, 9000 }, { 12287, 511 },
+		{ 0, SIZE }, { 1, 1 }, { 4000, 9000 }, { 12287, 511 }, { 135000, 5000 },
 		{ FILE_START + 4999, 512 }, { SIZE - 1, 1 },
 	};
 	go(false, false);
@@ -295,9 +315,8 @@ static void test_structured_read(void **state)
 	go(true, false);
 	request(0, NBD_CMD_READ, 0xffffffffffffffffULL, 0, SIZE);
 	expect_data_chunk(0, UINT64_MAX, 0, 4096);
-	expect_hole_chunk(0, UINT64_MAX, 4096, 8192);
-	expect_data_chunk(0, UINT64_MAX, FILE_START, 5120);
-	expect_hole_chunk(1, UINT64_MAX, 17408, 3072);
+	expect_hole_chunk(0, UINT64_MAX, 4096, 131072);
+	expect_data_chunk(1, UINT64_MAX, FILE_START, 8192);
 	assert_int_equal(out_pos, out_len);
 
 	/* Inside a hole, unaligned: one hole chunk exactly the request. */
@@ -307,6 +326,9 @@ static void test_structured_read(void **state)
 	request(0, NBD_CMD_READ, 8, 4000, 1000);
 	expect_data_chunk(0, 8, 4000, 96);
 	expect_hole_chunk(1, 8, 4096, 904);
+	/* Only the small padding: no hole chunk, data with the zeros. */
+	request(0, NBD_CMD_READ, 9, 140288, 3072);
+	expect_data_chunk(1, 9, 140288, 3072);
 	assert_int_equal(out_pos, out_len);
 }
 
@@ -333,7 +355,7 @@ static void expect_extents(uint64_t cookie, const uint32_t *ext, size_t n)
 static void test_block_status(void **state)
 {
 	go(true, true);
-	static const uint32_t all[] = { 4096, 0, 8192, 3, 5120, 0, 3072, 3 };
+	static const uint32_t all[] = { 4096, 0, 131072, 3, 5120, 0, 3072, 3 };
 	request(0, NBD_CMD_BLOCK_STATUS, 1, 0, SIZE);
 	expect_extents(1, all, 4);
 	/* The same question gets the same answer. */
@@ -554,12 +576,16 @@ static void run_loop(bool uring)
 	read_exact(fd, greet, 18);
 	assert_memory_equal(greet, "NBDMAGICIHAVEOPT\0\3", 18);
 
-	/* Handshake and 64 pipelined READs of 3000 bytes, in one write. */
-	enum { NREQ = 64, LEN = 3000 };
+	/*
+	 * Handshake and 256 pipelined READs of 20000 bytes in one write:
+	 * 5 MB of replies, more than the in-flight budget and the socket
+	 * buffers, so the loop pauses input and resumes short sends.
+	 */
+	enum { NREQ = 256, LEN = 20000 };
 	static uint8_t b[256 + NREQ * 28];
 	size_t n = mkhandshake(b, false, false);
 	for (unsigned int i = 0; i < NREQ; i++)
-		n += mkreq(b + n, 0, NBD_CMD_READ, 0x1000 + i, (i * 997) % (SIZE - LEN), LEN);
+		n += mkreq(b + n, 0, NBD_CMD_READ, 0x1000 + i, (i * 97) % (SIZE - LEN + 1), LEN);
 	n += mkreq(b + n, 0, NBD_CMD_DISC, 0, 0, 0);
 	assert_int_equal(write(fd, b, n), (ssize_t)n);
 
@@ -582,9 +608,35 @@ static void run_loop(bool uring)
 		assert_true(k < NREQ && !seen[k]);
 		seen[k] = true;
 		read_exact(fd, data, LEN);
-		assert_memory_equal(data, expect + (k * 997) % (SIZE - LEN), LEN);
+		assert_memory_equal(data, expect + (k * 97) % (SIZE - LEN + 1), LEN);
 	}
 	/* After DISC the server closes. */
+	assert_int_equal(read(fd, b, 1), 0);
+	close(fd);
+
+	/* GO "many", one READ made of 100 file reads. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	read_exact(fd, greet, 18);
+	uint8_t d[10];
+	put_be32(b, 3);
+	put_be32(d, 4);
+	memcpy(d + 4, "many", 4);
+	put_be16(d + 8, 0);
+	n = 4 + mkopt(b + 4, NBD_OPT_GO, d, 10);
+	n += mkreq(b + n, 0, NBD_CMD_READ, 7, 0, 8192);
+	n += mkreq(b + n, 0, NBD_CMD_DISC, 0, 0, 0);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	read_exact(fd, hs, sizeof(hs));
+	assert_int_equal(get_be64(hs + 22), 8192);
+	uint8_t h[16];
+	read_exact(fd, h, 16);
+	assert_int_equal(get_be32(h + 4), 0);
+	assert_int_equal(get_be64(h + 8), 7);
+	read_exact(fd, data, 8192);
+	assert_memory_equal(data, expect + FILE_START, FILE_LEN);
+	for (size_t i = FILE_LEN; i < 8192; i++)
+		assert_int_equal(data[i], 0);
 	assert_int_equal(read(fd, b, 1), 0);
 	close(fd);
 
