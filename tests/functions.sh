@@ -32,12 +32,13 @@
 #                          SRV_* variables; save them to run several.
 #   stop_server [PID]      send SIGTERM to the server (default $SRV_PID), wait
 #                          at most 10 s (then SIGKILL) and return its exit
-#                          status (0 expected).
+#                          status (0 expected; 125 when it exited 0 but its
+#                          stderr has a sanitizer report).
 #   server_alive [PID]     succeed if the server process still runs.
 #   fail "msg" [EXPECTED ACTUAL]
-#                          print "FAIL: msg" (and expected/actual lines, plus
+#                          print "FAIL: <test>: msg" (and expected/actual lines, plus
 #                          the tail of $SRV_LOG if a server ran) and exit 1.
-#   check "what"           print "CHECK: what" (progress in the log).
+#   check "what"           print "CHECK: [elapsed] what" (progress in the log).
 #   ok "what"              print "ok: what".
 #   mount_image IMG MNT    mount an EROFS image read-only (loop), unmounted
 #                          on exit.
@@ -74,7 +75,7 @@ requires_root()
 
 check()
 {
-	echo "CHECK: $*"
+	echo "CHECK: [${SECONDS}s] $*"
 }
 
 ok()
@@ -133,6 +134,7 @@ server_alive()
 }
 
 _server_dir=
+declare -A _srv_logs
 start_server()
 {
 	local dir=$1 out tcp=0 a i
@@ -154,6 +156,7 @@ start_server()
 			>"$out" 2>"$SRV_LOG" &
 	fi
 	SRV_PID=$!
+	_srv_logs[$SRV_PID]=$SRV_LOG
 	cleanup_fn stop_server "$SRV_PID"
 	SRV_URI=
 	for ((i = 0; i < ${SERVER_START_TIMEOUT:-120} * 10; i++)); do
@@ -188,6 +191,14 @@ stop_server()
 		return 124
 	fi
 	wait "$pid" && rc=0 || rc=$?
+	# A sanitizer build (make SANITIZE=1) reports errors on stderr.
+	local log=${_srv_logs[$pid]:-}
+	if [ $rc = 0 ] && [ -n "$log" ] &&
+		grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$log"; then
+		echo "server $pid: sanitizer report in $log:" >&2
+		grep -m5 -E 'Sanitizer|runtime error:' "$log" >&2
+		rc=125
+	fi
 	return $rc
 }
 

@@ -70,9 +70,7 @@ EOF
 poke()
 {
 	local path=$1 off=$2 data=$3
-	printf '%s' "$data" | dd of="$path" bs=1 seek="$off" conv=notrunc status=none \
-		oflag=seek_bytes 2>/dev/null ||
-	printf '%s' "$data" | dd of="$path" seek="$off" conv=notrunc status=none oflag=seek_bytes
+	printf '%s' "$data" | dd of="$path" seek="$off" oflag=seek_bytes conv=notrunc status=none
 }
 
 # --- sizes/: regular files of interesting sizes ----------------------------

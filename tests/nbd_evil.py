@@ -662,6 +662,133 @@ def close_mid_request(a):
     return 'three abrupt closes'
 
 
+def check_infos(infos, size, what):
+    """Checks the NBD_REP_INFO payloads of an INFO/GO reply (fact sheet
+    A4/A5, checklist 19-22)."""
+    types = [struct.unpack('>H', d[:2])[0] for d in infos]
+    expect(types and types[0] == 0, '%s: first INFO' % what, 'NBD_INFO_EXPORT', types)
+    for d in infos:
+        t = struct.unpack('>H', d[:2])[0]
+        if t == 0:
+            expect(len(d) == 12, '%s: INFO_EXPORT length' % what, 12, len(d))
+            sz, fl = struct.unpack('>QH', d[2:])
+            expect(sz == size, '%s: export size' % what, size, sz)
+            expect(fl & 3 == 3 and not fl & (0x08 | 0x20 | 0x40 | 0x200 | 0x800 | 0x1000),
+                   '%s: transmission flags' % what,
+                   'HAS_FLAGS|READ_ONLY, no FUA/TRIM/WRITE_ZEROES/RESIZE/FAST_ZERO', hex(fl))
+        elif t == 3:
+            expect(len(d) == 14, '%s: INFO_BLOCK_SIZE length' % what, 14, len(d))
+            mn, pref, mx = struct.unpack('>III', d[2:])
+            pow2 = lambda x: x and not x & (x - 1)
+            expect(pow2(mn) and mn <= 65536 and pow2(pref) and pref >= max(mn, 512) and
+                   mx >= pref and mx % mn == 0 and size % mn == 0,
+                   '%s: block sizes' % what, 'consistent min/preferred/max (checklist 22)',
+                   (mn, pref, mx))
+        elif t in (1, 2):
+            expect(len(d) >= 2, '%s: INFO_NAME/DESCRIPTION length' % what, '>= 2', len(d))
+    return types
+
+
+def info_request(c, code, name, reqs):
+    data = struct.pack('>I', len(name)) + name + struct.pack('>H', len(reqs))
+    data += b''.join(struct.pack('>H', r) for r in reqs)
+    c.opt(code, data)
+    infos = []
+    while True:
+        rtype, d = c.opt_reply(code)
+        if rtype == REP_ACK:
+            return infos
+        expect(rtype == REP_INFO, 'reply to INFO/GO %r' % name, 'INFO or ACK', hex(rtype))
+        infos.append(d)
+
+
+@scenario
+def info_and_lists(a):
+    """NBD_OPT_INFO (stays in haggling), GO with NAME/DESCRIPTION/BLOCK_SIZE
+    requests, LIST and LIST_META_CONTEXT, all checked field by field."""
+    c = Conn(a.unix)
+    c.greeting()
+    infos = info_request(c, OPT_INFO, b'', (1, 2, 3, 0x1234))
+    types = check_infos(infos, a.size, 'INFO ""')
+    expect(3 in types, 'INFO with a BLOCK_SIZE request', 'an INFO_BLOCK_SIZE reply', types)
+    for d in infos:
+        if struct.unpack('>H', d[:2])[0] == 1:
+            expect(d[2:] == b'root', 'INFO_NAME of the default export', "b'root'", d[2:])
+    # LIST: one REP_SERVER per export, well-formed, then ACK.
+    c.opt(OPT_LIST)
+    names = []
+    while True:
+        rtype, d = c.opt_reply(OPT_LIST)
+        if rtype == REP_ACK:
+            break
+        expect(rtype == REP_SERVER, 'LIST reply', 'REP_SERVER or ACK', hex(rtype))
+        n = struct.unpack('>I', d[:4])[0]
+        expect(n + 4 <= len(d), 'REP_SERVER name length', '<= payload - 4', n)
+        names.append(d[4:4 + n])
+    expect(b'root' in names, 'LIST', "an export b'root'", names)
+    # LIST_META_CONTEXT with no queries: base:allocation.
+    c.opt(OPT_LIST_META, struct.pack('>I', 4) + b'root' + struct.pack('>I', 0))
+    ctxs = []
+    while True:
+        rtype, d = c.opt_reply(OPT_LIST_META)
+        if rtype == REP_ACK:
+            break
+        expect(rtype == REP_META, 'LIST_META_CONTEXT reply', 'META_CONTEXT or ACK', hex(rtype))
+        ctxs.append(d[4:])
+    expect(b'base:allocation' in ctxs, 'LIST_META_CONTEXT', 'base:allocation', ctxs)
+    # INFO for a missing export: ERR_UNKNOWN, no INFO before it.
+    c.opt(OPT_INFO, struct.pack('>I', 4) + b'nope' + struct.pack('>H', 0))
+    rtype, _ = c.opt_reply(OPT_INFO)
+    expect(rtype == REP_ERR_UNKNOWN, 'INFO for a missing export', 'ERR_UNKNOWN', hex(rtype))
+    # Still haggling: GO with requests, then transmission.
+    c.structured_reply()
+    infos = info_request(c, OPT_GO, b'root', (3, 1, 2))
+    types = check_infos(infos, a.size, 'GO "root"')
+    expect(sorted(set(types)) == sorted(types), 'GO replies', 'each INFO type once', types)
+    c.structured = True
+    c.request(CMD_READ, 1024, 4096, 1, flags=0)
+    res = collect(c, {1: (CMD_READ, 1024, 4096)}, a.ref)
+    expect(res[1] == (0, ref_bytes(a.ref, 1024, 4096)), 'READ after INFO/LIST/GO',
+           'image bytes', 'error %d' % res[1][0])
+    return 'INFO types %s; exports %s; contexts %s' % (types, names, ctxs)
+
+
+@scenario
+def read_df(a):
+    """READ with NBD_CMD_FLAG_DF (structured replies): one content chunk
+    per request, also across padding and holes, up to 32 MiB."""
+    c = Conn(a.unix)
+    size = c.handshake(structured=True)
+    expect(c.tflags & 0x80, 'transmission flags with structured replies', 'SEND_DF', hex(c.tflags))
+    rnd = random.Random(99)
+    for i in range(40):
+        ln = rnd.choice([1, 4096, 100000, 1 << 20, min(32 << 20, size)])
+        off = rnd.randrange(0, size - ln + 1)
+        c.request(CMD_READ, off, ln, 500 + i, flags=4)
+        chunks = 0
+        while True:
+            cookie, ctype, payload, done = c.reply()
+            expect(cookie == 500 + i, 'DF reply cookie', 500 + i, cookie)
+            if ctype in (CHUNK_OFFSET_DATA, CHUNK_OFFSET_HOLE):
+                chunks += 1
+                if ctype == CHUNK_OFFSET_DATA:
+                    o = struct.unpack('>Q', payload[:8])[0]
+                    expect(o == off and len(payload) - 8 == ln, 'DF data chunk',
+                           'the whole range at once', (o, len(payload) - 8))
+                    expect(payload[8:] == ref_bytes(a.ref, off, ln), 'DF data', 'image bytes',
+                           'other bytes')
+                else:
+                    o, hl = struct.unpack('>QI', payload)
+                    expect(o == off and hl == ln and ref_bytes(a.ref, off, ln) == bytes(ln),
+                           'DF hole chunk', 'the whole (zero) range', (o, hl))
+            else:
+                expect(ctype == CHUNK_NONE, 'DF chunk type', 'data, hole or none', ctype)
+            if done:
+                break
+        expect(chunks == 1, 'content chunks for a DF read of %d at %d' % (ln, off), 1, chunks)
+    return '40 DF reads, one chunk each'
+
+
 @scenario
 def option_flood(a):
     """Options without end (LIST after LIST): the server must cap them and

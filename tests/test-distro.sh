@@ -3,7 +3,7 @@
 # tests/test-distro.sh - a real distribution tree survives the round trip.
 #
 # Serves a Debian bookworm minbase tree (debootstrap) and reads it back:
-# nbdcopy -> fsck.erofs -> mount -t erofs -o ro,loop -> treecmp.py against
+# nbdcopy -> fsck.erofs --extract -> mount -t erofs -o ro,loop -> treecmp.py against
 # the tree, the same through a live nbdfuse mount, and the image through
 # the independent reader (treecmp.py --image).
 #
@@ -75,9 +75,11 @@ echo "tree: $cache ($(find "$cache" -xdev | wc -l) entries, $(du -sh "$cache" | 
 tmpdir
 start_server "$cache"
 
-check "nbdcopy the export, fsck.erofs"
+check "nbdcopy the export, fsck.erofs --extract (decodes every file)"
 timeout 300 nbdcopy "$SRV_URI" "$T/img" || fail "nbdcopy failed"
-timeout 300 fsck.erofs "$T/img" || fail "fsck.erofs rejects the image"
+# (--extract reads each file in one piece: fine here, while erofs-utils
+# 1.5 fails on files of 2 GiB or more, so test-fidelity runs plain fsck.)
+timeout 300 fsck.erofs --extract "$T/img" || fail "fsck.erofs --extract rejects the image"
 ok "fsck.erofs"
 
 check "mount -t erofs -o ro,loop and compare with the tree"

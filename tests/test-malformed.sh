@@ -8,16 +8,18 @@
 # by a working GO, truncated options, garbage request magic, huge and
 # out-of-range requests, WRITE -> EPERM with the payload consumed, unknown
 # commands -> EINVAL, pipelined requests with distinct cookies, structured
-# reply chunks checked strictly, BLOCK_STATUS, DISC with requests in
-# flight, abrupt closes) against one server, with both the io_uring loop
-# and --no-io-uring.  After each scenario the server must still be running
-# and a well-behaved client (nbdinfo, and nbdcopy at the end) must still
-# get the right bytes.  Then a client that stalls in the handshake must be
-# dropped after --handshake-timeout 2, and the server must not have leaked
-# file descriptors.
+# reply chunks checked strictly, READ with DF, BLOCK_STATUS, INFO/LIST/
+# LIST_META_CONTEXT field by field, an endless option flood, 60 clients
+# at once, DISC with requests in flight, abrupt closes) against one
+# server, with both the io_uring loop and --no-io-uring.  After each
+# scenario the server must still be running and a well-behaved client
+# (nbdinfo, and nbdcopy at the end) must still get the right bytes; at the
+# end no connection may be left open in the server.  Then a client that
+# stalls in the handshake must be dropped after --handshake-timeout 2.
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 
+requires_root	# mktree.sh makes devices and chowns
 requires python3
 requires nbdinfo
 requires nbdcopy

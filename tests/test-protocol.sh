@@ -2,15 +2,17 @@
 # SPDX-License-Identifier: MIT
 # tests/test-protocol.sh - erofs-nbd speaks NBD the way real clients expect.
 #
-# Against a served tree (tests/mktree.sh --small plus an 80 MiB file): nbdinfo --list shows the
-# "root" export, --size matches the image, --is/--can report read-only and
-# multi-conn; nbdinfo --map reports the hole of a sparse file as zero; the
-# whole export fetched by nbdcopy and by qemu-img convert (default export
-# and nbd+unix:///root) equals --write-image byte for byte; fio's nbd engine
+# Against a served tree (tests/mktree.sh --small plus an 80 MiB file):
+# nbdinfo --list shows the "root" export, --size matches the image,
+# --is/--can report read-only and multi-conn; nbdinfo --map and qemu-img
+# map report the holes of sparse files as zero; the whole export fetched
+# by nbdcopy and by qemu-img convert (default export and
+# nbd+unix:///root) equals --write-image byte for byte; fio's nbd engine
 # runs randread 4k/iodepth 32 and read 32m without errors, with io_uring
 # and with --no-io-uring; 8 concurrent nbdcopy clients all get identical
-# bytes; --tcp 127.0.0.1:0 serves the same bytes; --run runs a client with
-# $uri and passes its exit status on; SIGTERM ends the server with 0.
+# bytes; SIGTERM ends the server with 0, also while fio is reading;
+# --tcp 127.0.0.1:0 serves the same bytes; --run runs a client with $uri
+# and passes its exit status on.
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 
@@ -56,16 +58,23 @@ timeout 30 nbdinfo --can multi-conn "$SRV_URI" || fail "export does not advertis
 if timeout 30 nbdinfo --can write "$SRV_URI"; then fail "export claims to be writable"; fi
 ok "read-only, multi-conn"
 
-check "nbdinfo --map: the holes of sparse/middle-holes and sparse/all-hole read as zero"
-timeout 60 nbdinfo --map --json "$SRV_URI" >"$T/map.json" || fail "nbdinfo --map failed"
-timeout 300 python3 - "$TESTS_DIR" "$src" "$T/ref.img" "$T/map.json" <<'EOF' || fail "base:allocation does not report the holes"
+# check_map MAP.json FORMAT: the map (nbdinfo --map --json, or qemu-img map
+# --output=json) covers the export and reports the sparse files' holes as
+# zero and their data as data.
+check_map()
+{
+	timeout 300 python3 - "$TESTS_DIR" "$src" "$T/ref.img" "$1" "$2" <<'EOF'
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import erofs_reader
-src, img_path, map_path = sys.argv[2:5]
+src, img_path, map_path, fmt = sys.argv[2:6]
 img = erofs_reader.ErofsImage(img_path)
 entries = img.walk()
 extents = json.load(open(map_path))
+if fmt == 'qemu':
+    # qemu-img map: zero -> NBD_STATE_ZERO (2), no data -> NBD_STATE_HOLE (1)
+    extents = [{'offset': e['start'], 'length': e['length'],
+                'type': (2 if e['zero'] else 0) | (0 if e['data'] else 1)} for e in extents]
 # The map must cover the export exactly, without gaps.
 pos = 0
 for e in extents:
@@ -107,6 +116,11 @@ if bad:
     print('expected ZERO (type & 2) on every hole extent; actual:', bad)
     sys.exit(1)
 EOF
+}
+
+check "nbdinfo --map: the holes of sparse/middle-holes and sparse/all-hole read as zero"
+timeout 60 nbdinfo --map --json "$SRV_URI" >"$T/map.json" || fail "nbdinfo --map failed"
+check_map "$T/map.json" nbdinfo || fail "base:allocation (nbdinfo --map) does not report the holes"
 ok "holes are reported as zero"
 
 # --- whole-export copies ----------------------------------------------------------------
@@ -125,6 +139,9 @@ if command -v qemu-img >/dev/null; then
 	timeout 60 qemu-img info -f raw "$root_uri" | tee "$T/qinfo" || fail "qemu-img info failed"
 	grep -q "virtual size: .*($size bytes)" "$T/qinfo" ||
 		fail "qemu-img info: virtual size" "$size bytes" "$(grep 'virtual size' "$T/qinfo")"
+	timeout 60 qemu-img map --output=json -f raw "$root_uri" >"$T/qmap.json" ||
+		fail "qemu-img map failed"
+	check_map "$T/qmap.json" qemu || fail "qemu-img map does not report the holes as zero"
 	timeout 120 qemu-img convert -f raw -O raw "$root_uri" "$T/q.img" || fail "qemu-img convert failed"
 	cmp "$T/ref.img" "$T/q.img" || fail "qemu-img convert of nbd+unix:///root differs"
 	rm -f "$T/q.img"
@@ -186,6 +203,26 @@ server_alive || fail "server died"
 rc=0
 stop_server || rc=$?
 [ $rc = 0 ] || fail "exit status after SIGTERM" 0 "$rc"
+
+# --- SIGTERM while clients are busy -------------------------------------------------------
+if command -v fio >/dev/null && fio --enghelp=nbd >/dev/null 2>&1; then
+	for mode in io_uring no-io-uring; do
+	check "[$mode] SIGTERM while fio reads: the server exits 0 promptly, the client does not hang"
+	if [ $mode = io_uring ]; then start_server "$src"; else start_server "$src" --no-io-uring; fi
+	timeout 60 fio --name=t --ioengine=nbd --uri="$SRV_URI" --rw=randread --bs=64k \
+		--iodepth=16 --runtime=30 --time_based --output="$T/fio-term.out" >/dev/null 2>&1 &
+	fio_pid=$!
+	sleep 2
+	t0=$SECONDS
+	rc=0
+	stop_server || rc=$?
+	[ $rc = 0 ] || fail "exit status after SIGTERM under load" 0 "$rc"
+	rc=0
+	wait $fio_pid || rc=$?
+	[ $rc != 124 ] || fail "fio hung after the server stopped"
+	ok "[$mode] server stopped in $((SECONDS - t0)) s under load; fio exited $rc"
+	done
+fi
 
 # --- TCP -------------------------------------------------------------------------------------
 check "--tcp 127.0.0.1:0"
