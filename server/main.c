@@ -427,6 +427,7 @@ static int write_image(const struct region_map *map, const char *path)
 	r = region_map_write(map, fd);
 	if (r < 0) {
 		close(fd);
+		unlink(path);	/* no partial image left behind, as a compiler does */
 		/*
 		 * The error may come from a source file (unreadable, changed
 		 * since the walk); region_map_write() does not say which, so
