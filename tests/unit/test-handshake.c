@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "server/internal.h"
+#include "tests/unit/nbd-client.h"
 
 /* Everything the server sent, in order. */
 static uint8_t out[1 << 16];
@@ -65,37 +66,11 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Feeds n bytes as one buffer; returns what srv_conn_step returned in total
- * (bytes consumed) or the first negative value. */
-static ssize_t feed(const void *p, size_t n)
-{
-	size_t used = 0;
-	while (used < n) {
-		ssize_t r = srv_conn_step(&conn, (const uint8_t *)p + used, n - used);
-		if (r <= 0)
-			return r < 0 ? r : (ssize_t)used;
-		used += (size_t)r;
-	}
-	return (ssize_t)used;
-}
-
-/* Builds an option: IHAVEOPT, code, length, data. */
-static size_t mkopt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
-{
-	static const uint8_t ihaveopt[8] = { 0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54 };
-	memcpy(b, ihaveopt, 8);
-	put_be32(b + 8, opt);
-	put_be32(b + 12, len);
-	if (len)
-		memcpy(b + 16, data, len);
-	return 16 + len;
-}
-
 static void send_flags(uint32_t flags)
 {
 	uint8_t b[4];
 	put_be32(b, flags);
-	assert_int_equal(feed(b, 4), 4);
+	assert_int_equal(nbdt_feed(&conn, b, 4), 4);
 }
 
 /* Checks the next option reply header; returns its payload length. */
@@ -131,7 +106,7 @@ static void test_greeting(void **state)
 static void test_bad_client_flags(void **state)
 {
 	uint8_t b[4] = { 0, 0, 0, 0x07 };	/* bit 2 is reserved */
-	assert_true(feed(b, 4) < 0);
+	assert_true(nbdt_feed(&conn, b, 4) < 0);
 	assert_int_equal(out_len, 18);		/* nothing after the greeting */
 }
 
@@ -140,9 +115,9 @@ static void test_unknown_option_then_next(void **state)
 	uint8_t b[64];
 	send_flags(3);
 	skip_greeting();
-	size_t n = mkopt(b, 0x07654321, "abcd", 4);
-	n += mkopt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, 0x07654321, "abcd", 4);
+	n += nbdt_option(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	uint32_t len = expect_reply(0x07654321, 0x80000001);	/* ERR_UNSUP */
 	out_pos += len;
 	assert_int_equal(expect_reply(NBD_OPT_STRUCTURED_REPLY, 1), 0);	/* ACK */
@@ -157,8 +132,8 @@ static void test_unsupported_known_options(void **state)
 	send_flags(3);
 	skip_greeting();
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-		size_t n = mkopt(b, opts[i], NULL, 0);
-		assert_int_equal(feed(b, n), (ssize_t)n);
+		size_t n = nbdt_option(b, opts[i], NULL, 0);
+		assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 		out_pos += expect_reply(opts[i], 0x80000001);
 	}
 	assert_int_equal(conn.phase, SRV_PH_OPTIONS);
@@ -168,7 +143,7 @@ static void test_bad_option_magic(void **state)
 {
 	uint8_t b[16] = { 'X' };
 	send_flags(1);
-	assert_true(feed(b, sizeof(b)) < 0);
+	assert_true(nbdt_feed(&conn, b, sizeof(b)) < 0);
 	assert_int_equal(out_len, 18);
 }
 
@@ -177,7 +152,7 @@ static void test_go_with_infos(void **state)
 	uint8_t d[64], b[128];
 	send_flags(3);
 	skip_greeting();
-	size_t n = mkopt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	size_t n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	/* GO "root", 4 requests: NAME, DESCRIPTION, BLOCK_SIZE, unknown 0x1234. */
 	put_be32(d, 4);
 	memcpy(d + 4, "root", 4);
@@ -186,8 +161,8 @@ static void test_go_with_infos(void **state)
 	put_be16(d + 12, 2);
 	put_be16(d + 14, 3);
 	put_be16(d + 16, 0x1234);
-	n += mkopt(b + n, NBD_OPT_GO, d, 18);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n += nbdt_option(b + n, NBD_OPT_GO, d, 18);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(8, 1), 0);
 
 	/* INFO_EXPORT: type 0, size 8192, flags HAS_FLAGS|READ_ONLY|SEND_FLUSH|
@@ -226,14 +201,14 @@ static void test_info_default_and_unknown(void **state)
 	put_be32(d, 4);
 	memcpy(d + 4, "nope", 4);
 	put_be16(d + 8, 0);
-	size_t n = mkopt(b, NBD_OPT_INFO, d, 10);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_INFO, d, 10);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_INFO, 0x80000006);
 	/* INFO "" => the default export, flags without SEND_DF: 0x0507. */
 	put_be32(d, 0);
 	put_be16(d + 4, 0);
-	n = mkopt(b, NBD_OPT_INFO, d, 6);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_INFO, d, 6);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(NBD_OPT_INFO, 3), 12);
 	assert_int_equal(get_be16(out + out_pos + 10), 0x0507);
 	out_pos += 12;
@@ -242,13 +217,13 @@ static void test_info_default_and_unknown(void **state)
 	assert_int_equal(conn.phase, SRV_PH_OPTIONS);	/* INFO changes nothing */
 	/* Name length past the data, and a length that is not 6 + N + 2R. */
 	put_be32(d, 50);
-	n = mkopt(b, NBD_OPT_GO, d, 10);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_GO, d, 10);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_GO, 0x80000003);
 	put_be32(d, 0);
 	put_be16(d + 4, 1);
-	n = mkopt(b, NBD_OPT_GO, d, 7);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_GO, d, 7);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_GO, 0x80000003);
 	assert_int_equal(out_pos, out_len);
 }
@@ -258,8 +233,8 @@ static void test_list(void **state)
 	uint8_t b[64];
 	send_flags(3);
 	skip_greeting();
-	size_t n = mkopt(b, NBD_OPT_LIST, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_LIST, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	/* REP_SERVER: u32 name length, name, description. */
 	assert_int_equal(expect_reply(NBD_OPT_LIST, 2), 4 + 4 + 11);
 	assert_memory_equal(out + out_pos, "\0\0\0\4rootthe root fs", 19);
@@ -269,9 +244,9 @@ static void test_list(void **state)
 	out_pos += 8;
 	assert_int_equal(expect_reply(NBD_OPT_LIST, 1), 0);
 	/* LIST with data => ERR_INVALID, still usable. */
-	n = mkopt(b, NBD_OPT_LIST, "x", 1);
-	n += mkopt(b + n, NBD_OPT_LIST, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_LIST, "x", 1);
+	n += nbdt_option(b + n, NBD_OPT_LIST, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_LIST, 0x80000003);
 	out_pos += expect_reply(NBD_OPT_LIST, 2);
 }
@@ -281,8 +256,8 @@ static void test_export_name(void **state)
 	uint8_t b[64];
 	/* Flags 1: 8-byte size, 2-byte flags, 124 zeroes = 134 bytes. */
 	send_flags(1);
-	size_t n = mkopt(b, NBD_OPT_EXPORT_NAME, "disk", 4);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_EXPORT_NAME, "disk", 4);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(out_len, 18 + 134);
 	static const uint8_t head[10] = { 0, 0, 0, 0, 0, 0, 0x20, 0, 0x05, 0x07 };
 	assert_memory_equal(out + 18, head, 10);
@@ -296,8 +271,8 @@ static void test_export_name_no_zeroes_and_missing(void **state)
 {
 	uint8_t b[64];
 	send_flags(3);
-	size_t n = mkopt(b, NBD_OPT_EXPORT_NAME, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_EXPORT_NAME, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(out_len, 18 + 10);
 	assert_string_equal(conn.ex->exp->name, "root");	/* "" = default */
 
@@ -305,8 +280,8 @@ static void test_export_name_no_zeroes_and_missing(void **state)
 	out_len = 0;
 	assert_int_equal(srv_conn_start(&conn, &srv, &cap_ops), 0);
 	send_flags(3);
-	n = mkopt(b, NBD_OPT_EXPORT_NAME, "nope", 4);
-	assert_true(feed(b, n) < 0);
+	n = nbdt_option(b, NBD_OPT_EXPORT_NAME, "nope", 4);
+	assert_true(nbdt_feed(&conn, b, n) < 0);
 	assert_int_equal(out_len, 18);
 }
 
@@ -315,11 +290,11 @@ static void test_plain_newstyle(void **state)
 	uint8_t b[64];
 	send_flags(0);
 	skip_greeting();
-	size_t n = mkopt(b, NBD_OPT_LIST, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_LIST, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_LIST, 0x80000003);
-	n = mkopt(b, NBD_OPT_EXPORT_NAME, "root", 4);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_EXPORT_NAME, "root", 4);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(out_len - out_pos, 134);
 }
 
@@ -328,12 +303,12 @@ static void test_abort(void **state)
 	uint8_t b[64];
 	send_flags(3);
 	skip_greeting();
-	size_t n = mkopt(b, NBD_OPT_ABORT, "junk", 4);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_ABORT, "junk", 4);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(NBD_OPT_ABORT, 1), 0);
 	assert_int_equal(conn.phase, SRV_PH_CLOSE);
 	/* Nothing more is read. */
-	n = mkopt(b, NBD_OPT_LIST, NULL, 0);
+	n = nbdt_option(b, NBD_OPT_LIST, NULL, 0);
 	assert_int_equal(srv_conn_step(&conn, b, n), 0);
 }
 
@@ -363,38 +338,38 @@ static void test_meta_context(void **state)
 	skip_greeting();
 
 	/* SET before STRUCTURED_REPLY => ERR_INVALID. */
-	size_t n = mkopt(b, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", 1, ba));
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", 1, ba));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_SET_META_CONTEXT, 0x80000003);
 
 	/* LIST with no queries => base:allocation with id 0, then ACK. */
-	n = mkopt(b, NBD_OPT_LIST_META_CONTEXT, d, mkmeta(d, "root", 0, NULL));
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_LIST_META_CONTEXT, d, mkmeta(d, "root", 0, NULL));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(NBD_OPT_LIST_META_CONTEXT, 4), 4 + 15);
 	assert_memory_equal(out + out_pos, "\0\0\0\0base:allocation", 19);
 	out_pos += 19;
 	assert_int_equal(expect_reply(NBD_OPT_LIST_META_CONTEXT, 1), 0);
 
 	/* LIST "base:" => base:allocation; unknown namespaces => just ACK. */
-	n = mkopt(b, NBD_OPT_LIST_META_CONTEXT, d, mkmeta(d, "root", 1, wild));
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_LIST_META_CONTEXT, d, mkmeta(d, "root", 1, wild));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_LIST_META_CONTEXT, 4);
 	assert_int_equal(expect_reply(NBD_OPT_LIST_META_CONTEXT, 1), 0);
-	n = mkopt(b, NBD_OPT_LIST_META_CONTEXT, d, mkmeta(d, "root", 2, other));
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_LIST_META_CONTEXT, d, mkmeta(d, "root", 2, other));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(NBD_OPT_LIST_META_CONTEXT, 1), 0);
 
 	/* A query running past the option end => ERR_INVALID. */
 	uint32_t l = mkmeta(d, "root", 1, ba);
 	put_be32(d + 12, 100);
-	n = mkopt(b, NBD_OPT_LIST_META_CONTEXT, d, l);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_LIST_META_CONTEXT, d, l);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_LIST_META_CONTEXT, 0x80000003);
 
 	/* STRUCTURED_REPLY, then SET "root" base:allocation => one context. */
-	n = mkopt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
-	n += mkopt(b + n, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", 1, ba));
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	n += nbdt_option(b + n, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", 1, ba));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(NBD_OPT_STRUCTURED_REPLY, 1), 0);
 	assert_int_equal(expect_reply(NBD_OPT_SET_META_CONTEXT, 4), 19);
 	assert_int_equal(get_be32(out + out_pos), SRV_META_CONTEXT_ID);
@@ -404,16 +379,16 @@ static void test_meta_context(void **state)
 	assert_true(conn.meta_selected);
 
 	/* A second STRUCTURED_REPLY => ERR_INVALID, never a drop. */
-	n = mkopt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_STRUCTURED_REPLY, 0x80000003);
 
 	/* GO "disk": the context was for "root", so none is active. */
 	put_be32(d, 4);
 	memcpy(d + 4, "disk", 4);
 	put_be16(d + 8, 0);
-	n = mkopt(b, NBD_OPT_GO, d, 10);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	n = nbdt_option(b, NBD_OPT_GO, d, 10);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
 	assert_false(conn.meta_active);
 }
@@ -426,15 +401,15 @@ static void test_option_caps(void **state)
 	skip_greeting();
 	/* Above the soft cap: consumed without a whole-buffer read, then
 	 * answered ERR_TOO_BIG, and the next option works. */
-	mkopt(big, NBD_OPT_INFO, NULL, 0);
+	nbdt_option(big, NBD_OPT_INFO, NULL, 0);
 	put_be32(big + 12, sizeof(big) - 16);
-	assert_int_equal(feed(big, sizeof(big)), (ssize_t)sizeof(big));
+	assert_int_equal(nbdt_feed(&conn, big, sizeof(big)), (ssize_t)sizeof(big));
 	out_pos += expect_reply(NBD_OPT_INFO, 0x80000009);
-	size_t n = mkopt(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(expect_reply(NBD_OPT_STRUCTURED_REPLY, 1), 0);
 	/* Above the hard cap: drop at once. */
-	mkopt(b, 0x99, NULL, 0);
+	nbdt_option(b, 0x99, NULL, 0);
 	put_be32(b + 12, SRV_OPT_HARD_CAP + 1);
 	assert_true(srv_conn_step(&conn, b, 16) < 0);
 }
@@ -444,7 +419,7 @@ static void test_option_count(void **state)
 	uint8_t b[64];
 	unsigned int i;
 	send_flags(3);
-	size_t n = mkopt(b, 0x99, NULL, 0);
+	size_t n = nbdt_option(b, 0x99, NULL, 0);
 	for (i = 0; i < 1000; i++)
 		if (srv_conn_step(&conn, b, n) < 0)
 			break;
@@ -459,9 +434,9 @@ static void test_shutting_down(void **state)
 	skip_greeting();
 	conn.shutting_down = true;
 	/* A7.4: options get ERR_SHUTDOWN, except ABORT. */
-	size_t n = mkopt(b, NBD_OPT_LIST, NULL, 0);
-	n += mkopt(b + n, NBD_OPT_ABORT, NULL, 0);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	size_t n = nbdt_option(b, NBD_OPT_LIST, NULL, 0);
+	n += nbdt_option(b + n, NBD_OPT_ABORT, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	out_pos += expect_reply(NBD_OPT_LIST, 0x80000007);
 	assert_int_equal(expect_reply(NBD_OPT_ABORT, 1), 0);
 	assert_int_equal(out_pos, out_len);

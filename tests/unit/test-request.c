@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "server/internal.h"
+#include "tests/unit/nbd-client.h"
 
 #define SIZE 143360
 #define FILE_START 135168
@@ -165,28 +166,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static ssize_t feed(const void *p, size_t n)
-{
-	size_t used = 0;
-	while (used < n) {
-		ssize_t r = srv_conn_step(&conn, (const uint8_t *)p + used, n - used);
-		if (r <= 0)
-			return r < 0 ? r : (ssize_t)used;
-		used += (size_t)r;
-	}
-	return (ssize_t)used;
-}
-
-static size_t mkopt(uint8_t *b, uint32_t opt, const void *data, uint32_t len)
-{
-	put_be64(b, 0x49484156454F5054ULL);
-	put_be32(b + 8, opt);
-	put_be32(b + 12, len);
-	if (len)
-		memcpy(b + 16, data, len);
-	return 16 + len;
-}
-
 /* Builds the client side of a handshake ending in GO "" into b. */
 static size_t mkhandshake(uint8_t *b, bool structured, bool meta)
 {
@@ -194,17 +173,17 @@ static size_t mkhandshake(uint8_t *b, bool structured, bool meta)
 	size_t n = 4;
 	put_be32(b, 3);
 	if (structured)
-		n += mkopt(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+		n += nbdt_option(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	if (meta) {
 		put_be32(d, 0);
 		put_be32(d + 4, 1);
 		put_be32(d + 8, 15);
 		memcpy(d + 12, "base:allocation", 15);
-		n += mkopt(b + n, NBD_OPT_SET_META_CONTEXT, d, 27);
+		n += nbdt_option(b + n, NBD_OPT_SET_META_CONTEXT, d, 27);
 	}
 	put_be32(d, 0);
 	put_be16(d + 4, 0);
-	n += mkopt(b + n, NBD_OPT_GO, d, 6);
+	n += nbdt_option(b + n, NBD_OPT_GO, d, 6);
 	return n;
 }
 
@@ -214,7 +193,7 @@ static void go(bool structured, bool meta)
 	uint8_t b[256];
 	assert_int_equal(srv_conn_start(&conn, &srv, &cap_ops), 0);
 	size_t n = mkhandshake(b, structured, meta);
-	assert_int_equal(feed(b, n), (ssize_t)n);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
 	assert_int_equal(conn.meta_active, meta);
 	out_len = out_pos = 0;
@@ -236,7 +215,7 @@ static void request(uint16_t flags, uint16_t type, uint64_t cookie,
 		    uint64_t offset, uint32_t len)
 {
 	uint8_t b[28];
-	assert_int_equal(feed(b, mkreq(b, flags, type, cookie, offset, len)), 28);
+	assert_int_equal(nbdt_feed(&conn, b, mkreq(b, flags, type, cookie, offset, len)), 28);
 }
 
 /* Checks a simple reply header; the data, if any, follows at out_pos. */
@@ -444,7 +423,7 @@ static void test_write_eperm(void **state)
 	mkreq(b, 0, NBD_CMD_WRITE, 42, 0, 1000);
 	memset(b + 28, 0xee, 1000);
 	mkreq(b + 28 + 1000, 0, NBD_CMD_READ, 43, 0, 16);
-	assert_int_equal(feed(b, sizeof(b)), (ssize_t)sizeof(b));
+	assert_int_equal(nbdt_feed(&conn, b, sizeof(b)), (ssize_t)sizeof(b));
 	expect_simple(42, 1);		/* EPERM once the payload was consumed */
 	expect_simple(43, 0);		/* the next request parsed correctly */
 	assert_memory_equal(out + out_pos, expect, 16);
@@ -623,7 +602,7 @@ static void run_loop(bool uring)
 	put_be32(d, 4);
 	memcpy(d + 4, "many", 4);
 	put_be16(d + 8, 0);
-	n = 4 + mkopt(b + 4, NBD_OPT_GO, d, 10);
+	n = 4 + nbdt_option(b + 4, NBD_OPT_GO, d, 10);
 	n += mkreq(b + n, 0, NBD_CMD_READ, 7, 0, 8192);
 	n += mkreq(b + n, 0, NBD_CMD_DISC, 0, 0, 0);
 	assert_int_equal(write(fd, b, n), (ssize_t)n);
