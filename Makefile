@@ -32,7 +32,7 @@ WARNINGS += -Werror
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
-PKGS := liburing libxxhash libcap
+PKGS := liburing libxxhash libcap zlib
 override CPPFLAGS += -I. -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
 	-DEROFS_NBD_VERSION='"$(VERSION)"'
 override CFLAGS += -std=gnu11 $(WARNINGS) -MMD -MP \
@@ -45,18 +45,23 @@ endif
 
 # Every .c file of a module folder goes into the library; main.c is the
 # program.  New files are picked up without editing this file.
-MODULES := overlaywalk erofs server
+MODULES := overlaywalk erofs fat gpt server
 LIB_SRCS := $(filter-out server/main.c,$(foreach m,$(MODULES),$(wildcard $(m)/*.c)))
 LIB_OBJS := $(LIB_SRCS:%.c=$(O)/%.o)
 LIB := $(O)/liberofsnbd.a
 BIN := $(O)/erofs-nbd
+
+# The launcher is a program of its own; it shares no code with the server
+# beyond the small headers in server/.
+LAUNCH_SRCS := $(wildcard launcher/*.c)
+LAUNCH_BIN := $(if $(LAUNCH_SRCS),$(O)/erofs-nbd-launch)
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
 .PHONY: all check unit deps demo bench install uninstall clean
-all: $(BIN)
+all: $(BIN) $(LAUNCH_BIN)
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,6 +75,10 @@ $(BIN): $(O)/server/main.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+$(O)/erofs-nbd-launch: $(LAUNCH_SRCS:%.c=$(O)/%.o)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(O)/tests/test-%: tests/unit/test-%.c $(TEST_HELPERS) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
@@ -78,17 +87,22 @@ $(O)/tests/test-%: tests/unit/test-%.c $(TEST_HELPERS) $(LIB)
 
 unit: $(UNIT_BINS)
 
-check: $(BIN) $(UNIT_BINS)
+check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS)
 	$(Q)O=$(O) tests/run.sh
 
-# Debian 12 packages: build (compiler, liburing, libxxhash, libcap), unit
-# tests (cmocka), integration tests and bench (libnbd tools, nbdkit,
-# erofs-utils, fio, qemu, fuse3, attr/acl for xattrs, a kernel and busybox
-# for the VM test, debootstrap for the distribution tree).
+# Debian 12 packages: build (compiler, liburing, libxxhash, libcap, zlib
+# for the GPT's CRC32), unit tests (cmocka), integration tests and bench
+# (libnbd tools, nbdkit, erofs-utils, fio, qemu, fuse3, attr/acl for
+# xattrs, a kernel and busybox for the VM tests, debootstrap for the
+# distribution tree, dosfstools/mtools/gdisk/fdisk to check the ESP and
+# GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
+# openssh for the unit and --connect tests).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
-	debootstrap busybox-static linux-image-amd64 util-linux procps time
+	debootstrap busybox-static linux-image-amd64 util-linux procps time \
+	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
+	systemd libcap2-bin openssh-server openssh-client
 
 deps:
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \
@@ -106,8 +120,9 @@ demo: $(BIN)
 bench: $(BIN)
 	$(Q)bench/run.sh $(BIN)
 
-install: $(BIN)
+install: all
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/erofs-nbd
+	$(if $(LAUNCH_BIN),install -D -m 0755 $(LAUNCH_BIN) $(DESTDIR)$(BINDIR)/erofs-nbd-launch)
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/erofs-nbd
@@ -115,4 +130,4 @@ uninstall:
 clean:
 	rm -rf build build-asan
 
--include $(LIB_OBJS:.o=.d) $(O)/server/main.d
+-include $(LIB_OBJS:.o=.d) $(O)/server/main.d $(LAUNCH_SRCS:%.c=$(O)/%.d)
