@@ -82,10 +82,12 @@ int walk_read_xattrs(struct walk_private *priv, int fd, bool is_opath,
 /* reopen.c */
 /*
  * Records a file handle for the regular file opath_fd (an O_PATH fd)
- * refers to, in inode->reopen; leaves it NULL when the file system cannot
- * encode handles.  Returns 0 or -ENOMEM / -EMFILE and the like.
+ * refers to, in inode->reopen; dirfd is its parent directory (O_RDONLY),
+ * kept as the mount fd for open_by_handle_at().  Leaves inode->reopen
+ * NULL when the file system cannot encode handles or the parent is on
+ * another mount.  Returns 0 or -ENOMEM / -EMFILE and the like.
  */
-int walk_record_handle(struct walk_tree *tree, int opath_fd,
+int walk_record_handle(struct walk_tree *tree, int dirfd, int opath_fd,
 		       struct walk_inode *inode);
 
 #endif

@@ -36,11 +36,20 @@ struct handle_buf {
 	unsigned char room[MAX_HANDLE_SZ];
 };
 
-/* Index of mnt_id in priv->mounts, adding it with a dup of fd if new. */
-static int mount_index(struct walk_private *priv, int mnt_id, int fd,
+/*
+ * Index of mnt_id in priv->mounts, adding it with a dup of dirfd if new.
+ * The mount fd must be a real open file, not O_PATH: open_by_handle_at()
+ * looks it up with fdget(), which ignores O_PATH fds (EBADF).  dirfd is
+ * the entry's parent directory, opened O_RDONLY by the walk; it is used
+ * only when it is on the same mount (a file bind-mounted over a directory
+ * of another mount is not).  Returns 0, -EXDEV (no usable fd: the caller
+ * reopens that file by path) or -errno.
+ */
+static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 		       uint32_t *ret_idx)
 {
 	struct walk_mount *m;
+	struct statx stx;
 
 	for (size_t i = 0; i < priv->nmounts; i++) {
 		if (priv->mounts[i].mnt_id == mnt_id) {
@@ -57,8 +66,12 @@ static int mount_index(struct walk_private *priv, int mnt_id, int fd,
 		priv->mounts = m;
 		priv->mounts_cap = cap;
 	}
+	if (statx(dirfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) < 0)
+		return -errno;
+	if (!(stx.stx_mask & STATX_MNT_ID) || stx.stx_mnt_id != (uint64_t)mnt_id)
+		return -EXDEV;
 	m = &priv->mounts[priv->nmounts];
-	m->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	m->fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
 	if (m->fd < 0)
 		return -errno;
 	m->mnt_id = mnt_id;
@@ -66,7 +79,7 @@ static int mount_index(struct walk_private *priv, int mnt_id, int fd,
 	return 0;
 }
 
-int walk_record_handle(struct walk_tree *tree, int opath_fd,
+int walk_record_handle(struct walk_tree *tree, int dirfd, int opath_fd,
 		       struct walk_inode *inode)
 {
 	struct walk_private *priv = tree->priv;
@@ -82,7 +95,9 @@ int walk_record_handle(struct walk_tree *tree, int opath_fd,
 	if (h.fh.handle_bytes > MAX_HANDLE_SZ)
 		return 0;
 
-	r = mount_index(priv, mnt_id, opath_fd, &idx);
+	r = mount_index(priv, mnt_id, dirfd, &idx);
+	if (r == -EXDEV)
+		return 0;	/* reopen by path */
 	if (r < 0)
 		return r;
 	ro = walk_arena_alloc(priv, sizeof(*ro) + h.fh.handle_bytes);

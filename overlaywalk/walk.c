@@ -451,7 +451,7 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		 */
 		if (faccessat(dirfd, name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
 			return fail_or_skip(ctx, -errno, "opening file");
-		r = walk_record_handle(ctx->tree, opath, ino);
+		r = walk_record_handle(ctx->tree, dirfd, opath, ino);
 		if (r < 0)
 			return fail_or_skip(ctx, r, "encoding file handle");
 	}

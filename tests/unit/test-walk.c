@@ -555,13 +555,16 @@ static void test_open_data_swapped_dir(void **state)
 	at(q, sizeof(q), "a2");
 	assert_int_equal(rename(p, q), 0);
 	make_symlink("a2", "a");
-	/* The handle still names the same, unchanged inode. */
-	if (sparse->reopen) {
+	/*
+	 * The handle still names the same, unchanged inode.  As root we have
+	 * CAP_DAC_READ_SEARCH, so the handle must really be decoded: a path
+	 * fallback would fail here, which is what caught a mount fd opened
+	 * O_PATH (open_by_handle_at refuses those with EBADF).
+	 */
+	if (sparse->reopen && geteuid() == 0) {
 		fd = walk_open_data(tree, sparse);
-		if (fd != -EIO) {	/* unless handles cannot be decoded here */
-			assert_true(fd >= 0);
-			close(fd);
-		}
+		assert_true(fd >= 0);
+		close(fd);
 	}
 	sparse->reopen = NULL;
 	assert_int_equal(walk_open_data(tree, sparse), -EIO);
