@@ -37,16 +37,17 @@ trap cleanup EXIT
 export DEMO_IMG="$tmp/demo.img"
 run_cmd='
 set -e
-echo "erofs-nbd is serving $TREE_NAME at: $uri"
-echo
-echo "\$ nbdinfo \"\$uri\""
-nbdinfo "$uri"
+echo "erofs-nbd is serving $TREE_NAME at: $uri (the default export: a GPT disk)"
+root="nbd+unix:///root?socket=$unixsocket"
 echo
 echo "\$ nbdinfo --list \"\$uri\" | grep -e export= -e description"
 nbdinfo --list "$uri" | grep -e export= -e description
 echo
-echo "\$ nbdcopy \"\$uri\" demo.img"
-nbdcopy "$uri" "$DEMO_IMG"
+echo "\$ nbdinfo \"\$root\"    # the export \"root\": the EROFS alone"
+nbdinfo "$root"
+echo
+echo "\$ nbdcopy \"\$root\" demo.img"
+nbdcopy "$root" "$DEMO_IMG"
 ls -l "$DEMO_IMG"
 '
 
@@ -97,14 +98,15 @@ To do it by hand:
   # terminal 1: serve the tree in the foreground (Ctrl-C stops it)
   $BIN -f --export $TREE --unix /tmp/demo.sock
 
-  # terminal 2: the URI printed by terminal 1 is the default export
-  nbdinfo 'nbd+unix:///?socket=/tmp/demo.sock'
-  nbdcopy 'nbd+unix:///?socket=/tmp/demo.sock' /tmp/demo.img
+  # terminal 2: the URI printed by terminal 1 is the default export, a
+  # GPT disk; the EROFS alone is the export "root"
+  nbdinfo --list 'nbd+unix:///?socket=/tmp/demo.sock'
+  nbdcopy 'nbd+unix:///root?socket=/tmp/demo.sock' /tmp/demo.img
   fsck.erofs --extract=/tmp/demo.out /tmp/demo.img
 
   # or mount the export itself, without copying (root; nbdfuse from libnbd):
   mkdir -p /tmp/nbd /mnt/demo
-  nbdfuse -r /tmp/nbd 'nbd+unix:///?socket=/tmp/demo.sock' &
+  nbdfuse -r /tmp/nbd 'nbd+unix:///root?socket=/tmp/demo.sock' &
   mount -t erofs -o loop,ro /tmp/nbd/nbd /mnt/demo
   ls -l /mnt/demo; umount /mnt/demo; fusermount3 -u /tmp/nbd
 

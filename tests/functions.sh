@@ -44,6 +44,11 @@
 #                          on exit.
 #   nbdfuse_start URI DIR  expose the export as DIR/nbd with nbdfuse -r
 #                          (bounded wait), unmounted on exit.
+#   export_uri NAME [URI]  print URI (default $SRV_URI) naming export NAME
+#                          instead: nbd+unix:///NAME?socket=... or
+#                          nbd://HOST:PORT/NAME.  The default export "" is
+#                          the GPT disk; the EROFS alone is "root":
+#                          SRV_URI=$(export_uri root).
 #
 # Variables: EROFS_NBD (the binary; tests/run.sh sets it, default
 # build/erofs-nbd), TESTS_DIR (this folder), TEST_NAME.
@@ -230,4 +235,16 @@ nbdfuse_start()
 		sleep 0.1
 	done
 	fail "nbdfuse did not expose $dir/nbd within 30 s"
+}
+
+export_uri()
+{
+	local name=$1 uri=${2:-$SRV_URI} hostport
+	case $uri in
+	nbd+unix://*)
+		echo "nbd+unix:///$name?${uri#*\?}" ;;
+	*)
+		hostport=${uri#*://}
+		echo "${uri%%://*}://${hostport%%/*}/$name" ;;
+	esac
 }

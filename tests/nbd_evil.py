@@ -127,7 +127,7 @@ class Conn:
         expect(rtype == REP_ACK and data == b'', 'STRUCTURED_REPLY', 'ACK', hex(rtype))
         self.structured = True
 
-    def go(self, name=b'', infos=()):
+    def go(self, name=b'root', infos=()):
         data = struct.pack('>I', len(name)) + name + struct.pack('>H', len(infos))
         data += b''.join(struct.pack('>H', i) for i in infos)
         self.opt(OPT_GO, data)
@@ -149,7 +149,7 @@ class Conn:
         self.size = size
         return size
 
-    def handshake(self, structured=True, name=b''):
+    def handshake(self, structured=True, name=b'root'):
         self.greeting()
         if structured:
             self.structured_reply()
@@ -708,12 +708,16 @@ def info_and_lists(a):
     requests, LIST and LIST_META_CONTEXT, all checked field by field."""
     c = Conn(a.unix)
     c.greeting()
-    infos = info_request(c, OPT_INFO, b'', (1, 2, 3, 0x1234))
-    types = check_infos(infos, a.size, 'INFO ""')
+    infos = info_request(c, OPT_INFO, b'root', (1, 2, 3, 0x1234))
+    types = check_infos(infos, a.size, 'INFO "root"')
     expect(3 in types, 'INFO with a BLOCK_SIZE request', 'an INFO_BLOCK_SIZE reply', types)
     for d in infos:
         if struct.unpack('>H', d[:2])[0] == 1:
-            expect(d[2:] == b'root', 'INFO_NAME of the default export', "b'root'", d[2:])
+            expect(d[2:] == b'root', 'INFO_NAME of export root', "b'root'", d[2:])
+    # The default export "" is the GPT disk, not the EROFS (--ref).
+    for d in info_request(c, OPT_INFO, b'', (1,)):
+        if struct.unpack('>H', d[:2])[0] == 1:
+            expect(d[2:] == b'disk', 'INFO_NAME of the default export', "b'disk'", d[2:])
     # LIST: one REP_SERVER per export, well-formed, then ACK.
     c.opt(OPT_LIST)
     names = []
@@ -725,7 +729,7 @@ def info_and_lists(a):
         n = struct.unpack('>I', d[:4])[0]
         expect(n + 4 <= len(d), 'REP_SERVER name length', '<= payload - 4', n)
         names.append(d[4:4 + n])
-    expect(b'root' in names, 'LIST', "an export b'root'", names)
+    expect(b'root' in names and b'disk' in names, 'LIST', "exports b'root' and b'disk'", names)
     # LIST_META_CONTEXT with no queries: base:allocation.
     c.opt(OPT_LIST_META, struct.pack('>I', 4) + b'root' + struct.pack('>I', 0))
     ctxs = []

@@ -49,14 +49,14 @@ must_fail()
 
 check "--export of a nonexistent path"
 must_fail "nonexistent path, --write-image" "$T/does-not-exist" \
-	--export "$T/does-not-exist" --write-image "$T/x.img"
+	--export "$T/does-not-exist" --image-export root --write-image "$T/x.img"
 [ ! -e "$T/x.img" ] || fail "an image was written for a nonexistent tree"
 must_fail "nonexistent path, serving" "$T/does-not-exist" \
 	--export "$T/does-not-exist" -f --unix "$T/sock"
 
 check "--export of a regular file"
 echo data >"$T/plain-file"
-must_fail "regular file, --write-image" "$T/plain-file" --export "$T/plain-file" --write-image "$T/x.img"
+must_fail "regular file, --write-image" "$T/plain-file" --export "$T/plain-file" --image-export root --write-image "$T/x.img"
 must_fail "regular file, serving" "$T/plain-file" --export "$T/plain-file" -f --unix "$T/sock"
 rm -f "$T/x.img"
 
@@ -72,11 +72,11 @@ python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.big", b"v" * 65536)' 
 	skip "tmpfs refuses a 65536-byte xattr"
 
 check "an xattr value of 65536 bytes"
-must_fail "65536-byte xattr" "sub/value-65536" --export "$x" --write-image "$T/x.img"
+must_fail "65536-byte xattr" "sub/value-65536" --export "$x" --image-export root --write-image "$T/x.img"
 
 check "... with --skip-unreadable: warned about and left out"
 rc=0
-"$EROFS_NBD" --export "$x" --skip-unreadable --write-image "$T/x.img" 2>"$T/err" || rc=$?
+"$EROFS_NBD" --export "$x" --skip-unreadable --image-export root --write-image "$T/x.img" 2>"$T/err" || rc=$?
 cat "$T/err"
 [ $rc = 0 ] || fail "--skip-unreadable with a 65536-byte xattr: exit status" 0 "$rc"
 grep -qF sub/value-65536 "$T/err" || fail "--skip-unreadable: warning" "naming sub/value-65536" "$(cat "$T/err")"
@@ -94,7 +94,7 @@ import os, sys
 for i in range(5):
     os.setxattr(sys.argv[1], "trusted.v%d" % i, bytes([i]) * 65535)' "$x/sub/too-many"
 rm "$x/sub/value-65536"
-must_fail "5 x 65535-byte xattrs" "sub/too-many" --export "$x" --write-image "$T/x.img"
+must_fail "5 x 65535-byte xattrs" "sub/too-many" --export "$x" --image-export root --write-image "$T/x.img"
 rm "$x/sub/too-many"
 
 check "the largest xattrs that fit: 65535 bytes, 3 x 65535 bytes on one file"
@@ -105,7 +105,7 @@ python3 -c '
 import os, sys
 for i in range(3):
     os.setxattr(sys.argv[1], "trusted.m%d" % i, os.urandom(65535))' "$x/max-three"
-"$EROFS_NBD" --export "$x" --write-image "$T/x.img" || fail "--write-image of the largest xattrs failed"
+"$EROFS_NBD" --export "$x" --image-export root --write-image "$T/x.img" || fail "--write-image of the largest xattrs failed"
 timeout 900 python3 "$TESTS_DIR/treecmp.py" --image "$x" "$T/x.img" || fail "the reader's view of the large xattrs differs"
 if grep -qw erofs /proc/filesystems; then
 	mount_image "$T/x.img" "$T/mnt-x"
@@ -124,7 +124,7 @@ import os, sys
 os.chdir(sys.argv[1])
 for i in range(69999):
 	os.link("d1/target", "d%d/l%05d" % (1 + i % 2, i))' "$h"
-"$EROFS_NBD" --export "$h" --write-image "$T/h.img" || fail "--write-image with 70000 links failed"
+"$EROFS_NBD" --export "$h" --image-export root --write-image "$T/h.img" || fail "--write-image with 70000 links failed"
 timeout 900 python3 "$TESTS_DIR/treecmp.py" --image "$h" "$T/h.img" || fail "the reader's view of 70000 links differs"
 if grep -qw erofs /proc/filesystems; then
 	mount_image "$T/h.img" "$T/mnt-h"
@@ -153,7 +153,7 @@ nobody()
 nobody_fails()
 {
 	local rc=0
-	nobody "$EROFS_NBD" --export "$u" --write-image "$T/out-nobody/x.img" 2>"$T/err" || rc=$?
+	nobody "$EROFS_NBD" --export "$u" --image-export root --write-image "$T/out-nobody/x.img" 2>"$T/err" || rc=$?
 	cat "$T/err"
 	[ $rc != 0 ] || fail "unreadable '$1' without --skip-unreadable: exit status" "non-zero" 0
 	grep -qF "'$1'" "$T/err" || fail "unreadable '$1': error message" "naming '$1'" "$(cat "$T/err")"
@@ -168,7 +168,7 @@ chmod 0700 "$u/secret"
 
 check "... with --skip-unreadable: a warning for each, exit 0, the rest served"
 rc=0
-nobody "$EROFS_NBD" --export "$u" --skip-unreadable --write-image "$T/out-nobody/x.img" \
+nobody "$EROFS_NBD" --export "$u" --skip-unreadable --image-export root --write-image "$T/out-nobody/x.img" \
 	2>"$T/err" || rc=$?
 cat "$T/err"
 [ $rc = 0 ] || fail "--skip-unreadable with an unreadable dir and file: exit status" 0 \
@@ -191,8 +191,8 @@ echo outside >"$c/file"
 mount -t tmpfs -o mode=0755 tmpfs "$c/mnt"
 cleanup_fn umount -l "$c/mnt"
 echo inside >"$c/mnt/inner"
-"$EROFS_NBD" --export "$c" --write-image "$T/c1.img" || fail "--write-image with a mount inside failed"
-"$EROFS_NBD" --export "$c" --cross-mounts --write-image "$T/c2.img" || fail "--cross-mounts --write-image failed"
+"$EROFS_NBD" --export "$c" --image-export root --write-image "$T/c1.img" || fail "--write-image with a mount inside failed"
+"$EROFS_NBD" --export "$c" --cross-mounts --image-export root --write-image "$T/c2.img" || fail "--cross-mounts --write-image failed"
 timeout 300 python3 - "$TESTS_DIR" "$T/c1.img" "$T/c2.img" <<'EOF' || fail "--cross-mounts"
 import sys
 sys.path.insert(0, sys.argv[1])

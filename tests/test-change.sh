@@ -126,9 +126,10 @@ for mode in no-inline-data inline; do
 	mkdir "$src/dir"
 	head -c 100000 /dev/urandom >"$src/dir/stable3"
 	cp -a "$src" "$W/orig"
-	"$EROFS_NBD" --export "$src" "${args[@]}" --write-image "$W/ref.img" || fail "--write-image failed"
+	"$EROFS_NBD" --export "$src" "${args[@]}" --image-export root --write-image "$W/ref.img" || fail "--write-image failed"
 
 	start_server "$src" "${args[@]}"
+	SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 
 	check "[$mode] unchanged files read back correctly"
 	expect_read ok stable1 b-rewrite b-truncate b-delete a-small

@@ -74,6 +74,7 @@ echo "tree: $cache ($(find "$cache" -xdev | wc -l) entries, $(du -sh "$cache" | 
 
 tmpdir
 start_server "$cache"
+SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 
 check "nbdcopy the export, fsck.erofs --extract (decodes every file)"
 timeout 300 nbdcopy "$SRV_URI" "$T/img" || fail "nbdcopy failed"
@@ -105,7 +106,7 @@ else
 fi
 
 check "--write-image equals the export"
-"$EROFS_NBD" --export "$cache" --write-image "$T/w.img" || fail "--write-image failed"
+"$EROFS_NBD" --export "$cache" --image-export root --write-image "$T/w.img" || fail "--write-image failed"
 cmp "$T/w.img" "$T/img" || fail "--write-image differs from nbdcopy of the export"
 
 server_alive || fail "the server died"

@@ -55,6 +55,7 @@ treecmp()
 }
 
 start_server "$src"
+SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 
 # --- (a) nbdcopy, fsck.erofs, loop mount ---------------------------------------
 check "(a) nbdcopy $SRV_URI -> image"
@@ -90,12 +91,12 @@ ok "server exited 0"
 
 # --- determinism ------------------------------------------------------------------
 check "--write-image is deterministic (also for a copy of the tree, a second later) and equals the export"
-"$EROFS_NBD" --export "$src" --write-image "$T/w1.img" || fail "--write-image failed"
+"$EROFS_NBD" --export "$src" --image-export root --write-image "$T/w1.img" || fail "--write-image failed"
 # The copy has other inode numbers, another path and other ctimes: none
 # of that may leak into the image; nor may the time of day.
 cp -a "$src" "$T/src-copy"
 sleep 1
-"$EROFS_NBD" --export "$T/src-copy" --write-image "$T/w2.img" || fail "--write-image failed"
+"$EROFS_NBD" --export "$T/src-copy" --image-export root --write-image "$T/w2.img" || fail "--write-image failed"
 rm -rf "$T/src-copy"
 # imgcmp.py is cmp(1) that skips the holes both files share (5 GiB here).
 imgcmp()
@@ -124,7 +125,7 @@ for variant in 512 1024 16384 65536 no-inline-data 512,no-inline-data; do
 	esac
 	check "${args[*]}"
 	img=$T/variant.img
-	"$EROFS_NBD" --export "$src" "${args[@]}" --write-image "$img" ||
+	"$EROFS_NBD" --export "$src" "${args[@]}" --image-export root --write-image "$img" ||
 		fail "${args[*]} --write-image failed"
 	# Every file's bytes are compared except the 5 GiB one's (compared
 	# three times at 4 KiB above): reading it again per variant would

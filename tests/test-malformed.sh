@@ -30,7 +30,7 @@ src=$T/src
 check "building a small tree (plus a 40 MiB file for 32 MiB reads)"
 "$TESTS_DIR/mktree.sh" --small "$src"
 head -c 40M /dev/urandom >"$src/big-40m"
-"$EROFS_NBD" --export "$src" --write-image "$T/ref.img" || fail "--write-image failed"
+"$EROFS_NBD" --export "$src" --image-export root --write-image "$T/ref.img" || fail "--write-image failed"
 size=$(stat -c %s "$T/ref.img")
 
 scenarios=$(python3 "$TESTS_DIR/nbd_evil.py" --list | awk '$1 != "stall" {print $1}')
@@ -57,6 +57,7 @@ for mode in io_uring no-io-uring; do
 	else
 		start_server "$src" --no-io-uring
 	fi
+	SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 	healthy "start-up"
 	fds0=$(fdcount)
 	for s in $scenarios; do
@@ -90,6 +91,7 @@ done
 
 check "a stalled client is dropped after --handshake-timeout 2"
 start_server "$src" --handshake-timeout 2
+SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 timeout 60 python3 "$TESTS_DIR/nbd_evil.py" --unix "$SRV_SOCK" --ref "$T/ref.img" \
 	--stall-timeout 8 stall || fail "scenario stall"
 healthy "stall"

@@ -138,6 +138,7 @@ esac
 # --- serve and boot ----------------------------------------------------------------
 read -r -a server_args <<<"${EROFS_NBD_VM_SERVER_ARGS:-}"
 start_server "$tree" ${server_args[@]+"${server_args[@]}"}
+SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 sock=$SRV_SOCK
 [ -S "$sock" ] || fail "no socket at '$sock' (URI '$SRV_URI')"
 echo "tree: $expect_entries entries, marker $marker"

@@ -1,0 +1,949 @@
+// SPDX-License-Identifier: MIT
+/*
+ * esp.c - esp_build(): the EFI System Partition for a tree, as a FAT32
+ * volume built with fat_build() (fat.h).  Facts: ../shared/docs/
+ * fat32-gpt.md Part C; Boot Loader Specification (BLS) Type #1 entries;
+ * the UAPI version format for "newest kernel".
+ *
+ * Phases:
+ *   find     kernel candidates in the tree model (bootc's
+ *            usr/lib/modules/<kver>/{vmlinuz,initramfs.img}, Debian's
+ *            boot/vmlinuz-<kver> + boot/initrd.img-<kver>), following
+ *            symlinks inside the model only, never on the host
+ *   pick     --kver, else the newest by version order (esp_vercmp)
+ *   open     one region_source per file: in-tree files reopen through
+ *            walk_open_data(); --kernel/--initrd/--efi-loader paths reopen
+ *            by path and are checked against dev/ino/size/mtime
+ *   check    the PE headers of kernel and loader give the architecture
+ *   compose  loader/loader.conf and loader/entries/erofs-nbd-<kver>.conf
+ *   emit     the FAT tree, appended to the map by fat_build()
+ *
+ * The ESP:
+ *   /EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI)   systemd-boot
+ *   /EFI/Linux/<name>.efi                  unified kernel images, if any
+ *   /loader/loader.conf                    timeout 0, default our entry
+ *   /loader/entries.srel                   "type1"
+ *   /loader/entries/erofs-nbd-<kver>.conf  linux, initrd, options
+ *   /<kver>/vmlinuz, /<kver>/initrd        kernel and initramfs
+ *
+ * Everything the map must keep (sources, names, generated files) is
+ * handed to it with region_map_own().  The module does not log.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fat/esp.h"
+#include "fat/fat.h"
+#include "server/cleanup.h"
+
+/* COMMAND_LINE_SIZE is 2048 on x86-64 and arm64, the NUL included. */
+#define ESP_CMDLINE_MAX		2047
+/* Symlinks followed while resolving one path, as Linux's MAXSYMLINKS. */
+#define ESP_SYMLINK_HOPS	40
+/* Bytes read from a kernel or loader to find its PE header. */
+#define ESP_HEAD_BYTES		4096
+/* Longest kernel version or UKI name we put on the ESP (FAT: 255). */
+#define ESP_NAME_MAX		200
+
+/* PE/COFF (Microsoft PE format, "MS-DOS stub" and "COFF file header"). */
+#define PE_DOS_MAGIC		"MZ"
+#define PE_LFANEW_OFF		0x3c	/* le32: offset of "PE\0\0" */
+#define PE_MACHINE_X86_64	0x8664
+#define PE_MACHINE_ARM64	0xaa64
+
+/* What a region_source's opaque points at. */
+struct esp_src {
+	/* In the tree: reopened with walk_open_data(). */
+	const struct walk_tree *tree;
+	const struct walk_inode *inode;
+	/* Outside the tree (--kernel etc.): reopened by path, then checked. */
+	const char *path;
+	uint64_t dev, ino;
+};
+
+/* A kernel found in the tree. */
+struct esp_kernel {
+	const char *kver;		/* points into the tree's dentry names */
+	const struct walk_inode *kernel;
+	const struct walk_inode *initrd;	/* or NULL */
+	const struct walk_inode *moddir;	/* usr/lib/modules/<kver>, or NULL */
+};
+
+struct esp_ctx {
+	const struct walk_tree *tree;
+	const struct esp_opts *opts;
+	struct region_map *map;
+	char *what;			/* the first error's message */
+	struct esp_kernel *kernels;
+	size_t nkernels;
+};
+
+/* Records "what went wrong" (the first message wins) and returns err. */
+static int __attribute__((format(printf, 3, 4)))
+esp_fail(struct esp_ctx *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!c->what) {
+		va_start(ap, fmt);
+		if (vasprintf(&c->what, fmt, ap) < 0)
+			c->what = NULL;
+		va_end(ap);
+	}
+	return err;
+}
+
+/* Copies s into a buffer the map owns.  Returns it, or NULL (ENOMEM). */
+static char *map_strdup(struct region_map *map, const char *s)
+{
+	char *d = strdup(s);
+
+	if (!d || region_map_own(map, d) < 0)
+		return NULL;
+	return d;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks on names, command lines and PE headers                       */
+/* ------------------------------------------------------------------ */
+
+static bool ver_char(char ch)
+{
+	return isalnum((unsigned char)ch) || ch == '~' || ch == '-' ||
+	       ch == '^' || ch == '.';
+}
+
+/*
+ * Compares two version strings as systemd's strverscmp_improved() and the
+ * UAPI "Version Format Specification" do: segments of digits compare as
+ * numbers (leading zeros ignored), segments of letters bytewise; '~'
+ * sorts before anything, even the end (123~rc1 < 123); then the end;
+ * then '-' < '^' < '.' < a segment; a number is newer than letters; with
+ * equal segments the string with more of them is newer.  Characters other
+ * than letters, digits and ~-^. are skipped.  Returns <0, 0 or >0 like
+ * strcmp().  Kernel versions: 6.1.0-9-amd64 < 6.1.0-10-amd64.
+ */
+static int esp_vercmp(const char *a, const char *b)
+{
+	static const char seps[] = "-^.";
+
+	for (;;) {
+		while (*a && !ver_char(*a))
+			a++;
+		while (*b && !ver_char(*b))
+			b++;
+		if (*a == '~' || *b == '~') {
+			if (*a != *b)
+				return *a == '~' ? -1 : 1;
+			a++;
+			b++;
+			continue;
+		}
+		if (!*a || !*b)
+			return (*a != '\0') - (*b != '\0');
+		for (const char *s = seps; *s; s++) {
+			if (*a == *s || *b == *s) {
+				if (*a != *b)
+					return *a == *s ? -1 : 1;
+				a++;
+				b++;
+			}
+		}
+
+		const char *ea = a, *eb = b;
+		if (isdigit((unsigned char)*a) || isdigit((unsigned char)*b)) {
+			while (isdigit((unsigned char)*ea))
+				ea++;
+			while (isdigit((unsigned char)*eb))
+				eb++;
+			if ((ea == a) != (eb == b))
+				return ea == a ? -1 : 1;	/* letters < number */
+			while (*a == '0' && a + 1 < ea)
+				a++;
+			while (*b == '0' && b + 1 < eb)
+				b++;
+			if (ea - a != eb - b)
+				return ea - a < eb - b ? -1 : 1;
+			int r = memcmp(a, b, (size_t)(ea - a));
+			if (r)
+				return r < 0 ? -1 : 1;
+		} else {
+			while (isalpha((unsigned char)*ea))
+				ea++;
+			while (isalpha((unsigned char)*eb))
+				eb++;
+			size_t la = (size_t)(ea - a), lb = (size_t)(eb - b);
+			int r = memcmp(a, b, la < lb ? la : lb);
+			if (r)
+				return r < 0 ? -1 : 1;
+			if (la != lb)
+				return la < lb ? -1 : 1;
+		}
+		a = ea;
+		b = eb;
+	}
+}
+
+/*
+ * Whether name can be a kernel version or UKI file name on the ESP and
+ * in the entry file: 1..ESP_NAME_MAX bytes of letters, digits and
+ * "._+~^-", not starting with '.' or '-', and not the name of one of our
+ * own top-level directories ("EFI", "loader"; FAT ignores case).
+ */
+static bool esp_name_ok(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > ESP_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (!isalnum(ch) && !strchr("._+~^-", ch))
+			return false;
+	}
+	return strcasecmp(name, "EFI") != 0 && strcasecmp(name, "loader") != 0;
+}
+
+/*
+ * Checks --cmdline text before it goes on the entry's "options" line: a
+ * newline would start a new BLS key (say, another "linux"), and other
+ * control characters have no place on a kernel command line.  Returns 0,
+ * or -EINVAL with *ret_what (static) saying why.
+ */
+static int esp_cmdline_check(const char *s, const char **ret_what)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '\n' || *p == '\r') {
+			*ret_what = "contains a line break, which would end the entry's "
+				    "\"options\" line";
+			return -EINVAL;
+		}
+		if (*p < 0x20 || *p == 0x7f) {
+			*ret_what = "contains a control character";
+			return -EINVAL;
+		}
+	}
+	if (strlen(s) > ESP_CMDLINE_MAX) {
+		*ret_what = "is longer than the kernel's 2047-byte command line";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/*
+ * Tells the architecture of a PE/COFF image (an EFI application, or a
+ * kernel with the EFI stub: x86 bzImage, arm64 Image, zboot) from its
+ * first len bytes: "MZ", the PE header offset at 0x3c, "PE\0\0" there and
+ * the COFF Machine field after it (0x8664 x86-64, 0xaa64 arm64).  The PE
+ * header must lie within the len bytes.  Returns 0 and *ret, or -ENOEXEC
+ * (not PE: e.g. a gzip-compressed Image, or a machine we do not boot).
+ */
+static int esp_pe_arch(const uint8_t *buf, size_t len, enum esp_arch *ret)
+{
+	uint32_t pe;
+	uint16_t machine;
+
+	if (len < PE_LFANEW_OFF + 4 || memcmp(buf, PE_DOS_MAGIC, 2) != 0)
+		return -ENOEXEC;
+	pe = get_le32(buf + PE_LFANEW_OFF);
+	if (pe > len || len - pe < 6 || memcmp(buf + pe, "PE\0\0", 4) != 0)
+		return -ENOEXEC;
+	machine = (uint16_t)(buf[pe + 4] | buf[pe + 5] << 8);
+	switch (machine) {
+	case PE_MACHINE_X86_64:
+		*ret = ESP_ARCH_X86_64;
+		return 0;
+	case PE_MACHINE_ARM64:
+		*ret = ESP_ARCH_AARCH64;
+		return 0;
+	default:
+		return -ENOEXEC;
+	}
+}
+
+static const char *arch_name(enum esp_arch arch)
+{
+	return arch == ESP_ARCH_AARCH64 ? "aarch64" : "x86_64";
+}
+
+/* ------------------------------------------------------------------ */
+/* Finding files in the tree model                                     */
+/* ------------------------------------------------------------------ */
+
+/* The child of dir called name[0..len), by binary search, or NULL. */
+static const struct walk_inode *tree_child(const struct walk_inode *dir,
+					   const char *name, size_t len)
+{
+	size_t lo = 0, hi = dir->nchildren;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct walk_dentry *d = &dir->children[mid];
+		size_t n = d->name_len < len ? d->name_len : len;
+		int r = memcmp(d->name, name, n);
+		if (r == 0)
+			r = d->name_len < len ? -1 : d->name_len > len;
+		if (r == 0)
+			return d->inode;
+		if (r < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/*
+ * Resolves a '/'-separated path starting at dir in the tree model,
+ * following symlinks (absolute ones from the tree's root, ".." stopping
+ * at the root) as the kernel would inside a chroot, so nothing ever
+ * leaves the tree.  *hops counts symlinks followed.  Returns the inode,
+ * or NULL if some component is missing or not a directory, or the links
+ * loop.
+ */
+static const struct walk_inode *tree_resolve(const struct walk_tree *tree,
+					     const struct walk_inode *dir,
+					     const char *path, int *hops)
+{
+	const struct walk_inode *cur = *path == '/' ? tree->root : dir;
+
+	while (*path) {
+		const char *end = strchrnul(path, '/');
+		size_t len = (size_t)(end - path);
+		const struct walk_inode *next;
+
+		if (!S_ISDIR(cur->mode))
+			return NULL;
+		if (len == 0 || (len == 1 && path[0] == '.'))
+			next = cur;
+		else if (len == 2 && path[0] == '.' && path[1] == '.')
+			next = cur->parent;
+		else
+			next = tree_child(cur, path, len);
+		if (!next)
+			return NULL;
+		if (S_ISLNK(next->mode)) {
+			if (++*hops > ESP_SYMLINK_HOPS || !next->symlink)
+				return NULL;
+			next = tree_resolve(tree, cur, next->symlink, hops);
+			if (!next)
+				return NULL;
+		}
+		cur = next;
+		path = *end ? end + 1 : end;
+	}
+	return cur;
+}
+
+static const struct walk_inode *tree_lookup(const struct walk_tree *tree,
+					    const struct walk_inode *dir,
+					    const char *path)
+{
+	int hops = 0;
+
+	return tree_resolve(tree, dir, path, &hops);
+}
+
+/* A regular file at path under dir (symlinks followed in the tree), or NULL. */
+static const struct walk_inode *tree_file(const struct walk_tree *tree,
+					  const struct walk_inode *dir,
+					  const char *path)
+{
+	const struct walk_inode *in = tree_lookup(tree, dir, path);
+
+	return in && S_ISREG(in->mode) ? in : NULL;
+}
+
+static int add_kernel(struct esp_ctx *c, const struct esp_kernel *k)
+{
+	struct esp_kernel *v;
+
+	for (size_t i = 0; i < c->nkernels; i++)
+		if (strcmp(c->kernels[i].kver, k->kver) == 0)
+			return 0;	/* bootc's location came first and wins */
+	v = reallocarray(c->kernels, c->nkernels + 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	c->kernels = v;
+	v[c->nkernels++] = *k;
+	return 0;
+}
+
+/*
+ * Collects every kernel of the tree: usr/lib/modules/<kver>/vmlinuz (with
+ * initramfs.img beside it), then boot/vmlinuz-<kver> (with
+ * boot/initrd.img-<kver> or boot/initramfs-<kver>.img).  Versions that
+ * are not valid names (esp_name_ok) are left out.  Returns 0 or -ENOMEM.
+ */
+static int find_kernels(struct esp_ctx *c)
+{
+	const struct walk_tree *t = c->tree;
+	const struct walk_inode *mods = tree_lookup(t, t->root, "usr/lib/modules");
+	const struct walk_inode *boot = tree_lookup(t, t->root, "boot");
+	char name[ESP_NAME_MAX + 32];
+	int r;
+
+	for (size_t i = 0; mods && S_ISDIR(mods->mode) && i < mods->nchildren; i++) {
+		const struct walk_dentry *d = &mods->children[i];
+		const struct walk_inode *dir = tree_lookup(t, mods, d->name);
+		struct esp_kernel k = { .kver = d->name, .moddir = dir };
+
+		if (!dir || !S_ISDIR(dir->mode) || !esp_name_ok(d->name))
+			continue;
+		k.kernel = tree_file(t, dir, "vmlinuz");
+		if (!k.kernel)
+			continue;
+		k.initrd = tree_file(t, dir, "initramfs.img");
+		r = add_kernel(c, &k);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; boot && S_ISDIR(boot->mode) && i < boot->nchildren; i++) {
+		const struct walk_dentry *d = &boot->children[i];
+		struct esp_kernel k = { .kver = d->name + strlen("vmlinuz-") };
+
+		if (strncmp(d->name, "vmlinuz-", strlen("vmlinuz-")) != 0 ||
+		    !esp_name_ok(k.kver))
+			continue;
+		k.kernel = tree_file(t, boot, d->name);
+		if (!k.kernel)
+			continue;
+		snprintf(name, sizeof(name), "initrd.img-%s", k.kver);
+		k.initrd = tree_file(t, boot, name);
+		if (!k.initrd) {
+			snprintf(name, sizeof(name), "initramfs-%s.img", k.kver);
+			k.initrd = tree_file(t, boot, name);
+		}
+		k.moddir = mods ? tree_lookup(t, mods, k.kver) : NULL;
+		r = add_kernel(c, &k);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sources                                                             */
+/* ------------------------------------------------------------------ */
+
+static int esp_src_open_tree(const struct region_source *src)
+{
+	const struct esp_src *s = src->opaque;
+
+	return walk_open_data(s->tree, s->inode);
+}
+
+/*
+ * Reopens a file given by path and checks it is still the one measured
+ * at start-up: same dev/ino (not replaced), size and mtime (not changed).
+ */
+static int esp_src_open_path(const struct region_source *src)
+{
+	const struct esp_src *s = src->opaque;
+	struct stat st;
+	int r;
+	_cleanup_close_ int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+				      O_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_dev != s->dev || st.st_ino != s->ino)
+		return -EIO;
+	r = region_source_check(src, fd);
+	if (r < 0)
+		return r;
+	return TAKE_FD(fd);
+}
+
+/* Fills *ret with a source for an in-tree regular file. */
+static int src_from_tree(struct esp_ctx *c, const struct walk_inode *in,
+			 struct region_source *ret)
+{
+	struct esp_src *s = calloc(1, sizeof(*s));
+
+	if (!s || region_map_own(c->map, s) < 0)
+		return -ENOMEM;
+	s->tree = c->tree;
+	s->inode = in;
+	*ret = (struct region_source){
+		.open = esp_src_open_tree,
+		.opaque = s,
+		.name = in->path,
+		.size = in->size,
+		.mtime_sec = in->mtime_sec,
+		.mtime_nsec = in->mtime_nsec,
+	};
+	return 0;
+}
+
+/*
+ * Fills *ret with a source for a file outside the tree (opt names the
+ * option, for messages): it must be a regular file we can open now.
+ */
+static int src_from_path(struct esp_ctx *c, const char *opt, const char *path,
+			 struct region_source *ret)
+{
+	struct esp_src *s;
+	struct stat st;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
+				      O_NONBLOCK);
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return esp_fail(c, -errno, "%s '%s': %s", opt, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return esp_fail(c, -EINVAL, "%s '%s': not a regular file", opt, path);
+	s = calloc(1, sizeof(*s));
+	if (!s || region_map_own(c->map, s) < 0)
+		return -ENOMEM;
+	s->path = map_strdup(c->map, path);
+	if (!s->path)
+		return -ENOMEM;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	*ret = (struct region_source){
+		.open = esp_src_open_path,
+		.opaque = s,
+		.name = s->path,
+		.size = (uint64_t)st.st_size,
+		.mtime_sec = st.st_mtim.tv_sec,
+		.mtime_nsec = (uint32_t)st.st_mtim.tv_nsec,
+	};
+	return 0;
+}
+
+/*
+ * Reads the first bytes of a source (up to ESP_HEAD_BYTES) through its
+ * open(), which proves it readable, and tells its architecture.  what
+ * names the file's role ("kernel") for messages.  Returns 0, -ENOEXEC
+ * (not a PE image for x86-64 or arm64) or the read's -errno.
+ */
+static int src_arch(struct esp_ctx *c, const struct region_source *src,
+		    const char *what, enum esp_arch *ret)
+{
+	uint8_t buf[ESP_HEAD_BYTES];
+	size_t want = src->size < sizeof(buf) ? (size_t)src->size : sizeof(buf);
+	size_t got = 0;
+	_cleanup_close_ int fd = src->open(src);
+
+	if (fd < 0)
+		return esp_fail(c, fd, "'%s': reading the %s: %s", src->name, what,
+				fd == -EIO ? "the file changed since it was found" :
+				strerror(-fd));
+	while (got < want) {
+		ssize_t n = pread(fd, buf + got, want - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return esp_fail(c, -errno, "'%s': reading the %s: %s",
+					src->name, what, strerror(errno));
+		if (n == 0)
+			return esp_fail(c, -EIO, "'%s': reading the %s: the file shrank",
+					src->name, what);
+		got += (size_t)n;
+	}
+	if (esp_pe_arch(buf, got, ret) < 0)
+		return esp_fail(c, -ENOEXEC, "'%s': the %s is not an EFI executable "
+				"for x86-64 or arm64 (no PE header%s)", src->name, what,
+				got >= 2 && buf[0] == 0x1f && buf[1] == 0x8b ?
+				"; it is gzip-compressed" : "");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building                                                            */
+/* ------------------------------------------------------------------ */
+
+/* Where the pieces of one ESP come from. */
+struct esp_plan {
+	const char *kver;
+	struct region_source kernel, initrd, loader;
+	bool has_initrd;
+	struct region_source *ukis;	/* unified kernel images */
+	const char **uki_names;
+	size_t nukis;
+	enum esp_arch arch;
+	const struct walk_inode *moddir;
+};
+
+/* The kernel version to use with --kernel PATH: --kver, vmlinuz-<kver>, "linux". */
+static const char *kver_of_path(const char *kver, const char *path)
+{
+	const char *base = strrchr(path, '/');
+
+	base = base ? base + 1 : path;
+	if (kver)
+		return kver;
+	if (strncmp(base, "vmlinuz-", 8) == 0 && esp_name_ok(base + 8))
+		return base + 8;
+	return "linux";
+}
+
+/* Whether version a sorts after b: version order, then bytes (a total order). */
+static bool kver_newer(const char *a, const char *b)
+{
+	int r = esp_vercmp(a, b);
+
+	return r > 0 || (r == 0 && strcmp(a, b) > 0);
+}
+
+/* "--kver 'X': no such kernel in the tree (it has: A, B)". */
+static int fail_kver(struct esp_ctx *c)
+{
+	char list[256] = "";
+	size_t len = 0;
+
+	for (size_t i = 0; i < c->nkernels && len < sizeof(list); i++) {
+		int n = snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+				 c->kernels[i].kver);
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len >= sizeof(list))
+		strcpy(list + sizeof(list) - 4, "...");
+	return esp_fail(c, -ENOENT, "--kver '%s': no such kernel in the tree (it has: %s)",
+			c->opts->kver, c->nkernels ? list : "none");
+}
+
+/* Chooses the kernel and initrd and opens their sources. */
+static int plan_kernel(struct esp_ctx *c, struct esp_plan *pl)
+{
+	const struct esp_opts *o = c->opts;
+	const struct esp_kernel *k = NULL;
+	int r;
+
+	if (o->kver && !esp_name_ok(o->kver))
+		return esp_fail(c, -EINVAL, "--kver '%s': not a kernel version (letters, "
+				"digits and ._+~^- only)", o->kver);
+	if (o->kernel) {
+		pl->kver = kver_of_path(o->kver, o->kernel);
+		r = src_from_path(c, "--kernel", o->kernel, &pl->kernel);
+		if (r < 0)
+			return r;
+	} else {
+		r = find_kernels(c);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < c->nkernels; i++) {
+			const struct esp_kernel *ki = &c->kernels[i];
+			if (o->kver ? strcmp(ki->kver, o->kver) == 0 :
+			    !k || kver_newer(ki->kver, k->kver))
+				k = ki;
+		}
+		if (!k && o->kver)
+			return fail_kver(c);
+		if (!k)
+			return esp_fail(c, -ENOENT, "no kernel found (looked for "
+					"usr/lib/modules/*/vmlinuz and boot/vmlinuz-*)");
+		pl->kver = k->kver;
+		pl->moddir = k->moddir;
+		r = src_from_tree(c, k->kernel, &pl->kernel);
+		if (r < 0)
+			return r;
+	}
+	if (o->initrd) {
+		r = src_from_path(c, "--initrd", o->initrd, &pl->initrd);
+		if (r < 0)
+			return r;
+		pl->has_initrd = true;
+	} else if (k && k->initrd) {
+		r = src_from_tree(c, k->initrd, &pl->initrd);
+		if (r < 0)
+			return r;
+		pl->has_initrd = true;
+	}
+	return 0;
+}
+
+/* Finds systemd-boot for pl->arch (or --efi-loader) and checks it. */
+static int plan_loader(struct esp_ctx *c, struct esp_plan *pl)
+{
+	const char *file = pl->arch == ESP_ARCH_AARCH64 ? "systemd-bootaa64.efi" :
+							  "systemd-bootx64.efi";
+	const struct walk_inode *dir, *in;
+	enum esp_arch arch;
+	int r;
+
+	if (c->opts->efi_loader) {
+		r = src_from_path(c, "--efi-loader", c->opts->efi_loader, &pl->loader);
+	} else {
+		dir = tree_lookup(c->tree, c->tree->root, "usr/lib/systemd/boot/efi");
+		in = dir && S_ISDIR(dir->mode) ? tree_file(c->tree, dir, file) : NULL;
+		if (!in)
+			return esp_fail(c, -ENOENT, "no boot loader: the tree has no "
+					"usr/lib/systemd/boot/efi/%s (systemd-boot); "
+					"give one with --efi-loader PATH", file);
+		r = src_from_tree(c, in, &pl->loader);
+	}
+	if (r < 0)
+		return r;
+	r = src_arch(c, &pl->loader, "boot loader", &arch);
+	if (r < 0)
+		return r;
+	if (arch != pl->arch)
+		return esp_fail(c, -ENOEXEC, "'%s': the boot loader is built for %s, "
+				"the kernel for %s", pl->loader.name, arch_name(arch),
+				arch_name(pl->arch));
+	return 0;
+}
+
+/* Adds the .efi files of dir (UKIs) for pl->arch, skipping names taken. */
+static int plan_ukis_in(struct esp_ctx *c, struct esp_plan *pl,
+			const struct walk_inode *dir)
+{
+	int r;
+
+	for (size_t i = 0; dir && S_ISDIR(dir->mode) && i < dir->nchildren; i++) {
+		const struct walk_dentry *d = &dir->children[i];
+		const struct walk_inode *in = tree_file(c->tree, dir, d->name);
+		struct region_source src;
+		enum esp_arch arch;
+		bool taken = false;
+
+		if (!in || d->name_len < 5 || !esp_name_ok(d->name) ||
+		    strcasecmp(d->name + d->name_len - 4, ".efi") != 0)
+			continue;
+		for (size_t j = 0; j < pl->nukis; j++)
+			taken |= strcasecmp(pl->uki_names[j], d->name) == 0;
+		if (taken)
+			continue;
+		r = src_from_tree(c, in, &src);
+		if (r < 0)
+			return r;
+		r = src_arch(c, &src, "unified kernel image", &arch);
+		if (r < 0)
+			return r;
+		if (arch != pl->arch)
+			continue;	/* not bootable here: leave it out */
+
+		struct region_source *vs = reallocarray(pl->ukis, pl->nukis + 1,
+							sizeof(*vs));
+		if (!vs)
+			return -ENOMEM;
+		pl->ukis = vs;
+		const char **vn = reallocarray(pl->uki_names, pl->nukis + 1,
+					       sizeof(*vn));
+		if (!vn)
+			return -ENOMEM;
+		pl->uki_names = vn;
+		vs[pl->nukis] = src;
+		vn[pl->nukis++] = d->name;
+	}
+	return 0;
+}
+
+/* Renders the loader.conf and entry files; returns 0 or -ENOMEM. */
+static int compose(struct esp_ctx *c, const struct esp_plan *pl,
+		   const char *cmdline, char **ret_conf, char **ret_entry)
+{
+	char *conf = NULL, *entry = NULL;
+
+	if (asprintf(&conf, "timeout 0\ndefault erofs-nbd-%s.conf\n", pl->kver) < 0)
+		return -ENOMEM;
+	if (region_map_own(c->map, conf) < 0)
+		return -ENOMEM;
+	if (asprintf(&entry,
+		     "title Linux %s (erofs-nbd)\n"
+		     "version %s\n"
+		     "linux /%s/vmlinuz\n"
+		     "%s%s%s"
+		     "options %s\n",
+		     pl->kver, pl->kver, pl->kver,
+		     pl->has_initrd ? "initrd /" : "", pl->has_initrd ? pl->kver : "",
+		     pl->has_initrd ? "/initrd\n" : "", cmdline) < 0)
+		return -ENOMEM;
+	if (region_map_own(c->map, entry) < 0)
+		return -ENOMEM;
+	*ret_conf = conf;
+	*ret_entry = entry;
+	return 0;
+}
+
+static struct fat_node file_node(const char *name, const struct region_source *src)
+{
+	return (struct fat_node){ .name = name, .size = src->size, .src = src,
+				  .mtime = src->mtime_sec };
+}
+
+static struct fat_node mem_node(const char *name, const char *text, int64_t mtime)
+{
+	return (struct fat_node){ .name = name, .size = strlen(text), .mem = text,
+				  .mtime = mtime };
+}
+
+static struct fat_node dir_node(const char *name, struct fat_node *children,
+				size_t n, int64_t mtime)
+{
+	return (struct fat_node){ .name = name, .is_dir = true, .children = children,
+				  .nchildren = n, .mtime = mtime };
+}
+
+/* Lays the planned ESP out as a FAT tree and appends it to the map. */
+static int emit(struct esp_ctx *c, const struct esp_plan *pl, const char *conf,
+		const char *entry)
+{
+	/* Generated files get the kernel's mtime: deterministic, and meaningful. */
+	int64_t t = pl->kernel.mtime_sec;
+	struct fat_node boot[1], efi[2], entries[1], loader[3], kdir[2], root[3];
+	_cleanup_free_ struct fat_node *linux_dir = NULL;
+	char *entry_name = NULL, *kver = map_strdup(c->map, pl->kver);
+	size_t nefi = 1;
+	int r;
+
+	if (!kver || asprintf(&entry_name, "erofs-nbd-%s.conf", pl->kver) < 0 ||
+	    region_map_own(c->map, entry_name) < 0)
+		return -ENOMEM;
+
+	boot[0] = file_node(pl->arch == ESP_ARCH_AARCH64 ? "BOOTAA64.EFI" :
+			    "BOOTX64.EFI", &pl->loader);
+	efi[0] = dir_node("BOOT", boot, 1, t);
+	if (pl->nukis) {
+		linux_dir = calloc(pl->nukis, sizeof(*linux_dir));
+		if (!linux_dir)
+			return -ENOMEM;
+		for (size_t i = 0; i < pl->nukis; i++)
+			linux_dir[i] = file_node(pl->uki_names[i], &pl->ukis[i]);
+		efi[nefi++] = dir_node("Linux", linux_dir, pl->nukis, t);
+	}
+	entries[0] = mem_node(entry_name, entry, t);
+	loader[0] = mem_node("loader.conf", conf, t);
+	loader[1] = mem_node("entries.srel", "type1\n", t);
+	loader[2] = dir_node("entries", entries, 1, t);
+	kdir[0] = file_node("vmlinuz", &pl->kernel);
+	if (pl->has_initrd)
+		kdir[1] = file_node("initrd", &pl->initrd);
+	root[0] = dir_node("EFI", efi, nefi, t);
+	root[1] = dir_node("loader", loader, 3, t);
+	root[2] = dir_node(kver, kdir, pl->has_initrd ? 2 : 1, t);
+
+	struct fat_node top = dir_node("", root, 3, t);
+	struct fat_opts fo = { .label = "ESP", .volume_id = c->opts->volume_id };
+	r = fat_build(&top, &fo, c->map);
+	if (r < 0)
+		return esp_fail(c, r, "building the FAT file system: %s", strerror(-r));
+	return 0;
+}
+
+static int esp_run(struct esp_ctx *c, struct esp_result *ret)
+{
+	const struct esp_opts *o = c->opts;
+	struct esp_plan pl = { 0 };
+	_cleanup_free_ char *cmdline = NULL;
+	char *conf, *entry;
+	const char *why;
+	enum esp_arch karch;
+	int r;
+
+	/* Bad text is refused first, whatever else the tree holds. */
+	if (o->cmdline && esp_cmdline_check(o->cmdline, &why) < 0)
+		return esp_fail(c, -EINVAL, "--cmdline %s", why);
+	if (!o->root_partuuid)
+		return esp_fail(c, -EINVAL, "no root PARTUUID");
+	if (asprintf(&cmdline, "root=PARTUUID=%s rootfstype=erofs ro%s%s",
+		     o->root_partuuid, o->cmdline && *o->cmdline ? " " : "",
+		     o->cmdline ? o->cmdline : "") < 0) {
+		cmdline = NULL;
+		return -ENOMEM;
+	}
+	if (esp_cmdline_check(cmdline, &why) < 0)
+		return esp_fail(c, -EINVAL, "the kernel command line %s", why);
+
+	r = plan_kernel(c, &pl);
+	if (r < 0)
+		goto out;
+	r = src_arch(c, &pl.kernel, "kernel", &karch);
+	if (r < 0)
+		goto out;
+	if (o->arch != ESP_ARCH_AUTO && o->arch != karch) {
+		r = esp_fail(c, -ENOEXEC, "'%s': the kernel is built for %s, not %s",
+			     pl.kernel.name, arch_name(karch), arch_name(o->arch));
+		goto out;
+	}
+	pl.arch = karch;
+	if (pl.has_initrd) {
+		/* Unreadable now means unbootable later: find out at start-up. */
+		_cleanup_close_ int fd = pl.initrd.open(&pl.initrd);
+		if (fd < 0) {
+			r = esp_fail(c, fd, "'%s': reading the initrd: %s", pl.initrd.name,
+				     strerror(-fd));
+			goto out;
+		}
+	}
+	r = plan_loader(c, &pl);
+	if (r < 0)
+		goto out;
+	if (!o->kernel) {
+		r = plan_ukis_in(c, &pl, pl.moddir);
+		if (r == 0)
+			r = plan_ukis_in(c, &pl, tree_lookup(c->tree, c->tree->root,
+							     "boot/EFI/Linux"));
+		if (r < 0)
+			goto out;
+	}
+	r = compose(c, &pl, cmdline, &conf, &entry);
+	if (r < 0)
+		goto out;
+	r = emit(c, &pl, conf, entry);
+	if (r < 0)
+		goto out;
+
+	ret->kver = strdup(pl.kver);
+	if (!ret->kver) {
+		r = -ENOMEM;
+		goto out;
+	}
+	ret->arch = pl.arch;
+	ret->cmdline = TAKE_PTR(cmdline);
+out:
+	free(pl.ukis);
+	free(pl.uki_names);
+	return r;
+}
+
+int esp_build(const struct walk_tree *tree, const struct esp_opts *opts,
+	      struct region_map *map, struct esp_result *ret, char **ret_what)
+{
+	struct esp_ctx c = { .tree = tree, .opts = opts, .map = map };
+	struct esp_result res = { 0 };
+	int r;
+
+	r = esp_run(&c, &res);
+	free(c.kernels);
+	if (r < 0) {
+		esp_result_free(&res);
+		if (!c.what)
+			c.what = strdup(strerror(-r));
+		*ret_what = c.what;
+		return r;
+	}
+	free(c.what);
+	*ret = res;
+	return 0;
+}
+
+void esp_result_free(struct esp_result *res)
+{
+	if (!res)
+		return;
+	free(res->kver);
+	free(res->cmdline);
+	res->kver = NULL;
+	res->cmdline = NULL;
+}
