@@ -12,6 +12,7 @@
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
+UNITDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 CC ?= cc
 PKG_CONFIG ?= pkg-config
@@ -123,9 +124,14 @@ bench: $(BIN)
 install: all
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/erofs-nbd
 	$(if $(LAUNCH_BIN),install -D -m 0755 $(LAUNCH_BIN) $(DESTDIR)$(BINDIR)/erofs-nbd-launch)
+	install -D -m 0644 systemd/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket
+	sed 's|/usr/local/bin/erofs-nbd|$(BINDIR)/erofs-nbd|' systemd/erofs-nbd@.service >$(O)/erofs-nbd@.service
+	install -D -m 0644 $(O)/erofs-nbd@.service $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
+	install -D -m 0644 systemd/erofs-nbd.env.example $(DESTDIR)$(PREFIX)/share/doc/erofs-nbd/erofs-nbd.env.example
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/erofs-nbd
+	rm -f $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
 
 clean:
 	rm -rf build build-asan

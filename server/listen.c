@@ -6,11 +6,13 @@
  * URIs follow NetworkBlockDevice/nbd doc/uri.md on top of RFC 3986: the
  * export name is the path after the leading '/', a Unix socket is the
  * "socket" query parameter, IPv6 literals go in brackets (RFC 2732).
+ * vsock listeners use libnbd's "nbd+vsock://CID:PORT/EXPORT" form.
  */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <net/if.h>
 #include <netdb.h>
@@ -21,8 +23,11 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <linux/vm_sockets.h>
 
 #include "server/cleanup.h"
 #include "server/listen.h"
@@ -205,6 +210,116 @@ int listen_tcp(const char *host, uint16_t port, struct listener *ret,
 	return r;
 }
 
+/* ------------------------------------------------------------------ */
+/* vsock listeners                                                     */
+/* ------------------------------------------------------------------ */
+
+int listen_vsock(uint32_t port, struct listener *ret)
+{
+	struct sockaddr_vm svm = {
+		.svm_family = AF_VSOCK,
+		.svm_cid = VMADDR_CID_ANY,
+		.svm_port = port,
+	};
+
+	_cleanup_close_ int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == EINVAL || errno == EPROTONOSUPPORT ?
+			-EAFNOSUPPORT : -errno;
+	if (bind(fd, (const struct sockaddr *)&svm, sizeof(svm)) < 0 ||
+	    listen(fd, SOMAXCONN) < 0)
+		return -errno;
+
+	struct listener l = { .fd = -1, .family = AF_VSOCK };
+	l.addrlen = sizeof(l.addr);
+	if (getsockname(fd, (struct sockaddr *)&l.addr, &l.addrlen) < 0)
+		return -errno;
+	l.fd = TAKE_FD(fd);
+	*ret = l;
+	return 0;
+}
+
+int listen_parse_vsock_port(const char *arg, uint32_t *ret_port)
+{
+	uint64_t v;
+
+	if (opt_parse_uint(arg, VMADDR_PORT_ANY - 1, &v) < 0)
+		return -EINVAL;
+	*ret_port = v == 0 ? VMADDR_PORT_ANY : (uint32_t)v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sockets a service manager passed us (socket activation)             */
+/* ------------------------------------------------------------------ */
+
+int listen_adopt(int fd, struct listener *ret)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss), optlen;
+	struct stat st;
+	int type, acceptconn, fl;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	optlen = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen) < 0)
+		return -errno;
+	if (type != SOCK_STREAM)
+		return -ESOCKTNOSUPPORT;
+	optlen = sizeof(acceptconn);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acceptconn, &optlen) < 0)
+		return -errno;
+	if (!acceptconn)
+		return -EINVAL;
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+
+	struct listener l = { .fd = -1, .family = ss.ss_family, .adopted = true };
+	switch (ss.ss_family) {
+	case AF_UNIX: {
+		const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+		size_t n = len > offsetof(struct sockaddr_un, sun_path) ?
+			len - offsetof(struct sockaddr_un, sun_path) : 0;
+
+		if (n > 0 && sun->sun_path[0] == '\0') {
+			/* Abstract: a NUL, then n - 1 bytes; shown as "@name". */
+			l.path = malloc(n + 1);
+			if (l.path) {
+				l.path[0] = '@';
+				memcpy(l.path + 1, sun->sun_path + 1, n - 1);
+				l.path[n] = '\0';
+			}
+		} else {
+			l.path = strndup(sun->sun_path, n);
+		}
+		if (!l.path)
+			return -ENOMEM;
+		break;
+	}
+	case AF_INET:
+	case AF_INET6:
+	case AF_VSOCK:
+		l.addr = ss;
+		l.addrlen = len;
+		break;
+	default:
+		return -EAFNOSUPPORT;
+	}
+	fl = fcntl(fd, F_GETFD);
+	if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) {
+		int r = -errno;
+		free(l.path);
+		return r;
+	}
+	l.fd = fd;
+	*ret = l;
+	return 0;
+}
+
 void listener_close(struct listener *l)
 {
 	struct stat st;
@@ -214,8 +329,11 @@ void listener_close(struct listener *l)
 		l->fd = -1;
 	}
 	if (l->path) {
-		/* Remove the file only if nobody replaced our socket since. */
-		if (lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+		/*
+		 * Remove the file only if it is ours (an activated socket
+		 * belongs to the service manager) and nobody replaced it since.
+		 */
+		if (!l->adopted && lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
 		    st.st_dev == l->dev && st.st_ino == l->ino &&
 		    st.st_ctim.tv_sec == l->ctime.tv_sec &&
 		    st.st_ctim.tv_nsec == l->ctime.tv_nsec)
@@ -225,11 +343,48 @@ void listener_close(struct listener *l)
 	}
 }
 
+/* This machine's vsock CID, or VMADDR_CID_LOCAL if /dev/vsock does not say. */
+static uint32_t local_vsock_cid(void)
+{
+	uint32_t cid = VMADDR_CID_LOCAL;
+	_cleanup_close_ int fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+
+	if (fd >= 0 && ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0)
+		cid = VMADDR_CID_LOCAL;
+	if (cid == VMADDR_CID_ANY)
+		cid = VMADDR_CID_LOCAL;
+	return cid;
+}
+
 int listener_uri(const struct listener *l, const char *export_name,
 		 char **ret_uri)
 {
+	if (l->family == AF_UNIX && l->path[0] == '@') {
+		/* An abstract socket: the name starts with a NUL (doc/uri.md). */
+		_cleanup_free_ char *name = strdup(l->path);
+		_cleanup_free_ char *exp = uri_escape(export_name, strlen(export_name));
+		_cleanup_free_ char *sock = NULL;
+
+		if (!name || !exp)
+			return -ENOMEM;
+		name[0] = '\0';
+		sock = uri_escape(name, strlen(l->path));
+		if (!sock)
+			return -ENOMEM;
+		if (asprintf(ret_uri, "nbd+unix:///%s?socket=%s", exp, sock) < 0)
+			return -ENOMEM;
+		return 0;
+	}
 	if (l->family == AF_UNIX)
 		return uri_format_unix(l->path, export_name, ret_uri);
+	if (l->family == AF_VSOCK) {
+		const struct sockaddr_vm *svm = (const struct sockaddr_vm *)&l->addr;
+		uint32_t cid = svm->svm_cid;
+
+		if (cid == VMADDR_CID_ANY)
+			cid = local_vsock_cid();
+		return uri_format_vsock(cid, svm->svm_port, export_name, ret_uri);
+	}
 	return uri_format_inet((const struct sockaddr *)&l->addr, export_name,
 			       ret_uri);
 }
@@ -280,6 +435,19 @@ int uri_format_unix(const char *socket_path, const char *export_name,
 	if (!exp || !sock)
 		return -ENOMEM;
 	if (asprintf(ret_uri, "nbd+unix:///%s?socket=%s", exp, sock) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int uri_format_vsock(uint32_t cid, uint32_t port, const char *export_name,
+		     char **ret_uri)
+{
+	_cleanup_free_ char *exp = uri_escape(export_name, strlen(export_name));
+
+	if (!exp)
+		return -ENOMEM;
+	if (asprintf(ret_uri, "nbd+vsock://%" PRIu32 ":%" PRIu32 "/%s", cid, port,
+		     exp) < 0)
 		return -ENOMEM;
 	return 0;
 }

@@ -6,6 +6,10 @@
  * doc/uri.md, RFC 3986), and the option-value parsers main.c uses (kept
  * here, in the library, so that tests/unit/test-listen.c can reach them).
  *
+ * It also adopts sockets a service manager opened for us (socket
+ * activation, see sdnotify.h) and listens on AF_VSOCK (vsock(7)), the
+ * host-guest transport of virtual machines.
+ *
  * Behaviour follows nbdkit and qemu-nbd: TCP listens on loopback unless
  * told otherwise, a Unix socket is created mode 0600, a stale socket left
  * by a dead server is replaced but a live one or a non-socket never is.
@@ -29,7 +33,13 @@
 
 struct listener {
 	int fd;				/* listening socket, -1 once closed */
-	int family;			/* AF_UNIX, AF_INET or AF_INET6 */
+	int family;			/* AF_UNIX, AF_INET, AF_INET6 or AF_VSOCK */
+	/*
+	 * Inherited from a service manager (socket activation): its file
+	 * belongs to the manager and is never removed.  For AF_UNIX, path
+	 * is then the bound path as getsockname() reports it (for the URI).
+	 */
+	bool adopted;
 	/*
 	 * AF_UNIX: absolute path of the socket file we created (so it can be
 	 * removed after chdir("/")), and its identity: listener_close()
@@ -41,7 +51,7 @@ struct listener {
 	dev_t dev;
 	ino_t ino;
 	struct timespec ctime;
-	/* AF_INET / AF_INET6: the bound address, with the real port. */
+	/* AF_INET / AF_INET6 / AF_VSOCK: the bound address, real port. */
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 };
@@ -69,6 +79,34 @@ int listen_tcp(const char *host, uint16_t port, struct listener *ret,
 	       int *ret_gai_err);
 
 /*
+ * Creates a listening AF_VSOCK stream socket on port (VMADDR_PORT_ANY,
+ * 0xffffffff, picks a free one) of every local CID (VMADDR_CID_ANY),
+ * close-on-exec.  Returns 0, -EAFNOSUPPORT when the kernel has no vsock
+ * support, or the errno of socket/bind/listen.  vsock(7).
+ */
+int listen_vsock(uint32_t port, struct listener *ret);
+
+/*
+ * Adopts an inherited listening socket (socket activation, sd_listen_fds(3)):
+ * checks that fd is a socket (fstat S_ISSOCK) of type SOCK_STREAM that
+ * listens (SO_ACCEPTCONN), of family AF_UNIX, AF_INET, AF_INET6 or
+ * AF_VSOCK, sets close-on-exec and fills *ret with ret->adopted set.  A
+ * Unix socket's path comes from getsockname(); an abstract one ("@name")
+ * or an unnamed one is accepted, its path then starts with '@' or is "".
+ * Returns 0, -ENOTSOCK, -ESOCKTNOSUPPORT (not a stream socket),
+ * -EINVAL (not listening), -EAFNOSUPPORT, -ENOMEM or the errno of
+ * fstat/getsockopt/getsockname/fcntl.  The fd is not closed on failure.
+ */
+int listen_adopt(int fd, struct listener *ret);
+
+/*
+ * Parses a --vsock PORT argument: decimal 0..4294967294 (0xffffffff is
+ * VMADDR_PORT_ANY; "0" also picks a free port, as --tcp 0 does).
+ * Returns 0 with the port (VMADDR_PORT_ANY for 0) or -EINVAL.
+ */
+int listen_parse_vsock_port(const char *arg, uint32_t *ret_port);
+
+/*
  * Closes the socket and, for a Unix listener, removes its file if it is
  * still the socket we bound (same device, inode and change time).  Frees l->path.
  * Safe to call twice and on a zeroed struct with fd = -1.
@@ -77,9 +115,12 @@ void listener_close(struct listener *l);
 
 /*
  * Formats the NBD URI of export_name ("" for the default export) on l:
- * "nbd+unix:///EXPORT?socket=PATH" or "nbd://HOST:PORT/EXPORT" (wildcard
+ * "nbd+unix:///EXPORT?socket=PATH", "nbd://HOST:PORT/EXPORT" (wildcard
  * addresses 0.0.0.0 and :: print as the loopback address of the same
- * family, which is what a local client can connect to).  Returns 0 and a
+ * family, which is what a local client can connect to) or
+ * "nbd+vsock://CID:PORT/EXPORT" (libnbd's scheme; VMADDR_CID_ANY prints
+ * as this machine's CID from /dev/vsock, else as 1, VMADDR_CID_LOCAL).
+ * An abstract Unix socket prints as its "@name" form.  Returns 0 and a
  * malloc'ed string in *ret_uri, -ENOMEM or -EAFNOSUPPORT.
  */
 int listener_uri(const struct listener *l, const char *export_name,
@@ -99,6 +140,8 @@ int uri_format_unix(const char *socket_path, const char *export_name,
 		    char **ret_uri);
 int uri_format_inet(const struct sockaddr *sa, const char *export_name,
 		    char **ret_uri);
+int uri_format_vsock(uint32_t cid, uint32_t port, const char *export_name,
+		     char **ret_uri);
 
 /*
  * Percent-encodes len bytes of s as above; returns a malloc'ed string or

@@ -2,7 +2,9 @@
 /*
  * main.c - the erofs-nbd program: parses options, walks the tree
  * (overlaywalk/), lays out the EROFS image as a region map (erofs/),
- * opens the listeners (listen.c) and serves the map over NBD (srv_run).
+ * the EFI System Partition (fat/esp.c) and the GPT disk around both
+ * (gpt/), opens the listeners (listen.c) and serves the maps over NBD
+ * (srv_run) as the exports "disk" (also ""), "root" and "esp".
  *
  * The command line and run modes are modelled on nbdkit and qemu-nbd:
  *
@@ -11,7 +13,15 @@
  *   -f           stay in the foreground (qemu-nbd's default);
  *   --run CMD    nbdkit's captive mode: run CMD with $uri set, serve while
  *                it runs, then stop and exit with its status;
- *   --write-image FILE   write the image and exit (debugging only).
+ *   --write-image FILE   write an export (the disk, or --image-export)
+ *                and exit (debugging only).
+ *
+ * Under a service manager (sdnotify.c): sockets passed by socket
+ * activation are served (and imply -f), and READY=1 goes to NOTIFY_SOCKET
+ * once serving can start.  Order: walk and lay out, listen, print the
+ * URI, daemonize, pid file, --run, drop privileges (caps.c: only
+ * CAP_DAC_READ_SEARCH and no_new_privs, optionally --user/--group),
+ * READY=1, serve, STOPPING=1.
  *
  * Signals: SIGINT and SIGTERM (and SIGCHLD with --run) are blocked and
  * read through a signalfd, which is the server's stop_fd.  SIGPIPE is
@@ -34,16 +44,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "erofs/erofs.h"
+#include "fat/esp.h"
+#include "gpt/gpt.h"
 #include "overlaywalk/walk.h"
+#include "server/caps.h"
 #include "server/cleanup.h"
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/region.h"
+#include "server/sdnotify.h"
 #include "server/server.h"
 
 #ifndef EROFS_NBD_VERSION
@@ -57,12 +72,14 @@
 
 extern char **environ;
 
-/* One --unix or --tcp, in command-line order. */
+/* One --unix, --tcp or --vsock, in command-line order. */
 struct listen_arg {
 	bool is_unix;
+	bool is_vsock;
 	const char *arg;	/* as given, for messages */
 	char *host;		/* --tcp: parsed host (malloc'ed) */
 	uint16_t port;		/* --tcp: parsed port */
+	uint32_t vsock_port;	/* --vsock: parsed port */
 };
 
 struct options {
@@ -77,10 +94,18 @@ struct options {
 	const char *label;
 	bool no_inline_data;
 	const char *write_image;
+	const char *image_export;	/* --image-export: what --write-image writes */
+	/* The disk's EFI System Partition (fat/esp.h). */
+	enum esp_arch arch;		/* --arch, or ESP_ARCH_AUTO */
+	const char *efi_loader, *kernel, *initrd, *kver, *cmdline;
 	const char *run_cmd;
 	unsigned int handshake_timeout_sec;
 	bool build_time_set;
 	int64_t build_time;
+	const char *pidfile;		/* --pidfile */
+	bool exit_with_parent;		/* --exit-with-parent */
+	const char *user, *group;	/* --user, --group */
+	struct caps_opts caps;		/* what --user/--group resolved to */
 };
 
 /* Everything a run owns, released by program_free() on every path. */
@@ -88,6 +113,12 @@ struct program {
 	struct walk_tree *tree;
 	struct region_map map;
 	bool map_init;
+	/* The bootable disk: the ESP (if built) and the GPT disk around both. */
+	struct region_map esp_map, disk_map;
+	struct region_map root_part;	/* the EROFS + zeros to 1 MiB: partition 2 */
+	bool disk_init;		/* esp_map, root_part and disk_map initialised */
+	bool has_esp;		/* the tree gave an ESP: export "esp" exists */
+	char *esp_description, *disk_description;
 	struct listener *listeners;
 	size_t nlisteners;
 	char *runtime_dir;	/* the private directory we created, or NULL */
@@ -95,6 +126,11 @@ struct program {
 	char *description;
 	int sigfd;
 	pid_t run_pid;		/* --run: the command, or 0 */
+	struct notifier notify;	/* NOTIFY_SOCKET, or inert */
+	unsigned int nactivated;	/* sockets passed by socket activation */
+	char *activated_names;	/* their LISTEN_FDNAMES, or NULL */
+	const char *pidfile;	/* the pid file we wrote, removed on exit */
+	pid_t parent;		/* --exit-with-parent: the parent at start */
 };
 
 enum {
@@ -105,10 +141,22 @@ enum {
 	OPT_BLOCK_SIZE,
 	OPT_LABEL,
 	OPT_WRITE_IMAGE,
+	OPT_IMAGE_EXPORT,
+	OPT_ARCH,
+	OPT_EFI_LOADER,
+	OPT_KERNEL,
+	OPT_INITRD,
+	OPT_KVER,
+	OPT_CMDLINE,
 	OPT_RUN,
 	OPT_NO_IO_URING,
 	OPT_NO_INLINE_DATA,
 	OPT_HANDSHAKE_TIMEOUT,
+	OPT_VSOCK,
+	OPT_PIDFILE,
+	OPT_EXIT_WITH_PARENT,
+	OPT_USER,
+	OPT_GROUP,
 };
 
 static const struct option long_options[] = {
@@ -120,11 +168,23 @@ static const struct option long_options[] = {
 	{ "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
 	{ "label", required_argument, NULL, OPT_LABEL },
 	{ "write-image", required_argument, NULL, OPT_WRITE_IMAGE },
+	{ "image-export", required_argument, NULL, OPT_IMAGE_EXPORT },
+	{ "arch", required_argument, NULL, OPT_ARCH },
+	{ "efi-loader", required_argument, NULL, OPT_EFI_LOADER },
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "initrd", required_argument, NULL, OPT_INITRD },
+	{ "kver", required_argument, NULL, OPT_KVER },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
 	{ "run", required_argument, NULL, OPT_RUN },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "no-io-uring", no_argument, NULL, OPT_NO_IO_URING },
 	{ "no-inline-data", no_argument, NULL, OPT_NO_INLINE_DATA },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
+	{ "vsock", required_argument, NULL, OPT_VSOCK },
+	{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+	{ "exit-with-parent", no_argument, NULL, OPT_EXIT_WITH_PARENT },
+	{ "user", required_argument, NULL, OPT_USER },
+	{ "group", required_argument, NULL, OPT_GROUP },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "version", no_argument, NULL, 'V' },
 	{ "help", no_argument, NULL, 'h' },
@@ -135,12 +195,15 @@ static void usage(void)
 {
 	printf(
 "Usage: erofs-nbd --export DIR [OPTION]...\n"
-"Serve the directory tree DIR as a read-only EROFS file system over NBD.\n"
-"The image is laid out in memory; file data is read from DIR on demand.\n"
+"Serve the directory tree DIR as a read-only EROFS file system over NBD,\n"
+"inside a bootable GPT disk with an EFI System Partition (systemd-boot,\n"
+"the tree's kernel and initramfs).  The images are laid out in memory;\n"
+"file data is read from DIR on demand.\n"
 "\n"
 "Tree and image:\n"
-"  --export DIR            the tree to serve (required); export \"root\",\n"
-"                          also the default export \"\"\n"
+"  --export DIR            the tree to serve (required).  Exports: \"disk\"\n"
+"                          (the GPT disk, also the default export \"\"),\n"
+"                          \"root\" (the EROFS alone), \"esp\" (the FAT ESP)\n"
 "  --cross-mounts          descend into other mounted file systems\n"
 "                          (default: stay on DIR's file system)\n"
 "  --skip-unreadable       warn about and leave out entries that cannot be\n"
@@ -151,15 +214,34 @@ static void usage(void)
 "  --no-inline-data        keep every file's data in blocks of its own,\n"
 "                          never inline after its inode (default: inline\n"
 "                          small files and tails, as mkfs.erofs does)\n"
-"  --write-image FILE      write the image to FILE and exit, without serving\n"
+"  --write-image FILE      write an export to FILE and exit, without serving\n"
 "                          (for debugging and comparison)\n"
+"  --image-export NAME     what --write-image writes: disk (default), root\n"
+"                          or esp\n"
+"\n"
+"Boot (the disk's EFI System Partition):\n"
+"  --arch ARCH             x86_64 (amd64) or aarch64 (arm64): the root\n"
+"                          partition type and boot loader (default: what\n"
+"                          the kernel is built for)\n"
+"  --kernel PATH           the kernel (default: the newest in DIR, from\n"
+"                          /usr/lib/modules/KVER/vmlinuz or /boot/vmlinuz-KVER)\n"
+"  --initrd PATH           the initramfs (default: the kernel's in DIR)\n"
+"  --kver VERSION          pick this kernel version of DIR\n"
+"  --efi-loader PATH       the EFI boot loader (default: DIR's systemd-boot,\n"
+"                          /usr/lib/systemd/boot/efi/systemd-boot*.efi)\n"
+"  --cmdline TEXT          added to \"root=PARTUUID=... rootfstype=erofs ro\"\n"
+"  A tree without a kernel or boot loader gives a disk with the root\n"
+"  partition only, and a warning.\n"
 "\n"
 "Listening (several allowed; the URI printed is the first one's):\n"
 "  -U, --unix PATH         Unix socket PATH, mode 0600\n"
 "  --tcp [HOST:]PORT       TCP on HOST (default 127.0.0.1, loopback only);\n"
 "                          [IPV6]:PORT for IPv6; PORT 0 picks a free port\n"
+"  --vsock PORT            AF_VSOCK PORT on every local CID (0: a free one)\n"
 "  (none)                  a Unix socket nbd.sock in a private directory\n"
 "                          under $XDG_RUNTIME_DIR, /run (root) or $TMPDIR\n"
+"  Sockets passed by socket activation (LISTEN_FDS) are used first and\n"
+"  imply -f; no private directory is made for them.\n"
 "\n"
 "Running:\n"
 "  -f, --foreground        stay in the foreground (default: print the URI,\n"
@@ -170,9 +252,18 @@ static void usage(void)
 "  --no-io-uring           use the thread-per-connection loop, not io_uring\n"
 "  --handshake-timeout SECS  drop clients that do not finish the handshake\n"
 "                          in SECS seconds (default: 10)\n"
+"  --pidfile FILE          write the server's pid to FILE once it serves;\n"
+"                          removed on exit\n"
+"  --exit-with-parent      stop when the parent process exits (implies -f)\n"
+"  --user USER, --group GROUP  switch to USER (and its group, or GROUP)\n"
+"                          once the listeners are open; needs root\n"
 "  -v, --verbose           more messages (repeat for debug)\n"
 "  -V, --version           print the version and exit\n"
 "  -h, --help              print this help and exit\n"
+"\n"
+"Once listening, erofs-nbd keeps only CAP_DAC_READ_SEARCH and sets\n"
+"no_new_privs.  Under systemd (NOTIFY_SOCKET) it reports READY=1 once\n"
+"it serves and STOPPING=1 when it stops.\n"
 "\n"
 "Environment: SOURCE_DATE_EPOCH sets the image's build time.\n"
 "Exit status: 0 ok, 1 error, 2 bad usage; with --run, CMD's status.\n"
@@ -221,6 +312,35 @@ static int add_listen(struct options *o, bool is_unix, const char *arg)
 	}
 	o->nlistens++;
 	return 0;
+}
+
+/*
+ * Resolves --user and --group into o->caps (--user alone also takes the
+ * user's primary group).  Returns -1 to go on, or EXIT_USAGE.
+ */
+static int parse_identity(struct options *o)
+{
+	gid_t gid = (gid_t)-1;
+	int r;
+
+	if (o->user) {
+		r = caps_lookup_user(o->user, &o->caps.uid, &gid);
+		if (r < 0)
+			return usage_error("--user '%s': %s", o->user, r == -ENOENT ?
+					   "no such user" : strerror(-r));
+		o->caps.set_uid = true;
+	}
+	if (o->group) {
+		r = caps_lookup_group(o->group, &gid);
+		if (r < 0)
+			return usage_error("--group '%s': %s", o->group, r == -ENOENT ?
+					   "no such group" : strerror(-r));
+	}
+	if (gid != (gid_t)-1) {
+		o->caps.set_gid = true;
+		o->caps.gid = gid;
+	}
+	return -1;
 }
 
 /*
@@ -284,6 +404,41 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return usage_error("--write-image: empty path");
 			o->write_image = optarg;
 			break;
+		case OPT_IMAGE_EXPORT:
+			if (strcmp(optarg, "disk") && strcmp(optarg, "root") &&
+			    strcmp(optarg, "esp"))
+				return usage_error("--image-export '%s': expected disk, root "
+						   "or esp", optarg);
+			o->image_export = optarg;
+			break;
+		case OPT_ARCH:
+			if (!strcmp(optarg, "x86_64") || !strcmp(optarg, "x86-64") ||
+			    !strcmp(optarg, "amd64"))
+				o->arch = ESP_ARCH_X86_64;
+			else if (!strcmp(optarg, "aarch64") || !strcmp(optarg, "arm64"))
+				o->arch = ESP_ARCH_AARCH64;
+			else
+				return usage_error("--arch '%s': expected x86_64 (amd64) or "
+						   "aarch64 (arm64)", optarg);
+			break;
+		case OPT_EFI_LOADER:
+		case OPT_KERNEL:
+		case OPT_INITRD:
+		case OPT_KVER:
+			if (!*optarg)
+				return usage_error("%s: empty argument", argv[optind - 1]);
+			if (c == OPT_EFI_LOADER)
+				o->efi_loader = optarg;
+			else if (c == OPT_KERNEL)
+				o->kernel = optarg;
+			else if (c == OPT_INITRD)
+				o->initrd = optarg;
+			else
+				o->kver = optarg;
+			break;
+		case OPT_CMDLINE:
+			o->cmdline = optarg;
+			break;
 		case OPT_RUN:
 			o->run_cmd = optarg;
 			break;
@@ -301,6 +456,33 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return usage_error("--handshake-timeout '%s': expected seconds, "
 						   "1..86400", optarg);
 			o->handshake_timeout_sec = (unsigned int)v;
+			break;
+		case OPT_VSOCK: {
+			uint32_t port;
+			if (listen_parse_vsock_port(optarg, &port) < 0)
+				return usage_error("--vsock '%s': expected a port, 0..4294967294",
+						   optarg);
+			/* Added as a Unix one, which has no host to parse. */
+			if (add_listen(o, true, optarg) < 0)
+				return 1;
+			o->listens[o->nlistens - 1].is_unix = false;
+			o->listens[o->nlistens - 1].is_vsock = true;
+			o->listens[o->nlistens - 1].vsock_port = port;
+			break;
+		}
+		case OPT_PIDFILE:
+			if (!*optarg)
+				return usage_error("--pidfile: empty path");
+			o->pidfile = optarg;
+			break;
+		case OPT_EXIT_WITH_PARENT:
+			o->exit_with_parent = true;
+			break;
+		case OPT_USER:
+			o->user = optarg;
+			break;
+		case OPT_GROUP:
+			o->group = optarg;
 			break;
 		case 'v':
 			if (log_max_level < LOG_DEBUG)
@@ -324,9 +506,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (!o->export_dir)
 		return usage_error("--export DIR is required");
+	if (o->image_export && !o->write_image)
+		return usage_error("--image-export goes with --write-image");
 	if (o->write_image && (o->run_cmd || o->nlistens))
 		return usage_error("--write-image does not serve: it takes no --run, "
-				   "--unix or --tcp");
+				   "--unix, --tcp or --vsock");
+	r = parse_identity(o);
+	if (r >= 0)
+		return r;
+	/* The parent we watch is the one that started us, not init. */
+	if (o->exit_with_parent)
+		o->foreground = true;
 
 	/* reproducible-builds.org: a malformed value must fail the build. */
 	sde = getenv("SOURCE_DATE_EPOCH");
@@ -361,6 +551,146 @@ static int log_build_error(int err, const char *dir, const char *errpath,
 	if (what)
 		return log_errno(err, "'%s': %s", path, what);
 	return log_errno(err, "'%s'", path);
+}
+
+/* The EROFS superblock's UUID (erofs-format.md: superblock at byte 1024, uuid at 0x30). */
+#define EROFS_UUID_OFFSET (1024 + 0x30)
+/* Partitions start and end on 1 MiB boundaries (fat32-gpt.md B.7). */
+#define PART_ALIGN (1024 * 1024)
+
+/* The root partition type when neither --arch nor a kernel says. */
+#if defined(__aarch64__)
+#define HOST_ARCH ESP_ARCH_AARCH64
+#else
+#define HOST_ARCH ESP_ARCH_X86_64
+#endif
+
+/*
+ * Builds the bootable disk around p->map (the EROFS): the EFI System
+ * Partition (fat/esp.h) into p->esp_map when the tree has a kernel and a
+ * boot loader, then the GPT disk (gpt/gpt.h) into p->disk_map.  The
+ * GUIDs and the FAT serial are derived from the EROFS superblock's UUID,
+ * a digest of the tree, so the same tree gives the same disk.  Prints
+ * the root PARTUUID on stderr.  Logs its errors.
+ */
+static int build_disk(const struct options *o, struct program *p)
+{
+	/* Options that ask for an ESP: then a missing piece is an error. */
+	bool asked = o->kernel || o->initrd || o->kver || o->efi_loader;
+	struct gpt_guid disk_guid, esp_guid, root_guid, serial;
+	struct esp_result er = { 0 };
+	struct gpt_partition parts[2];
+	uint64_t first_lba[2];
+	enum esp_arch arch = o->arch;
+	char root_uuid[37], *what = NULL, *real;
+	uint8_t seed[16];
+	size_t n = 0;
+	int r;
+
+	region_map_init(&p->esp_map);
+	region_map_init(&p->root_part);
+	region_map_init(&p->disk_map);
+	p->disk_init = true;
+
+	r = region_map_pread(&p->map, seed, sizeof(seed), EROFS_UUID_OFFSET);
+	if (r < 0)
+		return log_errno(r, "reading the EROFS UUID");
+	gpt_guid_derive(seed, sizeof(seed), "disk", &disk_guid);
+	gpt_guid_derive(seed, sizeof(seed), "esp", &esp_guid);
+	gpt_guid_derive(seed, sizeof(seed), "root", &root_guid);
+	gpt_guid_derive(seed, sizeof(seed), "esp-serial", &serial);
+	gpt_guid_format(&root_guid, root_uuid);
+
+	struct esp_opts eo = {
+		.arch = o->arch,
+		.efi_loader = o->efi_loader,
+		.kernel = o->kernel,
+		.initrd = o->initrd,
+		.kver = o->kver,
+		.root_partuuid = root_uuid,
+		.cmdline = o->cmdline,
+		.volume_id = (uint32_t)serial.b[0] | (uint32_t)serial.b[1] << 8 |
+			     (uint32_t)serial.b[2] << 16 | (uint32_t)serial.b[3] << 24,
+	};
+	r = esp_build(p->tree, &eo, &p->esp_map, &er, &what);
+	if (r == -ENOENT && !asked) {
+		log_warning("'%s': %s: the disk has no EFI System Partition",
+			    o->export_dir, what ? what : "no kernel");
+		region_map_free(&p->esp_map);
+		region_map_init(&p->esp_map);
+	} else if (r < 0) {
+		log_error("'%s': building the EFI System Partition: %s", o->export_dir,
+			  what ? what : strerror(-r));
+		free(what);
+		return r;
+	} else {
+		p->has_esp = true;
+		arch = er.arch;
+		/* fat_build() sizes the volume in whole MiB: normally a no-op. */
+		r = region_pad_to(&p->esp_map, EXPORT_ALIGN);
+		if (r < 0) {
+			esp_result_free(&er);
+			return log_errno(r, "building the EFI System Partition");
+		}
+		log_info("export 'esp': %" PRIu64 " bytes, kernel %s for %s, command "
+			 "line '%s'", p->esp_map.size, er.kver,
+			 arch == ESP_ARCH_AARCH64 ? "aarch64" : "x86_64", er.cmdline);
+		parts[n++] = (struct gpt_partition){
+			.map = &p->esp_map,
+			.type = gpt_type_esp,
+			.guid = esp_guid,
+			.name = "ESP",
+		};
+	}
+	free(what);
+	esp_result_free(&er);
+
+	if (arch == ESP_ARCH_AUTO)
+		arch = HOST_ARCH;
+	/*
+	 * Partitions end on 1 MiB boundaries too (sgdisk cautions otherwise),
+	 * without changing the size of the export "root".
+	 */
+	r = region_append_map(&p->root_part, &p->map);
+	if (r == 0)
+		r = region_pad_to(&p->root_part, PART_ALIGN);
+	if (r < 0)
+		return log_errno(r, "building the GPT disk");
+	parts[n++] = (struct gpt_partition){
+		.map = &p->root_part,
+		.type = arch == ESP_ARCH_AARCH64 ? gpt_type_root_aarch64 :
+						   gpt_type_root_x86_64,
+		.guid = root_guid,
+		.attrs = GPT_ATTR_READ_ONLY,
+		.name = "root",
+	};
+	r = gpt_build(parts, n, &disk_guid, &p->disk_map, first_lba);
+	if (r < 0)
+		return log_errno(r, "building the GPT disk");
+	/* Shown by default: it goes on the kernel command line of other setups. */
+	fprintf(stderr, "erofs-nbd: root PARTUUID=%s\n", root_uuid);
+	if (p->has_esp)
+		log_info("export 'disk': %" PRIu64 " bytes; EFI System Partition at byte %"
+			 PRIu64 ", root partition at byte %" PRIu64, p->disk_map.size,
+			 first_lba[0] * 512, first_lba[1] * 512);
+	else
+		log_info("export 'disk': %" PRIu64 " bytes; root partition at byte %" PRIu64
+			 ", no EFI System Partition", p->disk_map.size, first_lba[0] * 512);
+
+	real = realpath(o->export_dir, NULL);
+	r = asprintf(&p->disk_description, "GPT disk: %sEROFS root of %s",
+		     p->has_esp ? "EFI System Partition + " : "", real ? real : o->export_dir);
+	if (r < 0)
+		p->disk_description = NULL;
+	if (r >= 0 && p->has_esp)
+		r = asprintf(&p->esp_description, "EFI System Partition (FAT32) for %s",
+			     real ? real : o->export_dir);
+	free(real);
+	if (r < 0) {
+		p->esp_description = NULL;	/* asprintf() leaves it undefined */
+		return log_errno(-ENOMEM, "building the disk");
+	}
+	return 0;
 }
 
 /* Walks the tree and lays the image out in p->map.  Logs its errors. */
@@ -413,7 +743,7 @@ static int build_export(const struct options *o, struct program *p)
 		 "%zu files with data, %zu regions", EXPORT_NAME, p->map.size,
 		 p->map.size >> 10, p->tree->ninodes, p->map.nsources,
 		 p->map.nregions);
-	return 0;
+	return build_disk(o, p);
 }
 
 /* --write-image: writes the whole map to path.  Logs its errors. */
@@ -466,6 +796,10 @@ static int open_listener(struct program *p, const struct listen_arg *a)
 			log_error("--unix '%s': a server is already listening there", a->arg);
 		else if (r < 0)
 			log_errno(r, "--unix '%s'", a->arg);
+	} else if (a->is_vsock) {
+		r = listen_vsock(a->vsock_port, l);
+		if (r < 0)
+			log_errno(r, "--vsock '%s'", a->arg);
 	} else {
 		r = listen_tcp(a->host, a->port, l, &gai);
 		if (r < 0 && gai && gai != EAI_SYSTEM)
@@ -479,16 +813,40 @@ static int open_listener(struct program *p, const struct listen_arg *a)
 	return 0;
 }
 
-/* Opens every listener, or the default one in a private directory. */
+/* Adopts the sockets passed by socket activation (sd_listen_fds(3)). */
+static int adopt_listeners(struct program *p)
+{
+	for (unsigned int i = 0; i < p->nactivated; i++) {
+		int fd = ACTIVATION_FDS_START + (int)i;
+		char name[64];
+		int r;
+
+		activation_fd_name(p->activated_names, i, name, sizeof(name));
+		r = listen_adopt(fd, &p->listeners[p->nlisteners]);
+		if (r < 0)
+			return log_errno(r, "socket activation: fd %d ('%s')", fd, name);
+		log_debug("socket activation: fd %d ('%s')", fd, name);
+		p->nlisteners++;
+	}
+	return 0;
+}
+
+/*
+ * Opens every listener after the activated ones, or, when there is none
+ * at all, the default one in a private directory.
+ */
 static int open_listeners(const struct options *o, struct program *p)
 {
-	size_t n = o->nlistens ? o->nlistens : 1;
+	size_t n = p->nactivated + o->nlistens ? p->nactivated + o->nlistens : 1;
 	int r;
 
 	p->listeners = calloc(n, sizeof(*p->listeners));
 	if (!p->listeners)
 		return log_errno(-ENOMEM, "listening");
-	if (o->nlistens == 0) {
+	r = adopt_listeners(p);
+	if (r < 0)
+		return r;
+	if (o->nlistens == 0 && p->nactivated == 0) {
 		_cleanup_free_ char *sock = NULL;
 		struct listen_arg a = { .is_unix = true };
 
@@ -632,16 +990,17 @@ static int wait_command(pid_t pid)
 /* Serves until a signal (or the --run command) says stop. */
 static int serve(const struct options *o, struct program *p)
 {
-	struct srv_export exp = {
-		.name = EXPORT_NAME,
-		.description = p->description,
-		.map = &p->map,
+	/* The disk first: "" selects it, and NBD_OPT_LIST shows it first. */
+	struct srv_export exp[3] = {
+		{ .name = "disk", .description = p->disk_description, .map = &p->disk_map },
+		{ .name = EXPORT_NAME, .description = p->description, .map = &p->map },
+		{ .name = "esp", .description = p->esp_description, .map = &p->esp_map },
 	};
 	_cleanup_free_ int *fds = calloc(p->nlisteners, sizeof(*fds));
 	struct srv_config cfg = {
-		.exports = &exp,
-		.nexports = 1,
-		.default_export = EXPORT_NAME,
+		.exports = exp,
+		.nexports = p->has_esp ? 3 : 2,
+		.default_export = "disk",
 		.listen_fds = fds,
 		.nlisten = p->nlisteners,
 		.stop_fd = p->sigfd,
@@ -674,6 +1033,85 @@ static int serve(const struct options *o, struct program *p)
 	return 0;
 }
 
+/*
+ * Takes what the service manager passed (NOTIFY_SOCKET, LISTEN_FDS) out
+ * of the environment, so that no child sees it, and arms
+ * --exit-with-parent.  Logs its errors.
+ */
+static int take_environment(struct options *o, struct program *p)
+{
+	int r;
+
+	r = notify_open(&p->notify);
+	if (r < 0)
+		log_warning("NOTIFY_SOCKET: %s, ignoring", strerror(-r));
+	r = activation_take(&p->nactivated, &p->activated_names);
+	if (r < 0)
+		return log_errno(r, "socket activation (LISTEN_FDS)");
+	/* The manager waits for us (Type=notify) and owns the sockets. */
+	if (p->nactivated)
+		o->foreground = true;
+	if (o->exit_with_parent) {
+		p->parent = getppid();
+		r = parent_death_arm(p->parent);
+		if (r == -ESRCH)
+			return log_errno(r, "--exit-with-parent: the parent exited");
+		if (r < 0)
+			return log_errno(r, "--exit-with-parent");
+	}
+	return 0;
+}
+
+/*
+ * Once listening, before serving: writes the pid file, gives up every
+ * privilege but CAP_DAC_READ_SEARCH (and switches user), then tells the
+ * service manager we are ready.  Logs its errors.
+ */
+static int go_ready(const struct options *o, struct program *p)
+{
+	_cleanup_free_ char *caps = NULL, *state = NULL, *mainpid = NULL;
+	const char *what = NULL;
+	int r;
+
+	if (o->pidfile) {
+		r = pidfile_write(o->pidfile, getpid());
+		if (r < 0)
+			return log_errno(r, "--pidfile '%s'", o->pidfile);
+		p->pidfile = o->pidfile;
+	}
+	r = caps_confine(&o->caps, &caps, &what);
+	if (r == -EPERM && (o->caps.set_uid || o->caps.set_gid))
+		return log_errno(r, "--user/--group: %s (needs root)", what);
+	if (r < 0)
+		return log_errno(r, "dropping privileges: %s", what);
+	log_info("capabilities left: %s, uid %d, gid %d, no_new_privs", caps,
+		 (int)getuid(), (int)getgid());
+	/* A uid or gid change cleared the parent-death signal: set it again. */
+	if (o->exit_with_parent) {
+		r = parent_death_arm(p->parent);
+		if (r < 0)
+			return log_errno(r, "--exit-with-parent");
+	}
+	if (!notify_enabled(&p->notify))
+		return 0;
+	/*
+	 * After daemonize() the process that serves is a new one: say so
+	 * (the manager accepts it with NotifyAccess=all; units run -f).
+	 */
+	if (!o->foreground && asprintf(&state, "MAINPID=%d\n", (int)getpid()) < 0)
+		return log_errno(-ENOMEM, "notifying");
+	mainpid = TAKE_PTR(state);
+	/* The export count as serve() sets it up: disk, root and maybe esp. */
+	if (asprintf(&state, "%sREADY=1\nSTATUS=Serving %d exports on %s (capabilities: %s)",
+		     mainpid ? mainpid : "", p->has_esp ? 3 : 2, p->uri, caps) < 0)
+		return log_errno(-ENOMEM, "notifying");
+	r = notify_send(&p->notify, state);
+	if (r < 0)
+		log_warning("notifying the service manager (READY=1): %s, ignoring",
+			    strerror(-r));
+	return 0;
+}
+
 static void program_free(struct program *p)
 {
 	for (size_t i = 0; i < p->nlisteners; i++)
@@ -686,7 +1124,21 @@ static void program_free(struct program *p)
 	free(p->description);
 	if (p->sigfd >= 0)
 		close(p->sigfd);
-	/* The map's sources point into the tree: free the map first. */
+	if (p->pidfile && unlink(p->pidfile) < 0 && errno != ENOENT)
+		log_warning("removing '%s': %s, ignoring", p->pidfile, strerror(errno));
+	notify_close(&p->notify);
+	free(p->activated_names);
+	/*
+	 * The disk map borrows from the ESP and root maps, whose sources
+	 * point into the tree: free in that order.
+	 */
+	if (p->disk_init) {
+		region_map_free(&p->disk_map);
+		region_map_free(&p->root_part);
+		region_map_free(&p->esp_map);
+	}
+	free(p->disk_description);
+	free(p->esp_description);
 	if (p->map_init)
 		region_map_free(&p->map);
 	walk_tree_free(p->tree);
@@ -695,7 +1147,7 @@ static void program_free(struct program *p)
 int main(int argc, char **argv)
 {
 	struct options o;
-	struct program p = { .sigfd = -1 };
+	struct program p = { .sigfd = -1, .notify = { .fd = -1 } };
 	sigset_t mask;
 	bool child_exited = false;
 	int status = 1, stop_sig = 0, serve_r = -1, r;
@@ -709,10 +1161,18 @@ int main(int argc, char **argv)
 	/* A client that hangs up must not kill us with SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 
+	if (take_environment(&o, &p) < 0)
+		goto out;
 	if (build_export(&o, &p) < 0)
 		goto out;
 	if (o.write_image) {
-		if (write_image(&p.map, o.write_image) == 0)
+		/* --image-export: the disk by default, like the export "". */
+		const char *name = o.image_export ? o.image_export : "disk";
+		const struct region_map *m = !strcmp(name, "root") ? &p.map :
+					     !strcmp(name, "esp") ? &p.esp_map : &p.disk_map;
+		if (!strcmp(name, "esp") && !p.has_esp)
+			log_error("--image-export esp: the disk has no EFI System Partition");
+		else if (write_image(m, o.write_image) == 0)
 			status = 0;
 		goto out;
 	}
@@ -775,8 +1235,11 @@ int main(int argc, char **argv)
 	}
 	if (o.run_cmd && start_command(&o, &p) < 0)
 		goto out;
+	if (go_ready(&o, &p) < 0)
+		goto out;
 
 	serve_r = serve(&o, &p);
+	(void)notify_send(&p.notify, "STOPPING=1");
 	status = serve_r < 0 ? 1 : 0;
 	stop_sig = drain_signals(p.sigfd, &child_exited);
 	if (stop_sig)

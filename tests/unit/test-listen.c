@@ -4,6 +4,13 @@
  * percent-encoding (expected strings written from NBD doc/uri.md and
  * RFC 3986 by hand), --tcp HOST:PORT parsing, size / number / epoch
  * parsing, the runtime directory, and Unix/TCP listeners on real sockets.
+ * Also server/sdnotify.c and the vsock and adopted listeners: LISTEN_PID /
+ * LISTEN_FDS decisions and LISTEN_FDNAMES splitting as sd_listen_fds(3)
+ * describes them, NOTIFY_SOCKET addresses as sd_notify(3) does (sockaddr
+ * lengths computed by hand from offsetof(sun_path)), a real datagram
+ * received from notify_send(), adopting inherited sockets and refusing
+ * what is not a listening stream socket, vsock URIs (libnbd's
+ * nbd+vsock://CID:PORT/EXPORT), the pid file, and --user/--group lookups.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,7 +31,11 @@
 
 #include <cmocka.h>
 
+#include <linux/vm_sockets.h>
+
+#include "server/caps.h"
 #include "server/listen.h"
+#include "server/sdnotify.h"
 
 /* ---- percent-encoding and URIs ---- */
 
@@ -471,6 +482,422 @@ static void test_tcp(void **state)
 	}
 }
 
+/* ---- socket activation ---- */
+
+static void test_activation_parse(void **state)
+{
+	unsigned int n = 99;
+
+	/* Nothing passed. */
+	assert_int_equal(activation_parse(NULL, NULL, 1234, &n), 0);
+	assert_int_equal(n, 0);
+	/* Ours: LISTEN_FDS descriptors from fd 3. */
+	assert_int_equal(activation_parse("1234", "1", 1234, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(activation_parse("1234", "3", 1234, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(activation_parse("1234", "0", 1234, &n), 0);
+	assert_int_equal(n, 0);
+	/* Another process's variables, leaked: ignored, LISTEN_FDS unread. */
+	n = 99;
+	assert_int_equal(activation_parse("4321", "2", 1234, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(activation_parse("4321", "junk", 1234, &n), 0);
+	assert_int_equal(n, 0);
+	/* LISTEN_FDS unset: nothing. */
+	assert_int_equal(activation_parse("1234", NULL, 1234, &n), 0);
+	assert_int_equal(n, 0);
+	/* Malformed. */
+	assert_int_equal(activation_parse("", "1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("0", "1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("-1234", "1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234 ", "1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("99999999999999999999", "1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234", "", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234", "-1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234", "1x", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234", "+1", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234", "1025", 1234, &n), -EINVAL);
+	assert_int_equal(activation_parse("1234", "1024", 1234, &n), 0);
+	assert_int_equal(n, 1024);
+}
+
+static void test_activation_names(void **state)
+{
+	char buf[8];
+
+	assert_true(activation_fd_name("nbd", 0, buf, sizeof(buf)));
+	assert_string_equal(buf, "nbd");
+	assert_false(activation_fd_name("nbd", 1, buf, sizeof(buf)));
+	assert_string_equal(buf, "");
+	assert_true(activation_fd_name("a:bb:ccc", 1, buf, sizeof(buf)));
+	assert_string_equal(buf, "bb");
+	assert_true(activation_fd_name("a:bb:ccc", 2, buf, sizeof(buf)));
+	assert_string_equal(buf, "ccc");
+	/* Empty names are names too. */
+	assert_true(activation_fd_name("a::c", 1, buf, sizeof(buf)));
+	assert_string_equal(buf, "");
+	/* Truncated to the buffer. */
+	assert_true(activation_fd_name("averylongname", 0, buf, sizeof(buf)));
+	assert_string_equal(buf, "averylo");
+	assert_false(activation_fd_name(NULL, 0, buf, sizeof(buf)));
+}
+
+static void test_activation_take(void **state)
+{
+	char pid[16], *names = NULL;
+	unsigned int n = 99;
+
+	/* Plays the manager: fd 3 must be ours to fill. */
+	if (fcntl(3, F_GETFD) >= 0)
+		skip();
+	int fd = open("/dev/zero", O_RDONLY);	/* not CLOEXEC: take sets it */
+	assert_true(fd >= 0);
+	if (fd != 3) {
+		assert_int_equal(dup2(fd, 3), 3);
+		close(fd);
+	}
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, 0);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	setenv("LISTEN_PID", pid, 1);
+	setenv("LISTEN_FDS", "1", 1);
+	setenv("LISTEN_FDNAMES", "nbd", 1);
+	setenv("LISTEN_PIDFDID", "42", 1);
+	assert_int_equal(activation_take(&n, &names), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(names, "nbd");
+	free(names);
+	assert_int_equal(fcntl(3, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	/* Consumed: a second call (or a child) sees nothing. */
+	assert_null(getenv("LISTEN_PID"));
+	assert_null(getenv("LISTEN_FDS"));
+	assert_null(getenv("LISTEN_FDNAMES"));
+	assert_null(getenv("LISTEN_PIDFDID"));
+	assert_int_equal(activation_take(&n, NULL), 0);
+	assert_int_equal(n, 0);
+	close(3);
+
+	/* A passed fd that is not open; the variables go anyway. */
+	setenv("LISTEN_PID", pid, 1);
+	setenv("LISTEN_FDS", "1", 1);
+	assert_int_equal(activation_take(&n, NULL), -EBADF);
+	assert_null(getenv("LISTEN_FDS"));
+	setenv("LISTEN_PID", pid, 1);
+	setenv("LISTEN_FDS", "many", 1);
+	assert_int_equal(activation_take(&n, NULL), -EINVAL);
+	assert_null(getenv("LISTEN_PID"));
+}
+
+/* ---- adopting inherited sockets ---- */
+
+static void test_adopt(void **state)
+{
+	char dir[] = "/tmp/test-listen-adopt.XXXXXX";
+	char path[128], want[192];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct listener l = { .fd = -1 };
+	struct stat st;
+	char *uri = NULL;
+	int fd;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/act.sock", dir);
+	strcpy(sun.sun_path, path);
+
+	/* A listening Unix socket, as systemd would pass it (no CLOEXEC). */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	assert_int_equal(listen_adopt(fd, &l), 0);
+	assert_int_equal(l.fd, fd);
+	assert_int_equal(l.family, AF_UNIX);
+	assert_true(l.adopted);
+	assert_string_equal(l.path, path);
+	assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	snprintf(want, sizeof(want), "nbd+unix:///?socket=%s", path);
+	assert_int_equal(listener_uri(&l, "", &uri), 0);
+	assert_string_equal(uri, want);
+	free(uri);
+	/* The manager owns the file: closing leaves it. */
+	listener_close(&l);
+	assert_int_equal(l.fd, -1);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+
+	/* Bound but not listening. */
+	assert_int_equal(unlink(path), 0);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen_adopt(fd, &l), -EINVAL);
+	close(fd);
+	assert_int_equal(unlink(path), 0);
+
+	/* A datagram socket. */
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	assert_int_equal(listen_adopt(fd, &l), -ESOCKTNOSUPPORT);
+	close(fd);
+
+	/* Not a socket at all. */
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0) {
+		assert_int_equal(listen_adopt(fd, &l), -ENOTSOCK);
+		close(fd);
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_int_equal(listen_adopt(fd, &l), -ENOTSOCK);
+	close(fd);
+
+	/* An abstract socket: "@name", URI with %00 (doc/uri.md). */
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, "\0erofs-nbd-t", 12);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (bind(fd, (struct sockaddr *)&sun,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 12)) == 0) {
+		assert_int_equal(listen(fd, 8), 0);
+		assert_int_equal(listen_adopt(fd, &l), 0);
+		assert_string_equal(l.path, "@erofs-nbd-t");
+		assert_int_equal(listener_uri(&l, "root", &uri), 0);
+		assert_string_equal(uri, "nbd+unix:///root?socket=%00erofs-nbd-t");
+		free(uri);
+		listener_close(&l);
+	} else {
+		close(fd);
+	}
+
+	/* TCP works too. */
+	{
+		struct listener t = { .fd = -1 };
+		char tcp_want[64];
+		struct sockaddr_in sin;
+
+		assert_int_equal(listen_tcp("127.0.0.1", 0, &t, NULL), 0);
+		memcpy(&sin, &t.addr, sizeof(sin));
+		assert_int_equal(listen_adopt(t.fd, &l), 0);
+		assert_int_equal(l.family, AF_INET);
+		snprintf(tcp_want, sizeof(tcp_want), "nbd://127.0.0.1:%u/",
+			 ntohs(sin.sin_port));
+		assert_int_equal(listener_uri(&l, "", &uri), 0);
+		assert_string_equal(uri, tcp_want);
+		free(uri);
+		listener_close(&l);
+	}
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* ---- vsock ---- */
+
+static void test_vsock(void **state)
+{
+	struct listener l = { .fd = -1 };
+	uint32_t port = 0;
+	char *uri = NULL;
+	int r;
+
+	assert_int_equal(uri_format_vsock(2, 10809, "", &uri), 0);
+	assert_string_equal(uri, "nbd+vsock://2:10809/");
+	free(uri);
+	assert_int_equal(uri_format_vsock(3, 4294967294U, "disk x", &uri), 0);
+	assert_string_equal(uri, "nbd+vsock://3:4294967294/disk%20x");
+	free(uri);
+
+	assert_int_equal(listen_parse_vsock_port("10809", &port), 0);
+	assert_int_equal(port, 10809);
+	assert_int_equal(listen_parse_vsock_port("0", &port), 0);
+	assert_int_equal(port, VMADDR_PORT_ANY);
+	assert_int_equal(listen_parse_vsock_port("4294967294", &port), 0);
+	assert_int_equal(port, 4294967294U);
+	assert_int_equal(listen_parse_vsock_port("4294967295", &port), -EINVAL);
+	assert_int_equal(listen_parse_vsock_port("", &port), -EINVAL);
+	assert_int_equal(listen_parse_vsock_port("-1", &port), -EINVAL);
+	assert_int_equal(listen_parse_vsock_port("12ab", &port), -EINVAL);
+
+	/* A real listener, where the kernel has vsock. */
+	r = listen_vsock(VMADDR_PORT_ANY, &l);
+	if (r == -EAFNOSUPPORT || r == -ENODEV || r == -EADDRNOTAVAIL)
+		return;
+	assert_int_equal(r, 0);
+	{
+		const struct sockaddr_vm *svm = (const struct sockaddr_vm *)&l.addr;
+		char prefix[32];
+
+		assert_int_equal(l.family, AF_VSOCK);
+		assert_int_not_equal(svm->svm_port, VMADDR_PORT_ANY);
+		assert_int_equal(listener_uri(&l, "root", &uri), 0);
+		assert_true(strncmp(uri, "nbd+vsock://", 12) == 0);
+		snprintf(prefix, sizeof(prefix), ":%u/root", svm->svm_port);
+		assert_non_null(strstr(uri, prefix));
+		free(uri);
+	}
+	listener_close(&l);
+}
+
+/* ---- notification ---- */
+
+static void test_notify_address(void **state)
+{
+	struct notifier n;
+	struct sockaddr_un sun;
+	struct sockaddr_vm svm;
+	char longpath[120];
+
+	assert_int_equal(notify_parse_address("/run/systemd/notify", &n), 0);
+	memcpy(&sun, &n.addr, sizeof(sun));
+	assert_int_equal(sun.sun_family, AF_UNIX);
+	assert_string_equal(sun.sun_path, "/run/systemd/notify");
+	/* 2 bytes of family, 19 of path, its NUL. */
+	assert_int_equal(n.addrlen, 2 + 19 + 1);
+	assert_int_equal(n.type, SOCK_DGRAM);
+
+	/* Abstract: the '@' becomes a NUL, no terminator counted. */
+	assert_int_equal(notify_parse_address("@sd-notify", &n), 0);
+	memcpy(&sun, &n.addr, sizeof(sun));
+	assert_int_equal(n.addrlen, 2 + 10);
+	assert_int_equal(sun.sun_path[0], '\0');
+	assert_memory_equal(sun.sun_path + 1, "sd-notify", 9);
+
+	assert_int_equal(notify_parse_address("vsock:2:1234", &n), 0);
+	memcpy(&svm, &n.addr, sizeof(svm));
+	assert_int_equal(svm.svm_family, AF_VSOCK);
+	assert_int_equal(svm.svm_cid, 2);
+	assert_int_equal(svm.svm_port, 1234);
+	assert_int_equal(n.type, SOCK_SEQPACKET);
+	assert_int_equal(notify_parse_address("vsock-stream:3:5", &n), 0);
+	assert_int_equal(n.type, SOCK_STREAM);
+	assert_int_equal(notify_parse_address("vsock-dgram:3:5", &n), 0);
+	assert_int_equal(n.type, SOCK_DGRAM);
+	assert_int_equal(notify_parse_address("vsock-seqpacket:3:5", &n), 0);
+	assert_int_equal(n.type, SOCK_SEQPACKET);
+
+	assert_int_equal(notify_parse_address("", &n), -EINVAL);
+	assert_int_equal(notify_parse_address("relative/path", &n), -EINVAL);
+	assert_int_equal(notify_parse_address("@", &n), -EINVAL);
+	assert_int_equal(notify_parse_address("vsock:2", &n), -EINVAL);
+	assert_int_equal(notify_parse_address("vsock:x:1", &n), -EINVAL);
+	assert_int_equal(notify_parse_address("vsock:2:99999999999", &n), -EINVAL);
+	assert_int_equal(notify_parse_address("tcp:1.2.3.4:5", &n), -EAFNOSUPPORT);
+	/* sun_path holds 108 bytes: a path needs its NUL too. */
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[0] = '/';
+	longpath[108] = '\0';
+	assert_int_equal(notify_parse_address(longpath, &n), -ENAMETOOLONG);
+	longpath[107] = '\0';
+	assert_int_equal(notify_parse_address(longpath, &n), 0);
+}
+
+static void test_notify_send(void **state)
+{
+	char dir[] = "/tmp/test-listen-notify.XXXXXX";
+	char path[128], buf[256];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct notifier n;
+	ssize_t len;
+	int rfd;
+
+	/* Unset: inert, sending succeeds and does nothing. */
+	unsetenv("NOTIFY_SOCKET");
+	assert_int_equal(notify_open(&n), 0);
+	assert_false(notify_enabled(&n));
+	assert_int_equal(notify_send(&n, "READY=1"), 0);
+	notify_close(&n);
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/notify", dir);
+	strcpy(sun.sun_path, path);
+	rfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(rfd >= 0);
+	assert_int_equal(bind(rfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+
+	setenv("NOTIFY_SOCKET", path, 1);
+	assert_int_equal(notify_open(&n), 0);
+	assert_true(notify_enabled(&n));
+	/* Consumed: helpers we start must not notify in our name. */
+	assert_null(getenv("NOTIFY_SOCKET"));
+	assert_int_equal(notify_send(&n, "READY=1\nSTATUS=Serving"), 0);
+	len = recv(rfd, buf, sizeof(buf), MSG_DONTWAIT);
+	assert_int_equal(len, 22);
+	assert_memory_equal(buf, "READY=1\nSTATUS=Serving", 22);
+	assert_int_equal(notify_send(&n, "STOPPING=1"), 0);
+	len = recv(rfd, buf, sizeof(buf), MSG_DONTWAIT);
+	assert_int_equal(len, 10);
+	assert_memory_equal(buf, "STOPPING=1", 10);
+	notify_close(&n);
+	notify_close(&n);
+	assert_false(notify_enabled(&n));
+
+	/* A receiver that went away: an error, not a crash. */
+	setenv("NOTIFY_SOCKET", path, 1);
+	assert_int_equal(notify_open(&n), 0);
+	close(rfd);
+	assert_int_equal(unlink(path), 0);
+	assert_true(notify_send(&n, "READY=1") < 0);
+	notify_close(&n);
+
+	/* A malformed NOTIFY_SOCKET: an error, inert, variable gone. */
+	setenv("NOTIFY_SOCKET", "not-absolute", 1);
+	assert_int_equal(notify_open(&n), -EINVAL);
+	assert_false(notify_enabled(&n));
+	assert_null(getenv("NOTIFY_SOCKET"));
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* ---- pid file, user lookups ---- */
+
+static void test_pidfile(void **state)
+{
+	char dir[] = "/tmp/test-listen-pid.XXXXXX";
+	char path[128], buf[32];
+	struct stat st;
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/srv.pid", dir);
+	assert_int_equal(pidfile_write(path, 4242), 0);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "4242\n");
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
+	/* Replaced, not appended. */
+	assert_int_equal(pidfile_write(path, 7), 0);
+	f = fopen(path, "r");
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	assert_string_equal(buf, "7\n");
+	assert_int_equal(unlink(path), 0);
+	/* A directory that does not exist. */
+	snprintf(path, sizeof(path), "%s/no/srv.pid", dir);
+	assert_int_equal(pidfile_write(path, 1), -ENOENT);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_user_lookup(void **state)
+{
+	uid_t uid = 1;
+	gid_t gid = 1;
+
+	/* Every system has root, uid 0, gid 0. */
+	assert_int_equal(caps_lookup_user("root", &uid, &gid), 0);
+	assert_int_equal(uid, 0);
+	assert_int_equal(gid, 0);
+	assert_int_equal(caps_lookup_group("root", &gid), 0);
+	assert_int_equal(gid, 0);
+	/* A number without a passwd entry is taken as it is. */
+	assert_int_equal(caps_lookup_user("4000000", &uid, &gid), 0);
+	assert_int_equal(uid, 4000000);
+	assert_int_equal(gid, (gid_t)-1);
+	assert_int_equal(caps_lookup_group("4000001", &gid), 0);
+	assert_int_equal(gid, 4000001);
+	assert_int_equal(caps_lookup_user("no-such-user-xyz", &uid, &gid), -ENOENT);
+	assert_int_equal(caps_lookup_group("no-such-group-xyz", &gid), -ENOENT);
+	/* (uid_t)-1 means "unchanged" to setresuid: never accepted. */
+	assert_int_equal(caps_lookup_user("4294967295", &uid, &gid), -ENOENT);
+	assert_int_equal(caps_lookup_user("-1", &uid, &gid), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +911,15 @@ int main(void)
 		cmocka_unit_test(test_runtime_dir),
 		cmocka_unit_test(test_unix),
 		cmocka_unit_test(test_tcp),
+		cmocka_unit_test(test_activation_parse),
+		cmocka_unit_test(test_activation_names),
+		cmocka_unit_test(test_activation_take),
+		cmocka_unit_test(test_adopt),
+		cmocka_unit_test(test_vsock),
+		cmocka_unit_test(test_notify_address),
+		cmocka_unit_test(test_notify_send),
+		cmocka_unit_test(test_pidfile),
+		cmocka_unit_test(test_user_lookup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
