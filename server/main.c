@@ -46,6 +46,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -756,8 +757,15 @@ static int write_image(const struct region_map *map, const char *path)
 		return log_errno(-errno, "opening '%s'", path);
 	r = region_map_write(map, fd);
 	if (r < 0) {
+		struct stat st;
+
+		/*
+		 * No partial image left behind, as a compiler does; but only a
+		 * regular file: never unlink a device such as /dev/null.
+		 */
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+			unlink(path);
 		close(fd);
-		unlink(path);	/* no partial image left behind, as a compiler does */
 		/*
 		 * The error may come from a source file (unreadable, changed
 		 * since the walk); region_map_write() does not say which, so

@@ -4,6 +4,7 @@
  * search lookup, and a simple whole-map reader for --write-image and tests.
  */
 #include <assert.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -282,16 +283,22 @@ int region_map_write(const struct region_map *map, int fd)
 {
 	enum { CHUNK = 1 << 20 };
 	_cleanup_free_ uint8_t *buf = malloc(CHUNK);
-	off_t base = lseek(fd, 0, SEEK_CUR);
+	struct stat st;
+	off_t base = 0;
+	bool sparse;
 	int r;
 
 	if (!buf)
 		return -ENOMEM;
-	if (base < 0)
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* Holes only in regular files; devices and pipes get the zeros. */
+	sparse = S_ISREG(st.st_mode);
+	if (sparse && (base = lseek(fd, 0, SEEK_CUR)) < 0)
 		return -errno;
 	for (size_t i = 0; i < map->nregions; i++) {
 		const struct region *reg = &map->regions[i];
-		if (reg->type == REGION_ZERO) {
+		if (reg->type == REGION_ZERO && sparse) {
 			/* Leave a hole; the final ftruncate() sets the length. */
 			if (lseek(fd, (off_t)reg->len, SEEK_CUR) < 0)
 				return -errno;
@@ -308,7 +315,7 @@ int region_map_write(const struct region_map *map, int fd)
 			done += n;
 		}
 	}
-	if (ftruncate(fd, base + (off_t)map->size) < 0)
+	if (sparse && ftruncate(fd, base + (off_t)map->size) < 0)
 		return -errno;
 	return 0;
 }

@@ -153,8 +153,9 @@ int region_map_pread(const struct region_map *map, void *buf, size_t count,
 		     uint64_t offset);
 
 /*
- * Writes the whole export to fd (a regular file, from its current
- * position), leaving zero regions as holes where the file system allows.
+ * Writes the whole export to fd from its current position.  In a regular
+ * file zero regions become holes; to anything else (a block device, a
+ * pipe) they are written as zeros.
  * Returns 0 or -errno as region_map_pread() does, or the write's error.
  */
 int region_map_write(const struct region_map *map, int fd);

@@ -177,6 +177,23 @@ static void test_write_image(void **state)
 	assert_memory_equal(buf + 8196, "tail", 4);
 	close(fd);
 	unlink(path);
+
+	/* Not a regular file (here a pipe): zeros are written, not seeked. */
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	assert_int_equal(region_map_write(&m, pfd[1]), 0);
+	close(pfd[1]);
+	memset(buf, 'x', sizeof(buf));
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(pfd[0], buf + got, sizeof(buf) - got)) > 0)
+		got += (size_t)n;
+	close(pfd[0]);
+	assert_int_equal(got, 8200);
+	assert_memory_equal(buf, "head", 4);
+	for (int i = 4; i < 4 + 8192; i++)
+		assert_int_equal(buf[i], 0);
+	assert_memory_equal(buf + 8196, "tail", 4);
 	region_map_free(&m);
 }
 
