@@ -11,7 +11,9 @@
 # ${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}/debian-minbase; it is
 # built with debootstrap when missing (needs root and the network, once).
 # Knobs: BENCH_RUNS (start-up runs, default 5), BENCH_READ_RUNS (read runs,
-# default 3), TMPDIR (where mkfs.erofs writes its image).
+# default 3), BENCH_EFI_RUNS (EFI boots of each disk, default 3; 0 leaves
+# the EFI row out), EROFS_NBD_VM_ACCEL (kvm|tcg, else probed), TMPDIR
+# (where mkfs.erofs writes its image).
 set -euo pipefail
 export LC_ALL=C	# decimal points for awk, sort -g and $EPOCHREALTIME
 
@@ -24,6 +26,8 @@ BIN=$(realpath -e "$1") || die "no binary '$1'"
 [ -x "$BIN" ] || die "'$BIN' is not executable"
 RUNS=${BENCH_RUNS:-5}
 READ_RUNS=${BENCH_READ_RUNS:-3}
+EFI_RUNS=${BENCH_EFI_RUNS:-3}
+here=$(cd "$(dirname "$0")" && pwd)
 
 for t in mkfs.erofs nbdkit nbdcopy nbdinfo; do
 	command -v $t >/dev/null || die "'$t' not found (make deps)"
@@ -112,9 +116,9 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 vm_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 
 # start_ours [ARGS...]: starts erofs-nbd on a fresh Unix socket and waits
-# (blocking on its stdout, no polling) for the URI line.  Sets OUR_PID,
-# OUR_URI, OUR_US (start to URI, microseconds).  Its stdout fifo stays open
-# on fd OUR_FD until stop_pid.
+# (blocking on its stdout, no polling) for the URI line.  Serves $OUR_TREE
+# (default $TREE).  Sets OUR_PID, OUR_URI, OUR_SOCK, OUR_US (start to URI,
+# microseconds).  Its stdout fifo stays open on fd OUR_FD until stop_pid.
 n_srv=0
 start_ours() {
 	local fifo sock t0 t1
@@ -123,7 +127,8 @@ start_ours() {
 	sock=$work/ours.$BASHPID.$n_srv.sock
 	mkfifo "$fifo"
 	t0=${EPOCHREALTIME/./}
-	"$BIN" --export "$TREE" -f --unix "$sock" "$@" >"$fifo" 2>>"$work/ours.log" &
+	OUR_SOCK=$sock
+	"$BIN" --export "${OUR_TREE:-$TREE}" -f --unix "$sock" "$@" >"$fifo" 2>>"$work/ours.log" &
 	OUR_PID=$!
 	pids+=("$OUR_PID")
 	exec {OUR_FD}<"$fifo"
@@ -131,6 +136,7 @@ start_ours() {
 	IFS= read -r -t 300 -u "$OUR_FD" OUR_URI || true
 	t1=${EPOCHREALTIME/./}
 	[ -n "$OUR_URI" ] || { tail -n 20 "$work/ours.log" >&2; die "erofs-nbd printed no URI"; }
+	OUR_URI="nbd+unix:///root?socket=$sock"	# the EROFS; "" is the GPT disk
 	OUR_US=$((10#$t1 - 10#$t0))
 }
 
@@ -263,6 +269,120 @@ kit_read1=$(read_median "$KIT_URI" -C 1)
 kit_rss_kib=$(vm_hwm_kib "$KIT_PID")
 stop_pid "$KIT_PID"
 
+# --- d) EFI boot: our disk export vs nbdkit serving the same bytes ----------------
+# A bootable busybox tree (tests/efi/mktree.sh: Debian kernel, initramfs,
+# systemd-boot) served as a whole GPT disk; QEMU + OVMF boots it through
+# systemd-boot to the root's /sbin/init, which prints EFI-MARKER-OK.  The
+# peer serves a file with the same bytes (nbdcopy of our `disk` export)
+# with nbdkit.  Same QEMU command line for both (tests/efi/vm.sh).
+efi_row=		# "ours peer" medians in seconds, or empty
+efi_why=		# why the row is missing
+efi_info=
+# efi_skip WHY: no EFI row, and why.
+efi_skip() { efi_why=$1; note "d) EFI boot skipped: $1"; }
+
+# efi_boot SOCK: boots the disk on SOCK once (export "disk"); prints the
+# seconds from starting QEMU until the console shows EFI-MARKER-OK, or
+# fails.  The console is polled every 20 ms.
+efi_boot() {
+	local sock=$1 log=$work/efi-console.log t0 t1='' p
+	: >"$log"
+	cp "$OVMF_VARS" "$work/efi-vars.fd"
+	efi_vm_cmd "$EFI_ACCEL" "$efi_tmo" "$log" "$work/efi-vars.fd" "$sock" disk
+	t0=${EPOCHREALTIME/./}
+	"${VM[@]}" </dev/null >"$work/efi-qemu.out" 2>&1 &
+	p=$!
+	pids+=("$p")
+	while kill -0 "$p" 2>/dev/null; do
+		if grep -aq '^EFI-MARKER-OK' "$log"; then
+			t1=${EPOCHREALTIME/./}
+			break
+		fi
+		grep -aq -e 'Kernel panic' -e '^EFI-INIT-FAIL' "$log" && break
+		sleep 0.02
+	done
+	wait "$p" 2>/dev/null || true
+	if [ -z "$t1" ]; then
+		grep -aq '^EFI-MARKER-OK' "$log" || {
+			tr -d '\r' <"$log" | tail -n 5 >&2
+			return 1
+		}
+		t1=${EPOCHREALTIME/./}
+	fi
+	awk -v us=$((10#$t1 - 10#$t0)) 'BEGIN { printf "%.3f\n", us / 1e6 }'
+}
+
+# shellcheck source=tests/efi/vm.sh
+. "$here/../tests/efi/vm.sh"	# efi_firmware, efi_vm_cmd, efi_pick_accel
+if ! [ "$EFI_RUNS" -gt 0 ] 2>/dev/null; then
+	efi_skip "BENCH_EFI_RUNS=$EFI_RUNS"
+elif [ "$(uname -m)" != x86_64 ]; then
+	efi_skip "x86_64 only"
+elif ! command -v "$EFI_QEMU" >/dev/null; then
+	efi_skip "no qemu-system-x86_64"
+elif ! efi_firmware; then
+	efi_skip "no OVMF (package ovmf)"
+elif ! grep -q -- --kernel <<<"$("$BIN" --help 2>&1 || true)"; then
+	efi_skip "this erofs-nbd has no disk export"
+else
+	efi_kver=
+	for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
+		kv=${k#/boot/vmlinuz-}
+		if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
+			efi_kver=$kv
+			break
+		fi
+	done
+	efi_tree=$work/efi-tree
+	if [ -z "$efi_kver" ]; then
+		efi_skip "no /boot/vmlinuz-*-amd64 with modules (linux-image-amd64)"
+	elif ! "$here/../tests/efi/mktree.sh" "$efi_kver" "$efi_tree" \
+		"bench-$RANDOM$RANDOM" >"$work/efi-tree.log" 2>&1; then
+		efi_skip "tests/efi/mktree.sh failed: $(tail -n1 "$work/efi-tree.log")"
+	fi
+fi
+if [ -z "$efi_why" ]; then
+	efi_pick_accel "$work" "$efi_tree/boot/vmlinuz-$efi_kver" \
+		"$efi_tree/boot/initrd.img-$efi_kver"
+	efi_tmo=300
+	[ "$EFI_ACCEL" = kvm ] && efi_tmo=120
+	note "d) EFI boot with OVMF ($EFI_ACCEL): 1 warm-up + $EFI_RUNS boots of each disk," \
+		"alternating$([ "$EFI_ACCEL" = tcg ] && echo " (TCG: 15-30 s each)")"
+	OUR_TREE=$efi_tree start_ours --cmdline "console=ttyS0 panic=-1"
+	efi_disk=$work/efi-disk.img
+	efi_ours=() efi_kit=()
+	if nbdcopy "nbd+unix:///disk?socket=$OUR_SOCK" "$efi_disk"; then
+		efi_size=$(stat -c %s "$efi_disk")
+		start_nbdkit "$efi_disk"
+		kit_sock=${KIT_URI#*socket=}
+		# One warm-up boot (QEMU's and OVMF's files into the page cache;
+		# both disks' data is there already: the tree was just built and
+		# copied), then alternate so that load changes hit both alike.
+		if efi_boot "$OUR_SOCK" >/dev/null; then
+			for ((i = 0; i < EFI_RUNS; i++)); do
+				s=$(efi_boot "$OUR_SOCK") ||
+					{ efi_skip "a boot from erofs-nbd failed"; break; }
+				efi_ours+=("$s")
+				s=$(efi_boot "$kit_sock") ||
+					{ efi_skip "a boot from nbdkit failed"; break; }
+				efi_kit+=("$s")
+			done
+		else
+			efi_skip "the warm-up boot from erofs-nbd failed (console above)"
+		fi
+		stop_pid "$KIT_PID"
+	else
+		efi_skip "nbdcopy of our disk export failed"
+	fi
+	stop_pid "$OUR_PID"
+	exec {OUR_FD}<&-
+	if [ -z "$efi_why" ]; then
+		efi_row="$(printf '%s\n' "${efi_ours[@]}" | median) $(printf '%s\n' "${efi_kit[@]}" | median)"
+		efi_info="EFI boots to marker, s ($EFI_ACCEL, disk $(mib "$efi_size") MiB):"
+		efi_info+=" erofs-nbd ${efi_ours[*]}; nbdkit ${efi_kit[*]}"
+	fi
+fi
+
 # --- report --------------------------------------------------------------------
 # MiB/s, unrounded (the table rounds): bytes served / median seconds.
 mibs() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.6f", b / 1048576 / s }'; }
@@ -311,9 +431,17 @@ row "c) same, --no-io-uring" "$(mib $((plain_rss_kib * 1024)))" \
 row "c) peak RSS vs building the image" "$(mib $((ours_rss_kib * 1024)))" \
 	"$(mib $((mkfs_rss_kib * 1024))) mkfs.erofs" \
 	"$(ratio "$ours_rss_kib" "$mkfs_rss_kib")" "(info)"
+if [ -n "$efi_row" ]; then
+	read -r efi_o efi_k <<<"$efi_row"
+	row "d) EFI boot to marker, s (med. $EFI_RUNS)" "$(fmt "$efi_o" 2)" \
+		"$(fmt "$efi_k" 2) nbdkit file" "$(ratio "$efi_o" "$efi_k")" "~1.0"
+else
+	row "d) EFI boot to marker, s" "-" "-" "-" "skipped: $efi_why"
+fi
 echo
 echo "medians, s: erofs-nbd start $ours_start, mkfs.erofs $mkfs_start;" \
 	"read ($ours_size B) io_uring $ours_read / -C 1 $ours_read1," \
 	"--no-io-uring $plain_read / $plain_read1;" \
 	"nbdkit ($kit_size B) $kit_read / $kit_read1"
+[ -z "$efi_info" ] || echo "$efi_info"
 echo "mkfs.erofs writes to $(df --output=source,fstype "$work" | tail -n1 | tr -s ' ')"

@@ -10,6 +10,11 @@
 #
 # KVER names /lib/modules/KVER (e.g. 6.1.0-56-amd64).  Exits 77 when
 # something it needs (busybox, modules, cpio) is missing, 1 on error.
+# Environment (both optional; tests/test-efi.sh uses them):
+#   MKINITRAMFS_INIT=PATH     the script to install as /init (default
+#                             tests/vm/init next to this script)
+#   MKINITRAMFS_MODULES=NAMES more modules to include (space-separated,
+#                             e.g. "efivarfs"), after the default ones
 set -euo pipefail
 
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
@@ -21,6 +26,8 @@ out=$2
 here=$(cd "$(dirname "$0")" && pwd)
 moddir=/lib/modules/$kver
 busybox=${BUSYBOX:-/bin/busybox}
+init=${MKINITRAMFS_INIT:-$here/init}
+[ -r "$init" ] || die "no init script '$init'"
 
 [ -f "$moddir/modules.dep" ] || skip "no $moddir/modules.dep"
 [ -x "$busybox" ] || skip "no $busybox (install busybox-static)"
@@ -36,6 +43,8 @@ command -v cpio >/dev/null || skip "no cpio"
 # it, and erofs -> libcrc32c fails to initialise.  Modules built into the
 # kernel are simply absent from modules.dep and skipped.
 wanted=(crc32c_generic virtio_pci virtio_blk erofs)
+read -r -a extra <<<"${MKINITRAMFS_MODULES:-}"
+wanted+=(${extra[@]+"${extra[@]}"})
 
 # modpath NAME: the modules.dep key (relative path) of module NAME, or
 # nothing when the module is built in.  Names may use - or _.
@@ -85,7 +94,7 @@ cp "$busybox" "$root/bin/busybox"
 for applet in $("$busybox" --list); do
 	[ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
-install -m 0755 "$here/init" "$root/init"
+install -m 0755 "$init" "$root/init"
 
 : >"$root/modules.list"
 for p in "${order[@]}"; do
