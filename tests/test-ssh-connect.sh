@@ -99,9 +99,8 @@ ok "$(stat -c %s "$T/fwd.img") bytes through ssh, equal to --write-image"
 # --- the launcher, if it is there --------------------------------------------------------
 LAUNCH=${EROFS_NBD_LAUNCH:-$(dirname "$EROFS_NBD")/erofs-nbd-launch}
 launch_skip=
-if [ ! -x "$LAUNCH" ] || ! "$LAUNCH" --help 2>&1 | grep -q -- '--connect'; then
-	launch_skip="no erofs-nbd-launch with --connect at $LAUNCH"
-elif [ "$(uname -m)" != x86_64 ] || ! command -v qemu-system-x86_64 >/dev/null; then
+[ -x "$LAUNCH" ] || fail "no erofs-nbd-launch at '$LAUNCH'"
+if [ "$(uname -m)" != x86_64 ] || ! command -v qemu-system-x86_64 >/dev/null; then
 	launch_skip="no qemu-system-x86_64"
 elif [ ! -x /bin/busybox ]; then
 	launch_skip="no /bin/busybox"

@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * launch.h - erofs-nbd-launch, the program that boots a VM from an
+ * erofs-nbd export: it starts (or connects to) the server, starts the
+ * virtual machine monitor (QEMU on Linux, vfkit on macOS) with the export
+ * attached as a read-only virtio-blk disk, supervises both and cleans up.
+ * Facts it follows: ../shared/docs/vfkit-launch.md (§1 vfkit command
+ * line, §4.1-4.2 socket activation and sd_notify, §5 QEMU).
+ *
+ * Internal header: one struct for the whole run and the prototypes of
+ * each file, grouped under a line naming the file.  Functions return 0 or
+ * -errno unless said otherwise; the callers in main.c log.
+ *
+ * Portability: the vfkit path (--connect to a server in podman machine)
+ * runs on macOS, so everything outside #ifdef __linux__ sticks to POSIX
+ * (no signalfd, pidfd or pipe2).
+ */
+#ifndef EROFS_NBD_LAUNCH_H
+#define EROFS_NBD_LAUNCH_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Exit statuses of erofs-nbd-launch (README "Launcher"). */
+enum {
+	EXIT_VM_OK = 0,		/* the guest powered off, the VMM exited 0 */
+	EXIT_LAUNCH_ERROR = 1,	/* set-up failed (server not ready, VMM not started...) */
+	EXIT_USAGE = 2,		/* bad command line */
+	EXIT_SERVER_DIED = 3,	/* the server exited while the VM ran; the VM was stopped */
+	EXIT_VMM_FAILED = 4,	/* the VMM exited non-zero or was killed on its own */
+	/* 128 + N: stopped on signal N (SIGINT 130, SIGTERM 143, SIGHUP 129) */
+};
+
+enum vmm_kind { VMM_QEMU, VMM_VFKIT };
+enum boot_kind { BOOT_EFI, BOOT_KERNEL };
+
+/* A growing NULL-terminated argument vector.  An allocation failure is
+ * remembered in oom and reported by strv_check(), so building code need
+ * not check every call. */
+struct strv {
+	char **v;
+	size_t n, cap;
+	bool oom;
+};
+
+/* Where the NBD export is: a Unix socket path or a TCP host and port. */
+struct nbd_addr {
+	char *socket_path;	/* Unix socket, or NULL for TCP */
+	char *host;		/* TCP host without brackets */
+	char *port;		/* TCP port as text ("10809" by default) */
+	char *export_name;	/* the NBD export the VM attaches ("disk", "root") */
+};
+
+struct launch {
+	/* --- options (main.c) --- */
+	enum vmm_kind vmm;
+	enum boot_kind boot;
+	const char *export_dir;		/* --export: start erofs-nbd on this tree */
+	const char *connect_uri;	/* --connect: use a running server */
+	const char *server_path;	/* --server, else next to this program */
+	struct strv server_opts;	/* --server-opt ARG..., passed through */
+	const char *kernel, *initrd;	/* --kernel/--initrd */
+	const char *kver, *cmdline, *arch, *efi_loader;
+	const char *ssh_key_file;	/* --ssh-key: a public key, passed as data */
+	const char *console_log;	/* --console-log, NULL: console on stdio */
+	const char *vmm_binary;		/* --vmm-binary */
+	const char *accel;		/* --accel auto|kvm|tcg (QEMU) */
+	const char *firmware_code, *firmware_vars;	/* --firmware, --firmware-vars */
+	const char *device_id;		/* --device-id: vfkit deviceId / QEMU serial */
+	const char *runtime_parent;	/* where the runtime directory goes */
+	const char *runtime_dir_opt;	/* --runtime-dir: exact path */
+	unsigned int cpus, memory_mib;
+	unsigned int grace_sec;		/* graceful stop, then hard */
+	unsigned int ready_timeout_sec;	/* server READY=1 wait */
+	unsigned int nbd_timeout_ms;	/* vfkit nbd timeout= */
+	bool dry_run;
+	int verbose;
+
+	/* --- computed --- */
+	char *export_real;		/* realpath of --export; export_dir points here */
+	char *run_dir;			/* private 0700 runtime directory */
+	bool run_dir_created;
+	char *nbd_sock;			/* $RUN/nbd.sock (--export) */
+	char *notify_sock;		/* $RUN/notify (--export) */
+	char *qmp_sock;			/* $RUN/qmp.sock (QEMU) */
+	char *rest_sock;		/* $RUN/rest.sock (vfkit) */
+	char *efi_vars;			/* $RUN/efivars or $RUN/vars.fd */
+	char *ssh_sock;			/* $RUN/ssh.sock (vfkit, with --ssh-key) */
+	struct nbd_addr addr;		/* what the VM attaches */
+	char *boot_kernel, *boot_initrd;	/* --boot kernel: host files */
+	char *boot_cmdline;		/* --boot kernel: the kernel command line */
+	char *ssh_credential;		/* base64 of the validated key line */
+	struct strv server_argv;
+	struct strv vmm_argv;
+
+	/* --- processes (supervise.c) --- */
+	pid_t server_pid, vmm_pid;
+	int server_status, vmm_status;	/* wait() statuses, valid once exited */
+	bool server_exited, vmm_exited;
+	int listen_fd, notify_fd;
+};
+
+/* util.c */
+extern int launch_verbose;
+void log_msg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define log_error(...) log_msg("error", __VA_ARGS__)
+#define log_warning(...) log_msg("warning", __VA_ARGS__)
+#define log_info(...) do { if (launch_verbose >= 1) log_msg(NULL, __VA_ARGS__); } while (0)
+#define log_debug(...) do { if (launch_verbose >= 2) log_msg("debug", __VA_ARGS__); } while (0)
+/* Logs "error: ...: strerror(-err)" and returns err (< 0). */
+int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+void strv_add(struct strv *s, const char *arg);
+/* Appends p and takes ownership (NULL: records the failed allocation). */
+void strv_push_owned(struct strv *s, char *p);
+void strv_addf(struct strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 0, or -ENOMEM if any add failed. */
+int strv_check(const struct strv *s);
+void strv_free(struct strv *s);
+
+/* malloc'd "dir/name", NULL on ENOMEM. */
+char *path_join(const char *dir, const char *name);
+/* Percent-encodes s for an NBD URI (RFC 3986: unreserved bytes and '/'
+ * kept); malloc'd, NULL on ENOMEM. */
+char *uri_encode(const char *s);
+/* Decodes %XX in place; -EINVAL on a malformed escape or a NUL byte. */
+int uri_decode(char *s);
+/* Doubles every ',' (QEMU's key=value option syntax); malloc'd. */
+char *qemu_escape(const char *s);
+/* Parses a decimal unsigned in [min, max]; -EINVAL/-ERANGE. */
+int parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *ret);
+/* Monotonic clock in milliseconds. */
+long long now_ms(void);
+/* Sets FD_CLOEXEC (and O_NONBLOCK if asked) on fd. */
+int fd_cloexec(int fd, bool nonblock);
+/* Creates the private runtime directory (mode 0700) and sets the socket
+ * paths in l.  With --dry-run nothing is created on disk when
+ * --runtime-dir names the path. */
+int rundir_create(struct launch *l);
+/* Removes every entry of the runtime directory (it has no subdirectories)
+ * and the directory itself; safe to call twice. */
+void rundir_remove(struct launch *l);
+/* 0 if name (a path, or a program on $PATH as execvp searches it) can
+ * be executed, else -ENOENT/-EACCES. */
+int find_program(const char *name);
+/* Connects a blocking Unix stream socket to path with send/receive
+ * timeouts of timeout_ms; returns the fd or -errno. */
+int unix_connect(const char *path, int timeout_ms);
+
+/* boot.c */
+/* Fills l->boot_kernel/boot_initrd for --boot kernel: --kernel/--initrd,
+ * else the tree's /usr/lib/modules/KVER/{vmlinuz,initramfs.img} or
+ * /boot/vmlinuz-KVER + initrd.img-KVER/initramfs-KVER.img.  -ENOENT if
+ * there is none (logged). */
+int boot_find_kernel(struct launch *l);
+/* Reads and validates the --ssh-key file (one "type base64 [comment]"
+ * line, printable ASCII, no quotes, backslashes, '$', '`' or ';') and sets
+ * l->ssh_credential to its base64 encoding.  -EINVAL if bad (logged). */
+int boot_read_ssh_key(struct launch *l);
+/* Whether the SSH credential travels on the kernel command line: vfkit
+ * has no SMBIOS, and QEMU's SMBIOS credential is used on x86 only. */
+bool cred_on_cmdline(const struct launch *l);
+/* Builds l->boot_cmdline: root=/dev/vda rootfstype=erofs ro console=...
+ * + --cmdline (+ the SSH credential if cred_on_cmdline()).  0 or -ENOMEM. */
+int boot_make_cmdline(struct launch *l);
+/* The guest's console device for console=: hvc0 (vfkit's virtio-serial),
+ * ttyS0 (QEMU x86 serial), ttyAMA0 (QEMU aarch64 PL011). */
+const char *guest_console(const struct launch *l);
+
+/* server.c */
+/* Parses --connect URI (nbd+unix:///NAME?socket=PATH, nbd://HOST[:PORT]/NAME;
+ * NBD doc/uri.md) into l->addr, or takes $RUN/nbd.sock for --export; an
+ * empty export name becomes the boot mode's ("disk" or "root").  -EINVAL
+ * for a malformed URI (logged), -ENOMEM. */
+int server_parse_uri(struct launch *l);
+/* Builds the erofs-nbd command line in l->server_argv: --foreground
+ * --export DIR --exit-with-parent, for EFI boot the ESP options
+ * (--cmdline with console= first), then --server-opt.  0 or -ENOMEM. */
+int server_build_argv(struct launch *l);
+/* Binds the listening socket and the notify socket, forks and execs the
+ * server with LISTEN_FDS=1 (sd_listen_fds(3), §4.1) and NOTIFY_SOCKET
+ * (§4.2).  Sets l->server_pid.  0 or -errno (logged). */
+int server_start(struct launch *l);
+/* Handles one datagram on the notify socket: 1 for READY=1 from the
+ * server's pid, 0 for anything else (STATUS= is logged with -v), -errno
+ * if reading failed. */
+int server_read_notify(struct launch *l);
+/* Checks that a --connect server accepts a connection and sends the NBD
+ * greeting (NBDMAGIC), within 5 s.  0 or -errno (logged). */
+int server_probe(struct launch *l);
+
+/* qemu.c */
+/* The guest architecture in QEMU's spelling (x86_64, aarch64): --arch,
+ * else the host's. */
+const char *guest_arch(const struct launch *l);
+/* Builds the QEMU command line in l->vmm_argv (§5.2 kernel boot, §5.3
+ * EFI boot); values in key=value options have ',' doubled.  0 or -ENOMEM. */
+int qemu_build_argv(struct launch *l);
+/* Asks the guest to power off: QMP qmp_capabilities, system_powerdown on
+ * $RUN/qmp.sock, 2 s per step.  0 or -errno. */
+int qemu_request_stop(struct launch *l);
+/* For EFI boot, copies the OVMF/AAVMF variable store template to
+ * $RUN/vars.fd (mode 0600).  0 or -errno (logged). */
+int qemu_prepare(struct launch *l);
+
+/* vfkit.c */
+/* Builds the vfkit command line in l->vmm_argv (§1.14).  -EINVAL (logged)
+ * for a value vfkit's option syntax cannot carry (§1.4), -ENOMEM. */
+int vfkit_build_argv(struct launch *l);
+/* POSTs {"state":"Stop"} (hard: "HardStop") to vfkit's REST API on
+ * $RUN/rest.sock (§1.11).  0 on HTTP 200, else -errno. */
+int vfkit_request_stop(struct launch *l, bool hard);
+
+/* supervise.c */
+/* Installs the SIGCHLD/SIGINT/SIGTERM/SIGHUP handlers (self-pipe) and
+ * ignores SIGPIPE.  0 or -errno. */
+int sup_init(void);
+/* Forks and execs argv[0] with argv (PATH search if it has no '/');
+ * stdin/stdout as given (-1: inherit), own process group if asked, the
+ * extra environment env (NULL-terminated "K=V", may be NULL) and, if
+ * listen_fd >= 0, that fd as fd 3.  Returns the pid or -errno. */
+pid_t sup_spawn(char *const argv[], char *const env[], int stdin_fd, int stdout_fd,
+		bool own_pgrp, int listen_fd);
+/* Waits for the server's READY=1.  Returns 0, or the exit status the
+ * launcher should end with. */
+int sup_wait_ready(struct launch *l);
+/* Runs the VM until it ends; returns the launcher's exit status. */
+int sup_run_vm(struct launch *l);
+/* Stops the server (SIGTERM, then SIGKILL after 10 s) and reaps it. */
+void sup_stop_server(struct launch *l);
+
+#endif

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: MIT
+/*
+ * qemu.c - the Linux stand-in for vfkit (vfkit-launch.md §5): the QEMU
+ * command line for EFI boot of the `disk` export with OVMF/AAVMF (§5.3)
+ * or direct kernel boot with the `root` export (§5.2), the export always
+ * attached read-only through QEMU's NBD client as a virtio-blk disk
+ * (§5.1, §5.4), and the graceful stop through QMP system_powerdown.
+ * Values inside QEMU's key=value options have their commas doubled.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "launcher/launch.h"
+#include "server/cleanup.h"
+
+const char *guest_arch(const struct launch *l)
+{
+	static struct utsname u;
+	const char *a = l->arch;
+
+	if (!a) {
+		if (uname(&u) < 0)
+			return "x86_64";
+		a = u.machine;
+	}
+	if (!strcmp(a, "arm64"))
+		return "aarch64";
+	if (!strcmp(a, "amd64"))
+		return "x86_64";
+	return a;
+}
+
+static bool is_x86(const struct launch *l)
+{
+	return !strcmp(guest_arch(l), "x86_64");
+}
+
+/* Debian's firmware files (ovmf, qemu-efi-aarch64), §5.3. */
+static const char *default_code(const struct launch *l)
+{
+	return is_x86(l) ? "/usr/share/OVMF/OVMF_CODE_4M.fd" : "/usr/share/AAVMF/AAVMF_CODE.fd";
+}
+
+static const char *default_vars(const struct launch *l)
+{
+	return is_x86(l) ? "/usr/share/OVMF/OVMF_VARS_4M.fd" : "/usr/share/AAVMF/AAVMF_VARS.fd";
+}
+
+/*
+ * KVM helps only when the guest has the host's architecture and /dev/kvm
+ * is usable; "-accel kvm -accel tcg" still falls back to TCG if QEMU
+ * cannot initialise KVM.  What this cannot see is a nested KVM that runs
+ * guest code, only far slower than TCG (shadow paging: a kernel's
+ * decompressor takes minutes); a probe running a few instructions passes
+ * there too, so none is made: --accel tcg is the answer on such hosts.
+ */
+static bool kvm_usable(const struct launch *l)
+{
+	struct utsname u;
+	bool ok;
+
+	if (uname(&u) < 0 || strcmp(guest_arch(l), u.machine) != 0) {
+		log_info("accelerator: TCG (the guest is not the host's architecture)");
+		return false;
+	}
+	ok = access("/dev/kvm", R_OK | W_OK) == 0;
+	log_info("accelerator: %s", ok ? "KVM, TCG if it cannot be initialised"
+				       : "TCG (no usable /dev/kvm)");
+	return ok;
+}
+
+/* Adds "PREFIX" + escaped value as one argument. */
+static void add_kv(struct strv *a, const char *prefix, const char *value)
+{
+	_cleanup_free_ char *e = qemu_escape(value);
+
+	if (!e) {
+		a->oom = true;
+		return;
+	}
+	strv_addf(a, "%s%s", prefix, e);
+}
+
+int qemu_build_argv(struct launch *l)
+{
+	struct strv *a = &l->vmm_argv;
+	const char *accel = l->accel ? l->accel : "auto";
+	bool x86 = is_x86(l);
+	int r;
+
+	if (l->vmm_binary)
+		strv_add(a, l->vmm_binary);
+	else
+		strv_addf(a, "qemu-system-%s", guest_arch(l));
+	strv_add(a, "-nodefaults");
+	strv_add(a, "-no-user-config");
+	strv_add(a, "-name");
+	strv_add(a, "erofs-nbd");
+	strv_add(a, "-machine");
+	strv_add(a, x86 ? "q35" : "virt");
+	if (!strcmp(accel, "auto"))
+		accel = kvm_usable(l) ? "kvm:tcg" : "tcg";
+	if (!strcmp(accel, "kvm:tcg")) {
+		strv_add(a, "-accel");
+		strv_add(a, "kvm");
+		strv_add(a, "-accel");
+		strv_add(a, "tcg");
+		strv_add(a, "-cpu");
+		strv_add(a, "max");
+	} else {
+		strv_add(a, "-accel");
+		strv_add(a, accel);
+		strv_add(a, "-cpu");
+		strv_add(a, !strcmp(accel, "kvm") ? "host" : "max");
+	}
+	strv_add(a, "-smp");
+	strv_addf(a, "%u", l->cpus);
+	strv_add(a, "-m");
+	strv_addf(a, "%u", l->memory_mib);
+	strv_add(a, "-display");
+	strv_add(a, "none");
+	/* A guest reboot ends the run (with panic=-1 a panic does too). */
+	strv_add(a, "-no-reboot");
+
+	/* Console: the first serial port, to a file or to our terminal.
+	 * signal=off: on an interactive console Ctrl-C belongs to the guest. */
+	strv_add(a, "-chardev");
+	if (l->console_log)
+		add_kv(a, "file,id=con0,path=", l->console_log);
+	else
+		strv_add(a, "stdio,id=con0,signal=off");
+	strv_add(a, "-serial");
+	strv_add(a, "chardev:con0");
+
+	/* QMP, for system_powerdown on a graceful stop. */
+	strv_add(a, "-chardev");
+	add_kv(a, "socket,id=qmp0,server=on,wait=off,path=", l->qmp_sock);
+	strv_add(a, "-mon");
+	strv_add(a, "chardev=qmp0,mode=control");
+
+	if (l->boot == BOOT_EFI) {
+		strv_add(a, "-drive");
+		add_kv(a, "if=pflash,format=raw,unit=0,readonly=on,file=",
+		       l->firmware_code ? l->firmware_code : default_code(l));
+		strv_add(a, "-drive");
+		add_kv(a, "if=pflash,format=raw,unit=1,file=", l->efi_vars);
+	} else {
+		strv_add(a, "-kernel");
+		strv_add(a, l->boot_kernel);
+		if (l->boot_initrd) {
+			strv_add(a, "-initrd");
+			strv_add(a, l->boot_initrd);
+		}
+		strv_add(a, "-append");
+		strv_add(a, l->boot_cmdline);
+	}
+
+	/* The export, read-only (§5.1: -blockdev refuses a read-write open
+	 * of a read-only export, and nothing should ever try to write). */
+	{
+		_cleanup_free_ char *name = qemu_escape(l->addr.export_name);
+		_cleanup_free_ char *where = NULL;
+
+		if (l->addr.socket_path) {
+			_cleanup_free_ char *p = qemu_escape(l->addr.socket_path);
+
+			if (p && asprintf(&where, "server.type=unix,server.path=%s", p) < 0)
+				where = NULL;
+		} else {
+			_cleanup_free_ char *h = qemu_escape(l->addr.host);
+
+			if (h && asprintf(&where, "server.type=inet,server.host=%s,server.port=%s",
+					  h, l->addr.port) < 0)
+				where = NULL;
+		}
+		if (!name || !where)
+			return -ENOMEM;
+		strv_add(a, "-blockdev");
+		strv_addf(a, "driver=nbd,node-name=disk0,%s,export=%s,read-only=on", where, name);
+	}
+	/* serial= is --device-id, checked to be [A-Za-z0-9._-]{1,20}. */
+	strv_add(a, "-device");
+	strv_addf(a, "virtio-blk-pci,drive=disk0,serial=%s%s", l->device_id,
+		  l->boot == BOOT_EFI ? ",bootindex=1" : "");
+	strv_add(a, "-device");
+	strv_add(a, "virtio-rng-pci");
+	strv_add(a, "-nic");
+	strv_add(a, "user,model=virtio-net-pci");
+	/* The SSH key as a systemd credential in SMBIOS type 11 (x86 only:
+	 * elsewhere it is on the kernel command line). */
+	if (l->ssh_credential && !cred_on_cmdline(l)) {
+		strv_add(a, "-smbios");
+		strv_addf(a, "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=%s",
+			  l->ssh_credential);
+	}
+	r = strv_check(a);
+	return r;
+}
+
+int qemu_prepare(struct launch *l)
+{
+	const char *src = l->firmware_vars ? l->firmware_vars : default_vars(l);
+	_cleanup_close_ int in = -1, out = -1;
+	char buf[65536];
+	ssize_t n;
+
+	if (l->boot != BOOT_EFI)
+		return 0;
+	if (!l->firmware_code && access(default_code(l), R_OK) < 0)
+		return log_errno(-errno, "EFI firmware '%s' (install ovmf, or give --firmware)",
+				 default_code(l));
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return log_errno(-errno, "EFI variable store template '%s'", src);
+	out = open(l->efi_vars, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (out < 0)
+		return log_errno(-errno, "creating '%s'", l->efi_vars);
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			return log_errno(-errno ? -errno : -EIO, "writing '%s'", l->efi_vars);
+	if (n < 0)
+		return log_errno(-errno, "reading '%s'", src);
+	return 0;
+}
+
+/* Reads one QMP line (a JSON object) into buf; 0 or -errno. */
+static int qmp_read_line(int fd, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	while (len + 1 < size) {
+		ssize_t n = read(fd, buf + len, 1);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -ECONNRESET;
+		if (buf[len] == '\n') {
+			buf[len] = '\0';
+			return 0;
+		}
+		len++;
+	}
+	return -EMSGSIZE;
+}
+
+/* Sends one command and waits for its reply, skipping events. */
+static int qmp_execute(int fd, const char *cmd)
+{
+	char line[8192];
+	size_t len = strlen(cmd);
+	int r;
+
+	if (write(fd, cmd, len) != (ssize_t)len)
+		return -errno ? -errno : -EIO;
+	for (;;) {
+		r = qmp_read_line(fd, line, sizeof(line));
+		if (r < 0)
+			return r;
+		if (strstr(line, "\"event\""))
+			continue;	/* asynchronous, not our reply */
+		if (strstr(line, "\"return\""))
+			return 0;
+		if (strstr(line, "\"error\"")) {
+			log_warning("QMP %.*s: %s", (int)len - 1, cmd, line);
+			return -EIO;
+		}
+	}
+}
+
+int qemu_request_stop(struct launch *l)
+{
+	char line[8192];
+	_cleanup_close_ int fd = unix_connect(l->qmp_sock, 2000);
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = qmp_read_line(fd, line, sizeof(line));	/* the greeting */
+	if (r < 0)
+		return r;
+	if (!strstr(line, "\"QMP\""))
+		return -EPROTO;
+	r = qmp_execute(fd, "{\"execute\":\"qmp_capabilities\"}\n");
+	if (r < 0)
+		return r;
+	return qmp_execute(fd, "{\"execute\":\"system_powerdown\"}\n");
+}

@@ -1,0 +1,445 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# tests/test-launcher.sh - erofs-nbd-launch with QEMU: boots real guests
+# in both modes and checks that every run leaves nothing behind.
+#
+# Trees: a busybox tree whose /init is tests/launcher/root-init, with the
+# Debian kernel and an initramfs from tests/vm/mkinitramfs.sh (tests/vm/
+# init, plus the ACPI button and evdev modules) in /boot, where the
+# launcher must find them itself (--boot kernel, `root` export); and the
+# bootable tree of tests/efi/mktree.sh (--boot efi, `disk` export,
+# OVMF + systemd-boot from the served ESP).
+#
+# Cases, each a real launch (erofs-nbd started by socket activation,
+# READY=1 awaited, QEMU supervised):
+#   kernel     the guest prints its marker and powers off: exit 0; the
+#              --ssh-key credential is in the guest's SMBIOS type 11
+#   efi        the same through OVMF and systemd-boot: exit 0
+#   sigterm    SIGTERM to the launcher while the guest waits for the
+#              power button: QMP system_powerdown reaches the guest,
+#              which powers off: exit 143
+#   grace      the same with a guest that ignores the power button:
+#              after --grace the VM is stopped hard: exit 143
+#   kill       erofs-nbd killed (SIGKILL) right after QEMU started: the
+#              launcher stops the VM and exits 3
+#   connect    --connect to a server the test started: exit 0, and that
+#              server is left running
+#   vf-*       --vmm vfkit with tests/launcher/fake-vfkit as the program:
+#              it reads the export through the uri= it was given (nbdinfo)
+#              and serves vfkit's REST API; SIGTERM must POST "Stop", a
+#              guest that ignores it must get "HardStop" after --grace, and
+#              a dead server must bring "HardStop" at once (exit 3)
+#   q-*        QEMU dry runs: pflash pair, read-only NBD blockdev, QMP,
+#              doubled commas, --connect over TCP, SMBIOS credential
+#   errors     usage errors (2), a server that dies before READY=1 and one
+#              that never sends it (1)
+# After every launch: no process it started is left (PIDs from its -v
+# log, never by name), its runtime directory and sockets are gone.
+#
+# KVM is used when a short probe boot works (tests/efi/vm.sh), else TCG.
+# Knobs: EROFS_NBD_VM_ACCEL=kvm|tcg forces it; EROFS_NBD_VM_TIMEOUT=secs
+# bounds each boot (default 120 KVM, 300 TCG); EROFS_NBD_LAUNCH is the
+# launcher binary (default: erofs-nbd-launch next to $EROFS_NBD);
+# EROFS_NBD_VM_KEEP=1 keeps the work directory.
+#
+# Exit: 0 pass, 77 skip (no QEMU, kernel, busybox or launcher), 1 fail.
+# The efi case alone is skipped (with a message) when systemd-boot or
+# OVMF is missing.
+set -euo pipefail
+# shellcheck source=tests/functions.sh
+. "$(dirname "$0")/functions.sh"
+here=$TESTS_DIR
+# shellcheck source=tests/efi/vm.sh
+. "$here/efi/vm.sh"			# efi_firmware, efi_pick_accel
+
+# --- prerequisites ----------------------------------------------------------
+[ "$(uname -m)" = x86_64 ] || skip "launcher VM test is x86_64 only"
+command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+kernel=
+for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
+	kv=${k#/boot/vmlinuz-}
+	if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
+		kernel=$k
+		kver=$kv
+		break
+	fi
+done
+[ -n "$kernel" ] || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
+requires test -x /bin/busybox
+requires timeout
+[ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at '$EROFS_NBD'"
+LAUNCH=${EROFS_NBD_LAUNCH:-$(dirname "$EROFS_NBD")/erofs-nbd-launch}
+[ -x "$LAUNCH" ] || fail "no launcher binary at '$LAUNCH'"
+
+if [ "${EROFS_NBD_VM_KEEP:-0}" = 1 ]; then
+	work=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-launcher.XXXXXX")
+	echo "keeping $work"
+else
+	tmpdir
+	work=$T
+fi
+
+# --- trees ----------------------------------------------------------------------
+check "building the kernel-boot tree"
+marker="launch-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+ktree=$work/ktree
+mkdir -p "$ktree"/{bin,dev,proc,sys,etc,boot}
+cp /bin/busybox "$ktree/bin/busybox"
+for applet in $(/bin/busybox --list); do
+	[ "$applet" = busybox ] || ln -s busybox "$ktree/bin/$applet"
+done
+install -m 0755 "$here/launcher/root-init" "$ktree/init"
+echo "$marker" >"$ktree/marker"
+cp "$kernel" "$ktree/boot/vmlinuz-$kver"
+MKINITRAMFS_MODULES="button evdev" \
+	"$here/vm/mkinitramfs.sh" "$kver" "$ktree/boot/initrd.img-$kver" && rc=0 || rc=$?
+[ "$rc" = 77 ] && skip "initramfs prerequisites missing"
+[ "$rc" = 0 ] || fail "mkinitramfs.sh exited $rc"
+
+efi_skip=
+# (Not "| grep -q": with pipefail, grep quitting early fails the pipe.)
+server_help=$("$EROFS_NBD" --help 2>&1 || true)
+if [[ $server_help != *--efi-loader* ]]; then
+	efi_skip="this erofs-nbd has no disk export"
+elif ! efi_firmware; then
+	efi_skip="no OVMF firmware (install ovmf)"
+else
+	check "building the EFI tree"
+	etree=$work/etree
+	"$here/efi/mktree.sh" "$kver" "$etree" "$marker" && rc=0 || rc=$?
+	[ "$rc" = 77 ] && efi_skip="bootable tree prerequisites missing (tests/efi/mktree.sh)"
+	[ "$rc" = 0 ] || [ "$rc" = 77 ] || fail "efi/mktree.sh exited $rc"
+fi
+
+if [ -z "$efi_skip" ]; then
+	efi_pick_accel "$work" "$etree/boot/vmlinuz-$kver" "$etree/boot/initrd.img-$kver"
+	accel=$EFI_ACCEL
+else
+	accel=${EROFS_NBD_VM_ACCEL:-tcg}
+fi
+case $accel in
+kvm) tmo=${EROFS_NBD_VM_TIMEOUT:-120} ;;
+tcg) tmo=${EROFS_NBD_VM_TIMEOUT:-300} ;;
+*) fail "EROFS_NBD_VM_ACCEL must be kvm or tcg, not '$accel'" ;;
+esac
+echo "accelerator: $accel (timeout ${tmo}s per boot)"
+
+# --- helpers ----------------------------------------------------------------------
+# launch NAME [ARG...]: starts the launcher in the background (-v, console
+# to $work/NAME.con, messages to $work/NAME.err); sets LPID.
+launch() {
+	local name=$1 a server=() acc=(--accel "$accel")
+	shift
+	for a in "$@"; do
+		[ "$a" = --export ] && server=(--server "$EROFS_NBD")
+		[ "$a" = vfkit ] && acc=()
+	done
+	: >"$work/$name.con"
+	"$LAUNCH" -v ${server[@]+"${server[@]}"} ${acc[@]+"${acc[@]}"} --cpus 1 \
+		--console-log "$work/$name.con" "$@" </dev/null >"$work/$name.out" \
+		2>"$work/$name.err" &
+	LPID=$!
+	cleanup_fn kill -KILL "$LPID"
+}
+
+# finish NAME: waits (bounded) for the launcher; sets LRC.  Prints its
+# messages and the console.
+finish() {
+	local name=$1 i
+	for ((i = 0; i < tmo * 10; i++)); do
+		kill -0 "$LPID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$LPID" 2>/dev/null; then
+		kill -TERM "$LPID" 2>/dev/null || true
+		sleep 5
+		kill -KILL "$LPID" 2>/dev/null || true
+		LRC=timeout
+	else
+		wait "$LPID" && LRC=0 || LRC=$?
+	fi
+	echo "--- $name: launcher exit $LRC; its messages:"
+	sed 's/^/  | /' "$work/$name.err"
+	echo "--- $name: console (last lines):"
+	tr -d '\r' <"$work/$name.con" | sed 's/\x1b\[[0-9;?=]*[A-Za-z]//g' | tail -n 12 | sed 's/^/  | /'
+	[ "$LRC" != timeout ] || fail "$name: the launcher did not end within ${tmo}s"
+}
+
+# wait_log NAME PATTERN FILE: waits (bounded) until FILE has a line
+# matching the extended regex PATTERN.
+wait_log() {
+	local name=$1 pat=$2 file=$3 i
+	for ((i = 0; i < tmo * 10; i++)); do
+		tr -d '\r' <"$file" 2>/dev/null | grep -qE "$pat" && return 0
+		kill -0 "$LPID" 2>/dev/null || fail "$name: the launcher ended before '$pat' appeared in $file"
+		sleep 0.1
+	done
+	fail "$name: no '$pat' in $file within ${tmo}s"
+}
+
+# pid_of NAME PROGRAM: the pid the launcher logged for PROGRAM.
+pid_of() {
+	sed -n "s/^erofs-nbd-launch: started $2 (pid \([0-9]*\)).*/\1/p" "$work/$1.err" | head -n1
+}
+
+# nothing_left NAME [RUNDIR]: every process the launcher logged is gone,
+# and its runtime directory (RUNDIR, else the one it logged) is removed.
+nothing_left() {
+	local name=$1 dir=${2:-} pid
+	for pid in $(sed -n 's/^erofs-nbd-launch: started .* (pid \([0-9]*\)).*/\1/p' "$work/$name.err"); do
+		if kill -0 "$pid" 2>/dev/null; then
+			fail "$name: pid $pid ($(ps -o args= -p "$pid")) is still running after the launcher ended"
+		fi
+	done
+	if [ -z "$dir" ]; then
+		dir=$(sed -n "s/^erofs-nbd-launch: started erofs-nbd (pid [0-9]*) on '\(.*\)\/nbd.sock'$/\1/p" \
+			"$work/$name.err" | head -n1)
+	fi
+	if [ -n "$dir" ] && [ -e "$dir" ]; then
+		ls -la "$dir" >&2 || true
+		fail "$name: the runtime directory '$dir' is still there"
+	fi
+	ok "$name: no process, socket or runtime directory left${dir:+ ($dir)}"
+}
+
+# value NAME KEY: the value of the last "KEY=" line on NAME's console.
+value() {
+	tr -d '\r' <"$work/$1.con" | sed -n "s/^$2=//p" | tail -n1
+}
+
+expect_value() {
+	local name=$1 key=$2 want=$3 got
+	got=$(value "$name" "$key")
+	[ "$got" = "$want" ] || fail "$name: console line $key" "$want" "$got"
+	ok "$name: $key=$got"
+}
+
+expect_rc() {
+	[ "$LRC" = "$2" ] || fail "$1: launcher exit status" "$2" "$LRC"
+	ok "$1: exit status $LRC"
+}
+
+# --- kernel: direct kernel boot, normal end ------------------------------------------
+check "kernel: --boot kernel, kernel and initramfs found in the tree, an SSH key"
+key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5p0Wc9zQ7xq3Yb8Fh2Lk4Mn6Rt1Uv0Wx9Yz8Ab7Cd6E test@launcher'
+printf '%s\n' "$key" >"$work/key.pub"
+cred=$(printf '%s\n' "$key" | base64 -w0)
+launch kernel --boot kernel --export "$ktree" --memory 256 --cmdline "panic=-1" \
+	--ssh-key "$work/key.pub"
+finish kernel
+expect_rc kernel 0
+grep -q "kernel '$ktree/boot/vmlinuz-$kver', initramfs '$ktree/boot/initrd.img-$kver'" \
+	"$work/kernel.err" || fail "kernel: the launcher did not pick the tree's kernel and initramfs"
+grep -q "erofs-nbd is ready" "$work/kernel.err" || fail "kernel: no READY=1 from the server"
+expect_value kernel LAUNCH-ROOTFS erofs
+expect_value kernel LAUNCH-MARKER "$marker"
+# The key reached the guest as data: a systemd credential in SMBIOS.
+expect_value kernel LAUNCH-SMBIOS11 "io.systemd.credential.binary:ssh.authorized_keys.root=$cred"
+[ ! -s "$work/kernel.out" ] || fail "kernel: the launcher's stdout is not empty: $(head -c 200 "$work/kernel.out")"
+nothing_left kernel
+
+# --- efi: OVMF + systemd-boot from the served disk -----------------------------------
+if [ -n "$efi_skip" ]; then
+	echo "SKIP (efi case only): $efi_skip"
+else
+	check "efi: --boot efi, the disk export through OVMF and systemd-boot"
+	# No console=: the launcher adds console=ttyS0 to the loader entry.
+	launch efi --boot efi --export "$etree" --memory 1024 \
+		--cmdline "panic=-1" --runtime-dir "$work/run-efi"
+	finish efi
+	expect_rc efi 0
+	expect_value efi EFI-FIRMWARE uefi
+	[[ $(value efi EFI-VAR-LoaderInfo) == systemd-boot* ]] ||
+		fail "efi: systemd-boot did not run (LoaderInfo '$(value efi EFI-VAR-LoaderInfo)')"
+	[[ $(value efi EFI-CMDLINE) == *" console=ttyS0 panic=-1"* ]] ||
+		fail "efi: kernel command line" "*console=ttyS0 panic=-1*" "$(value efi EFI-CMDLINE)"
+	expect_value efi EFI-ROOTFS erofs
+	expect_value efi EFI-MARKER "$marker"
+	nothing_left efi "$work/run-efi"
+fi
+
+# --- sigterm: graceful stop through QMP system_powerdown -------------------------------
+check "sigterm: SIGTERM while the guest waits for the power button"
+launch sigterm --boot kernel --export "$ktree" --memory 256 \
+	--cmdline "panic=-1 launchtest=hold" --grace 60 --runtime-dir "$work/run-sigterm"
+wait_log sigterm '^LAUNCH-HOLD=/dev/input/' "$work/sigterm.con"
+if [ ! -S "$work/run-sigterm/nbd.sock" ] || [ ! -S "$work/run-sigterm/qmp.sock" ]; then
+	fail "sigterm: no nbd.sock and qmp.sock in the runtime directory"
+fi
+[ "$(stat -c %a "$work/run-sigterm")" = 700 ] ||
+	fail "sigterm: runtime directory mode" 700 "$(stat -c %a "$work/run-sigterm")"
+kill -TERM "$LPID"
+finish sigterm
+expect_rc sigterm 143
+tr -d '\r' <"$work/sigterm.con" | grep -qx LAUNCH-POWER-BUTTON ||
+	fail "sigterm: the guest never saw the power button (no graceful stop)"
+ok "sigterm: the guest got the ACPI power button and powered off"
+nothing_left sigterm "$work/run-sigterm"
+
+# --- grace: a guest that ignores the power button ----------------------------------------
+check "grace: SIGINT, the guest ignores the power button, --grace 2"
+launch grace --boot kernel --export "$ktree" --memory 256 \
+	--cmdline "panic=-1 launchtest=stuck" --grace 2 --runtime-dir "$work/run-grace"
+wait_log grace '^LAUNCH-MARKER=' "$work/grace.con"
+sleep 1
+kill -INT "$LPID"
+finish grace
+expect_rc grace 130
+grep -q "did not power off within 2 s" "$work/grace.err" ||
+	fail "grace: no hard stop after the grace period"
+nothing_left grace "$work/run-grace"
+
+# --- kill: the server dies mid-boot -------------------------------------------------
+check "kill: erofs-nbd killed right after QEMU started"
+launch kill --boot kernel --export "$ktree" --memory 256 \
+	--cmdline "panic=-1 launchtest=hold" --grace 60 --runtime-dir "$work/run-kill"
+wait_log kill '^erofs-nbd-launch: started qemu-system-x86_64' "$work/kill.err"
+srv=$(pid_of kill erofs-nbd)
+[ -n "$srv" ] || fail "kill: no erofs-nbd pid in the launcher's messages"
+kill -KILL "$srv"
+start=$SECONDS
+finish kill
+expect_rc kill 3
+[ $((SECONDS - start)) -le 30 ] || fail "kill: the launcher took $((SECONDS - start)) s to stop the VM"
+grep -q "while the VM was running; stopping the VM" "$work/kill.err" ||
+	fail "kill: the launcher did not say the server died"
+nothing_left kill "$work/run-kill"
+
+# --- connect: a server the launcher did not start -------------------------------------
+check "connect: --connect to a running server"
+start_server "$ktree"
+launch connect --boot kernel --connect "$SRV_URI" --memory 256 --cmdline "panic=-1" \
+	--kernel "$ktree/boot/vmlinuz-$kver" --initrd "$ktree/boot/initrd.img-$kver" \
+	--runtime-dir "$work/run-connect"
+finish connect
+expect_rc connect 0
+expect_value connect LAUNCH-MARKER "$marker"
+server_alive || fail "connect: the launcher stopped a server it did not start"
+ok "connect: the server is still running"
+nothing_left connect "$work/run-connect"
+stop_server "$SRV_PID" || fail "erofs-nbd exited non-zero on SIGTERM"
+
+# --- vfkit: the launcher's side of vfkit, with a stand-in ---------------------------
+# tests/launcher/fake-vfkit reads the NBD export it is given with nbdinfo
+# and serves vfkit's REST API; the launcher must stop it through that API.
+if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
+	fake=$here/launcher/fake-vfkit
+
+	check "vfkit-stop: SIGTERM -> REST {\"state\":\"Stop\"}"
+	launch vf-stop --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+		--runtime-dir "$work/run-vf-stop" --grace 30
+	wait_log vf-stop '^FAKE-VFKIT-READY' "$work/vf-stop.con"
+	[ -S "$work/run-vf-stop/rest.sock" ] || fail "vf-stop: no rest.sock in the runtime directory"
+	kill -TERM "$LPID"
+	finish vf-stop
+	expect_rc vf-stop 143
+	expect_value vf-stop FAKE-VFKIT-NBD-EXPORT root
+	# nbdinfo read the export through the URI given to vfkit.
+	[[ $(value vf-stop FAKE-VFKIT-NBD-SIZE) =~ ^[1-9][0-9]*$ ]] ||
+		fail "vf-stop: nbdinfo --size on vfkit's uri=" "a size" "$(value vf-stop FAKE-VFKIT-NBD-SIZE)"
+	expect_value vf-stop FAKE-VFKIT-STATE Stop
+	nothing_left vf-stop "$work/run-vf-stop"
+
+	check "vfkit-hard: the guest ignores Stop: HardStop after --grace"
+	FAKE_VFKIT_IGNORE_STOP=1 launch vf-hard --vmm vfkit --vmm-binary "$fake" --boot efi \
+		--export "$ktree" --runtime-dir "$work/run-vf-hard" --grace 1
+	wait_log vf-hard '^FAKE-VFKIT-READY' "$work/vf-hard.con"
+	kill -INT "$LPID"
+	finish vf-hard
+	expect_rc vf-hard 130
+	expect_value vf-hard FAKE-VFKIT-NBD-EXPORT disk
+	expect_value vf-hard FAKE-VFKIT-STATE HardStop
+	nothing_left vf-hard "$work/run-vf-hard"
+
+	check "vfkit-kill: erofs-nbd dies: HardStop at once, exit 3"
+	launch vf-kill --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+		--runtime-dir "$work/run-vf-kill" --grace 30
+	wait_log vf-kill '^FAKE-VFKIT-READY' "$work/vf-kill.con"
+	kill -KILL "$(pid_of vf-kill erofs-nbd)"
+	finish vf-kill
+	expect_rc vf-kill 3
+	expect_value vf-kill FAKE-VFKIT-STATE HardStop
+	nothing_left vf-kill "$work/run-vf-kill"
+else
+	echo "SKIP (vfkit stand-in cases only): no nbdinfo or python3"
+fi
+
+# --- QEMU dry runs ------------------------------------------------------------------------
+check "dry runs: the QEMU command line"
+# qdry NAME ARG...: a QEMU dry run, one argument per line in $work/NAME.out.
+qdry() {
+	local name=$1 rc
+	shift
+	"$LAUNCH" --vmm qemu --dry-run --accel tcg "$@" >"$work/$name.out" \
+		2>"$work/$name.err" && rc=0 || rc=$?
+	[ "$rc" = 0 ] || { cat "$work/$name.err" >&2; fail "$name: --dry-run exited $rc"; }
+	[ ! -e "$work/run-dry" ] || fail "$name: the dry run created its runtime directory"
+}
+# has NAME LINE...: the dry run printed these lines, consecutively.
+has() {
+	local name=$1 hay want
+	shift
+	hay=$'\1'$(tr '\n' '\1' <"$work/$name.out")
+	want=$'\1'$(printf '%s\1' "$@")
+	[[ $hay == *"$want"* ]] || fail "$name: no consecutive lines: $*"
+}
+run=$work/run-dry
+qdry q-efi --boot efi --export "$ktree" --runtime-dir "$run" --console-log "$work/a,b.log"
+has q-efi -machine q35 -accel tcg -cpu max
+has q-efi -chardev "file,id=con0,path=$work/a,,b.log" -serial chardev:con0
+has q-efi -chardev "socket,id=qmp0,server=on,wait=off,path=$run/qmp.sock" -mon chardev=qmp0,mode=control
+has q-efi -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+	-drive "if=pflash,format=raw,unit=1,file=$run/vars.fd"
+has q-efi -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$run/nbd.sock,export=disk,read-only=on" \
+	-device virtio-blk-pci,drive=disk0,serial=erofsroot,bootindex=1
+has q-efi -no-reboot
+ok "q-efi: OVMF pflash pair, the disk export read-only, QMP, commas doubled"
+qdry q-tcp --boot efi --connect 'nbd://[::1]:10810/' --runtime-dir "$run" --ssh-key "$work/key.pub"
+has q-tcp -blockdev "driver=nbd,node-name=disk0,server.type=inet,server.host=::1,server.port=10810,export=disk,read-only=on"
+has q-tcp -smbios "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=$cred"
+ok "q-tcp: --connect over TCP, the SSH key in SMBIOS type 11"
+qdry q-kernel --boot kernel --export "$ktree" --runtime-dir "$run" --cmdline "quiet"
+has q-kernel -kernel "$ktree/boot/vmlinuz-$kver" -initrd "$ktree/boot/initrd.img-$kver" \
+	-append "root=/dev/vda rootfstype=erofs ro console=ttyS0 quiet"
+has q-kernel -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$run/nbd.sock,export=root,read-only=on"
+ok "q-kernel: the tree's kernel, the root export"
+
+# --- errors ------------------------------------------------------------------------------
+check "errors: usage and start-up failures"
+# usage_rc WANT ARG...: the launcher exits WANT with ARG... (no VM).
+usage_rc() {
+	local want=$1 rc
+	shift
+	"$LAUNCH" "$@" </dev/null >/dev/null 2>"$work/usage.err" && rc=0 || rc=$?
+	[ "$rc" = "$want" ] || fail "exit status of erofs-nbd-launch $*" "$want" "$rc"
+}
+usage_rc 2 --boot kernel
+usage_rc 2 --export "$ktree" --connect "nbd://127.0.0.1/"
+usage_rc 2 --export "$ktree" --vmm bochs
+usage_rc 2 --export "$ktree" --boot pxe
+usage_rc 2 --export "$ktree" --cpus 0
+usage_rc 2 --export "$ktree" --device-id "a/b"
+usage_rc 2 --connect "http://example.invalid/" --dry-run
+usage_rc 2 --export "$ktree" --cmdline "$(printf 'a\nb')"
+ok "errors: usage errors exit 2"
+
+# A server that exits at once, and one that never says READY=1.
+printf '#!/bin/sh\nexit 7\n' >"$work/dies"
+printf '#!/bin/sh\nexec sleep 600\n' >"$work/mute"
+chmod +x "$work/dies" "$work/mute"
+for s in dies mute; do
+	"$LAUNCH" -v --server "$work/$s" --export "$ktree" --boot kernel --accel tcg \
+		--ready-timeout 2 --runtime-dir "$work/run-$s" </dev/null >/dev/null \
+		2>"$work/$s.err" && rc=0 || rc=$?
+	sed 's/^/  | /' "$work/$s.err"
+	[ "$rc" = 1 ] || fail "$s: launcher exit status" 1 "$rc"
+	grep -q "started qemu" "$work/$s.err" && fail "$s: QEMU was started without READY=1"
+	nothing_left "$s" "$work/run-$s"
+done
+grep -q "exited before it was ready (exit status 7)" "$work/dies.err" ||
+	fail "dies: no 'exited before it was ready' message"
+grep -q "did not report READY=1 within 2 s" "$work/mute.err" ||
+	fail "mute: no READY=1 timeout message"
+ok "errors: a dead or mute server fails the launch (exit 1)"
+
+echo "PASS: erofs-nbd-launch booted and stopped QEMU guests, leaving nothing behind${efi_skip:+ (efi case skipped: $efi_skip)}"
