@@ -248,3 +248,19 @@ export_uri()
 		echo "${uri%%://*}://${hostport%%/*}/$name" ;;
 	esac
 }
+
+# find_host_kernel: sets kernel (a path) and kver to the newest readable
+# /boot/vmlinuz-*-amd64 whose modules are installed (Debian's
+# linux-image-amd64), for the tests that boot a VM.  Returns 1 if none.
+find_host_kernel() {
+	local k kv
+	kernel= kver=
+	for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
+		kv=${k#/boot/vmlinuz-}
+		if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
+			kernel=$k kver=$kv
+			return 0
+		fi
+	done
+	return 1
+}

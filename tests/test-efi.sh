@@ -42,16 +42,7 @@ here=$TESTS_DIR
 [ "$(uname -m)" = x86_64 ] || skip "EFI test is x86_64 only"
 command -v "$EFI_QEMU" >/dev/null || skip "no qemu-system-x86_64"
 efi_firmware || skip "no OVMF firmware in /usr/share/OVMF (install ovmf)"
-kernel=
-for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
-	kv=${k#/boot/vmlinuz-}
-	if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
-		kernel=$k
-		kver=$kv
-		break
-	fi
-done
-[ -n "$kernel" ] || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
+find_host_kernel || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
 requires test -r /usr/lib/systemd/boot/efi/systemd-bootx64.efi
 requires test -x /bin/busybox
 requires timeout

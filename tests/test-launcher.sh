@@ -55,16 +55,7 @@ here=$TESTS_DIR
 # --- prerequisites ----------------------------------------------------------
 [ "$(uname -m)" = x86_64 ] || skip "launcher VM test is x86_64 only"
 command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
-kernel=
-for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
-	kv=${k#/boot/vmlinuz-}
-	if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
-		kernel=$k
-		kver=$kv
-		break
-	fi
-done
-[ -n "$kernel" ] || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
+find_host_kernel || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
 requires test -x /bin/busybox
 requires timeout
 [ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at '$EROFS_NBD'"

@@ -105,16 +105,7 @@ if [ "$(uname -m)" != x86_64 ] || ! command -v qemu-system-x86_64 >/dev/null; th
 elif [ ! -x /bin/busybox ]; then
 	launch_skip="no /bin/busybox"
 fi
-kernel=
-for k in $(printf "%s\n" /boot/vmlinuz-*-amd64 | sort -V -r); do
-	kv=${k#/boot/vmlinuz-}
-	if [ -r "$k" ] && [ -f "/lib/modules/$kv/modules.dep" ]; then
-		kernel=$k
-		kver=$kv
-		break
-	fi
-done
-[ -n "$kernel" ] || launch_skip=${launch_skip:-"no /boot/vmlinuz-*-amd64 with modules"}
+find_host_kernel || launch_skip=${launch_skip:-"no /boot/vmlinuz-*-amd64 with modules"}
 if [ -n "$launch_skip" ]; then
 	echo "note: not booting through the forward: $launch_skip"
 	exit 0
