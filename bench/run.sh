@@ -10,8 +10,8 @@
 # TREE defaults to the Debian minbase tree the integration tests cache in
 # ${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}/debian-minbase; it is
 # built with debootstrap when missing (needs root and the network, once).
-# Knobs: BENCH_RUNS (start-up runs, default 5), BENCH_READ_RUNS (read runs,
-# default 3), BENCH_EFI_RUNS (EFI boots of each disk, default 3; 0 leaves
+# Knobs: BENCH_RUNS (start-up runs, default 9), BENCH_READ_RUNS (read runs,
+# default 9), BENCH_EFI_RUNS (EFI boots of each disk, default 3; 0 leaves
 # the EFI row out), EROFS_NBD_VM_ACCEL (kvm|tcg, else probed), TMPDIR
 # (where mkfs.erofs writes its image).
 set -euo pipefail
@@ -24,8 +24,8 @@ note() { echo "bench: $*" >&2; }
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 BIN=$(realpath -e "$1") || die "no binary '$1'"
 [ -x "$BIN" ] || die "'$BIN' is not executable"
-RUNS=${BENCH_RUNS:-5}
-READ_RUNS=${BENCH_READ_RUNS:-3}
+RUNS=${BENCH_RUNS:-9}
+READ_RUNS=${BENCH_READ_RUNS:-9}
 EFI_RUNS=${BENCH_EFI_RUNS:-3}
 here=$(cd "$(dirname "$0")" && pwd)
 
