@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <endian.h>
+#include "server/byteorder.h"
 
 typedef uint16_t le16;	/* stored little-endian */
 typedef uint32_t le32;
@@ -179,24 +179,5 @@ enum {
 	EROFS_FT_SOCK = 6,
 	EROFS_FT_SYMLINK = 7,
 };
-
-/* Little-endian stores into byte buffers (memcpy: no alignment needed). */
-static inline void put_le16(void *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void put_le32(void *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void put_le64(void *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
 
 #endif

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "fat/esp.h"
+#include "server/byteorder.h"
 #include "fat/fat.h"
 #include "server/cleanup.h"
 
@@ -237,12 +238,6 @@ static int esp_cmdline_check(const char *s, const char **ret_what)
 		return -EINVAL;
 	}
 	return 0;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
 }
 
 /*

@@ -218,7 +218,7 @@ static void gpt_fill_header(uint8_t *lba, uint64_t my_lba, uint64_t alternate_lb
 	memcpy(h.signature, GPT_SIGNATURE, sizeof(h.signature));
 	memcpy(h.disk_guid, disk_guid->b, sizeof(h.disk_guid));
 	memcpy(lba, &h, sizeof(h));
-	gpt_put_le32(lba + offsetof(struct gpt_header, header_crc32),
+	put_le32(lba + offsetof(struct gpt_header, header_crc32),
 		     (uint32_t)crc32(0L, lba, GPT_HEADER_SIZE));
 }
 

@@ -8,7 +8,7 @@
  *
  * Every multi-byte integer is stored little-endian (the le* typedefs only
  * document that); the builder keeps host values and converts with
- * gpt_put_le*() when serialising.  GUIDs are 16 bytes in the mixed-endian
+ * put_le*() (server/byteorder.h) when serialising.  GUIDs are 16 bytes in the mixed-endian
  * on-disk order (B.6).  Sizes and offsets are checked at compile time.
  *
  * Disk map, N = total LBAs of 512 bytes (B.1):
@@ -23,7 +23,7 @@
 #ifndef EROFS_NBD_GPT_FS_H
 #define EROFS_NBD_GPT_FS_H
 
-#include <endian.h>
+#include "server/byteorder.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -124,24 +124,5 @@ _Static_assert(offsetof(struct gpt_entry, first_lba) == 0x20, "gpt_entry.first_l
 _Static_assert(offsetof(struct gpt_entry, last_lba) == 0x28, "gpt_entry.last_lba");
 _Static_assert(offsetof(struct gpt_entry, attrs) == 0x30, "gpt_entry.attrs");
 _Static_assert(offsetof(struct gpt_entry, name) == 0x38, "gpt_entry.name");
-
-/* Little-endian stores into byte buffers (memcpy: no alignment needed). */
-static inline void gpt_put_le16(void *p, uint16_t v)
-{
-	v = htole16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void gpt_put_le32(void *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void gpt_put_le64(void *p, uint64_t v)
-{
-	v = htole64(v);
-	memcpy(p, &v, sizeof(v));
-}
 
 #endif

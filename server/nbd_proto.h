@@ -14,7 +14,7 @@
 #ifndef EROFS_NBD_NBD_PROTO_H
 #define EROFS_NBD_NBD_PROTO_H
 
-#include <endian.h>
+#include "server/byteorder.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -232,45 +232,5 @@ struct nbd_extent {
 	uint32_t flags;		/* 0x04 NBD_STATE_* */
 } __attribute__((packed));
 _Static_assert(sizeof(struct nbd_extent) == 8, "nbd_extent size");
-
-/* Byte-order helpers: memcpy-based, so any alignment is fine. */
-static inline void put_be16(void *p, uint16_t v)
-{
-	v = htobe16(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void put_be32(void *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline void put_be64(void *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, sizeof(v));
-}
-
-static inline uint16_t get_be16(const void *p)
-{
-	uint16_t v;
-	memcpy(&v, p, sizeof(v));
-	return be16toh(v);
-}
-
-static inline uint32_t get_be32(const void *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return be32toh(v);
-}
-
-static inline uint64_t get_be64(const void *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return be64toh(v);
-}
 
 #endif

@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "server/byteorder.h"
+
 #include "erofs/erofs.h"
 #include "erofs/erofs_fs.h"
 
@@ -125,9 +127,6 @@ static void img_free(struct img *im)
 	region_map_free(&im->map);
 }
 
-static uint16_t le16at(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t le32at(const uint8_t *p) { return le16at(p) | (uint32_t)le16at(p + 2) << 16; }
-static uint64_t le64at(const uint8_t *p) { return le32at(p) | (uint64_t)le32at(p + 4) << 32; }
 
 /* Bitwise CRC32C, written apart from the builder's table version. */
 static uint32_t crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t len)
@@ -155,37 +154,37 @@ static struct ino rd_inode(const struct img *im, uint64_t nid)
 {
 	struct ino i = { .off = nid * 32 };
 	const uint8_t *p = im->b + i.off;
-	uint16_t fmt = le16at(p);
+	uint16_t fmt = get_le16(p);
 
 	assert_true(i.off + 64 <= im->size);
 	assert_int_equal(fmt & ~0xfu, 0);	/* §5.1: bits >= 4 clear */
 	i.extended = fmt & 1;
 	i.layout = fmt >> 1;
-	i.icount = le16at(p + 2);
+	i.icount = get_le16(p + 2);
 	assert_int_not_equal(i.icount, 1);	/* §7.1 */
 	i.xsize = i.icount ? 12 + 4 * (i.icount - 1) : 0;
-	i.mode = le16at(p + 4);
+	i.mode = get_le16(p + 4);
 	if (i.extended) {
 		i.isize = 64;
-		assert_int_equal(le16at(p + 6), 0);
-		i.size = le64at(p + 8);
-		i.u = le32at(p + 16);
-		i.uid = le32at(p + 24);
-		i.gid = le32at(p + 28);
-		i.mtime = (int64_t)le64at(p + 32);
-		i.mtime_nsec = le32at(p + 40);
-		i.nlink = le32at(p + 44);
+		assert_int_equal(get_le16(p + 6), 0);
+		i.size = get_le64(p + 8);
+		i.u = get_le32(p + 16);
+		i.uid = get_le32(p + 24);
+		i.gid = get_le32(p + 28);
+		i.mtime = (int64_t)get_le64(p + 32);
+		i.mtime_nsec = get_le32(p + 40);
+		i.nlink = get_le32(p + 44);
 		for (int k = 48; k < 64; k++)
 			assert_int_equal(p[k], 0);
 	} else {
 		i.isize = 32;
-		i.nlink = le16at(p + 6);
-		i.size = le32at(p + 8);
-		i.compact_mtime = le32at(p + 12);
-		i.u = le32at(p + 16);
-		i.uid = le16at(p + 24);
-		i.gid = le16at(p + 26);
-		assert_int_equal(le32at(p + 28), 0);
+		i.nlink = get_le16(p + 6);
+		i.size = get_le32(p + 8);
+		i.compact_mtime = get_le32(p + 12);
+		i.u = get_le32(p + 16);
+		i.uid = get_le16(p + 24);
+		i.gid = get_le16(p + 26);
+		assert_int_equal(get_le32(p + 28), 0);
 	}
 	return i;
 }
@@ -230,13 +229,13 @@ static size_t rd_dir(const struct img *im, uint64_t nid, struct ent *out, size_t
 	for (uint64_t pos = 0; pos < d.size; pos += im->bs, blocks++) {
 		uint64_t len = d.size - pos < im->bs ? d.size - pos : im->bs;
 		const uint8_t *blk = im->b + data_off(im, &d, pos);
-		uint16_t nameoff0 = le16at(blk + 8);
+		uint16_t nameoff0 = get_le16(blk + 8);
 		assert_true(nameoff0 > 0 && nameoff0 % 12 == 0 && nameoff0 < len);
 		size_t cnt = nameoff0 / 12;
 		size_t end = 0;
 		for (size_t k = 0; k < cnt; k++) {
-			uint16_t no = le16at(blk + 12 * k + 8);
-			uint16_t next = k + 1 < cnt ? le16at(blk + 12 * (k + 1) + 8) : 0;
+			uint16_t no = get_le16(blk + 12 * k + 8);
+			uint16_t next = k + 1 < cnt ? get_le16(blk + 12 * (k + 1) + 8) : 0;
 			if (k + 1 == cnt) {	/* last name ends at NUL or block end */
 				next = no;
 				while (next < len && blk[next])
@@ -246,7 +245,7 @@ static size_t rd_dir(const struct img *im, uint64_t nid, struct ent *out, size_t
 			assert_true(n < max);
 			memcpy(out[n].name, blk + no, next - no);
 			out[n].name[next - no] = '\0';
-			out[n].nid = le64at(blk + 12 * k);
+			out[n].nid = get_le64(blk + 12 * k);
 			out[n].type = blk[12 * k + 10];
 			assert_int_equal(blk[12 * k + 11], 0);
 			if (n > 0) {	/* strictly increasing, across blocks too */
@@ -288,11 +287,11 @@ static void check_super(const struct img *im, const struct tb *t)
 	uint8_t copy[65536];
 	uint64_t crc_end = im->bs > 1024 ? im->bs : 1024 + im->bs;
 
-	assert_int_equal(le32at(sb), 0xE0F5E1E2u);
-	assert_int_equal(le32at(sb + 0x50), 0);		/* incompat */
-	assert_int_equal(le32at(sb + 8) & 3, 3);	/* SB_CHKSUM | MTIME */
-	assert_int_equal(le64at(sb + 0x10), t->n);	/* inos */
-	assert_int_equal((uint64_t)le32at(sb + 0x24) * im->bs, im->size);
+	assert_int_equal(get_le32(sb), 0xE0F5E1E2u);
+	assert_int_equal(get_le32(sb + 0x50), 0);		/* incompat */
+	assert_int_equal(get_le32(sb + 8) & 3, 3);	/* SB_CHKSUM | MTIME */
+	assert_int_equal(get_le64(sb + 0x10), t->n);	/* inos */
+	assert_int_equal((uint64_t)get_le32(sb + 0x24) * im->bs, im->size);
 	assert_true(im->size >= 4096 && im->size % im->bs == 0);
 	assert_int_equal(sb[0x5a], 0);			/* dirblkbits */
 	assert_int_equal(sb[0x0d], 0);
@@ -303,19 +302,19 @@ static void check_super(const struct img *im, const struct tb *t)
 	/* §2.2: CRC32C of 1024..crc_end with the checksum field zero. */
 	memcpy(copy, im->b + 1024, crc_end - 1024);
 	memset(copy + 4, 0, 4);
-	assert_int_equal(crc32c_bitwise(0xFFFFFFFFu, copy, crc_end - 1024), le32at(sb + 4));
+	assert_int_equal(crc32c_bitwise(0xFFFFFFFFu, copy, crc_end - 1024), get_le32(sb + 4));
 	/* No lazily read bytes under the checksum. */
 	for (size_t i = 0; i < im->map.nregions; i++)
 		if (im->map.regions[i].type == REGION_FILE)
 			assert_true(im->map.regions[i].start >= crc_end);
 	/* Root: a directory, nid < 65536, ".." pointing at itself. */
-	uint16_t root = le16at(sb + 0x0e);
+	uint16_t root = get_le16(sb + 0x0e);
 	assert_true(S_ISDIR(rd_inode(im, root).mode));
 }
 
 static uint64_t root_nid(const struct img *im)
 {
-	return le16at(im->b + 1024 + 0x0e);
+	return get_le16(im->b + 1024 + 0x0e);
 }
 
 /* ---- tests ---- */
@@ -356,7 +355,7 @@ static void test_small_tree(void **state)
 	check_super(&im, &t);
 	assert_int_equal(root_nid(&im), 36);	/* right after the superblock */
 	assert_string_equal((const char *)im.b + 1024 + 0x40, "vol");
-	assert_int_equal(le64at(im.b + 1024 + 0x18), 1000);	/* every mtime */
+	assert_int_equal(get_le64(im.b + 1024 + 0x18), 1000);	/* every mtime */
 
 	struct ent e[32];
 	size_t n = rd_dir(&im, 36, e, 32, NULL);
@@ -456,7 +455,7 @@ static void big_dir(unsigned int blkszbits, size_t nfiles, size_t want_blocks)
 	size_t idx = 0;
 	for (size_t b = 0; b + 1 < blocks; b++) {
 		const uint8_t *blk = im.b + data_off(&im, &ri, (uint64_t)b * im.bs);
-		size_t cnt = le16at(blk + 8) / 12;
+		size_t cnt = get_le16(blk + 8) / 12;
 		size_t used = 0;
 		for (size_t k = 0; k < cnt; k++)
 			used += 12 + strlen(e[idx + k].name);
@@ -528,8 +527,8 @@ static void test_xattrs(void **state)
 	erofs_opts_default(&opts);
 	assert_int_equal(build(&t, &opts, &im), 0);
 	check_super(&im, &t);
-	assert_int_equal(le32at(im.b + 1024 + 8) & 4, 4);	/* XATTR_FILTER */
-	uint32_t xattr_blkaddr = le32at(im.b + 1024 + 0x2c);
+	assert_int_equal(get_le32(im.b + 1024 + 8) & 4, 4);	/* XATTR_FILTER */
+	uint32_t xattr_blkaddr = get_le32(im.b + 1024 + 0x2c);
 
 	/* f1: one shared id and "foo"="bar" inline (4 + 3 + 3 -> 12). */
 	struct ino i1 = rd_inode(&im, lookup(&im, root_nid(&im), "f1"));
@@ -539,12 +538,12 @@ static void test_xattrs(void **state)
 	assert_int_equal(h[4], 1);			/* h_shared_count */
 	for (int k = 5; k < 12; k++)
 		assert_int_equal(h[k], 0);
-	assert_int_equal(le32at(h), ~((1u << bit(1, "foo")) | (1u << bit(1, "shared"))));
-	uint32_t id = le32at(h + 12);
+	assert_int_equal(get_le32(h), ~((1u << bit(1, "foo")) | (1u << bit(1, "shared"))));
+	uint32_t id = get_le32(h + 12);
 	const uint8_t *ent = h + 16;
 	assert_int_equal(ent[0], 3);
 	assert_int_equal(ent[1], 1);
-	assert_int_equal(le16at(ent + 2), 3);
+	assert_int_equal(get_le16(ent + 2), 3);
 	assert_memory_equal(ent + 4, "foobar", 6);
 	assert_int_equal(ent[10], 0);
 	assert_int_equal(ent[11], 0);
@@ -552,15 +551,15 @@ static void test_xattrs(void **state)
 	const uint8_t *se = im.b + (uint64_t)xattr_blkaddr * im.bs + (uint64_t)id * 4;
 	assert_int_equal(se[0], 6);
 	assert_int_equal(se[1], 1);
-	assert_int_equal(le16at(se + 2), 4);
+	assert_int_equal(get_le16(se + 2), 4);
 	assert_memory_equal(se + 4, "sharedsame", 10);
 
 	/* f2: the same shared id, selinux inline; bit 11 per §7.5. */
 	struct ino i2 = rd_inode(&im, lookup(&im, root_nid(&im), "f2"));
 	h = im.b + i2.off + i2.isize;
 	assert_int_equal(h[4], 1);
-	assert_int_equal(le32at(h + 12), id);
-	assert_int_equal(le32at(h), ~((1u << 11) | (1u << bit(1, "shared"))));
+	assert_int_equal(get_le32(h + 12), id);
+	assert_int_equal(get_le32(h), ~((1u << 11) | (1u << bit(1, "shared"))));
 	assert_int_equal(i2.xsize, 12 + 4 + 16);	/* 4 + 7 + 4 = 15 -> 16 */
 	assert_int_equal(h[16], 7);
 	assert_int_equal(h[17], 6);
@@ -570,23 +569,23 @@ static void test_xattrs(void **state)
 	h = im.b + i3.off + i3.isize;
 	assert_int_equal(i3.icount, 9);		/* 12 + 32 bytes */
 	assert_int_equal(h[4], 0);
-	assert_int_equal(le32at(h), ~(1u << 30));
+	assert_int_equal(get_le32(h), ~(1u << 30));
 	assert_int_equal(h[12], 0);
 	assert_int_equal(h[13], 2);
-	assert_int_equal(le16at(h + 14), 28);
+	assert_int_equal(get_le16(h + 14), 28);
 	assert_memory_equal(h + 16, acl, 28);
 
 	/* Root: trusted.overlay.opaque (bit 20) before its inline dirents. */
 	struct ino ri = rd_inode(&im, root_nid(&im));
 	h = im.b + ri.off + ri.isize;
 	assert_int_equal(ri.xsize, 12 + 20);	/* 4 + 14 + 1 = 19 -> 20 */
-	assert_int_equal(le32at(h), ~(1u << 20));
+	assert_int_equal(get_le32(h), ~(1u << 20));
 
 	/* No filter bits when nothing has xattrs. */
 	img_free(&im);
 	f1->nxattrs = f2->nxattrs = f3->nxattrs = root->nxattrs = 0;
 	assert_int_equal(build(&t, &opts, &im), 0);
-	assert_int_equal(le32at(im.b + 1024 + 8) & 4, 0);
+	assert_int_equal(get_le32(im.b + 1024 + 8) & 4, 0);
 	assert_int_equal(rd_inode(&im, root_nid(&im)).icount, 0);
 	img_free(&im);
 	tb_free(&t);
@@ -621,8 +620,8 @@ static void test_extended_inodes(void **state)
 	opts.build_time = 1000;
 	assert_int_equal(build(&t, &opts, &im), 0);
 	check_super(&im, &t);
-	assert_int_equal(le64at(im.b + 1024 + 0x18), 1000);
-	assert_int_equal(le32at(im.b + 1024 + 0x20), 0);
+	assert_int_equal(get_le64(im.b + 1024 + 0x18), 1000);
+	assert_int_equal(get_le32(im.b + 1024 + 0x20), 0);
 	uint64_t r = root_nid(&im);
 
 	struct ino i = rd_inode(&im, lookup(&im, r, "same"));
@@ -648,7 +647,7 @@ static void test_extended_inodes(void **state)
 	/* Without SOURCE_DATE_EPOCH: the most common mtime (1000) wins. */
 	opts.build_time_set = false;
 	assert_int_equal(build(&t, &opts, &im), 0);
-	assert_int_equal(le64at(im.b + 1024 + 0x18), 1000);
+	assert_int_equal(get_le64(im.b + 1024 + 0x18), 1000);
 	assert_int_equal(rd_inode(&im, lookup(&im, root_nid(&im), "same")).extended, 0);
 	img_free(&im);
 	tb_free(&t);
@@ -891,7 +890,7 @@ static void test_bad_trees(void **state)
 	assert_int_equal(erofs_build(&t.tree, &opts, &map, &errpath, &what), 0);
 	uint8_t sb[128];
 	assert_int_equal(region_map_pread(&map, sb, sizeof(sb), 1024), 0);
-	assert_int_equal(le32at(sb + 0x24), map.size / 512);
+	assert_int_equal(get_le32(sb + 0x24), map.size / 512);
 	assert_true(map.size / 512 > (1ull << 32) - 16);
 	region_map_free(&map);
 	g->size += 16 * 512;
@@ -925,7 +924,7 @@ static uint32_t count_xattrs(const struct img *im, const struct ino *i)
 	while (pos < i->xsize) {
 		const uint8_t *e = h + pos;
 		assert_true(e[1] >= 1 && e[1] <= 6);
-		pos += (4 + e[0] + le16at(e + 2) + 3) & ~3u;
+		pos += (4 + e[0] + get_le16(e + 2) + 3) & ~3u;
 		n++;
 	}
 	assert_int_equal(pos, i->xsize);

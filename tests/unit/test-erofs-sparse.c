@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "server/byteorder.h"
+
 #include "erofs/erofs.h"
 
 #define SPARSE_SIZE	(1024 * 1024 + 100)
@@ -57,11 +59,6 @@ static int teardown(void **state)
 	unlink(path_plain);
 	rmdir(dir);
 	return 0;
-}
-
-static uint32_t le32at(const uint8_t *p)
-{
-	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* Finds a regular file's source index by name. */
@@ -165,8 +162,8 @@ static void test_sparse(void **state)
 	/* The whole image reads, and the superblock checksum is flagged. */
 	uint8_t *img = malloc(map.size);
 	assert_int_equal(region_map_pread(&map, img, map.size, 0), 0);
-	assert_int_equal(le32at(img + 1024), 0xE0F5E1E2u);
-	assert_int_equal(le32at(img + 1024 + 8) & 1, 1);
+	assert_int_equal(get_le32(img + 1024), 0xE0F5E1E2u);
+	assert_int_equal(get_le32(img + 1024 + 8) & 1, 1);
 	free(img);
 
 	region_map_free(&map);

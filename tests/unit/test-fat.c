@@ -19,18 +19,9 @@
 
 #include <cmocka.h>
 
+#include "server/byteorder.h"
+
 #include "fat/internal.h"
-
-static uint16_t le16_at(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t le32_at(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
 
 static void test_lfn_checksum(void **state)
 {
@@ -64,8 +55,8 @@ static void test_lfn_slots(void **state)
 	assert_int_equal(fat_lfn_nslots(13), 1);
 	fat_lfn_fill(buf, u, 13, 0x11);
 	assert_int_equal(buf[0], 0x41);
-	assert_int_equal(le16_at(buf + 0x1c), 'L');
-	assert_int_equal(le16_at(buf + 0x1e), 'M');
+	assert_int_equal(get_le16(buf + 0x1c), 'L');
+	assert_int_equal(get_le16(buf + 0x1e), 'M');
 
 	/* 27 units: three slots, highest ordinal first with 0x40. */
 	assert_int_equal(fat_lfn_nslots(27), 3);
@@ -77,16 +68,16 @@ static void test_lfn_slots(void **state)
 		assert_int_equal(buf[32 * s + 0x0b], 0x0f);
 		assert_int_equal(buf[32 * s + 0x0c], 0);
 		assert_int_equal(buf[32 * s + 0x0d], 0x22);
-		assert_int_equal(le16_at(buf + 32 * s + 0x1a), 0);
+		assert_int_equal(get_le16(buf + 32 * s + 0x1a), 0);
 	}
 	/* Slot 3 holds unit 27 ('A'), then 0x0000, then 0xFFFF. */
-	assert_int_equal(le16_at(buf + 1), 'A');
-	assert_int_equal(le16_at(buf + 3), 0x0000);
-	assert_int_equal(le16_at(buf + 5), 0xFFFF);
-	assert_int_equal(le16_at(buf + 0x1e), 0xFFFF);
+	assert_int_equal(get_le16(buf + 1), 'A');
+	assert_int_equal(get_le16(buf + 3), 0x0000);
+	assert_int_equal(get_le16(buf + 5), 0xFFFF);
+	assert_int_equal(get_le16(buf + 0x1e), 0xFFFF);
 	/* Slot 1 (last on disk) starts the name. */
-	assert_int_equal(le16_at(buf + 64 + 1), 'A');
-	assert_int_equal(le16_at(buf + 64 + 0x0e), 'F');
+	assert_int_equal(get_le16(buf + 64 + 1), 'A');
+	assert_int_equal(get_le16(buf + 64 + 0x0e), 'F');
 }
 
 static void test_dos_time(void **state)
@@ -378,25 +369,25 @@ static void test_build_volume(void **state)
 	uint8_t *rsvd = read_map(&m, 0, 32 * 512);
 	const uint8_t *bs = rsvd;
 	assert_memory_equal(bs, "\xEB\x58\x90", 3);
-	assert_int_equal(le16_at(bs + 0x0b), 512);
+	assert_int_equal(get_le16(bs + 0x0b), 512);
 	assert_int_equal(bs[0x0d], 1);
-	assert_int_equal(le16_at(bs + 0x0e), 32);
+	assert_int_equal(get_le16(bs + 0x0e), 32);
 	assert_int_equal(bs[0x10], 2);
-	assert_int_equal(le16_at(bs + 0x11), 0);
-	assert_int_equal(le16_at(bs + 0x13), 0);
+	assert_int_equal(get_le16(bs + 0x11), 0);
+	assert_int_equal(get_le16(bs + 0x13), 0);
 	assert_int_equal(bs[0x15], 0xF8);
-	assert_int_equal(le16_at(bs + 0x16), 0);
-	assert_int_equal(le32_at(bs + 0x1c), 0);
-	assert_int_equal(le32_at(bs + 0x20), 67584);
-	assert_int_equal(le32_at(bs + 0x24), 520);
-	assert_int_equal(le16_at(bs + 0x28), 0);
-	assert_int_equal(le16_at(bs + 0x2a), 0);
-	assert_int_equal(le32_at(bs + 0x2c), 2);
-	assert_int_equal(le16_at(bs + 0x30), 1);
-	assert_int_equal(le16_at(bs + 0x32), 6);
+	assert_int_equal(get_le16(bs + 0x16), 0);
+	assert_int_equal(get_le32(bs + 0x1c), 0);
+	assert_int_equal(get_le32(bs + 0x20), 67584);
+	assert_int_equal(get_le32(bs + 0x24), 520);
+	assert_int_equal(get_le16(bs + 0x28), 0);
+	assert_int_equal(get_le16(bs + 0x2a), 0);
+	assert_int_equal(get_le32(bs + 0x2c), 2);
+	assert_int_equal(get_le16(bs + 0x30), 1);
+	assert_int_equal(get_le16(bs + 0x32), 6);
 	assert_int_equal(bs[0x41], 0);
 	assert_int_equal(bs[0x42], 0x29);
-	assert_int_equal(le32_at(bs + 0x43), 0xC0FFEE11);
+	assert_int_equal(get_le32(bs + 0x43), 0xC0FFEE11);
 	assert_memory_equal(bs + 0x47, "ESP        ", 11);
 	assert_memory_equal(bs + 0x52, "FAT32   ", 8);
 	assert_int_equal(bs[0x1fe], 0x55);
@@ -410,11 +401,11 @@ static void test_build_volume(void **state)
 	 * then files in the same order: loader.conf 5-7 (1300 bytes),
 	 * BOOTX64.EFI 8; 66512 - 7 free, the first at 9. */
 	const uint8_t *fsi = rsvd + 512;
-	assert_int_equal(le32_at(fsi), 0x41615252);
-	assert_int_equal(le32_at(fsi + 0x1e4), 0x61417272);
-	assert_int_equal(le32_at(fsi + 0x1e8), 66512 - 7);
-	assert_int_equal(le32_at(fsi + 0x1ec), 9);
-	assert_int_equal(le32_at(fsi + 0x1fc), 0xAA550000);
+	assert_int_equal(get_le32(fsi), 0x41615252);
+	assert_int_equal(get_le32(fsi + 0x1e4), 0x61417272);
+	assert_int_equal(get_le32(fsi + 0x1e8), 66512 - 7);
+	assert_int_equal(get_le32(fsi + 0x1ec), 9);
+	assert_int_equal(get_le32(fsi + 0x1fc), 0xAA550000);
 	free(rsvd);
 
 	uint8_t *fat1 = read_map(&m, 32 * 512, 520 * 512);
@@ -423,7 +414,7 @@ static void test_build_volume(void **state)
 	static const uint32_t slots[] = { 0x0FFFFFF8, 0x0FFFFFFF, 0x0FFFFFFF,
 		0x0FFFFFFF, 0x0FFFFFFF, 6, 7, 0x0FFFFFFF, 0x0FFFFFFF, 0 };
 	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++)
-		assert_int_equal(le32_at(fat1 + 4 * i), slots[i]);
+		assert_int_equal(get_le32(fat1 + 4 * i), slots[i]);
 	for (size_t i = 10 * 4; i < 520 * 512; i++)
 		assert_int_equal(fat1[i], 0);
 	free(fat1);
@@ -443,37 +434,37 @@ static void test_build_volume(void **state)
 	assert_int_equal(dir[11], 0x08);
 	assert_memory_equal(dir + 32, "EFI        ", 11);
 	assert_int_equal(dir[32 + 11], 0x10);
-	assert_int_equal(le16_at(dir + 32 + 0x1a), 3);
-	assert_int_equal(le16_at(dir + 32 + 0x18), 0x58B1);	/* write date */
-	assert_int_equal(le16_at(dir + 32 + 0x16), 0x6DAF);	/* write time */
+	assert_int_equal(get_le16(dir + 32 + 0x1a), 3);
+	assert_int_equal(get_le16(dir + 32 + 0x18), 0x58B1);	/* write date */
+	assert_int_equal(get_le16(dir + 32 + 0x16), 0x6DAF);	/* write time */
 	assert_memory_equal(dir + 64, "EMPTY      ", 11);
 	assert_int_equal(dir[64 + 0x0c], 0x08);		/* lower-case base */
-	assert_int_equal(le16_at(dir + 64 + 0x1a), 0);		/* no cluster */
-	assert_int_equal(le32_at(dir + 64 + 0x1c), 0);
+	assert_int_equal(get_le16(dir + 64 + 0x1a), 0);		/* no cluster */
+	assert_int_equal(get_le32(dir + 64 + 0x1c), 0);
 	assert_int_equal(dir[96], 0x41);			/* LFN slot */
 	assert_int_equal(dir[96 + 0x0b], 0x0f);
 	assert_int_equal(dir[96 + 0x0d], 0xB6);
 	assert_memory_equal(dir + 128, "LOADER~1CON", 11);
 	assert_int_equal(dir[128 + 11], 0x20);
-	assert_int_equal(le16_at(dir + 128 + 0x1a), 5);
-	assert_int_equal(le32_at(dir + 128 + 0x1c), 1300);
+	assert_int_equal(get_le16(dir + 128 + 0x1a), 5);
+	assert_int_equal(get_le32(dir + 128 + 0x1c), 1300);
 	assert_int_equal(dir[160], 0);				/* end */
 	free(dir);
 
 	/* EFI: "." = 3, ".." = 0 (parent is the root), BOOT = 4. */
 	dir = read_map(&m, data + 512, 512);
 	assert_memory_equal(dir, ".          ", 11);
-	assert_int_equal(le16_at(dir + 0x1a), 3);
+	assert_int_equal(get_le16(dir + 0x1a), 3);
 	assert_memory_equal(dir + 32, "..         ", 11);
-	assert_int_equal(le16_at(dir + 32 + 0x1a), 0);
+	assert_int_equal(get_le16(dir + 32 + 0x1a), 0);
 	assert_memory_equal(dir + 64, "BOOT       ", 11);
-	assert_int_equal(le16_at(dir + 64 + 0x1a), 4);
+	assert_int_equal(get_le16(dir + 64 + 0x1a), 4);
 	free(dir);
 	/* BOOT: ".." = 3. */
 	dir = read_map(&m, data + 2 * 512, 512);
-	assert_int_equal(le16_at(dir + 32 + 0x1a), 3);
+	assert_int_equal(get_le16(dir + 32 + 0x1a), 3);
 	assert_memory_equal(dir + 64, "BOOTX64 EFI", 11);
-	assert_int_equal(le16_at(dir + 64 + 0x1a), 8);
+	assert_int_equal(get_le16(dir + 64 + 0x1a), 8);
 	free(dir);
 
 	/* File bytes, zero to the end of the last cluster. */
@@ -515,7 +506,7 @@ static void test_build_no_label(void **state)
 	assert_int_equal(fat_build(&root, &o, &m), 0);
 	uint8_t *bs = read_map(&m, 512, 512);
 	assert_memory_equal(bs + 0x47, "NO NAME    ", 11);
-	assert_int_equal(le32_at(bs + 0x1c), 1);
+	assert_int_equal(get_le32(bs + 0x1c), 1);
 	free(bs);
 	uint8_t *dir = read_map(&m, 512 + 1072 * 512, 32);
 	assert_memory_equal(dir, "EFI        ", 11);	/* no label entry */

@@ -49,20 +49,6 @@ static struct gpt_guid guid_from_text(const char *s)
 	return g;
 }
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v;
-	memcpy(&v, p, sizeof(v));
-	return le32toh(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v;
-	memcpy(&v, p, sizeof(v));
-	return le64toh(v);
-}
-
 static void read_lba(const struct region_map *disk, uint64_t lba, void *buf,
 		     size_t nlbas)
 {
