@@ -23,19 +23,8 @@
 #include <unistd.h>
 
 #include "erofs/internal.h"
+#include "overlaywalk/source.h"
 #include "server/cleanup.h"
-
-/* What a region source's opaque points at: enough to reopen the file. */
-struct erofs_src {
-	const struct walk_tree *tree;
-	const struct walk_inode *inode;
-};
-
-static int erofs_src_open(const struct region_source *src)
-{
-	const struct erofs_src *s = src->opaque;
-	return walk_open_data(s->tree, s->inode);
-}
 
 /*
  * Joins a directory path and an entry name for error messages ("" for
@@ -146,7 +135,7 @@ static int add_sources(struct erofs_ctx *ctx, struct region_map *map)
 			nsrc++;
 	if (nsrc == 0)
 		return 0;
-	struct erofs_src *srcs = calloc(nsrc, sizeof(*srcs));
+	struct walk_source *srcs = calloc(nsrc, sizeof(*srcs));
 	if (!srcs || (r = region_map_own(map, srcs)) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < ctx->ninodes; i++) {
@@ -155,16 +144,9 @@ static int add_sources(struct erofs_ctx *ctx, struct region_map *map)
 
 		if (!S_ISREG(wi->mode) || !ei->size)
 			continue;
-		srcs[k] = (struct erofs_src){ .tree = ctx->tree, .inode = wi };
-		struct region_source src = {
-			.open = erofs_src_open,
-			.opaque = &srcs[k],
-			.name = wi->path ? wi->path : "",
-			.size = wi->size,
-			.mtime_sec = wi->mtime_sec,
-			.mtime_nsec = wi->mtime_nsec,
-		};
-		k++;
+		struct region_source src;
+
+		walk_region_source(ctx->tree, wi, &srcs[k++], &src);
 		r = region_add_source(map, &src, &ei->source);
 		if (r < 0)
 			return r;

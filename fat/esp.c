@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "fat/esp.h"
+#include "overlaywalk/source.h"
 #include "server/byteorder.h"
 #include "fat/fat.h"
 #include "server/cleanup.h"
@@ -61,12 +62,11 @@
 #define PE_MACHINE_X86_64	0x8664
 #define PE_MACHINE_ARM64	0xaa64
 
-/* What a region_source's opaque points at. */
+/*
+ * What the opaque of a source outside the tree (--kernel etc.) points at:
+ * reopened by path, then checked.  Files in the tree use walk_source.
+ */
 struct esp_src {
-	/* In the tree: reopened with walk_open_data(). */
-	const struct walk_tree *tree;
-	const struct walk_inode *inode;
-	/* Outside the tree (--kernel etc.): reopened by path, then checked. */
 	const char *path;
 	uint64_t dev, ino;
 };
@@ -436,13 +436,6 @@ static int find_kernels(struct esp_ctx *c)
 /* Sources                                                             */
 /* ------------------------------------------------------------------ */
 
-static int esp_src_open_tree(const struct region_source *src)
-{
-	const struct esp_src *s = src->opaque;
-
-	return walk_open_data(s->tree, s->inode);
-}
-
 /*
  * Reopens a file given by path and checks it is still the one measured
  * at start-up: same dev/ino (not replaced), size and mtime (not changed).
@@ -471,20 +464,11 @@ static int esp_src_open_path(const struct region_source *src)
 static int src_from_tree(struct esp_ctx *c, const struct walk_inode *in,
 			 struct region_source *ret)
 {
-	struct esp_src *s = calloc(1, sizeof(*s));
+	struct walk_source *ws = calloc(1, sizeof(*ws));
 
-	if (!s || region_map_own(c->map, s) < 0)
+	if (!ws || region_map_own(c->map, ws) < 0)
 		return -ENOMEM;
-	s->tree = c->tree;
-	s->inode = in;
-	*ret = (struct region_source){
-		.open = esp_src_open_tree,
-		.opaque = s,
-		.name = in->path,
-		.size = in->size,
-		.mtime_sec = in->mtime_sec,
-		.mtime_nsec = in->mtime_nsec,
-	};
+	walk_region_source(c->tree, in, ws, ret);
 	return 0;
 }
 
