@@ -7,7 +7,8 @@
 #   make bench           compare against mkfs.erofs and nbdkit (bench/run.sh)
 #   make install         PREFIX=/usr/local DESTDIR=
 #
-# Knobs: SANITIZE=1 (ASan+UBSan), WERROR=1 (CI), V=1 (echo commands).
+# Knobs: SANITIZE=1 (ASan+UBSan), WERROR=1 (CI), V=1 (echo commands),
+# QUICK=1 (make check without the slow system checks: VM boots, soak, ...).
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -34,11 +35,17 @@ endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
 PKGS := liburing libxxhash libcap zlib
+
+# pkg-config runs when a recipe needs the flags, never while this file is
+# parsed: `make deps demo` installs the packages and then builds in the
+# same run, so flags read at parse time would be those of a machine
+# without them.  Hence `=` (expanded at use) and not `:=`, for every
+# variable that asks pkg-config.
+PKG_CFLAGS = $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 override CPPFLAGS += -I. -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
 	-DEROFS_NBD_VERSION='"$(VERSION)"'
-override CFLAGS += -std=gnu11 $(WARNINGS) -MMD -MP \
-	$(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
+override CFLAGS += -std=gnu11 $(WARNINGS) -MMD -MP $(PKG_CFLAGS)
+LIBS = $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lpthread
 
 ifneq ($(V),1)
 Q := @
@@ -64,7 +71,11 @@ TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 .PHONY: all check unit deps demo bench install uninstall clean
 all: $(BIN) $(LAUNCH_BIN)
 
-$(O)/%.o: %.c
+# With `deps` among the goals, nothing compiles before it has run, even
+# with -j: `make -j2 deps check` on a fresh machine must not race apt.
+DEPS_FIRST := $(filter deps,$(MAKECMDGOALS))
+
+$(O)/%.o: %.c | $(DEPS_FIRST)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
@@ -80,7 +91,7 @@ $(O)/erofs-nbd-launch: $(LAUNCH_SRCS:%.c=$(O)/%.o)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(O)/tests/test-%: tests/unit/test-%.c $(TEST_HELPERS) $(LIB)
+$(O)/tests/test-%: tests/unit/test-%.c $(TEST_HELPERS) $(LIB) | $(DEPS_FIRST)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_HELPERS) $(LIB) \
@@ -89,7 +100,7 @@ $(O)/tests/test-%: tests/unit/test-%.c $(TEST_HELPERS) $(LIB)
 unit: $(UNIT_BINS)
 
 check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS)
-	$(Q)O=$(O) tests/run.sh
+	$(Q)O=$(O) QUICK=$(QUICK) tests/run.sh
 
 # Debian 12 packages: build (compiler, liburing, libxxhash, libcap, zlib
 # for the GPT's CRC32), unit tests (cmocka), integration tests and bench

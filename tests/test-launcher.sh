@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# slow: boots several QEMU guests
 # tests/test-launcher.sh - erofs-nbd-launch with QEMU: boots real guests
 # in both modes and checks that every run leaves nothing behind.
 #

@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# slow: boots a QEMU guest (TCG unless KVM works)
 # tests/test-vm.sh - boots a real kernel from an erofs-nbd export: the
 # Linux stand-in for vfkit's NBD disk attachment.
 #
