@@ -99,7 +99,15 @@ $(O)/tests/test-%: tests/unit/test-%.c $(TEST_HELPERS) $(LIB) | $(DEPS_FIRST)
 
 unit: $(UNIT_BINS)
 
-check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS)
+# The soak client the soak and fault tests run (libnbd, threads).
+SOAK_BIN := $(O)/tests/nbd-soak
+$(SOAK_BIN): tests/soak/nbd-soak.c | $(DEPS_FIRST)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TOOL    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< \
+		$(shell $(PKG_CONFIG) --libs libnbd 2>/dev/null) -lpthread
+
+check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS) $(SOAK_BIN)
 	$(Q)O=$(O) QUICK=$(QUICK) tests/run.sh
 
 # Debian 12 packages: build (compiler, liburing, libxxhash, libcap, zlib

@@ -103,7 +103,7 @@ timeout "${EROFS_NBD_FRESH_TIMEOUT:-2400}" \
 	line="$line" /bin/bash -c 'cd /root/erofs-nbd && /bin/bash -euo pipefail -c "$line"' \
 	</dev/null >"$T/setup.log" 2>&1 || rc=$?
 # apt's progress is long: keep what tells what happened.
-grep -vE '^(Get|Preparing|Unpacking|Selecting|Setting up|Processing|Created symlink|Adding|update-alternatives)' \
+grep -avE '^(Get|Preparing|Unpacking|Selecting|Setting up|Processing|Created symlink|Adding|update-alternatives)' \
 	"$T/setup.log" | tail -n 60
 [ "$rc" -eq 0 ] || fail "the README's first set-up line failed in a fresh Debian 12 root (exit $rc)"
 
