@@ -122,7 +122,7 @@ DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
 	debootstrap busybox-static linux-image-amd64 util-linux procps time \
 	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
-	systemd libcap2-bin openssh-server openssh-client
+	systemd libcap2-bin openssh-server openssh-client groff-base mandoc
 
 deps:
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \
@@ -143,13 +143,16 @@ bench: $(BIN)
 install: all
 	install -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/erofs-nbd
 	$(if $(LAUNCH_BIN),install -D -m 0755 $(LAUNCH_BIN) $(DESTDIR)$(BINDIR)/erofs-nbd-launch)
+	install -D -m 0644 server/erofs-nbd.1 $(DESTDIR)$(MANDIR)/man1/erofs-nbd.1
+	$(if $(LAUNCH_BIN),install -D -m 0644 launcher/erofs-nbd-launch.1 $(DESTDIR)$(MANDIR)/man1/erofs-nbd-launch.1)
 	install -D -m 0644 systemd/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket
 	sed 's|/usr/local/bin/erofs-nbd|$(BINDIR)/erofs-nbd|' systemd/erofs-nbd@.service >$(O)/erofs-nbd@.service
 	install -D -m 0644 $(O)/erofs-nbd@.service $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
 	install -D -m 0644 systemd/erofs-nbd.env.example $(DESTDIR)$(PREFIX)/share/doc/erofs-nbd/erofs-nbd.env.example
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/erofs-nbd
+	rm -f $(DESTDIR)$(BINDIR)/erofs-nbd $(DESTDIR)$(BINDIR)/erofs-nbd-launch
+	rm -f $(DESTDIR)$(MANDIR)/man1/erofs-nbd.1 $(DESTDIR)$(MANDIR)/man1/erofs-nbd-launch.1
 	rm -f $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
 
 clean:
