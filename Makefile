@@ -53,8 +53,10 @@ LIB := $(O)/liberofsnbd.a
 BIN := $(O)/erofs-nbd
 
 # The launcher is a program of its own; it shares no code with the server
-# beyond the small headers in server/.
+# beyond the small headers in server/ and fat/bootcfg.c, the one rule
+# for a tree's kernels and kernel arguments (used by the ESP builder too).
 LAUNCH_SRCS := $(wildcard launcher/*.c)
+LAUNCH_SHARED := fat/bootcfg.c
 LAUNCH_BIN := $(if $(LAUNCH_SRCS),$(O)/erofs-nbd-launch)
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
@@ -76,7 +78,7 @@ $(BIN): $(O)/server/main.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(O)/erofs-nbd-launch: $(LAUNCH_SRCS:%.c=$(O)/%.o)
+$(O)/erofs-nbd-launch: $(LAUNCH_SRCS:%.c=$(O)/%.o) $(LAUNCH_SHARED:%.c=$(O)/%.o)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 

@@ -186,17 +186,17 @@ int server_build_argv(struct launch *l)
 				strv_add(a, pairs[i][0]);
 				strv_add(a, pairs[i][1]);
 			}
-		/* What the server adds to its root=PARTUUID=... line in the
-		 * loader entry: the console we wire up (as for kernel boot),
-		 * --cmdline, and, without SMBIOS (vfkit, QEMU off x86), the
-		 * SSH credential. */
-		bool cred = l->ssh_credential && cred_on_cmdline(l);
+		/* What the server adds to its root=PARTUUID=... line and the
+		 * tree's own arguments in the loader entry: what the launcher
+		 * needs (boot_launcher_args(): the console we wire up,
+		 * systemd.volatile=overlay, the SSH credential without SMBIOS;
+		 * a BLS "options" line carries quotes), then --cmdline. */
+		_cleanup_free_ char *ours = boot_launcher_args(l, true);
 
+		if (!ours)
+			return -ENOMEM;
 		strv_add(a, "--cmdline");
-		strv_addf(a, "console=%s%s%s%s%s", guest_console(l), l->cmdline ? " " : "",
-			  l->cmdline ? l->cmdline : "",
-			  cred ? " systemd.set_credential_binary=ssh.authorized_keys.root:" : "",
-			  cred ? l->ssh_credential : "");
+		strv_addf(a, "%s%s%s", ours, l->cmdline ? " " : "", l->cmdline ? l->cmdline : "");
 	}
 	for (size_t i = 0; i < l->server_opts.n; i++)
 		strv_add(a, l->server_opts.v[i]);
