@@ -242,8 +242,8 @@ else
 	expect_value efi EFI-FIRMWARE uefi
 	[[ $(value efi EFI-VAR-LoaderInfo) == systemd-boot* ]] ||
 		fail "efi: systemd-boot did not run (LoaderInfo '$(value efi EFI-VAR-LoaderInfo)')"
-	[[ $(value efi EFI-CMDLINE) == *" console=ttyS0 panic=-1"* ]] ||
-		fail "efi: kernel command line" "*console=ttyS0 panic=-1*" "$(value efi EFI-CMDLINE)"
+	[[ $(value efi EFI-CMDLINE) == *" console=ttyS0 systemd.volatile=overlay panic=-1"* ]] ||
+		fail "efi: kernel command line" "*console=ttyS0 systemd.volatile=overlay panic=-1*" "$(value efi EFI-CMDLINE)"
 	expect_value efi EFI-ROOTFS erofs
 	expect_value efi EFI-MARKER "$marker"
 	nothing_left efi "$work/run-efi"
@@ -391,7 +391,7 @@ has q-tcp -smbios "type=11,value=io.systemd.credential.binary:ssh.authorized_key
 ok "q-tcp: --connect over TCP, the SSH key in SMBIOS type 11"
 qdry q-kernel --boot kernel --export "$ktree" --runtime-dir "$run" --cmdline "quiet"
 has q-kernel -kernel "$ktree/boot/vmlinuz-$kver" -initrd "$ktree/boot/initrd.img-$kver" \
-	-append "root=/dev/vda rootfstype=erofs ro console=ttyS0 quiet"
+	-append "root=/dev/vda rootfstype=erofs ro console=ttyS0 systemd.volatile=overlay quiet"
 has q-kernel -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$run/nbd.sock,export=root,read-only=on"
 ok "q-kernel: the tree's kernel, the root export"
 
