@@ -18,8 +18,9 @@ requires test -e /usr/lib/aarch64-linux-gnu/pkgconfig/cmocka.pc
 cd "$TESTS_DIR/.."
 check "make check-aarch64"
 make --no-print-directory check-aarch64 || fail "make check-aarch64 failed (above)"
-file build-aarch64/erofs-nbd | grep -q 'ARM aarch64' ||
-	fail "build-aarch64/erofs-nbd is not an aarch64 binary: $(file build-aarch64/erofs-nbd)"
-file build-aarch64/erofs-nbd-launch | grep -q 'ARM aarch64' ||
-	fail "build-aarch64/erofs-nbd-launch is not an aarch64 binary"
+# ELF e_machine (offset 18, little-endian): EM_AARCH64 is 183 (0xb7).
+for b in erofs-nbd erofs-nbd-launch; do
+	m=$(od -An -tx1 -j18 -N2 "build-aarch64/$b" | tr -d ' ')
+	[ "$m" = b700 ] || fail "build-aarch64/$b: ELF machine" "b700 (aarch64)" "$m"
+done
 echo "PASS: $TEST_NAME"
