@@ -471,9 +471,12 @@ static int run_vm_once(struct launch *l, bool may_retry)
 			return EXIT_LAUNCH_ERROR;
 		}
 		describe(l->vmm_status, what, sizeof(what));
-		log_error("%s failed: %s", l->vmm_argv.v[0], what);
-		if (may_retry && now_ms() - started < STARTUP_MS)
+		if (may_retry && now_ms() - started < STARTUP_MS) {
+			log_warning("%s with KVM failed during start-up: %s", l->vmm_argv.v[0],
+				    what);
 			return -EAGAIN;
+		}
+		log_error("%s failed: %s", l->vmm_argv.v[0], what);
 		return EXIT_VMM_FAILED;
 	}
 	return result;
@@ -488,8 +491,8 @@ int sup_run_vm(struct launch *l)
 		/* Nested KVM can crash QEMU as the vCPUs start (seen:
 		 * "kvm_buf_set_msrs: Assertion ... failed"), where
 		 * -accel kvm -accel tcg does not help: KVM initialised. */
-		log_warning("QEMU with KVM failed during start-up; trying once more with"
-			    " TCG (give --accel kvm to forbid this, --accel tcg to skip KVM)");
+		log_warning("trying once more with TCG (--accel kvm forbids this,"
+			    " --accel tcg skips KVM)");
 		strv_free(&l->vmm_argv);
 		l->accel = "tcg";
 		r = qemu_build_argv(l);

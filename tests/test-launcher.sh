@@ -310,6 +310,53 @@ ok "connect: the server is still running"
 nothing_left connect "$work/run-connect"
 stop_server "$SRV_PID" || fail "erofs-nbd exited non-zero on SIGTERM"
 
+# --- kvm-retry: QEMU with KVM dies during start-up: once more with TCG ---------------
+# A stand-in QEMU that dies the way QEMU does on some nested KVM hosts
+# (an assertion in kvm_buf_set_msrs, SIGABRT) whenever it is given KVM,
+# and runs the real QEMU otherwise.
+if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+	check "kvm-retry: KVM chosen by --accel auto dies at start: retried with TCG"
+	fakeq=$work/fake-qemu
+	cat >"$fakeq" <<'EOF_FAKE'
+#!/bin/sh
+for a in "$@"; do
+	if [ "$a" = kvm ]; then
+		echo "qemu-system-x86_64: ../accel/kvm/kvm-all.c:1706: kvm_buf_set_msrs: Assertion \`ret == cpu->kvm_msr_buf->nmsrs' failed." >&2
+		kill -ABRT $$
+	fi
+done
+exec qemu-system-x86_64 "$@"
+EOF_FAKE
+	chmod +x "$fakeq"
+	for mode in auto kvm; do
+		name=kvm-$mode
+		: >"$work/$name.con"
+		"$LAUNCH" -v --server "$EROFS_NBD" --vmm-binary "$fakeq" --accel "$mode" --cpus 1 \
+			--memory 256 --console-log "$work/$name.con" --boot kernel --export "$ktree" \
+			--cmdline "panic=-1" --runtime-dir "$work/run-$name" </dev/null \
+			>"$work/$name.out" 2>"$work/$name.err" &
+		LPID=$!
+		cleanup_fn kill -KILL "$LPID"
+		finish "$name"
+		if [ "$mode" = auto ]; then expect_rc "$name" 0; else expect_rc "$name" 4; fi
+		nothing_left "$name" "$work/run-$name"
+	done
+	grep -q "killed by signal 6" "$work/kvm-auto.err" || fail "kvm-auto: the stand-in did not abort under KVM"
+	grep -q "trying once more with TCG" "$work/kvm-auto.err" ||
+		fail "kvm-auto: the launcher did not say it retries with TCG"
+	[ "$(grep -c "^erofs-nbd-launch: started $fakeq" "$work/kvm-auto.err")" = 2 ] ||
+		fail "kvm-auto: QEMU was not started exactly twice"
+	expect_value kvm-auto LAUNCH-MARKER "$marker"
+	ok "kvm-auto: QEMU aborted under KVM, the launcher said so and booted with TCG"
+	grep -q "trying once more with TCG" "$work/kvm-kvm.err" &&
+		fail "kvm-kvm: --accel kvm was retried with TCG"
+	grep -q "failed: killed by signal 6" "$work/kvm-kvm.err" ||
+		fail "kvm-kvm: no message about QEMU's failure"
+	ok "kvm-kvm: with --accel kvm there is no retry"
+else
+	echo "SKIP (kvm-retry cases only): no usable /dev/kvm, so --accel auto never picks KVM"
+fi
+
 # --- vfkit: the launcher's side of vfkit, with a stand-in ---------------------------
 # tests/launcher/fake-vfkit reads the NBD export it is given with nbdinfo
 # and serves vfkit's REST API; the launcher must stop it through that API.
