@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "fat/bootcfg.h"
 
@@ -108,6 +109,24 @@ bool bootcfg_kver_ok(const char *name)
 		if (!is_digit(name[i]) && !is_alpha(name[i]) && !strchr("._+~^-", name[i]))
 			return false;
 	return strcasecmp(name, "EFI") != 0 && strcasecmp(name, "loader") != 0;
+}
+
+long bootcfg_read_fd(int fd, char *buf, size_t size)
+{
+	size_t got = 0;
+
+	while (got < size) {
+		ssize_t n = read(fd, buf + got, size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (long)got;
 }
 
 /* ------------------------------------------------------------------ */

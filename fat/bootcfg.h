@@ -35,6 +35,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/*
+ * Reads from fd until size bytes or the end of the file, retrying EINTR:
+ * the byte count, or -errno.  For the read callbacks of both users.
+ */
+long bootcfg_read_fd(int fd, char *buf, size_t size);
+
 /* Longest kernel version we accept (it becomes a FAT name on the ESP). */
 #define BOOTCFG_KVER_MAX	200
 

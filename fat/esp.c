@@ -314,25 +314,13 @@ static long model_read(void *ctx, const char *path, char *buf, size_t size)
 	const struct walk_tree *t = ctx;
 	const struct walk_inode *in = tree_lookup(t, t->root, path);
 	_cleanup_close_ int fd = -1;
-	size_t got = 0;
 
 	if (!in || !S_ISREG(in->mode))
 		return -ENOENT;
 	fd = walk_open_data(t, in);
 	if (fd < 0)
 		return fd;
-	while (got < size) {
-		ssize_t n = read(fd, buf + got, size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (long)got;
+	return bootcfg_read_fd(fd, buf, size);
 }
 
 static struct bootcfg_tree model_tree(const struct walk_tree *t)

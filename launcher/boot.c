@@ -128,22 +128,10 @@ static long host_read(void *ctx, const char *path, char *buf, size_t size)
 	const struct launch *l = ctx;
 	_cleanup_close_ int fd = openat(l->tree_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
 					O_CLOEXEC);
-	size_t got = 0;
 
 	if (fd < 0)
 		return -errno;
-	while (got < size) {
-		ssize_t n = read(fd, buf + got, size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (long)got;
+	return bootcfg_read_fd(fd, buf, size);
 }
 
 /* Opens the tree's root for the bootcfg_tree callbacks. */

@@ -162,6 +162,9 @@ void rundir_remove(struct launch *l);
 /* 0 if name (a path, or a program on $PATH as execvp searches it) can
  * be executed, else -ENOENT/-EACCES. */
 int find_program(const char *name);
+/* This program's absolute path (/proc/self/exe on Linux), malloc'ed, or
+ * NULL where it cannot be known. */
+char *self_path(void);
 /* Where the guest's console goes: --console-log, else with --ssh
  * $RUN/console (the terminal belongs to the session), else NULL: the
  * terminal. */

@@ -346,23 +346,17 @@ fail:
 	return EXIT_LAUNCH_ERROR;
 }
 
-/* This program's path, for ssh's ProxyCommand: /proc/self/exe on Linux,
- * else argv[0] made absolute (or found on $PATH).  NULL if unknown. */
+/* This program's path, for ssh's ProxyCommand: self_path(), else argv[0]
+ * made absolute, else its name (the shell then finds it on $PATH). */
 static char *self_exe(const char *argv0)
 {
-	char buf[4096];
-	ssize_t n = -1;
+	char *p = self_path();
 
-#ifdef __linux__
-	n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-#endif
-	if (n > 0) {
-		buf[n] = '\0';
-		return strdup(buf);
-	}
+	if (p)
+		return p;
 	if (strchr(argv0, '/'))
 		return realpath(argv0, NULL);
-	return strdup("erofs-nbd-launch");	/* found on $PATH by the shell */
+	return strdup("erofs-nbd-launch");
 }
 
 static void print_argv(FILE *f, const char *prefix, const struct strv *a)

@@ -135,28 +135,18 @@ int server_parse_uri(struct launch *l)
 	return 0;
 }
 
-/* erofs-nbd next to this program (/proc/self/exe on Linux, argv[0]
- * elsewhere), else from $PATH. */
+/* erofs-nbd next to this program, else from $PATH. */
 static char *find_server(void)
 {
-	char self[4096];
-	ssize_t n = -1;
+	_cleanup_free_ char *self = self_path();
+	char *slash = self ? strrchr(self, '/') : NULL, *p;
 
-#ifdef __linux__
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-#endif
-	if (n > 0) {
-		char *slash, *p;
-
-		self[n] = '\0';
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = '\0';
-			p = path_join(self, "erofs-nbd");
-			if (p && access(p, X_OK) == 0)
-				return p;
-			free(p);
-		}
+	if (slash) {
+		*slash = '\0';
+		p = path_join(self, "erofs-nbd");
+		if (p && access(p, X_OK) == 0)
+			return p;
+		free(p);
 	}
 	return strdup("erofs-nbd");
 }

@@ -273,6 +273,25 @@ static bool graceful_stop(struct launch *l)
 	return true;
 }
 
+/* Moves to the hard stop: HardStop/SIGTERM now, SIGKILL HARD_STOP_MS later. */
+static void escalate(struct launch *l, enum stop_stage *stage, long long *deadline)
+{
+	hard_stop(l);
+	*stage = HARD;
+	*deadline = now_ms() + HARD_STOP_MS;
+}
+
+/* Asks the guest to power off within --grace, else stops it hard now. */
+static void begin_stop(struct launch *l, enum stop_stage *stage, long long *deadline)
+{
+	if (!graceful_stop(l)) {
+		escalate(l, stage, deadline);
+		return;
+	}
+	*stage = GRACEFUL;
+	*deadline = now_ms() + (long long)l->grace_sec * 1000;
+}
+
 /* Prints the last lines of the console file, to show why sshd never came. */
 static void console_tail(const struct launch *l, int lines)
 {
@@ -364,11 +383,8 @@ static int run_vm_once(struct launch *l, bool may_retry)
 			log_error("erofs-nbd ended (%s) while the VM was running;"
 				  " stopping the VM", what);
 			result = EXIT_SERVER_DIED;
-			if (!l->vmm_exited) {
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
-			}
+			if (!l->vmm_exited)
+				escalate(l, &stage, &deadline);
 		}
 		if (l->vmm_exited)
 			break;
@@ -401,23 +417,14 @@ static int run_vm_once(struct launch *l, bool may_retry)
 		}
 		/* The session is over (or never came): power the guest off. */
 		if (l->ssh && stage == RUNNING && result >= 0) {
-			if (graceful_stop(l)) {
-				stage = GRACEFUL;
-				deadline = now_ms() + (long long)l->grace_sec * 1000;
-			} else {
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
-			}
+			begin_stop(l, &stage, &deadline);
 			wake = deadline;
 		}
 		if (deadline >= 0 && now_ms() >= deadline) {
 			if (stage == GRACEFUL) {
 				log_warning("the guest did not power off within %u s;"
 					    " stopping it hard", l->grace_sec);
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
+				escalate(l, &stage, &deadline);
 			} else if (stage == HARD) {
 				log_warning("%s did not stop; killing it", l->vmm_argv.v[0]);
 				kill(l->vmm_pid, SIGKILL);
@@ -435,19 +442,10 @@ static int run_vm_once(struct launch *l, bool may_retry)
 			kill(l->ssh_pid, SIGTERM);	/* the session ends with the run */
 		if (stage == RUNNING) {
 			log_info("%s: stopping the VM", strsignal(sig));
-			if (graceful_stop(l)) {
-				stage = GRACEFUL;
-				deadline = now_ms() + (long long)l->grace_sec * 1000;
-			} else {
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
-			}
+			begin_stop(l, &stage, &deadline);
 		} else if (stage == GRACEFUL) {
 			log_info("%s again: stopping the VM hard", strsignal(sig));
-			hard_stop(l);
-			stage = HARD;
-			deadline = now_ms() + HARD_STOP_MS;
+			escalate(l, &stage, &deadline);
 		}
 	}
 

@@ -329,6 +329,20 @@ void rundir_remove(struct launch *l)
 	l->run_dir_created = false;
 }
 
+char *self_path(void)
+{
+#ifdef __linux__
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+	if (n > 0) {
+		buf[n] = '\0';
+		return strdup(buf);
+	}
+#endif
+	return NULL;
+}
+
 const char *console_path(const struct launch *l)
 {
 	if (l->console_log)
