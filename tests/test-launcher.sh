@@ -398,6 +398,30 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 	expect_rc vf-kill 3
 	expect_value vf-kill FAKE-VFKIT-STATE HardStop
 	nothing_left vf-kill "$work/run-vf-kill"
+
+	# The SSH path on vfkit: the key as a credential on the command
+	# line, vsock 22 through --proxy-unix, COMMAND quoted, its status.
+	if command -v sshd >/dev/null || [ -x /usr/sbin/sshd ]; then
+		check "vf-ssh: -- COMMAND through vfkit's vsock port 22 (sshd -i in the stand-in)"
+		weird=$'a b  "c" \'d\' $HOME ; `id` \\ *\nline 2'
+		launch vf-ssh --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+			--runtime-dir "$work/run-vf-ssh" --grace 30 -- printf '%s' "$weird"
+		finish vf-ssh
+		expect_rc vf-ssh 0
+		expect_value vf-ssh FAKE-VFKIT-SSH-KEYS 1
+		[ "$(cat "$work/vf-ssh.out"; echo x)" = "${weird}x" ] ||
+			fail "vf-ssh: the argument did not come back byte for byte" "$weird" "$(cat "$work/vf-ssh.out")"
+		expect_value vf-ssh FAKE-VFKIT-STATE Stop
+		nothing_left vf-ssh "$work/run-vf-ssh"
+		launch vf-ssh7 --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+			--runtime-dir "$work/run-vf-ssh7" --grace 30 -- sh -c 'exit 7'
+		finish vf-ssh7
+		expect_rc vf-ssh7 7
+		nothing_left vf-ssh7 "$work/run-vf-ssh7"
+		ok "vf-ssh: COMMAND's bytes and exit status through vsock 22"
+	else
+		echo "SKIP (vf-ssh cases only): no sshd"
+	fi
 else
 	echo "SKIP (vfkit stand-in cases only): no nbdinfo or python3"
 fi
