@@ -6,7 +6,8 @@
 # mkfs.erofs of the tree (its time added) plus the same boot from the same
 # disk, prebuilt (nbdcopy of our `disk` export, whose ESP already has the
 # launcher's kernel command line) and served by `nbdkit file`, reached
-# with erofs-nbd-launch --connect.  Median of RUNS of each, alternating.
+# with erofs-nbd-launch --connect.  Median of RUNS of each, alternating,
+# after one warm-up run.
 # Reports only; there is no pass or fail.
 #
 #   bench/boot-ssh.sh BIN [TREE]     BIN: build/erofs-nbd (the launcher beside it)
@@ -104,9 +105,11 @@ mkfs_once() {
 	secs $((10#$t1 - 10#$t0))
 }
 
-note "warm-up run of each; then $RUNS runs of each, alternating ($ACCEL)"
+# One warm-up run (QEMU, OVMF and the tree's files into the page cache;
+# the prebuilt disk is there already, nbdcopy just wrote it), then
+# alternate so that load changes hit both alike.
+note "a warm-up run, then $RUNS runs of each, alternating ($ACCEL)"
 first_output --export "$TREE" >/dev/null
-first_output --connect "nbd+unix:///disk?socket=$work/kit.sock" >/dev/null
 ours=() kit=() mkfs=()
 for ((r = 0; r < RUNS; r++)); do
 	ours+=("$(first_output --export "$TREE")")
