@@ -3,7 +3,9 @@
  * launch.h - erofs-nbd-launch, the program that boots a VM from an
  * erofs-nbd export: it starts (or connects to) the server, starts the
  * virtual machine monitor (QEMU on Linux, vfkit on macOS) with the export
- * attached as a read-only virtio-blk disk, supervises both and cleans up.
+ * attached as a read-only virtio-blk disk, supervises both and cleans up;
+ * with --ssh or -- COMMAND it also logs in over SSH (ssh.c), runs COMMAND
+ * and powers the guest off.
  * Facts it follows: ../shared/docs/vfkit-launch.md (§1 vfkit command
  * line, §4.1-4.2 socket activation and sd_notify, §5 QEMU).
  *

@@ -7,7 +7,8 @@
  *
  * Never a shell: every program is run from an argv array, and data such
  * as an SSH public key travels as a systemd credential, not in a script
- * (vfkit-launch.md §3.4).
+ * (vfkit-launch.md §3.4).  A COMMAND for the guest (-- COMMAND) reaches
+ * its remote shell as single-quoted words that give back exactly argv.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -65,8 +66,10 @@ static void usage(FILE *f)
 	      "  --ssh-timeout SECS      wait at most SECS for the guest's sshd (default 600)\n"
 	      "  --cpus N                virtual CPUs (default 2)\n"
 	      "  --memory MIB            memory in MiB (default 2048)\n"
-	      "  --console-log FILE      guest console to FILE (default: this terminal)\n"
-	      "  --accel auto|kvm|tcg    QEMU accelerator (default auto: KVM if usable)\n"
+	      "  --console-log FILE      guest console to FILE (default: this terminal;\n"
+	      "                          with --ssh, a file in the runtime directory)\n"
+	      "  --accel auto|kvm|tcg    QEMU accelerator (default auto: KVM if usable,\n"
+	      "                          once more with TCG if QEMU then fails to start)\n"
 	      "  --firmware CODE, --firmware-vars VARS\n"
 	      "                          QEMU EFI firmware (default OVMF/AAVMF 4M files)\n"
 	      "  --device-id ID          disk serial / vfkit deviceId (default erofsroot)\n"
