@@ -10,7 +10,8 @@
 # for CI (a boot under TCG emulating arm64 takes ~5 min): run by hand.
 #
 # Checked: exit status 0 (COMMAND's), the os-release byte for byte,
-# aarch64, running or degraded (failed units printed), nothing left behind.
+# aarch64, running or degraded (failed units printed), a graceful power-off
+# (no hard stop), nothing left behind.
 # Env: O (build dir, default build), EROFS_NBD_SSH_TIMEOUT (default 2400).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,7 +31,9 @@ script='cat /etc/os-release; echo "ARCH=$(uname -m)"
 echo "STATE=$(systemctl is-system-running --wait)"
 systemctl --failed --no-legend --plain | sed "s/^/FAILED=/"'
 boot=$SECONDS
-"$LAUNCH" -v --server "$O/erofs-nbd" --arch aarch64 --accel tcg --memory 2048 \
+# --grace 180: systemd's shutdown takes more than the default 20 s when
+# arm64 is emulated.
+"$LAUNCH" -v --server "$O/erofs-nbd" --arch aarch64 --accel tcg --memory 2048 --grace 180 \
 	--ssh-timeout "${EROFS_NBD_SSH_TIMEOUT:-2400}" --runtime-dir "$work/run" \
 	--console-log "$work/console.log" --export "$tree" -- sh -c "$script" \
 	</dev/null >"$work/out" 2>"$work/err" && rc=0 || rc=$?
@@ -43,6 +46,7 @@ head -n "$(wc -l <"$tree/etc/os-release")" "$work/out" | cmp -s - "$tree/etc/os-
 grep -qx ARCH=aarch64 "$work/out" || die "the guest is not aarch64"
 state=$(sed -n 's/^STATE=//p' "$work/out")
 case $state in running | degraded) ;; *) die "is-system-running: '$state'" ;; esac
+grep -q "did not power off" "$work/err" && die "the guest did not power off by itself"
 for pid in $(sed -n 's/^erofs-nbd-launch: started .* (pid \([0-9]*\)).*/\1/p' "$work/err"); do
 	kill -0 "$pid" 2>/dev/null && die "pid $pid still runs"
 done
