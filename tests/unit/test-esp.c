@@ -330,6 +330,40 @@ static void test_build_debian(void **state)
 	free(what);
 }
 
+/* The tree's own kernel arguments go between "root=... ro" and --cmdline. */
+static void test_build_kargs(void **state)
+{
+	struct fixture *fx = *state;
+	struct esp_opts o = { .cmdline = "console=ttyS0" };
+	struct esp_result res;
+	static const char cmdline[] = "root=UUID=x ro quiet\n";
+	static const char toml[] = "kargs = [\"mitigations=auto\"]\n"
+				   "match-architectures = [\"x86_64\"]\n";
+	static const char arm[] = "kargs = [\"arm=1\"]\nmatch-architectures = [\"aarch64\"]\n";
+	static const char bad[] = "kargs = [\"a b\"]\n";
+	char *what;
+
+	put_pe(fx->dir, "boot/vmlinuz-6.1.0-10-amd64", 0x8664);
+	put(fx->dir, "boot/initrd.img-6.1.0-10-amd64", "initrd", 6);
+	put_pe(fx->dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi", 0x8664);
+	put(fx->dir, "etc/kernel/cmdline", cmdline, sizeof(cmdline) - 1);
+	put(fx->dir, "usr/lib/bootc/kargs.d/10-x86.toml", toml, sizeof(toml) - 1);
+	put(fx->dir, "usr/lib/bootc/kargs.d/20-arm.toml", arm, sizeof(arm) - 1);
+	walk(fx);
+	if (build(fx, &o, &res, &what) < 0)
+		fail_msg("esp_build: %s", what);
+	assert_string_equal(res.cmdline, "root=PARTUUID=" PARTUUID " rootfstype=erofs ro"
+			    " quiet mitigations=auto console=ttyS0");
+	esp_result_free(&res);
+
+	put(fx->dir, "usr/lib/bootc/kargs.d/30-bad.toml", bad, sizeof(bad) - 1);
+	walk(fx);
+	assert_int_equal(build(fx, &o, &res, &what), -EINVAL);
+	assert_non_null(strstr(what, "usr/lib/bootc/kargs.d/30-bad.toml"));
+	assert_non_null(strstr(what, "whitespace"));
+	free(what);
+}
+
 static void test_build_bootc(void **state)
 {
 	struct fixture *fx = *state;
@@ -414,6 +448,7 @@ int main(void)
 		cmocka_unit_test(test_pe_arch_real),
 		cmocka_unit_test_setup_teardown(test_tree_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_debian, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_kargs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_bootc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_missing, setup, teardown),
 	};
