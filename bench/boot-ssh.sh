@@ -86,12 +86,21 @@ note "the prebuilt disk: nbdcopy of our disk export (ESP options: $cmdline)"
 	>/dev/null 2>"$work/server.log" &
 srv=$!
 pids+=("$srv")
-for ((i = 0; i < 600 && ! -S $work/ours.sock; i++)); do sleep 0.1; done
+# wait_sock PATH: up to 60 s for a Unix socket to appear.
+wait_sock() {
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[ -S "$1" ] && return 0
+		sleep 0.1
+	done
+	die "no socket '$1' after 60 s"
+}
+wait_sock "$work/ours.sock"
 nbdcopy "nbd+unix:///disk?socket=$work/ours.sock" "$work/disk.img" || die "nbdcopy failed"
 kill -TERM "$srv"; wait "$srv" 2>/dev/null || true
 nbdkit -f -r -U "$work/kit.sock" file "$work/disk.img" 2>"$work/nbdkit.log" &
 pids+=("$!")
-for ((i = 0; i < 300 && ! -S $work/kit.sock; i++)); do sleep 0.1; done
+wait_sock "$work/kit.sock"
 
 # mkfs_once: seconds one mkfs.erofs of the tree takes.
 mkfs_once() {
