@@ -54,11 +54,10 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 secs() { awk -v us="$1" 'BEGIN { printf "%.2f\n", us / 1e6 }'; }
 
 # first_output ARG...: runs the launcher with ARG... -- cat /etc/os-release;
-# prints the seconds from its start to the first line of output.
-n=0
+# prints the seconds from its start to the first line of output.  Runs in
+# $(...), a subshell: names come from its own pid.
 first_output() {
-	local fifo t0 t1 line p
-	n=$((n + 1))
+	local fifo t0 t1 line p n=$BASHPID
 	fifo=$work/out.$n
 	mkfifo "$fifo"
 	t0=${EPOCHREALTIME/./}
@@ -71,6 +70,7 @@ first_output() {
 	t1=${EPOCHREALTIME/./}
 	cat <&"$fd" >/dev/null
 	exec {fd}<&-
+	rm -f "$fifo"
 	wait "$p" || { tail -n 20 "$work/launch.$n.err" >&2; die "launcher run $n failed"; }
 	[[ $line == *=* ]] || die "run $n: first line '$line' is not os-release's"
 	secs $((10#$t1 - 10#$t0))
