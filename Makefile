@@ -60,15 +60,17 @@ LIB := $(O)/liberofsnbd.a
 BIN := $(O)/erofs-nbd
 
 # The launcher is a program of its own; it shares no code with the server
-# beyond the small headers in server/.
+# beyond the small headers in server/ and fat/bootcfg.c, the one rule
+# for a tree's kernels and kernel arguments (used by the ESP builder too).
 LAUNCH_SRCS := $(wildcard launcher/*.c)
+LAUNCH_SHARED := fat/bootcfg.c
 LAUNCH_BIN := $(if $(LAUNCH_SRCS),$(O)/erofs-nbd-launch)
 
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
-.PHONY: all check unit deps demo bench install uninstall clean
+.PHONY: all check unit deps demo bench install uninstall clean check-aarch64 check-arm64-os
 all: $(BIN) $(LAUNCH_BIN)
 
 # With `deps` among the goals, nothing compiles before it has run, even
@@ -87,7 +89,7 @@ $(BIN): $(O)/server/main.o $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(O)/erofs-nbd-launch: $(LAUNCH_SRCS:%.c=$(O)/%.o)
+$(O)/erofs-nbd-launch: $(LAUNCH_SRCS:%.c=$(O)/%.o) $(LAUNCH_SHARED:%.c=$(O)/%.o)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -116,15 +118,21 @@ check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS) $(SOAK_BIN)
 # xattrs, a kernel and busybox for the VM tests, debootstrap for the
 # distribution tree, dosfstools/mtools/gdisk/fdisk to check the ESP and
 # GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
-# openssh for the unit and --connect tests).
+# openssh for the unit and --connect tests; the aarch64 cross build: its
+# compiler, the :arm64 -dev packages, qemu-user-static for the unit tests
+# and the arm64 debootstrap, qemu-system-arm and AAVMF for arm64 boots).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
 	debootstrap busybox-static linux-image-amd64 util-linux procps time \
 	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
-	systemd libcap2-bin openssh-server openssh-client groff-base mandoc
+	systemd libcap2-bin openssh-server openssh-client groff-base mandoc \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binfmt-support \
+	qemu-system-arm qemu-efi-aarch64 liburing-dev:arm64 libxxhash-dev:arm64 \
+	libcap-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64
 
 deps:
+	$(Q)dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 			grep -q 'install ok installed' || echo $$p; done); \
@@ -133,6 +141,20 @@ deps:
 		apt-get update && DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y --no-install-recommends $$missing; \
 	else echo "all $(words $(DEB_PACKAGES)) packages present"; fi
+
+# aarch64 (podman machine on Apple silicon runs the server there): a
+# cross build with gcc-aarch64-linux-gnu against the :arm64 -dev packages
+# in build-aarch64/, then every unit test under qemu-user.
+AARCH64_PKG_CONFIG := env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
+check-aarch64:
+	$(Q)$(MAKE) --no-print-directory O=build-aarch64 CC=aarch64-linux-gnu-gcc \
+		AR=aarch64-linux-gnu-ar PKG_CONFIG="$(AARCH64_PKG_CONFIG)" SANITIZE= all unit
+	$(Q)tests/cross/run-unit.sh build-aarch64 aarch64
+
+# A real arm64 Debian OS tree (built once per machine under emulation,
+# ~40 min) booted with AAVMF under TCG, a COMMAND run over SSH.
+check-arm64-os: all
+	$(Q)O=$(O) tests/os/check-arm64.sh
 
 demo: $(BIN)
 	$(Q)tests/demo.sh $(BIN)
@@ -156,6 +178,6 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-aarch64
 
 -include $(LIB_OBJS:.o=.d) $(O)/server/main.d $(LAUNCH_SRCS:%.c=$(O)/%.d)

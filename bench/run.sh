@@ -13,7 +13,8 @@
 # Knobs: BENCH_RUNS (start-up runs, default 9), BENCH_READ_RUNS (read runs,
 # default 9), BENCH_EFI_RUNS (EFI boots of each disk, default 3; 0 leaves
 # the EFI row out), EROFS_NBD_VM_ACCEL (kvm|tcg, else probed), TMPDIR
-# (where mkfs.erofs writes its image).
+# (where mkfs.erofs writes its image), BENCH_SSH_RUNS (boots to a COMMAND's
+# output over SSH, bench/boot-ssh.sh, default 3; 0 leaves that row out).
 set -euo pipefail
 export LC_ALL=C	# decimal points for awk, sort -g and $EPOCHREALTIME
 
@@ -445,3 +446,8 @@ echo "medians, s: erofs-nbd start $ours_start, mkfs.erofs $mkfs_start;" \
 	"nbdkit ($kit_size B) $kit_read / $kit_read1"
 [ -z "$efi_info" ] || echo "$efi_info"
 echo "mkfs.erofs writes to $(df --output=source,fstype "$work" | tail -n1 | tr -s ' ')"
+
+# --- e) boot to a COMMAND's first output over SSH (bench/boot-ssh.sh) -----------
+if [ "${BENCH_SSH_RUNS:-3}" -gt 0 ] 2>/dev/null && [ "$(id -u)" = 0 ]; then
+	"$here/boot-ssh.sh" "$BIN" || note "e) boot to first output skipped: bench/boot-ssh.sh failed"
+fi
