@@ -58,32 +58,38 @@
 _Static_assert(SRV_INBUF_SIZE >= sizeof(struct nbd_option) + SRV_OPT_SOFT_CAP,
 	       "a whole option must fit the receive buffer");
 
-/* source.c: per-export cache of open source fds. */
+/* source.c: the cache of open source fds, one for every export. */
 struct src_entry {
 	int fd;			/* cached fd, or -1 */
 	uint32_t refs;		/* reads in flight on fd */
-	uint32_t prev, next;	/* idle (refs == 0, fd open) LRU list; UINT32_MAX ends */
-	bool warned;		/* "changed since the walk" logged */
+	uint32_t slot;		/* index in src_cache.slots, or UINT32_MAX */
+	uint32_t last_use;	/* src_cache.now at the last get (wraps) */
+	uint32_t flags;		/* SRC_* in source.c */
 };
 
 struct src_cache {
 	pthread_mutex_t lock;
-	const struct region_map *map;
-	struct src_entry *entries;	/* one per map->sources[] */
-	uint32_t idle_head, idle_tail;	/* most / least recently used idle fd */
-	unsigned int nopen, max_open;
+	const struct region_source **srcs;	/* distinct sources of all maps */
+	struct src_entry *entries;		/* one per srcs[] */
+	uint32_t nsources;
+	uint32_t *slots;		/* ids of the sources with a cached fd */
+	unsigned int nopen, max_open;	/* slots used, fds the cache may keep */
+	uint32_t now;			/* gets so far (wraps): the clock of last_use */
+	uint32_t rnd;			/* eviction's random state */
 };
 
 /* The server as srv_run() set it up: one context per export. */
 struct srv_export_ctx {
 	const struct srv_export *exp;
-	struct src_cache cache;
+	struct src_cache *cache;	/* the tree's, shared by every export */
+	uint32_t *src_ids;		/* exp->map->sources[i] is cache->srcs[src_ids[i]] */
 };
 
 struct srv_ctx {
 	const struct srv_config *cfg;
 	struct srv_export_ctx *exports;
 	size_t nexports;
+	struct src_cache cache;		/* source fds of every export */
 	unsigned long next_client_id;	/* atomic (__atomic builtins) */
 	unsigned int nclients;		/* atomic: connections open */
 };
@@ -100,7 +106,7 @@ struct srv_request {
 /* One source-file read that fills part of a READ reply. */
 struct srv_read_seg {
 	struct srv_reply *rp;	/* the reply it belongs to */
-	uint32_t source;	/* index into map->sources */
+	uint32_t source;	/* index into the cache's srcs[] (not the map's) */
 	int fd;			/* pinned in the cache while the read runs */
 	uint64_t file_off;	/* bytes into the source */
 	size_t buf_off;		/* bytes into rp->buf */
@@ -289,18 +295,24 @@ int srv_block_status(const struct srv_conn *c, const struct srv_request *rq,
 
 /* source.c: lazily opened source fds. */
 
-/* Sets up an empty cache for map's sources; 0 or -ENOMEM. */
-int src_cache_init(struct src_cache *sc, const struct region_map *map,
-		   unsigned int max_open);
+/*
+ * Sets up one cache for the sources of nmaps maps.  Sources of different
+ * maps with the same open() and opaque are one source.  On success
+ * ret_ids[m] (malloc'ed, NULL for a map without sources) maps
+ * maps[m]->sources[i] to its id in the cache.  At most max_open fds are
+ * kept open.  Returns 0, -ENOMEM or -EOVERFLOW.
+ */
+int src_cache_init(struct src_cache *sc, const struct region_map *const *maps,
+		   size_t nmaps, uint32_t **ret_ids, unsigned int max_open);
 
 /* Closes every cached fd and frees the cache. */
 void src_cache_free(struct src_cache *sc);
 
 /*
  * Returns an fd for source id, pinned until src_cache_put(): the cached
- * one, or a new one from the source's open() (evicting the least recently
- * used idle fd when the cache is full).  -errno from open(), -EIO (logged
- * once per source) when the source changed.
+ * one, or a new one from the source's open() (closing an fd left idle
+ * for longer than a pass over every source, when the cache is full).  -errno from open(), -EIO (logged once per source) when the
+ * source changed.
  */
 int src_cache_get(struct src_cache *sc, uint32_t id);
 

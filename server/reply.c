@@ -279,7 +279,8 @@ static int fill_data(const struct region_map *map, struct srv_reply *rp,
 			memcpy(rp->buf + buf_off, r->u.mem + skip, n);
 			break;
 		case REGION_FILE:
-			ret = add_seg(rp, r->u.file.source, r->u.file.offset + skip,
+			ret = add_seg(rp, rp->ex->src_ids[r->u.file.source],
+				      r->u.file.offset + skip,
 				      buf_off, n);
 			if (ret < 0)
 				return ret;

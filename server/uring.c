@@ -311,7 +311,7 @@ static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
 	       !uc->closing) {
 		struct srv_read_seg *s = &rp->segs[rp->next_seg++];
-		s->fd = src_cache_get(&rp->ex->cache, s->source);
+		s->fd = src_cache_get(rp->ex->cache, s->source);
 		if (s->fd < 0) {
 			rp->err = s->fd;
 			break;
@@ -344,7 +344,7 @@ static void on_read(struct srv_read_seg *s, int res)
 {
 	struct srv_reply *rp = s->rp;
 	struct uconn *uc = (struct uconn *)rp->conn;
-	struct src_cache *sc = &rp->ex->cache;
+	struct src_cache *sc = rp->ex->cache;
 	int err;
 
 	uc->nops--;

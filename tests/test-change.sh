@@ -5,8 +5,9 @@
 #
 # The image is laid out once, so a file that is truncated, extended,
 # rewritten, touched, deleted or replaced (rename over it) after the walk
-# no longer matches
-# its layout.  Reading it through the export must fail (NBD EIO; a mounted
+# no longer matches its layout; so does one rewritten in place with its
+# size kept and its mtime set back (utimensat, `touch -r`), which only the
+# ctime gives away.  Reading it through the export must fail (NBD EIO; a mounted
 # file's read fails with EIO) and the server must log its path, while the
 # other files still read correctly.  Checked with raw NBD READs of each
 # file's extents (tests/nbd_evil.py's client, extents from
@@ -117,8 +118,8 @@ for mode in no-inline-data inline; do
 	args=()
 	[ $mode = no-inline-data ] && args=(--no-inline-data)
 	check "[$mode] building a tree of files to change"
-	for f in a-truncate a-extend a-replace a-rewrite a-touch a-delete b-rewrite b-truncate \
-		b-delete stable1 stable2; do
+	for f in a-truncate a-extend a-replace a-rewrite a-touch a-delete a-setback b-rewrite \
+		b-truncate b-delete b-setback stable1 stable2; do
 		head -c $((1024 * 1024 + 123)) /dev/urandom >"$src/$f"
 	done
 	printf 'small inline file\n' >"$src/a-small"
@@ -132,9 +133,9 @@ for mode in no-inline-data inline; do
 	SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 
 	check "[$mode] unchanged files read back correctly"
-	expect_read ok stable1 b-rewrite b-truncate b-delete a-small
+	expect_read ok stable1 b-rewrite b-truncate b-delete b-setback a-small
 
-	check "[$mode] changing files under the server: truncate, extend, rewrite, replace, touch, delete"
+	check "[$mode] changing files under the server: truncate, extend, rewrite, replace, touch, delete, rewrite + mtime set back"
 	truncate -s 1000 "$src/a-truncate"
 	head -c 4096 /dev/urandom >>"$src/a-extend"
 	head -c $((1024 * 1024 + 123)) /dev/urandom >"$W/new"
@@ -143,13 +144,21 @@ for mode in no-inline-data inline; do
 	touch -d '2001-02-03 04:05:06' "$src/a-touch"		# only the mtime
 	printf 'SMALL inline file\n' >"$src/a-small"		# same size
 	rm "$src/a-delete"
+	# Same size, and mtime (and atime) put back to the walk's: utimensat.
+	dd if=/dev/urandom of="$src/a-setback" bs=4096 count=1 seek=5 conv=notrunc status=none
+	touch -r "$W/orig/a-setback" "$src/a-setback"
+	[ "$(stat -c '%s %y' "$src/a-setback")" = "$(stat -c '%s %y' "$W/orig/a-setback")" ] ||
+		fail "touch -r did not set a-setback's mtime back"
 	# These were read (and may be held open) by the server already.
 	dd if=/dev/urandom of="$src/b-rewrite" bs=4096 count=1 seek=3 conv=notrunc status=none
+	dd if=/dev/urandom of="$src/b-setback" bs=4096 count=1 seek=7 conv=notrunc status=none
+	touch -r "$W/orig/b-setback" "$src/b-setback"
 	truncate -s 4096 "$src/b-truncate"
 	rm "$src/b-delete"
 
 	check "[$mode] changed files give EIO, never other bytes"
-	expect_read error a-truncate a-extend a-replace a-rewrite a-touch a-delete b-rewrite b-truncate
+	expect_read error a-truncate a-extend a-replace a-rewrite a-touch a-delete a-setback \
+		b-rewrite b-truncate b-setback
 	# An open fd still reads a deleted file's original bytes: either is fine.
 	expect_read notwrong b-delete a-small
 	check "[$mode] the other files still read fine"
@@ -157,7 +166,7 @@ for mode in no-inline-data inline; do
 	server_alive || fail "the server died"
 
 	check "[$mode] the server logged the changed paths"
-	for f in a-truncate a-extend a-replace a-rewrite b-rewrite; do
+	for f in a-truncate a-extend a-replace a-rewrite a-setback b-rewrite b-setback; do
 		grep -qF "$f" "$SRV_LOG" || fail "the server's log does not name $f" \
 			"a line naming $f" "$(tail -n 5 "$SRV_LOG" | tr '\n' '|')"
 	done
@@ -178,7 +187,8 @@ for mode in no-inline-data inline; do
 		check "[$mode] through a live mount: changed files fail with EIO"
 		nbdfuse_start "$SRV_URI" "$W/fuse"
 		mount_image "$W/fuse/nbd" "$W/mnt"
-		read_mounted error a-truncate a-extend a-replace a-rewrite a-touch a-delete b-rewrite
+		read_mounted error a-truncate a-extend a-replace a-rewrite a-touch a-delete a-setback \
+			b-rewrite b-setback
 		if [ $mode = no-inline-data ]; then
 			check "[$mode] unchanged files stay fully usable through the mount"
 			for f in stable1 stable2 stable-small dir/stable3; do
