@@ -44,6 +44,15 @@
 #define SRV_INFLIGHT_BYTES	(2ULL << 20)
 #define SRV_INBUF_SIZE		(128U << 10)	/* bytes: receive buffer per connection */
 #define SRV_MAX_CLIENTS		1024U		/* connections at once; more are closed */
+/*
+ * Socket send buffer (SO_SNDBUF) of each connection.  The default 208 KiB
+ * holds less than one 256 KiB reply: the sender then sleeps mid-reply and
+ * the reader is woken per 32 KiB skb, which doubled the client's cost with
+ * zero-copy (fast-path.md 1.9).  QEMU asks 2 MiB for NBD Unix sockets.
+ */
+#ifndef SRV_SNDBUF
+#define SRV_SNDBUF		(2 << 20)
+#endif
 #define SRV_SRC_MAX_OPEN	256U		/* source fds kept open per export, at least */
 #define SRV_META_CONTEXT_ID	1U		/* id of base:allocation after SET */
 #define SRV_HOLE_ALIGN		512U		/* zero runs are reported in whole sectors */
@@ -75,6 +84,7 @@ struct src_cache {
 	uint32_t *slots;		/* ids of the sources with a cached fd */
 	unsigned int nopen, max_open;	/* slots used, fds the cache may keep */
 	uint32_t now;			/* gets so far (wraps): the clock of last_use */
+	bool all_stable;		/* --immutable-sources: every source may be spliced */
 	uint32_t rnd;			/* eviction's random state */
 };
 
@@ -137,6 +147,7 @@ struct srv_reply {
 	unsigned int pending;		/* reads in flight (uring.c) */
 	size_t next_seg;		/* first segment not started (uring.c) */
 	int err;			/* -errno of the first failed read */
+	bool zc;			/* segs are spliced (splice.c), fds pinned */
 	struct srv_read_seg inline_segs[2];
 	uint8_t small[128];
 };
@@ -329,6 +340,55 @@ int src_cache_check(struct src_cache *sc, uint32_t id, int fd);
 /* Records a failed or short read (err < 0): logs the path once. */
 void src_cache_failed(struct src_cache *sc, uint32_t id, int fd, int err);
 
+/*
+ * True if source id may be spliced (zero-copy): it was promised immutable
+ * (--immutable-sources), or its fd, when opened, had the immutable or
+ * fs-verity attribute.  Valid while an fd from src_cache_get() is held.
+ */
+bool src_cache_zc(struct src_cache *sc, uint32_t id);
+
+/* splice.c: zero-copy READ replies through a per-connection pipe. */
+struct zc_pipe {
+	int rd, wr;		/* both ends non-blocking; -1 before zc_pipe_open */
+	size_t queued;		/* bytes in the pipe, not yet in the socket */
+};
+
+/* Opens the pipe (1 MiB if allowed); 0 or -errno. */
+int zc_pipe_open(struct zc_pipe *zp);
+/* Closes it; fine on a closed one. */
+void zc_pipe_close(struct zc_pipe *zp);
+
+/*
+ * Decides whether READ reply rp (laid out by srv_read_prepare, with file
+ * segments) goes zero-copy: every segment's source may be spliced
+ * (src_cache_zc), still matches the walk (region_source_check) and its
+ * range is in the page cache (cachestat, else RWF_NOWAIT probes).  Returns
+ * 1 with rp->zc set and every segment's fd pinned; 0 for the copy path
+ * (nothing pinned); -1 with rp->err set when a source failed (an open
+ * error, or -EIO: it changed), nothing pinned.
+ */
+int zc_prepare(struct src_cache *sc, struct srv_reply *rp);
+
+/* Unpins a zero-copy reply's fds (once filled, or when dropped). */
+void zc_release(struct srv_reply *rp);
+
+/*
+ * Moves rp's bytes from rp->sent on into the pipe: buffer bytes (headers,
+ * metadata, padding) by write(), file segments by splice().  Returns 1
+ * when all of rp is in the pipe, 0 when the pipe is full, -errno on error
+ * (-EIO: a source came up short); then the connection must be dropped,
+ * since part of the reply may be queued already.
+ */
+int zc_fill(struct zc_pipe *zp, struct srv_reply *rp);
+
+/*
+ * Splices the pipe's bytes into the socket sock (O_NONBLOCK).  Returns 0
+ * once the pipe is empty, -EAGAIN when the socket is full, or -errno.
+ * zc_drain_blocking() is the same for a blocking socket.
+ */
+int zc_drain(struct zc_pipe *zp, int sock);
+int zc_drain_blocking(struct zc_pipe *zp, int sock);
+
 /* serve.c / uring.c / plain.c: the loops. */
 
 /* Runs the io_uring loop (uring.c); -ENOSYS/-EPERM if io_uring is refused. */
@@ -339,8 +399,8 @@ int srv_plain_run(struct srv_ctx *srv);
 
 /*
  * Socket options for an accepted connection (serve.c): TCP_NODELAY and
- * SO_KEEPALIVE (A2, A14).  The send buffer stays at its default: larger
- * ones made nbdcopy slower over Unix sockets.
+ * SO_KEEPALIVE (A2, A14), and a send buffer of SRV_SNDBUF bytes (warns
+ * once when net.core.wmem_max clamps it).
  */
 void srv_socket_setup(int fd);
 

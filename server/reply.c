@@ -43,6 +43,7 @@ void srv_reply_free(struct srv_reply *rp)
 	assert(__atomic_load_n(&c->inflight, __ATOMIC_RELAXED) > 0);
 	__atomic_sub_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&c->inflight_bytes, rp->cost, __ATOMIC_RELAXED);
+	zc_release(rp);
 	if (rp->segs != rp->inline_segs)
 		free(rp->segs);
 	free(rp->heap);

@@ -81,6 +81,7 @@ int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg)
 	r = src_cache_init(&srv->cache, maps, cfg->nexports, ids, src_fd_budget());
 	if (r < 0)
 		goto out;
+	srv->cache.all_stable = cfg->immutable_sources;
 	for (size_t i = 0; i < cfg->nexports; i++) {
 		srv->exports[i].exp = &cfg->exports[i];
 		srv->exports[i].cache = &srv->cache;
@@ -127,11 +128,24 @@ void srv_client_leave(struct srv_ctx *srv)
 
 void srv_socket_setup(int fd)
 {
-	int one = 1;
+	static bool warned;
+	int one = 1, want = SRV_SNDBUF, got = 0;
+	socklen_t len = sizeof(got);
 
 	/* Errors are fine: not every socket is TCP. */
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	/*
+	 * The kernel clamps the request to net.core.wmem_max and doubles it
+	 * (socket(7)); getsockopt reports the doubled value.
+	 */
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) < 0)
+		return;
+	if (got < want && !__atomic_exchange_n(&warned, true, __ATOMIC_RELAXED))
+		log_warning("socket send buffer is %d bytes, not %d: raise "
+			    "net.core.wmem_max to %d for faster reads, continuing",
+			    got / 2, want, want);
 }
 
 int srv_run(const struct srv_config *cfg)

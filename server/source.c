@@ -25,6 +25,8 @@
  * (and for the open() of a miss, which keeps the fd count exact).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@
 
 /* src_entry.flags */
 #define SRC_WARNED	0x1	/* "changed since the walk" logged */
+#define SRC_ZC		0x2	/* may be spliced: immutable or verity at open */
 
 static uint64_t hash_ptr2(const void *a, const void *b)
 {
@@ -204,6 +207,22 @@ static uint32_t evict_one(struct src_cache *sc, bool force)
 	return best;
 }
 
+/* The file's contents cannot change: immutable (chattr +i) or fs-verity. */
+static bool fd_immutable(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, 0, &stx) < 0)
+		return false;
+	return stx.stx_attributes & stx.stx_attributes_mask &
+	       (STATX_ATTR_IMMUTABLE | STATX_ATTR_VERITY);
+}
+
+bool src_cache_zc(struct src_cache *sc, uint32_t id)
+{
+	return __atomic_load_n(&sc->entries[id].flags, __ATOMIC_RELAXED) & SRC_ZC;
+}
+
 int src_cache_get(struct src_cache *sc, uint32_t id)
 {
 	const struct region_source *src;
@@ -244,6 +263,9 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 		pthread_mutex_unlock(&sc->lock);
 		return fd;
 	}
+	e->flags &= ~SRC_ZC;
+	if (sc->all_stable || fd_immutable(fd))
+		e->flags |= SRC_ZC;
 	if (sc->nopen < sc->max_open)
 		slot = sc->nopen++;
 	else
