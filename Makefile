@@ -97,13 +97,14 @@ check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS)
 # xattrs, a kernel and busybox for the VM tests, debootstrap for the
 # distribution tree, dosfstools/mtools/gdisk/fdisk to check the ESP and
 # GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
-# openssh for the unit and --connect tests).
+# openssh for the unit and --connect tests, gnuplot-nox for the bench's
+# plot).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
 	debootstrap busybox-static linux-image-amd64 util-linux procps time \
 	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
-	systemd libcap2-bin openssh-server openssh-client
+	systemd libcap2-bin openssh-server openssh-client gnuplot-nox
 
 deps:
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \

@@ -748,10 +748,14 @@ static int build_export(const struct options *o, struct program *p)
 	if (r < 0)
 		return log_errno(r, "building the EROFS image");
 
+	uint64_t meta = 0;
+	for (size_t i = 0; i < p->map.nregions; i++)
+		if (p->map.regions[i].type == REGION_MEM)
+			meta += p->map.regions[i].len;
 	log_info("export '%s': %" PRIu64 " bytes (%" PRIu64 " KiB), %zu inodes, "
-		 "%zu files with data, %zu regions", EXPORT_NAME, p->map.size,
-		 p->map.size >> 10, p->tree->ninodes, p->map.nsources,
-		 p->map.nregions);
+		 "%zu files with data, %zu regions, %" PRIu64 " metadata bytes",
+		 EXPORT_NAME, p->map.size, p->map.size >> 10, p->tree->ninodes,
+		 p->map.nsources, p->map.nregions, meta);
 	return build_disk(o, p);
 }
 
