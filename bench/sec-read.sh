@@ -41,10 +41,12 @@ bench_read() {
 	result mem "$t" erofs-nbd rss_after_kib "$hwm"
 	srv_stop
 	# The same with the operator's promise: every file spliced (zero-copy).
-	srv_ours "$tree" --immutable-sources
-	read_row "$t" "erofs-nbd-zc"
-	result mem "$t" erofs-nbd-zc rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
-	srv_stop
+	if "$BIN" --help 2>&1 | grep -q -- --immutable-sources; then
+		srv_ours "$tree" --immutable-sources
+		read_row "$t" "erofs-nbd-zc"
+		result mem "$t" erofs-nbd-zc rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
+		srv_stop
+	fi
 	srv_ours "$tree" --no-io-uring
 	read_row "$t" "erofs-nbd-plain"
 	result mem "$t" erofs-nbd-plain rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
