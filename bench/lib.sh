@@ -126,14 +126,16 @@ srv_ours() {
 	local tree=$1 fifo t0 t1 uri=
 	shift
 	n_srv=$((n_srv + 1))
-	fifo=$work/out.$n_srv
-	SRV_SOCK=$work/ours.$n_srv.sock
+	# $BASHPID too: start-up runs happen in $(...) subshells.
+	fifo=$work/out.$BASHPID.$n_srv
+	SRV_SOCK=$work/ours.$BASHPID.$n_srv.sock
 	mkfifo "$fifo"
 	t0=${EPOCHREALTIME/./}
 	"$BIN" --export "$tree" -f --unix "$SRV_SOCK" "$@" >"$fifo" 2>>"$work/ours.log" &
 	SRV_PID=$!
 	pids+=("$SRV_PID")
 	exec {SRV_FD}<"$fifo"
+	rm -f "$fifo"
 	IFS= read -r -t 600 -u "$SRV_FD" uri || true
 	t1=${EPOCHREALTIME/./}
 	[ -n "$uri" ] || { tail -n 20 "$work/ours.log" >&2; die "erofs-nbd printed no URI"; }
@@ -141,30 +143,27 @@ srv_ours() {
 	SRV_START_US=$((10#$t1 - 10#$t0))
 }
 
-# srv_nbdkit PLUGIN ARG...: nbdkit -r on a Unix socket.
-srv_nbdkit() {
+# srv_peer NAME CMD...: starts CMD, in which the word SOCK stands for the
+# Unix socket it must listen on, and waits for the socket.
+srv_peer() {
+	local name=$1
+	shift
 	n_srv=$((n_srv + 1))
-	SRV_SOCK=$work/nbdkit.$n_srv.sock
-	nbdkit -f -r -U "$SRV_SOCK" "$@" 2>>"$work/nbdkit.log" &
+	SRV_SOCK=$work/$name.$BASHPID.$n_srv.sock
+	"${@/#SOCK/$SRV_SOCK}" 2>>"$work/$name.log" &
 	SRV_PID=$!
 	pids+=("$SRV_PID")
 	SRV_FD=
-	wait_sock "$SRV_SOCK" "$SRV_PID" || die "nbdkit $* did not start"
+	wait_sock "$SRV_SOCK" "$SRV_PID" || die "$* did not start"
 	SRV_URI="nbd+unix:///?socket=$SRV_SOCK"
 }
 
+# srv_nbdkit PLUGIN ARG...: nbdkit -r on a Unix socket.
+srv_nbdkit() { srv_peer nbdkit nbdkit -f -r -U SOCK "$@"; }
+
 # srv_qemu IMG: qemu-nbd, read-only, up to 64 connections (so it offers
 # multi-conn, like the others), writeback cache (the page cache, as ours).
-srv_qemu() {
-	n_srv=$((n_srv + 1))
-	SRV_SOCK=$work/qemu.$n_srv.sock
-	qemu-nbd -r -t -e 64 -f raw -k "$SRV_SOCK" "$1" 2>>"$work/qemu.log" &
-	SRV_PID=$!
-	pids+=("$SRV_PID")
-	SRV_FD=
-	wait_sock "$SRV_SOCK" "$SRV_PID" || die "qemu-nbd did not start"
-	SRV_URI="nbd+unix:///?socket=$SRV_SOCK"
-}
+srv_qemu() { srv_peer qemu qemu-nbd -r -t -e 64 -f raw -k SOCK "$1"; }
 
 srv_stop() {
 	kill -TERM "$SRV_PID" 2>/dev/null || true

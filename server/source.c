@@ -146,7 +146,7 @@ static void warn_once(struct src_cache *sc, uint32_t id, int err)
 	struct src_entry *e = &sc->entries[id];
 	if (e->flags & SRC_WARNED)
 		return;
-	e->flags |= SRC_WARNED;
+	__atomic_or_fetch(&e->flags, SRC_WARNED, __ATOMIC_RELAXED);
 	const char *name = sc->srcs[id]->name;
 	if (err == -EIO)
 		log_warning("'%s' changed since the walk, reads fail with EIO",
@@ -263,9 +263,11 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 		pthread_mutex_unlock(&sc->lock);
 		return fd;
 	}
-	e->flags &= ~SRC_ZC;
+	/* Atomic: src_cache_zc() reads the flags without the lock. */
 	if (sc->all_stable || fd_immutable(fd))
-		e->flags |= SRC_ZC;
+		__atomic_or_fetch(&e->flags, SRC_ZC, __ATOMIC_RELAXED);
+	else
+		__atomic_and_fetch(&e->flags, ~SRC_ZC, __ATOMIC_RELAXED);
 	if (sc->nopen < sc->max_open)
 		slot = sc->nopen++;
 	else
