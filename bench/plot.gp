@@ -8,6 +8,7 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set boxwidth 0.9
+set yrange [0:*]
 set grid ytics
 set key top left
 set xtics rotate by -20
@@ -24,7 +25,8 @@ set title "Start-up vs mkfs.erofs over tree size"
 set style data linespoints
 unset xtics
 set xtics auto
-set logscale y
+set logscale xy
+set yrange [*:*]
 set xlabel "entries"
 set ylabel "seconds"
 plot out."/startup.dat" using 2:3 title "erofs-nbd (start to serving)" pt 7, \

@@ -120,3 +120,4 @@ if e:
         b = float(res[('efi', 'efi', 'nbdkit-file')]['seconds'])
         print('EFI boot to marker (%s): erofs-nbd %.2f s, nbdkit file %.2f s, ratio %.2f (~1.0)' % (
             e['accel'], a, b, a / b))
+        print(e.get('boots', ''))

@@ -123,6 +123,7 @@ bench_efi() {
 		result efi efi erofs-nbd seconds "$a"
 		result efi efi nbdkit-file seconds "$b"
 		result efi efi - accel "$EFI_ACCEL"
+		result efi efi - boots "$efi_info"
 	else
 		result efi efi - skipped "$efi_why"
 	fi
