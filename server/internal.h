@@ -332,8 +332,9 @@ void src_cache_put(struct src_cache *sc, uint32_t id, int fd);
 
 /*
  * Checks, after a read, that fd still is the file the layout used
- * (region_source_check).  On failure logs the path once.  Returns 0 or
- * -errno (-EIO when the file changed).
+ * (region_source_check), and notes an immutable or fs-verity file.  On
+ * failure logs the path once.  Returns 0 or -errno (-EIO when the file
+ * changed).
  */
 int src_cache_check(struct src_cache *sc, uint32_t id, int fd);
 
@@ -342,8 +343,9 @@ void src_cache_failed(struct src_cache *sc, uint32_t id, int fd, int err);
 
 /*
  * True if source id may be spliced (zero-copy): it was promised immutable
- * (--immutable-sources), or its fd, when opened, had the immutable or
- * fs-verity attribute.  Valid while an fd from src_cache_get() is held.
+ * (--immutable-sources), or a src_cache_check() found the immutable or
+ * fs-verity attribute with the walk's ctime (so until its first read, the
+ * copy path's, a file is not spliced).
  */
 bool src_cache_zc(struct src_cache *sc, uint32_t id);
 

@@ -154,6 +154,14 @@ ssize_t region_find(const struct region_map *map, uint64_t offset);
 int region_source_check(const struct region_source *src, int fd);
 
 /*
+ * The same, also returning the file's statx attributes that its file
+ * system reports (STATX_ATTR_IMMUTABLE, STATX_ATTR_VERITY, ...) in
+ * *ret_attrs on success.
+ */
+int region_source_check_attrs(const struct region_source *src, int fd,
+			      uint64_t *ret_attrs);
+
+/*
  * Copies count bytes at offset into buf, reading source files through
  * their open() callbacks (opened and closed per call: this is the simple
  * path used by --write-image and the tests, not by the server's hot path).

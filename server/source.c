@@ -38,7 +38,7 @@
 
 /* src_entry.flags */
 #define SRC_WARNED	0x1	/* "changed since the walk" logged */
-#define SRC_ZC		0x2	/* may be spliced: immutable or verity at open */
+#define SRC_ZC		0x2	/* may be spliced: found immutable or verity by a check */
 
 static uint64_t hash_ptr2(const void *a, const void *b)
 {
@@ -207,20 +207,10 @@ static uint32_t evict_one(struct src_cache *sc, bool force)
 	return best;
 }
 
-/* The file's contents cannot change: immutable (chattr +i) or fs-verity. */
-static bool fd_immutable(int fd)
-{
-	struct statx stx;
-
-	if (statx(fd, "", AT_EMPTY_PATH, 0, &stx) < 0)
-		return false;
-	return stx.stx_attributes & stx.stx_attributes_mask &
-	       (STATX_ATTR_IMMUTABLE | STATX_ATTR_VERITY);
-}
-
 bool src_cache_zc(struct src_cache *sc, uint32_t id)
 {
-	return __atomic_load_n(&sc->entries[id].flags, __ATOMIC_RELAXED) & SRC_ZC;
+	return sc->all_stable ||
+	       (__atomic_load_n(&sc->entries[id].flags, __ATOMIC_RELAXED) & SRC_ZC);
 }
 
 int src_cache_get(struct src_cache *sc, uint32_t id)
@@ -263,11 +253,6 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 		pthread_mutex_unlock(&sc->lock);
 		return fd;
 	}
-	/* Atomic: src_cache_zc() reads the flags without the lock. */
-	if (sc->all_stable || fd_immutable(fd))
-		__atomic_or_fetch(&e->flags, SRC_ZC, __ATOMIC_RELAXED);
-	else
-		__atomic_and_fetch(&e->flags, ~SRC_ZC, __ATOMIC_RELAXED);
 	if (sc->nopen < sc->max_open)
 		slot = sc->nopen++;
 	else
@@ -301,10 +286,24 @@ void src_cache_put(struct src_cache *sc, uint32_t id, int fd)
 
 int src_cache_check(struct src_cache *sc, uint32_t id, int fd)
 {
-	int r = region_source_check(sc->srcs[id], fd);
-	if (r < 0)
+	uint64_t attrs = 0;
+	int r = region_source_check_attrs(sc->srcs[id], fd, &attrs);
+
+	if (r < 0) {
 		src_cache_failed(sc, id, fd, r);
-	return r;
+		return r;
+	}
+	/*
+	 * Immutable or fs-verity: the contents cannot change, so the file may
+	 * be spliced from now on.  Learnt from this check, which also found
+	 * the walk's ctime: clearing the attribute moves the ctime, and every
+	 * later check (before each splice too) would then fail.  Atomic:
+	 * src_cache_zc() reads the flags without the lock.
+	 */
+	if (!sc->all_stable && (attrs & (STATX_ATTR_IMMUTABLE | STATX_ATTR_VERITY)) &&
+	    !(__atomic_load_n(&sc->entries[id].flags, __ATOMIC_RELAXED) & SRC_ZC))
+		__atomic_or_fetch(&sc->entries[id].flags, SRC_ZC, __ATOMIC_RELAXED);
+	return 0;
 }
 
 void src_cache_failed(struct src_cache *sc, uint32_t id, int fd, int err)
