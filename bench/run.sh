@@ -122,8 +122,10 @@ done
 	echo
 	python3 "$here/report.py" "$RESULTS" "$OUT"
 } | tee "$OUT/bench.txt"
-if command -v gnuplot >/dev/null && [ -s "$OUT/read.dat" ]; then
+if command -v gnuplot >/dev/null && grep -qv '^#' "$OUT/read.dat" 2>/dev/null &&
+	grep -qv '^#' "$OUT/startup.dat" 2>/dev/null; then
 	gnuplot -e "out='$OUT'" "$here/plot.gp" 2>"$work/gnuplot.log" ||
 		{ cat "$work/gnuplot.log" >&2; note "gnuplot failed"; }
 fi
-note "table: $OUT/bench.txt; plot: $OUT/bench.png; raw results: $RESULTS"
+note "table: $OUT/bench.txt; plot (read and startup sections): $OUT/bench.png;" \
+	"raw results: $RESULTS"
