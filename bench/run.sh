@@ -73,6 +73,7 @@ for s in $SECTIONS; do
 done
 
 mkdir -p "$OUT"
+rm -f "$OUT/read.dat" "$OUT/startup.dat" "$OUT/bench.png"
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 
