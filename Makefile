@@ -120,7 +120,9 @@ check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS) $(SOAK_BIN)
 # GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
 # openssh for the unit and --connect tests; the aarch64 cross build: its
 # compiler, the :arm64 -dev packages, qemu-user-static for the unit tests
-# and the arm64 debootstrap, qemu-system-arm and AAVMF for arm64 boots).
+# and the arm64 debootstrap, qemu-system-arm and AAVMF for arm64 boots;
+# gnuplot-nox for the bench's plot; groff-base and mandoc to check the
+# manuals).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
@@ -129,7 +131,7 @@ DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	systemd libcap2-bin openssh-server openssh-client groff-base mandoc \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binfmt-support \
 	qemu-system-arm qemu-efi-aarch64 liburing-dev:arm64 libxxhash-dev:arm64 \
-	libcap-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64
+	libcap-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64 gnuplot-nox
 
 deps:
 	$(Q)dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64

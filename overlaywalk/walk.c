@@ -298,6 +298,8 @@ static void fill_inode(struct walk_inode *ino, const struct statx *stx)
 	ino->blocks = stx->stx_blocks;
 	ino->mtime_sec = stx->stx_mtime.tv_sec;
 	ino->mtime_nsec = stx->stx_mtime.tv_nsec;
+	ino->ctime_sec = stx->stx_ctime.tv_sec;
+	ino->ctime_nsec = stx->stx_ctime.tv_nsec;
 	if (S_ISCHR(stx->stx_mode) || S_ISBLK(stx->stx_mode)) {
 		ino->rdev_major = stx->stx_rdev_major;
 		ino->rdev_minor = stx->stx_rdev_minor;

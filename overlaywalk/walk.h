@@ -54,6 +54,8 @@ struct walk_inode {
 	uint64_t blocks;	/* st_blocks (512-byte units), to spot sparse files */
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;	/* 0..999999999 */
+	uint32_t ctime_nsec;	/* status change time: for change checks only */
+	int64_t ctime_sec;
 	uint32_t rdev_major, rdev_minor;	/* character and block devices */
 
 	/*
@@ -126,8 +128,8 @@ void walk_tree_free(struct walk_tree *tree);
  * Reopens a regular file's data for reading, without following a path that
  * could have been swapped (by file handle where possible, else by walking
  * from the root fd with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
- * RESOLVE_NO_XDEV), then checks that it is the same file: dev, ino, size
- * and mtime must match the walk.  Returns an O_RDONLY|O_CLOEXEC fd, or
+ * RESOLVE_NO_XDEV), then checks that it is the same file: dev, ino, size,
+ * mtime and ctime must match the walk.  Returns an O_RDONLY|O_CLOEXEC fd, or
  * -EIO if the file was replaced or changed, or another -errno.
  * Thread-safe: the server calls it from several threads.
  */

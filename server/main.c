@@ -91,6 +91,7 @@ struct options {
 	bool skip_unreadable;
 	bool foreground;
 	bool use_io_uring;
+	bool immutable_sources;
 	unsigned int blkszbits;
 	const char *label;
 	bool no_inline_data;
@@ -151,6 +152,7 @@ enum {
 	OPT_CMDLINE,
 	OPT_RUN,
 	OPT_NO_IO_URING,
+	OPT_IMMUTABLE_SOURCES,
 	OPT_NO_INLINE_DATA,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_VSOCK,
@@ -179,6 +181,7 @@ static const struct option long_options[] = {
 	{ "run", required_argument, NULL, OPT_RUN },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "no-io-uring", no_argument, NULL, OPT_NO_IO_URING },
+	{ "immutable-sources", no_argument, NULL, OPT_IMMUTABLE_SOURCES },
 	{ "no-inline-data", no_argument, NULL, OPT_NO_INLINE_DATA },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
@@ -251,6 +254,8 @@ static void usage(void)
 "                          $port set; serve until it exits, then exit with\n"
 "                          its status\n"
 "  --no-io-uring           use the thread-per-connection loop, not io_uring\n"
+"  --immutable-sources     promise that no file served changes: send file\n"
+"                          data zero-copy (splice) from the page cache\n"
 "  --handshake-timeout SECS  drop clients that do not finish the handshake\n"
 "                          in SECS seconds (default: 10)\n"
 "  --pidfile FILE          write the server's pid to FILE once it serves;\n"
@@ -451,6 +456,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case OPT_NO_IO_URING:
 			o->use_io_uring = false;
+			break;
+		case OPT_IMMUTABLE_SOURCES:
+			o->immutable_sources = true;
 			break;
 		case OPT_HANDSHAKE_TIMEOUT:
 			if (opt_parse_uint(optarg, 86400, &v) < 0 || v == 0)
@@ -740,10 +748,14 @@ static int build_export(const struct options *o, struct program *p)
 	if (r < 0)
 		return log_errno(r, "building the EROFS image");
 
+	uint64_t meta = 0;
+	for (size_t i = 0; i < p->map.nregions; i++)
+		if (p->map.regions[i].type == REGION_MEM)
+			meta += p->map.regions[i].len;
 	log_info("export '%s': %" PRIu64 " bytes (%" PRIu64 " KiB), %zu inodes, "
-		 "%zu files with data, %zu regions", EXPORT_NAME, p->map.size,
-		 p->map.size >> 10, p->tree->ninodes, p->map.nsources,
-		 p->map.nregions);
+		 "%zu files with data, %zu regions, %" PRIu64 " metadata bytes",
+		 EXPORT_NAME, p->map.size, p->map.size >> 10, p->tree->ninodes,
+		 p->map.nsources, p->map.nregions, meta);
 	return build_disk(o, p);
 }
 
@@ -1013,6 +1025,7 @@ static int serve(const struct options *o, struct program *p)
 		.nlisten = p->nlisteners,
 		.stop_fd = p->sigfd,
 		.use_io_uring = o->use_io_uring,
+		.immutable_sources = o->immutable_sources,
 		.handshake_timeout_sec = o->handshake_timeout_sec,
 	};
 	int r;

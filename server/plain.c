@@ -150,7 +150,7 @@ static void *sender_thread(void *arg)
 /* Reads one segment into its reply buffer; 0 or -errno (-EIO if short). */
 static int read_seg(struct srv_export_ctx *ex, struct srv_read_seg *s)
 {
-	int fd = src_cache_get(&ex->cache, s->source);
+	int fd = src_cache_get(ex->cache, s->source);
 	int r = 0;
 
 	if (fd < 0)
@@ -163,14 +163,14 @@ static int read_seg(struct srv_export_ctx *ex, struct srv_read_seg *s)
 		if (n <= 0) {
 			/* A short read: the file shrank under us. */
 			r = n < 0 ? -errno : -EIO;
-			src_cache_failed(&ex->cache, s->source, fd, r);
+			src_cache_failed(ex->cache, s->source, fd, r);
 			break;
 		}
 		s->done += (size_t)n;
 	}
 	if (r == 0)
-		r = src_cache_check(&ex->cache, s->source, fd);
-	src_cache_put(&ex->cache, s->source, fd);
+		r = src_cache_check(ex->cache, s->source, fd);
+	src_cache_put(ex->cache, s->source, fd);
 	return r;
 }
 

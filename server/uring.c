@@ -9,7 +9,9 @@
  *
  *   ACCEPT  struct listener   one plain accept per listening socket, re-armed
  *   RECV    struct uconn      one recv per connection into its input buffer
- *   SEND    struct uconn      one sendmsg per connection: the queued replies
+ *   SEND    struct uconn      one sendmsg per connection: the queued replies;
+ *                             or, while uc->pollout_armed, a POLLOUT poll of
+ *                             a socket that zero-copy splicing filled
  *   READ    struct srv_read_seg  source-file bytes into a READ reply's buffer
  *   STOP    -                 poll on cfg->stop_fd
  *   TICK    -                 1 s timeout: handshake deadlines, accept retry
@@ -24,12 +26,19 @@
  * freed only once it is closing and nops is 0, at the end of the handler
  * of its last CQE; a buffer belongs to its reply until its send completed.
  *
+ * Zero-copy (splice.c): a READ reply whose sources may be spliced and are
+ * cached goes through the connection's pipe instead; zc_pump() fills and
+ * drains it with synchronous non-blocking calls from this loop, and waits
+ * for POLLOUT when the socket is full.  Replies queued behind zero-copy
+ * ones go through the pipe or wait for it to empty, so order is kept.
+ *
  * Back-pressure: when a connection's in-flight budget is used up
  * (srv_conn_can_take) no recv is armed; parsing resumes as sends complete.
  *
  * Stop: every loop polls stop_fd itself; see begin_stop().
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -90,6 +99,9 @@ struct uconn {
 	size_t in_len;
 	unsigned int nops;		/* SQEs in flight for this connection */
 	bool recv_armed, send_armed;
+	bool pollout_armed;		/* the SEND op in flight is a POLLOUT poll */
+	struct zc_pipe zp;		/* zero-copy send queue, opened on first use */
+	bool zp_failed;			/* no pipe to be had: copy path only */
 	bool paused;			/* budget used up: input waits */
 	bool eof;			/* read nothing more; close when drained */
 	bool closing;			/* dropping: free once nops == 0 */
@@ -169,13 +181,70 @@ static void arm_recv(struct uconn *uc)
 	uc->nops++;
 }
 
+static void conn_drop(struct uconn *uc);
+
+static void arm_pollout(struct uconn *uc)
+{
+	struct io_uring_sqe *sqe = get_sqe(uc->loop);
+	io_uring_prep_poll_add(sqe, uc->fd, POLLOUT);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, uc));
+	uc->send_armed = true;
+	uc->pollout_armed = true;
+	uc->nops++;
+}
+
+/*
+ * Moves zero-copy replies at the head of the queue into the pipe and the
+ * pipe into the socket, until the queue's head is a copy-path reply (sent
+ * by sendmsg once the pipe is empty) or the socket is full (then POLLOUT
+ * is awaited).  Returns true if kick_send may go on with a sendmsg.
+ */
+static bool zc_pump(struct uconn *uc)
+{
+	int r;
+
+	for (;;) {
+		struct srv_reply *rp;
+		while ((rp = uc->sq_head) && rp->zc) {
+			r = zc_fill(&uc->zp, rp);
+			if (r < 0) {
+				/* Part of the reply may be queued: only a drop is safe. */
+				log_errno(r, "client %lu: splicing a reply, dropping", uc->c.id);
+				conn_drop(uc);
+				return false;
+			}
+			if (r == 0)
+				break;	/* the pipe is full */
+			uc->sq_head = rp->next;
+			if (!uc->sq_head)
+				uc->sq_tail = NULL;
+			srv_reply_free(rp);
+		}
+		if (uc->zp.queued == 0)
+			return uc->sq_head != NULL;
+		r = zc_drain(&uc->zp, uc->fd);
+		if (r == -EAGAIN) {
+			arm_pollout(uc);
+			return false;
+		}
+		if (r < 0) {
+			log_debug("client %lu: splice to the socket: %s", uc->c.id, strerror(-r));
+			conn_drop(uc);
+			return false;
+		}
+	}
+}
+
 /* Sends as many queued replies as fit one sendmsg, if none is in flight. */
 static void kick_send(struct uconn *uc)
 {
-	if (uc->send_armed || uc->closing || !uc->sq_head)
+	if (uc->send_armed || uc->closing || (!uc->sq_head && !uc->zp.queued))
+		return;
+	if ((uc->zp.queued || uc->sq_head->zc) && !zc_pump(uc))
 		return;
 	size_t n = 0;
-	for (struct srv_reply *rp = uc->sq_head; rp && n < SEND_MAX_IOV; rp = rp->next) {
+	for (struct srv_reply *rp = uc->sq_head; rp && n < SEND_MAX_IOV && !rp->zc;
+	     rp = rp->next) {
 		uc->iov[n].iov_base = rp->buf + rp->sent;
 		uc->iov[n].iov_len = rp->len - rp->sent;
 		n++;
@@ -184,7 +253,13 @@ static void kick_send(struct uconn *uc)
 	}
 	uc->msg = (struct msghdr){ .msg_iov = uc->iov, .msg_iovlen = n };
 	struct io_uring_sqe *sqe = get_sqe(uc->loop);
-	io_uring_prep_sendmsg(sqe, uc->fd, &uc->msg, MSG_NOSIGNAL);
+	/*
+	 * MSG_WAITALL: the kernel retries a partial send itself (poll-driven,
+	 * 5.19+) and completes once, instead of a CQE, a re-arm and an EAGAIN
+	 * each time the socket buffer fills.  A drop's shutdown() still ends
+	 * it.
+	 */
+	io_uring_prep_sendmsg(sqe, uc->fd, &uc->msg, MSG_NOSIGNAL | MSG_WAITALL);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, uc));
 	uc->send_armed = true;
 	uc->nops++;
@@ -203,7 +278,7 @@ static void conn_drop(struct uconn *uc)
 /* Frees uc if it is closing and idle; true if it was freed. */
 static bool conn_reap(struct uconn *uc)
 {
-	if (!uc->closing && uc->eof && !uc->sq_head && !uc->send_armed &&
+	if (!uc->closing && uc->eof && !uc->sq_head && !uc->send_armed && !uc->zp.queued &&
 	    uc->reads_pending == 0) {
 		/* Drained after DISC, ABORT, EOF or a stop. */
 		uc->closing = true;
@@ -220,6 +295,7 @@ static bool conn_reap(struct uconn *uc)
 		srv_reply_free(rp);
 	}
 	close(uc->fd);
+	zc_pipe_close(&uc->zp);
 	free(uc->in);
 	if (uc->prev)
 		uc->prev->next = uc->next;
@@ -311,7 +387,7 @@ static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
 	       !uc->closing) {
 		struct srv_read_seg *s = &rp->segs[rp->next_seg++];
-		s->fd = src_cache_get(&rp->ex->cache, s->source);
+		s->fd = src_cache_get(rp->ex->cache, s->source);
 		if (s->fd < 0) {
 			rp->err = s->fd;
 			break;
@@ -324,10 +400,45 @@ static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 	return rp->pending == 0;
 }
 
+/*
+ * True if rp may go zero-copy: its first source may be spliced (a cheap
+ * look before zc_prepare() pins every fd), and the pipe is there.
+ */
+static bool zc_candidate(struct uconn *uc, struct srv_reply *rp)
+{
+	struct src_cache *sc = rp->ex->cache;
+
+	if (!sc->all_stable && !src_cache_zc(sc, rp->segs[0].source))
+		return false;
+	if (uc->zp.rd < 0) {
+		if (uc->zp_failed)
+			return false;
+		/* splice() to the socket must not block this loop. */
+		int fl = fcntl(uc->fd, F_GETFL);
+		if (fl < 0 || fcntl(uc->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+		    zc_pipe_open(&uc->zp) < 0) {
+			log_debug("client %lu: no zero-copy: %m", uc->c.id);
+			uc->zp_failed = true;
+			return false;
+		}
+		log_info("client %lu: sending file data zero-copy (splice)", uc->c.id);
+	}
+	return true;
+}
+
 static void uring_read(struct srv_conn *c, struct srv_reply *rp)
 {
 	struct uconn *uc = (struct uconn *)c;
 
+	if (zc_candidate(uc, rp)) {
+		int z = zc_prepare(rp->ex->cache, rp);
+		if (z != 0) {
+			if (z < 0)
+				srv_read_finish(rp);	/* an error reply */
+			uring_send(c, rp);
+			return;
+		}
+	}
 	uc->reads_pending++;
 	rp->pending = 0;
 	rp->next_seg = 0;
@@ -344,7 +455,7 @@ static void on_read(struct srv_read_seg *s, int res)
 {
 	struct srv_reply *rp = s->rp;
 	struct uconn *uc = (struct uconn *)rp->conn;
-	struct src_cache *sc = &rp->ex->cache;
+	struct src_cache *sc = rp->ex->cache;
 	int err;
 
 	uc->nops--;
@@ -409,6 +520,22 @@ static void on_send(struct uconn *uc, int res)
 	kick_send(uc);
 	if (uc->paused && srv_conn_can_take(&uc->c))
 		process_input(uc);
+	conn_reap(uc);
+}
+
+static void on_pollout(struct uconn *uc, int res)
+{
+	uc->nops--;
+	uc->send_armed = false;
+	uc->pollout_armed = false;
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		log_debug("client %lu: poll: %s", uc->c.id, strerror(-res));
+		conn_drop(uc);
+	} else {
+		kick_send(uc);
+		if (uc->paused && srv_conn_can_take(&uc->c))
+			process_input(uc);
+	}
 	conn_reap(uc);
 }
 
@@ -483,6 +610,7 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 		return;
 	}
 	uc->fd = res;
+	uc->zp = (struct zc_pipe){ .rd = -1, .wr = -1 };
 	uc->in = in;
 	uc->loop = l;
 	unsigned int t = l->srv->cfg->handshake_timeout_sec;
@@ -560,7 +688,10 @@ static void handle_cqe(struct uring_loop *l, const struct io_uring_cqe *cqe)
 		on_recv(ptr, cqe->res);
 		break;
 	case OP_SEND:
-		on_send(ptr, cqe->res);
+		if (((struct uconn *)ptr)->pollout_armed)
+			on_pollout(ptr, cqe->res);
+		else
+			on_send(ptr, cqe->res);
 		break;
 	case OP_READ:
 		on_read(ptr, cqe->res);
@@ -699,6 +830,7 @@ static int loop_run(struct uring_loop *l)
 			srv_reply_free(rp);
 		}
 		close(uc->fd);
+		zc_pipe_close(&uc->zp);
 		free(uc->in);
 		free(uc);
 	}
@@ -706,7 +838,9 @@ static int loop_run(struct uring_loop *l)
 	return r;
 }
 
+#ifndef LOOPS_PER_CPU
 #define LOOPS_PER_CPU 4
+#endif
 #define MAX_LOOPS 16
 
 struct loop_thread {
