@@ -640,7 +640,8 @@ int bootcfg_kargs(const struct bootcfg_tree *t, const char *arch, char **ret,
 		r = 0;		/* unreadable: as if empty */
 	if (r < 0)
 		goto out;
-	qsort(files.v, files.n, sizeof(*files.v), by_name);
+	if (files.n)
+		qsort(files.v, files.n, sizeof(*files.v), by_name);
 	for (size_t i = 0; i < files.n && r >= 0; i++) {
 		char *path = NULL;
 
