@@ -33,7 +33,7 @@ WARNINGS += -Werror
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
-PKGS := liburing libxxhash libcap zlib
+PKGS := liburing libxxhash libcap zlib jansson
 override CPPFLAGS += -I. -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
 	-DEROFS_NBD_VERSION='"$(VERSION)"'
 override CFLAGS += -std=gnu11 $(WARNINGS) -MMD -MP \
@@ -97,13 +97,16 @@ check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS)
 # xattrs, a kernel and busybox for the VM tests, debootstrap for the
 # distribution tree, dosfstools/mtools/gdisk/fdisk to check the ESP and
 # GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
-# openssh for the unit and --connect tests).
+# openssh for the unit and --connect tests; jansson to read
+# containers-storage's JSON for --image, podman, fuse-overlayfs and
+# uidmap to build the image stores its tests serve).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
 	debootstrap busybox-static linux-image-amd64 util-linux procps time \
 	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
-	systemd libcap2-bin openssh-server openssh-client
+	systemd libcap2-bin openssh-server openssh-client \
+	libjansson-dev podman fuse-overlayfs uidmap
 
 deps:
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * internal.h - what the files of overlaywalk/ share and nobody else sees:
- * the tree's private state (string arena, mount fds for file handles), the
- * per-file reopen record, and the walk's working context.
+ * the tree's private state (string arena, mount fds for file handles, the
+ * layers' root fds), the per-file reopen record, and the overlay rules of
+ * merge.c.
  */
 #ifndef EROFS_NBD_WALK_INTERNAL_H
 #define EROFS_NBD_WALK_INTERNAL_H
@@ -39,8 +40,22 @@ struct walk_chunk {
 	_Alignas(16) unsigned char data[];
 };
 
+/* One layer of the stack; walk_tree() has one, read without overlay rules. */
+struct walk_layer {
+	char *path;		/* as the caller gave it, for messages (malloc'ed) */
+	int root_fd;		/* O_PATH | O_DIRECTORY */
+	uint64_t mnt_id;	/* of the root, when the kernel reports mount ids */
+	uint64_t dev;		/* of the root */
+	bool override_stat;	/* user.containers.override_stat applies here */
+};
+
 struct walk_private {
 	struct walk_chunk *chunks;	/* arena: inodes, names, paths, xattrs */
+	struct walk_layer *layers;	/* nlayers, [0] is the top */
+	size_t nlayers;
+	bool merge;			/* walk_layers(): apply the overlay rules */
+	bool aufs_whiteouts;		/* walk_stack.aufs_whiteouts */
+	enum walk_ovl_ns ns;
 	struct walk_mount *mounts;
 	size_t nmounts, mounts_cap;
 	bool cross_mounts;
@@ -49,7 +64,7 @@ struct walk_private {
 	int handles_broken;
 };
 
-/* Open-addressing hash table of inodes by (dev, ino), for hard links. */
+/* Open-addressing hash table of inodes by (layer, dev, ino), for hard links. */
 struct walk_links {
 	struct walk_inode **slots;	/* cap slots, NULL = free */
 	size_t cap, n;			/* cap is 0 or a power of two */
@@ -61,8 +76,8 @@ char *walk_arena_strndup(struct walk_private *priv, const char *s, size_t len);
 void walk_arena_free(struct walk_private *priv);
 
 /* hardlink.c */
-/* The inode recorded for (dev, ino), or NULL. */
-struct walk_inode *walk_links_find(const struct walk_links *links,
+/* The inode recorded for (layer, dev, ino), or NULL. */
+struct walk_inode *walk_links_find(const struct walk_links *links, uint32_t layer,
 				   uint64_t dev, uint64_t ino);
 /* Adds inode (not yet present).  Returns 0 or -ENOMEM. */
 int walk_links_add(struct walk_links *links, struct walk_inode *inode);
@@ -89,5 +104,66 @@ int walk_read_xattrs(struct walk_private *priv, int fd, bool is_opath,
  */
 int walk_record_handle(struct walk_tree *tree, int dirfd, int opath_fd,
 		       struct walk_inode *inode);
+
+/* merge.c: the overlay's rules for one entry (overlay-layers.md §1-2) */
+
+/* What the overlay's own xattrs on an entry say. */
+struct walk_ovl_marks {
+	char opaque;		/* overlay.opaque if exactly one byte, else 0 */
+	bool whiteout;		/* overlay.whiteout is present (any value) */
+	bool redirect;		/* overlay.redirect with a value */
+	bool metacopy;		/* overlay.metacopy is present */
+	/* user.containers.override_stat's value (in the arena), or NULL */
+	const uint8_t *override;
+	size_t override_len;
+};
+
+/* What user.containers.override_stat records: "UID:GID:MODE[:TYPE]". */
+struct walk_override {
+	uint32_t uid, gid;
+	uint32_t mode;		/* S_IFMT bits of TYPE (0 if absent) | 07777 bits */
+	uint32_t rdev_major, rdev_minor;	/* block-MAJ-MIN, char-MAJ-MIN */
+};
+
+/*
+ * Reads the overlay marks of inode's xattrs into *ret and removes from
+ * inode->xattrs the overlay's private ones (prefix ns + "overlay."),
+ * renaming escaped ones (ns + "overlay.overlay.X" -> ns + "overlay.X")
+ * and keeping the list sorted; with take_override, also takes out
+ * user.containers.override_stat.  Cannot fail.
+ */
+void walk_ovl_scan_xattrs(enum walk_ovl_ns ns, bool take_override,
+			  struct walk_inode *inode, struct walk_ovl_marks *ret);
+
+/*
+ * Parses an override_stat value (len bytes, no NUL needed), as
+ * containers-storage writes it.  Returns 0 or -EBADMSG.
+ */
+int walk_override_parse(const uint8_t *value, size_t len, struct walk_override *ret);
+
+/*
+ * Gives inode the owner, mode and type of *o: a regular file may become a
+ * FIFO, socket or device (force_mask stores keep those as empty files);
+ * any other change of type is -EBADMSG.  Returns 0 or -EBADMSG.
+ */
+int walk_override_apply(struct walk_inode *inode, const struct walk_override *o);
+
+/* Whether the entry (after any override) is a whiteout: a character device
+ * 0/0, or an empty regular file carrying overlay.whiteout. */
+bool walk_ovl_is_whiteout(const struct walk_inode *inode,
+			  const struct walk_ovl_marks *marks);
+
+/*
+ * Classifies a name read from a layer directory of an AUFS-form stack:
+ * WALK_AUFS_NONE (an ordinary name), WALK_AUFS_OPAQUE (".wh..wh..opq"),
+ * WALK_AUFS_META (another ".wh..wh." name, AUFS bookkeeping: ignored) or
+ * WALK_AUFS_WHITEOUT (".wh.NAME": *ret_name, *ret_len are NAME).
+ */
+enum walk_aufs_kind { WALK_AUFS_NONE, WALK_AUFS_OPAQUE, WALK_AUFS_META, WALK_AUFS_WHITEOUT };
+enum walk_aufs_kind walk_aufs_classify(const char *name, size_t len,
+				       const char **ret_name, size_t *ret_len);
+
+#define WALK_AUFS_OPAQUE_NAME ".wh..wh..opq"
+#define WALK_OVERRIDE_XATTR "user.containers.override_stat"
 
 #endif

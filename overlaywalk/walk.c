@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * walk.c - walk_tree(): reads a directory tree into the tree model of
- * walk.h, and walk_tree_free().
+ * walk.c - walk_tree() and walk_layers(): reads a directory tree, or a
+ * stack of overlay layer directories merged on the fly, into the tree
+ * model of walk.h; and walk_tree_free().
  *
  * Every entry is reached from its parent's directory fd only: openat()
  * with O_PATH | O_NOFOLLOW, then statx() on that fd.  O_PATH has no side
@@ -9,28 +10,45 @@
  * opened as itself and never followed.  What the walk records comes from
  * the fd, so a name swapped between readdir and openat cannot mix two
  * files' metadata.  A directory is then reopened O_RDONLY through "." of
- * its O_PATH fd to list it and read its xattrs.  The only path string
- * handed to the kernel is the root path the caller gives.
+ * its O_PATH fd to list it and read its xattrs.  The only path strings
+ * handed to the kernel are the root paths the caller gives.
+ *
+ * Layers (walk_layers): a directory of the merged tree is a stack of
+ * directories, one per layer that contributes to it, top first (the
+ * kernel's ovl_entry lower stack).  All of them are listed, and the names
+ * sorted together with their layer; each name is then decided as the
+ * kernel's ovl_lookup() decides it (overlay-layers.md §1.2): the top-most
+ * layer that has the name provides it, unless it is a whiteout (then the
+ * name does not exist); a directory gathers the same-named directories of
+ * the layers below until a non-directory, a whiteout or an opaque
+ * directory stops it.  Only the providing entry is read in full (statx,
+ * xattrs, symlink target); a lower directory costs a statx, an open and a
+ * listxattr.  merge.c holds the per-entry rules.  The root merges every
+ * layer, whatever its opaque marks say, as the kernel's root does.  With
+ * one layer and no rules this is walk_tree(), the plain walk.
  *
  * Mounts: without opts->cross_mounts an entry whose mount id (statx
  * STATX_MNT_ID; st_dev for directories on kernels before 5.8) differs
- * from the root's is another file system.  A directory there is recorded
- * as an empty directory (a mount point, like tar --one-file-system); any
- * other entry there (a bind-mounted file) is left out.
+ * from its layer root's is another file system.  A directory there is
+ * recorded as an empty directory (a mount point, like tar
+ * --one-file-system); any other entry there (a bind-mounted file) is left
+ * out.
  *
  * Order: each directory is listed in full, sorted bytewise and walked in
  * that order, depth first, so tree->inodes comes out in pre-order and the
  * first dentry of a hard-linked inode is the first in that order.  Hard
- * links are found with a hash table of (dev, ino) over the non-directory
- * inodes with more than one link only.
+ * links are found with a hash table of (layer, dev, ino) over the
+ * non-directory inodes with more than one link only.
  *
- * Resources: one open directory fd per level of the directory being
- * walked (so a tree deeper than RLIMIT_NOFILE fails with -EMFILE, naming
- * the path), and memory for the tree only: no fd is kept per file.
+ * Resources: one open directory fd per layer of each directory level
+ * being walked (so a tree deeper than RLIMIT_NOFILE allows fails with
+ * -EMFILE, naming the path), and memory for the tree only: no fd is kept
+ * per file.
  *
  * Splits: arena.c (memory), readxattr.c (xattrs), reopen.c (file handles and
- * walk_open_data()), hardlink.c (the hash table).
+ * walk_open_data()), hardlink.c (the hash table), merge.c (overlay rules).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <linux/capability.h>
 #include <fcntl.h>
@@ -42,6 +60,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,13 +78,12 @@ struct walk_ctx {
 
 	bool have_mnt_id;		/* the kernel fills stx_mnt_id */
 	bool reads_anything;		/* CAP_DAC_READ_SEARCH or _OVERRIDE in effect */
-	uint64_t root_mnt_id;
-	uint64_t root_dev;
 
 	struct walk_links links;	/* hard-link candidates */
 
 	char *path;			/* current entry, relative to the root */
 	size_t path_len, path_cap;
+	uint32_t cur_layer;		/* the layer being read, for messages */
 
 	size_t nentries;		/* progress */
 	struct timespec last_progress;
@@ -74,23 +92,68 @@ struct walk_ctx {
 	const char *what;
 };
 
+/* One directory of one layer, in a merged directory's stack. */
+struct dir_layer {
+	uint32_t layer;			/* index into priv->layers */
+	int fd;				/* O_RDONLY | O_DIRECTORY, owned */
+};
+
+/* A merged directory's stack of layer directories, top first. */
+struct dir_stack {
+	struct dir_layer *v;
+	size_t n, cap;
+};
+
+static void dir_stack_free(struct dir_stack *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		close(st->v[i].fd);
+	free(st->v);
+	memset(st, 0, sizeof(*st));
+}
+
+#define _cleanup_stack_ _cleanup_(dir_stack_free)
+
+/* Appends (layer, fd), taking fd; closes it on failure.  0 or -ENOMEM. */
+static int dir_stack_push(struct dir_stack *st, uint32_t layer, int fd)
+{
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? 2 * st->cap : 4;
+		struct dir_layer *v = reallocarray(st->v, cap, sizeof(*v));
+
+		if (!v) {
+			close(fd);
+			return -ENOMEM;
+		}
+		st->v = v;
+		st->cap = cap;
+	}
+	st->v[st->n++] = (struct dir_layer){ .layer = layer, .fd = fd };
+	return 0;
+}
+
 /*
  * Whether our effective capabilities let us open any file for reading
  * (CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE), as root normally can: then
  * the per-file access check of the walk can be skipped.  Asks capget(2)
  * directly rather than linking libcap into the library.
  */
-static bool can_read_anything(void)
+static bool has_cap(unsigned int cap)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2] = { 0 };
 
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return false;
-	return data[0].effective & ((1U << CAP_DAC_READ_SEARCH) | (1U << CAP_DAC_OVERRIDE));
+	return data[cap / 32].effective & (1U << (cap % 32));
 }
 
-/* A directory's names, sorted. */
+static bool can_read_anything(void)
+{
+	return has_cap(CAP_DAC_READ_SEARCH) || has_cap(CAP_DAC_OVERRIDE);
+}
+
+/* A merged directory's names, sorted by name, then layer. */
 struct name_list {
 	char *buf;		/* names, each NUL-terminated */
 	size_t buf_len, buf_cap;
@@ -100,6 +163,9 @@ struct name_list {
 			const char *name;	/* once sorted */
 		};
 		size_t len;
+		uint32_t pos;		/* index into the directory's dir_stack */
+		uint8_t d_type;		/* from getdents64: DT_DIR, ..., DT_UNKNOWN */
+		bool whiteout;		/* AUFS ".wh.NAME" of pos: name is NAME */
 	} *refs;
 	size_t n, cap;
 };
@@ -148,6 +214,34 @@ static void path_pop(struct walk_ctx *ctx, size_t old_len)
 /* ---- errors and progress ---- */
 
 /*
+ * The path to name in messages: relative to the root for a plain walk,
+ * else the current layer's directory joined with it.  malloc'ed; NULL
+ * when out of memory.
+ */
+static char *message_path(const struct walk_ctx *ctx)
+{
+	const struct walk_layer *l;
+	char *p;
+
+	if (!ctx->priv->merge)
+		return strdup(ctx->path ? ctx->path : "");
+	l = &ctx->priv->layers[ctx->cur_layer];
+	if (asprintf(&p, "%s%s%s", l->path, ctx->path_len ? "/" : "",
+		     ctx->path_len ? ctx->path : "") < 0)
+		return NULL;
+	return p;
+}
+
+/* The walk fails here, naming the current entry: returns err. */
+static int fail_here(struct walk_ctx *ctx, int err, const char *what)
+{
+	free(ctx->errpath);
+	ctx->errpath = message_path(ctx);
+	ctx->what = what;
+	return err;
+}
+
+/*
  * The current entry cannot be had (err < 0, what says which step): with
  * skip_unreadable warn and return 0 so the caller leaves it out, else
  * remember the path and return err.  Running out of memory is never
@@ -156,14 +250,14 @@ static void path_pop(struct walk_ctx *ctx, size_t old_len)
 static int fail_or_skip(struct walk_ctx *ctx, int err, const char *what)
 {
 	if (err != -ENOMEM && ctx->opts->skip_unreadable) {
-		if (ctx->opts->warn)
-			ctx->opts->warn(ctx->opts->userdata, ctx->path, err, what);
+		if (ctx->opts->warn) {
+			_cleanup_free_ char *p = message_path(ctx);
+
+			ctx->opts->warn(ctx->opts->userdata, p ? p : ctx->path, err, what);
+		}
 		return 0;
 	}
-	free(ctx->errpath);
-	ctx->errpath = strdup(ctx->path);
-	ctx->what = what;
-	return err;
+	return fail_here(ctx, err, what);
 }
 
 static void progress_tick(struct walk_ctx *ctx)
@@ -193,7 +287,8 @@ struct linux_dirent64 {
 	char d_name[];
 };
 
-static int name_list_add(struct name_list *l, const char *name, size_t len)
+static int name_list_add(struct name_list *l, const char *name, size_t len,
+			 uint32_t pos, uint8_t d_type, bool whiteout)
 {
 	if (l->buf_len + len + 1 > l->buf_cap) {
 		size_t cap = l->buf_cap ? 2 * l->buf_cap : 4096;
@@ -209,25 +304,27 @@ static int name_list_add(struct name_list *l, const char *name, size_t len)
 	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 64;
-		struct name_ref *p = realloc(l->refs, cap * sizeof(*p));
+		struct name_ref *p = reallocarray(l->refs, cap, sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
 		l->refs = p;
 		l->cap = cap;
 	}
-	l->refs[l->n].off = l->buf_len;
-	l->refs[l->n].len = len;
+	l->refs[l->n] = (struct name_ref){
+		.off = l->buf_len, .len = len, .pos = pos, .d_type = d_type,
+		.whiteout = whiteout,
+	};
 	l->n++;
-	memcpy(l->buf + l->buf_len, name, len + 1);
+	memcpy(l->buf + l->buf_len, name, len);
+	l->buf[l->buf_len + len] = '\0';
 	l->buf_len += len + 1;
 	return 0;
 }
 
 /* Bytewise: memcmp on the common prefix, then the shorter name first. */
-static int name_ref_cmp(const void *a, const void *b)
+static int name_cmp(const struct name_ref *x, const struct name_ref *y)
 {
-	const struct name_ref *x = a, *y = b;
 	size_t n = x->len < y->len ? x->len : y->len;
 	int r = memcmp(x->name, y->name, n);
 
@@ -236,8 +333,26 @@ static int name_ref_cmp(const void *a, const void *b)
 	return (x->len > y->len) - (x->len < y->len);
 }
 
-/* Reads every name of dirfd but "." and "..", sorted, into *l. */
-static int list_dir(int dirfd, struct name_list *l)
+/* By name, then layer top first; an AUFS whiteout right below the entry
+ * of its own layer (it hides only what lies beneath, OCI layer.md). */
+static int name_ref_cmp(const void *a, const void *b)
+{
+	const struct name_ref *x = a, *y = b;
+	int r = name_cmp(x, y);
+
+	if (r)
+		return r;
+	if (x->pos != y->pos)
+		return x->pos < y->pos ? -1 : 1;
+	return (int)x->whiteout - (int)y->whiteout;
+}
+
+/*
+ * Appends every name of dirfd but "." and ".." to *l, as layer position
+ * pos.  With aufs, ".wh." names become whiteout marks or are dropped
+ * (walk_aufs_classify()).
+ */
+static int list_dir(int dirfd, struct name_list *l, uint32_t pos, bool aufs)
 {
 	_Alignas(8) char buf[32768];
 
@@ -251,7 +366,9 @@ static int list_dir(int dirfd, struct name_list *l)
 		for (long off = 0; off < n;) {
 			struct linux_dirent64 *d = (void *)(buf + off);
 			size_t max = offsetof(struct linux_dirent64, d_name);
+			const char *name = d->d_name;
 			size_t len;
+			bool wh = false;
 			int r;
 
 			if (d->d_reclen <= max || d->d_reclen > n - off)
@@ -261,11 +378,38 @@ static int list_dir(int dirfd, struct name_list *l)
 			if (len == max)
 				return -EIO;	/* not terminated */
 			off += d->d_reclen;
-			if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
+			if (!strcmp(name, ".") || !strcmp(name, ".."))
 				continue;
-			r = name_list_add(l, d->d_name, len);
+			if (aufs) {
+				switch (walk_aufs_classify(name, len, &name, &len)) {
+				case WALK_AUFS_NONE:
+					break;
+				case WALK_AUFS_WHITEOUT:
+					wh = true;
+					break;
+				default:
+					continue;	/* opacity is checked on open */
+				}
+			}
+			r = name_list_add(l, name, len, pos, d->d_type, wh);
 			if (r < 0)
 				return r;
+		}
+	}
+	return 0;
+}
+
+/* Lists every layer of st into *l, sorted.  On failure sets ctx->cur_layer
+ * to the layer that failed. */
+static int list_stack(struct walk_ctx *ctx, const struct dir_stack *st,
+		      struct name_list *l)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		int r = list_dir(st->v[i].fd, l, (uint32_t)i, ctx->priv->aufs_whiteouts);
+
+		if (r < 0) {
+			ctx->cur_layer = st->v[i].layer;
+			return r;
 		}
 	}
 	for (size_t i = 0; i < l->n; i++)
@@ -305,6 +449,19 @@ static void fill_inode(struct walk_inode *ino, const struct statx *stx)
 	ino->nlink = S_ISDIR(stx->stx_mode) ? 2 : 1;
 }
 
+/* Whether the entry statx'ed as stx lies on another mount than its layer's
+ * root. */
+static bool on_other_mount(const struct walk_ctx *ctx, uint32_t layer,
+			   const struct statx *stx)
+{
+	const struct walk_layer *l = &ctx->priv->layers[layer];
+
+	if (ctx->have_mnt_id && (stx->stx_mask & STATX_MNT_ID))
+		return stx->stx_mnt_id != l->mnt_id;
+	return S_ISDIR(stx->stx_mode) &&
+	       makedev(stx->stx_dev_major, stx->stx_dev_minor) != l->dev;
+}
+
 /* Reads the target of the symlink fd (O_PATH) into the arena. */
 static int read_symlink(struct walk_private *priv, int fd, uint64_t size_hint,
 			struct walk_inode *ino)
@@ -339,7 +496,7 @@ static int append_inode(struct walk_ctx *ctx, struct walk_inode *ino)
 
 	if (tree->ninodes == ctx->inodes_cap) {
 		size_t cap = ctx->inodes_cap ? 2 * ctx->inodes_cap : 1024;
-		struct walk_inode **p = realloc(tree->inodes, cap * sizeof(*p));
+		struct walk_inode **p = reallocarray(tree->inodes, cap, sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
@@ -368,27 +525,187 @@ static int run_check(struct walk_ctx *ctx, const struct walk_inode *ino,
 	return fail_or_skip(ctx, r, what ? what : "checking entry");
 }
 
-static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir, int dirfd,
-		    struct name_list *names);
+/*
+ * The overlay rules for an entry just read from layer ino->layer (merge
+ * mode only): takes the overlay's own xattrs out of ino (into *marks) and
+ * applies user.containers.override_stat where it counts.  Sets
+ * *ret_whiteout when the entry is a whiteout.  Returns 0 or the walk's
+ * error (a refused or malformed mark fails the walk even with
+ * skip_unreadable: leaving the name out could show what it hides).
+ */
+static int apply_overlay_rules(struct walk_ctx *ctx, struct walk_inode *ino,
+			       struct walk_ovl_marks *marks, bool *ret_whiteout)
+{
+	const struct walk_layer *l = &ctx->priv->layers[ino->layer];
+	/* The root is never looked up: its redirect is not read either. */
+	bool bottom = ino->layer + 1 == ctx->priv->nlayers || ino->parent == ino;
+	struct walk_override o;
+
+	walk_ovl_scan_xattrs(ctx->priv->ns, l->override_stat, ino, marks);
+	if (marks->override) {
+		if (walk_override_parse(marks->override, marks->override_len, &o) < 0)
+			return fail_here(ctx, -EBADMSG,
+					 "malformed user.containers.override_stat");
+		if (walk_override_apply(ino, &o) < 0)
+			return fail_here(ctx, -EBADMSG, "user.containers.override_stat "
+					 "names a type the file cannot have");
+	}
+	*ret_whiteout = walk_ovl_is_whiteout(ino, marks);
+	if (*ret_whiteout)
+		return 0;
+	if (S_ISREG(ino->mode) && marks->metacopy)
+		return fail_here(ctx, -EOPNOTSUPP, ctx->priv->ns == WALK_OVL_USER ?
+				 "user.overlay.metacopy: metadata-only copy-ups are not supported" :
+				 "trusted.overlay.metacopy: metadata-only copy-ups are not supported");
+	/* The kernel follows a directory's redirect unless it is opaque or in
+	 * the bottom layer (ovl_lookup_single). */
+	if (S_ISDIR(ino->mode) && marks->redirect && marks->opaque != 'y' && !bottom)
+		return fail_here(ctx, -EOPNOTSUPP, ctx->priv->ns == WALK_OVL_USER ?
+				 "user.overlay.redirect: redirected directories are not supported" :
+				 "trusted.overlay.redirect: redirected directories are not supported");
+	return 0;
+}
 
 /*
- * Reads entry name of the directory dirfd (whose inode is parent) and,
- * for a directory, everything below it; adds its dentry to parent.
- * Returns 0 also when the entry is left out.
+ * Whether the directory open as fd (in layer `layer`) stops the merge
+ * below it: overlay.opaque = "y", or in AUFS form a ".wh..wh..opq" inside.
+ * The bottom layer is never asked (nothing lies below it).
+ */
+static bool dir_is_opaque(const struct walk_ctx *ctx, int fd, char opaque)
+{
+	struct stat st;
+
+	if (opaque == 'y')
+		return true;
+	return ctx->priv->aufs_whiteouts &&
+	       fstatat(fd, WALK_AUFS_OPAQUE_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/*
+ * Reads the overlay marks of a lower directory (open as fd).  One
+ * flistxattr() when, as almost always, it has no xattrs at all.
+ * 0 or -errno.
+ */
+static int lower_dir_marks(struct walk_ctx *ctx, int fd, struct walk_ovl_marks *ret)
+{
+	struct walk_inode tmp = { 0 };
+	ssize_t n = flistxattr(fd, NULL, 0);
+	int r;
+
+	*ret = (struct walk_ovl_marks){ 0 };
+	if (n == 0 || (n < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP)))
+		return 0;
+	if (n < 0)
+		return -errno;
+	r = walk_read_xattrs(ctx->priv, fd, false, &tmp);
+	if (r < 0)
+		return r;
+	walk_ovl_scan_xattrs(ctx->priv->ns, false, &tmp, ret);
+	return 0;
+}
+
+/*
+ * Adds to *st the directories named like the current entry in the layers
+ * below the one that provides it (group[1..n-1], positions in the parent's
+ * stack pst), until a non-directory, a whiteout or an opaque directory
+ * stops the merge (overlay-layers.md §1.2, §1.7).  Returns 0, also when a
+ * lower directory is left out with skip_unreadable (*ret_skipped set).
+ */
+static int gather_lower_dirs(struct walk_ctx *ctx, const struct dir_stack *pst,
+			     const struct name_ref *group, size_t n,
+			     struct dir_stack *st, bool *ret_skipped)
+{
+	uint32_t top_layer = ctx->cur_layer;
+	int r = 0;
+
+	*ret_skipped = false;
+	for (size_t i = 1; i < n; i++) {
+		const struct name_ref *g = &group[i];
+		const struct dir_layer *dl = &pst->v[g->pos];
+		_cleanup_close_ int opath = -1, fd = -1;
+		struct walk_ovl_marks marks;
+		struct statx stx;
+		bool bottom = dl->layer + 1 == ctx->priv->nlayers;
+
+		if (g->whiteout)
+			break;
+		if (g->d_type != DT_DIR && g->d_type != DT_UNKNOWN)
+			break;	/* a non-directory (or a 0/0 whiteout) below a directory */
+		ctx->cur_layer = dl->layer;
+		opath = openat(dl->fd, g->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		if (opath < 0)
+			r = -errno;
+		else if (statx(opath, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+			       STATX_WANT, &stx) < 0)
+			r = -errno;
+		if (r < 0)
+			goto fail;
+		if (!S_ISDIR(stx.stx_mode))
+			break;
+		if (!ctx->opts->cross_mounts && on_other_mount(ctx, dl->layer, &stx))
+			break;	/* a mount point in this layer: nothing of it merges */
+		fd = openat(opath, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			r = -errno;
+			goto fail;
+		}
+		r = lower_dir_marks(ctx, fd, &marks);
+		if (r < 0)
+			goto fail;
+		if (!bottom && marks.redirect && marks.opaque != 'y') {
+			return fail_here(ctx, -EOPNOTSUPP, ctx->priv->ns == WALK_OVL_USER ?
+					 "user.overlay.redirect: redirected directories are not supported" :
+					 "trusted.overlay.redirect: redirected directories are not supported");
+		}
+		r = dir_stack_push(st, dl->layer, TAKE_FD(fd));
+		if (r < 0)
+			return r;
+		if (!bottom && dir_is_opaque(ctx, st->v[st->n - 1].fd, marks.opaque))
+			break;
+	}
+	ctx->cur_layer = top_layer;
+	return 0;
+fail:
+	r = fail_or_skip(ctx, r, "opening a lower layer's directory");
+	ctx->cur_layer = top_layer;
+	*ret_skipped = r == 0;
+	return r;
+}
+
+static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
+		    const struct dir_stack *st, struct name_list *names);
+
+/*
+ * Reads the entry named by group[0] (a name of the directory whose stack is
+ * pst, with parent its inode) and, for a directory, everything below it;
+ * adds its dentry to parent.  group[1..n-1] are the same name in the
+ * layers below (merge mode).  Returns 0 also when the entry is left out or
+ * turns out to be a whiteout.
  */
 static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
-		      int dirfd, const char *name, size_t len)
+		      const struct dir_stack *pst, const struct name_ref *group,
+		      size_t n)
 {
 	const struct walk_opts *opts = ctx->opts;
+	const struct name_ref *top = &group[0];
+	const struct dir_layer *dl = &pst->v[top->pos];
+	const char *name = top->name;
+	size_t len = top->len;
+	int dirfd = dl->fd;
 	_cleanup_close_ int opath = -1, fd = -1;
 	_cleanup_names_ struct name_list names = { 0 };
+	_cleanup_stack_ struct dir_stack st = { 0 };
+	struct walk_ovl_marks marks = { 0 };
 	struct walk_inode *ino;
 	struct walk_dentry *de;
 	struct statx stx;
-	bool is_dir, other_mount, rejected;
+	bool is_dir, other_mount, rejected, whiteout = false;
 	int r;
 
 	progress_tick(ctx);
+	ctx->cur_layer = dl->layer;
+	if (top->whiteout)
+		return 0;	/* AUFS whiteout in the top-most layer with the name */
 	if (len == 0 || len > 255)
 		return fail_or_skip(ctx, -ENAMETOOLONG, "reading directory");
 
@@ -402,17 +719,13 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		return fail_or_skip(ctx, -EOPNOTSUPP, "unknown file type");
 	is_dir = S_ISDIR(stx.stx_mode);
 
-	if (ctx->have_mnt_id && (stx.stx_mask & STATX_MNT_ID))
-		other_mount = stx.stx_mnt_id != ctx->root_mnt_id;
-	else
-		other_mount = is_dir && makedev(stx.stx_dev_major,
-				stx.stx_dev_minor) != ctx->root_dev;
+	other_mount = on_other_mount(ctx, dl->layer, &stx);
 	if (other_mount && !opts->cross_mounts && !is_dir)
 		return 0;	/* a bind-mounted file: not ours */
 
-	/* Another dentry of an inode already seen. */
+	/* Another dentry of an inode already seen (never a whiteout). */
 	if (!is_dir && stx.stx_nlink > 1) {
-		ino = walk_links_find(&ctx->links,
+		ino = walk_links_find(&ctx->links, dl->layer,
 				      makedev(stx.stx_dev_major, stx.stx_dev_minor),
 				      stx.stx_ino);
 		if (ino) {
@@ -435,6 +748,7 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 	if (!ino)
 		return -ENOMEM;
 	fill_inode(ino, &stx);
+	ino->layer = dl->layer;
 	ino->path = walk_arena_strndup(ctx->priv, ctx->path, ctx->path_len);
 	if (!ino->path)
 		return -ENOMEM;
@@ -450,17 +764,35 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		if (fd < 0)
 			return fail_or_skip(ctx, -errno, "opening directory");
 		r = walk_read_xattrs(ctx->priv, fd, false, ino);
-		if (r < 0)
-			return fail_or_skip(ctx, r, "reading xattrs");
-		r = list_dir(fd, &names);
-		if (r < 0)
-			return fail_or_skip(ctx, r, "reading directory");
 	} else {
 		r = walk_read_xattrs(ctx->priv, opath, true, ino);
-		if (r < 0)
-			return fail_or_skip(ctx, r, "reading xattrs");
 	}
-	if (S_ISREG(stx.stx_mode)) {
+	if (r < 0)
+		return fail_or_skip(ctx, r, "reading xattrs");
+	if (ctx->priv->merge) {
+		r = apply_overlay_rules(ctx, ino, &marks, &whiteout);
+		if (r < 0 || whiteout)
+			return r;
+	}
+	if (fd >= 0) {
+		bool bottom = dl->layer + 1 == ctx->priv->nlayers, skipped = false;
+		bool opaque = ctx->priv->merge && !bottom &&
+			      dir_is_opaque(ctx, fd, marks.opaque);
+
+		r = dir_stack_push(&st, dl->layer, TAKE_FD(fd));
+		if (r < 0)
+			return r;
+		if (ctx->priv->merge && !opaque) {
+			r = gather_lower_dirs(ctx, pst, group, n, &st, &skipped);
+			if (r < 0 || skipped)
+				return r;
+		}
+		r = list_stack(ctx, &st, &names);
+		if (r < 0)
+			return fail_or_skip(ctx, r, "reading directory");
+		ctx->cur_layer = dl->layer;
+	}
+	if (S_ISREG(ino->mode)) {
 		/*
 		 * File data is read only when a client asks for it: make sure
 		 * now that we will be able to (with our effective ids and
@@ -495,32 +827,38 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 
 	ino->parent = parent;
 	parent->nlink++;
-	if (fd < 0)
+	if (st.n == 0)
 		return 0;	/* mount point: recorded, not entered */
 	closep(&opath);
 	opath = -1;
-	return walk_dir(ctx, ino, fd, &names);
+	return walk_dir(ctx, ino, &st, &names);
 }
 
-/* Walks the sorted names of dir (open as dirfd) into dir->children. */
-static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir, int dirfd,
-		    struct name_list *names)
+/* Walks the sorted names of dir (whose layer directories are st) into
+ * dir->children, one entry per distinct name. */
+static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
+		    const struct dir_stack *st, struct name_list *names)
 {
-	if (names->n == 0)
+	size_t ngroups = 0;
+
+	for (size_t i = 0; i < names->n; i++)
+		if (i == 0 || name_cmp(&names->refs[i - 1], &names->refs[i]))
+			ngroups++;
+	if (ngroups == 0)
 		return 0;
-	dir->children = walk_arena_alloc(ctx->priv,
-					 names->n * sizeof(*dir->children));
+	dir->children = walk_arena_alloc(ctx->priv, ngroups * sizeof(*dir->children));
 	if (!dir->children)
 		return -ENOMEM;
-	for (size_t i = 0; i < names->n; i++) {
+	for (size_t i = 0, j; i < names->n; i = j) {
 		size_t old_len = ctx->path_len;
 		int r;
 
+		for (j = i + 1; j < names->n && !name_cmp(&names->refs[i], &names->refs[j]); j++)
+			;
 		r = path_push(ctx, names->refs[i].name, names->refs[i].len);
 		if (r < 0)
 			return r;
-		r = walk_entry(ctx, dir, dirfd, names->refs[i].name,
-			       names->refs[i].len);
+		r = walk_entry(ctx, dir, st, &names->refs[i], j - i);
 		path_pop(ctx, old_len);
 		if (r < 0)
 			return r;
@@ -530,36 +868,78 @@ static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir, int dirfd,
 
 /* ---- the root ---- */
 
-/* The root cannot be left out: remember it ("") as the culprit. */
-static int fail_root(struct walk_ctx *ctx, int err, const char *what)
+/* The root cannot be left out: remember its layer as the culprit. */
+static int fail_root(struct walk_ctx *ctx, uint32_t layer, int err, const char *what)
 {
-	free(ctx->errpath);
-	ctx->errpath = strdup("");
-	ctx->what = what;
-	return err;
+	ctx->cur_layer = layer;
+	return fail_here(ctx, err, what);
 }
 
-static int walk_root(struct walk_ctx *ctx, const char *path)
+/*
+ * Opens the root of every layer (the paths the user chose: symlinks are
+ * followed) and notes its mount, and in merge mode whether its files carry
+ * user.containers.override_stat.
+ */
+static int open_layers(struct walk_ctx *ctx, const struct walk_stack *stack,
+		       bool force_override, struct statx *ret_top)
+{
+	struct walk_private *priv = ctx->priv;
+
+	priv->layers = calloc(stack->nlayers, sizeof(*priv->layers));
+	if (!priv->layers)
+		return -ENOMEM;
+	for (size_t i = 0; i < stack->nlayers; i++) {
+		struct walk_layer *l = &priv->layers[i];
+		struct statx stx;
+		char v[1];
+
+		l->root_fd = -1;
+		l->path = strdup(stack->layers[i]);
+		if (!l->path)
+			return -ENOMEM;
+		priv->nlayers = i + 1;
+		l->root_fd = open(l->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (l->root_fd < 0)
+			return fail_root(ctx, i, -errno, "opening layer");
+		if (statx(l->root_fd, "", AT_EMPTY_PATH | AT_NO_AUTOMOUNT,
+			  STATX_WANT, &stx) < 0)
+			return fail_root(ctx, i, -errno, "statx");
+		if (i == 0) {
+			ctx->have_mnt_id = stx.stx_mask & STATX_MNT_ID;
+			*ret_top = stx;
+		}
+		l->mnt_id = stx.stx_mnt_id;
+		l->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+		l->override_stat = force_override;
+		if (priv->merge && !force_override) {
+			char proc[40];
+
+			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", l->root_fd);
+			l->override_stat = getxattr(proc, WALK_OVERRIDE_XATTR, v, 0) >= 0;
+		}
+	}
+	ctx->tree->root_fd = priv->layers[0].root_fd;
+	return 0;
+}
+
+static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
 {
 	const struct walk_opts *opts = ctx->opts;
 	struct walk_tree *tree = ctx->tree;
-	_cleanup_close_ int fd = -1;
 	_cleanup_names_ struct name_list names = { 0 };
+	_cleanup_stack_ struct dir_stack st = { 0 };
+	struct walk_ovl_marks marks;
 	struct walk_inode *root;
 	struct statx stx;
+	bool whiteout;
 	int r;
 
-	/* The one path we resolve, and the user chose it: follow symlinks. */
-	tree->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (tree->root_fd < 0)
-		return -errno;
-	if (statx(tree->root_fd, "", AT_EMPTY_PATH | AT_NO_AUTOMOUNT,
-		  STATX_WANT, &stx) < 0)
-		return fail_root(ctx, -errno, "statx");
-	ctx->have_mnt_id = stx.stx_mask & STATX_MNT_ID;
+	r = open_layers(ctx, stack, stack->override_stat, &stx);
+	if (r < 0)
+		return r;
+	if (!S_ISDIR(stx.stx_mode))
+		return fail_root(ctx, 0, -ENOTDIR, "opening layer");
 	ctx->reads_anything = can_read_anything();
-	ctx->root_mnt_id = stx.stx_mnt_id;
-	ctx->root_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 
 	root = walk_arena_alloc(ctx->priv, sizeof(*root));
 	if (!root)
@@ -571,40 +951,56 @@ static int walk_root(struct walk_ctx *ctx, const char *path)
 	root->parent = root;
 
 	progress_tick(ctx);
-	fd = openat(tree->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return fail_root(ctx, -errno, "opening directory");
-	r = walk_read_xattrs(ctx->priv, fd, false, root);
+	/* Every layer's root directory merges into the root. */
+	for (size_t i = 0; i < ctx->priv->nlayers; i++) {
+		int fd = openat(ctx->priv->layers[i].root_fd, ".",
+				O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0)
+			return fail_root(ctx, i, -errno, "opening directory");
+		r = dir_stack_push(&st, i, fd);
+		if (r < 0)
+			return r;
+	}
+	r = walk_read_xattrs(ctx->priv, st.v[0].fd, false, root);
 	if (r < 0)
-		return fail_root(ctx, r, "reading xattrs");
-	r = list_dir(fd, &names);
+		return fail_root(ctx, 0, r, "reading xattrs");
+	if (ctx->priv->merge) {
+		ctx->cur_layer = 0;
+		r = apply_overlay_rules(ctx, root, &marks, &whiteout);
+		if (r < 0)
+			return r;
+		if (!S_ISDIR(root->mode))
+			return fail_root(ctx, 0, -EBADMSG, "user.containers.override_stat "
+					 "makes the root a non-directory");
+	}
+	r = list_stack(ctx, &st, &names);
 	if (r < 0)
-		return fail_root(ctx, r, "reading directory");
+		return fail_root(ctx, ctx->cur_layer, r, "reading directory");
 	if (opts->check) {
 		const char *what = NULL;
 
 		r = opts->check(opts->userdata, root, "", 0, &what);
 		if (r < 0)
-			return fail_root(ctx, r, what ? what : "checking entry");
+			return fail_root(ctx, 0, r, what ? what : "checking entry");
 	}
 	r = append_inode(ctx, root);
 	if (r < 0)
 		return r;
 	tree->root = root;
-	return walk_dir(ctx, root, fd, &names);
+	return walk_dir(ctx, root, &st, &names);
 }
 
-int walk_tree(const char *path, const struct walk_opts *opts,
-	      struct walk_tree **ret_tree, char **ret_errpath,
-	      const char **ret_what)
+/* The common part of walk_tree() and walk_layers(). */
+static int walk_stack(const struct walk_stack *stack, bool merge,
+		      const struct walk_opts *opts, struct walk_tree **ret_tree,
+		      char **ret_errpath, const char **ret_what)
 {
 	static const struct walk_opts no_opts;
 	struct walk_ctx ctx = { .opts = opts ? opts : &no_opts };
 	struct walk_tree *tree;
 	int r;
 
-	if (!path || !ret_tree)
-		return -EINVAL;
 	tree = calloc(1, sizeof(*tree));
 	if (!tree)
 		return -ENOMEM;
@@ -615,12 +1011,15 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 		return -ENOMEM;
 	}
 	tree->priv->cross_mounts = ctx.opts->cross_mounts;
+	tree->priv->merge = merge;
+	tree->priv->ns = stack->ns;
+	tree->priv->aufs_whiteouts = merge && stack->aufs_whiteouts;
 	ctx.tree = tree;
 	ctx.priv = tree->priv;
 	if (ctx.opts->progress)
 		clock_gettime(CLOCK_MONOTONIC, &ctx.last_progress);
 
-	r = walk_root(&ctx, path);
+	r = walk_root(&ctx, stack);
 
 	if (ctx.opts->progress)
 		fprintf(stderr, "\r%zu entries\n", ctx.nentries);
@@ -640,18 +1039,62 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 	return 0;
 }
 
+int walk_tree(const char *path, const struct walk_opts *opts,
+	      struct walk_tree **ret_tree, char **ret_errpath,
+	      const char **ret_what)
+{
+	const char *layers[1] = { path };
+	struct walk_stack stack = { .layers = layers, .nlayers = 1 };
+
+	if (!path || !ret_tree)
+		return -EINVAL;
+	return walk_stack(&stack, false, opts, ret_tree, ret_errpath, ret_what);
+}
+
+int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
+		struct walk_tree **ret_tree, char **ret_errpath,
+		const char **ret_what)
+{
+	if (!stack || !ret_tree || stack->nlayers == 0 ||
+	    stack->nlayers > WALK_MAX_LAYERS)
+		return -EINVAL;
+	for (size_t i = 0; i < stack->nlayers; i++)
+		if (!stack->layers[i])
+			return -EINVAL;
+	/*
+	 * Without CAP_SYS_ADMIN, listxattr() silently leaves out trusted.*:
+	 * opaque directories and xattr whiteouts would go unseen and lower
+	 * files show through.  Refuse rather than merge wrongly.
+	 */
+	if (stack->ns == WALK_OVL_TRUSTED && !has_cap(CAP_SYS_ADMIN)) {
+		if (ret_errpath)
+			*ret_errpath = strdup(stack->layers[0]);
+		if (ret_what)
+			*ret_what = "reading trusted.overlay.* xattrs needs CAP_SYS_ADMIN";
+		return -EPERM;
+	}
+	return walk_stack(stack, true, opts, ret_tree, ret_errpath, ret_what);
+}
+
 void walk_tree_free(struct walk_tree *tree)
 {
 	if (!tree)
 		return;
-	if (tree->root_fd >= 0)
-		close(tree->root_fd);
 	if (tree->priv) {
+		/* tree->root_fd is layers[0].root_fd. */
+		for (size_t i = 0; i < tree->priv->nlayers; i++) {
+			if (tree->priv->layers[i].root_fd >= 0)
+				close(tree->priv->layers[i].root_fd);
+			free(tree->priv->layers[i].path);
+		}
+		free(tree->priv->layers);
 		for (size_t i = 0; i < tree->priv->nmounts; i++)
 			close(tree->priv->mounts[i].fd);
 		free(tree->priv->mounts);
 		walk_arena_free(tree->priv);
 		free(tree->priv);
+	} else if (tree->root_fd >= 0) {
+		close(tree->root_fd);
 	}
 	free(tree->inodes);
 	free(tree);
