@@ -899,6 +899,8 @@ static int open_layers(struct walk_ctx *ctx, const struct walk_stack *stack,
 			return -ENOMEM;
 		priv->nlayers = i + 1;
 		l->root_fd = open(l->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (l->root_fd < 0 && !priv->merge)
+			return -errno;	/* the caller names the path it gave */
 		if (l->root_fd < 0)
 			return fail_root(ctx, i, -errno, "opening layer");
 		if (statx(l->root_fd, "", AT_EMPTY_PATH | AT_NO_AUTOMOUNT,
