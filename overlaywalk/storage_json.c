@@ -247,20 +247,30 @@ static const char *image_label(const json_t *img)
 static int not_found(const json_t *arr, const char *ref, char **ret_err)
 {
 	char list[1024] = "";
-	size_t n = json_array_size(arr), off = 0;
+	size_t n = json_array_size(arr), named = 0, off = 0;
 
-	for (size_t i = 0; i < n && i < LIST_MAX; i++) {
-		int k = snprintf(list + off, sizeof(list) - off, "%s'%s'",
-				 i ? ", " : "", image_label(json_array_get(arr, i)));
+	/* Named images by their first name; unnamed ones (build steps) only
+	 * counted. */
+	for (size_t i = 0; i < n; i++) {
+		const json_t *names = json_object_get(json_array_get(arr, i), "names");
+		int k;
 
-		if (k < 0 || (size_t)k >= sizeof(list) - off)
-			break;
-		off += k;
+		if (!json_is_array(names) || !json_array_size(names))
+			continue;
+		if (named++ >= LIST_MAX)
+			continue;
+		k = snprintf(list + off, sizeof(list) - off, "%s'%s'", off ? ", " : "",
+			     image_label(json_array_get(arr, i)));
+		if (k > 0 && (size_t)k < sizeof(list) - off)
+			off += k;
 	}
 	if (n == 0)
 		return fail(ret_err, -ENOENT, "no image '%s': the store has no images", ref);
-	return fail(ret_err, -ENOENT, "no image '%s' (the store has %zu: %s%s)", ref, n,
-		    list, n > LIST_MAX ? ", ..." : "");
+	if (named == n)
+		return fail(ret_err, -ENOENT, "no image '%s' (the store has %zu: %s%s)", ref, n,
+			    list, named > LIST_MAX ? ", ..." : "");
+	return fail(ret_err, -ENOENT, "no image '%s' (the store has %zu: %s%s%s%zu unnamed)",
+		    ref, n, list, named > LIST_MAX ? ", ..." : "", off ? "; " : "", n - named);
 }
 
 static int ambiguous(const struct match m[2], const char *ref, char **ret_err)

@@ -759,7 +759,8 @@ static int walk_image(const struct options *o, struct program *p,
 
 	r = storage_find_image(o->image, &so, &img, &err);
 	if (r < 0) {
-		log_errno(r, "--image '%s': %s", o->image, err ? err : strerror(-r));
+		/* The message says what failed and why. */
+		log_error("--image '%s': %s", o->image, err ? err : strerror(-r));
 		free(err);
 		return r;
 	}
