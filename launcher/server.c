@@ -170,8 +170,20 @@ int server_build_argv(struct launch *l)
 	else
 		strv_push_owned(a, find_server());
 	strv_add(a, "--foreground");
-	strv_add(a, "--export");
-	strv_add(a, l->export_dir);
+	/* What to serve: exactly one of the three was given. */
+	{
+		const char *pairs[][2] = {
+			{ "--export", l->export_dir }, { "--image", l->image },
+			{ "--storage-root", l->storage_root }, { "--lowerdir", l->lowerdir },
+			{ "--upperdir", l->upperdir },
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(pairs); i++)
+			if (pairs[i][1]) {
+				strv_add(a, pairs[i][0]);
+				strv_add(a, pairs[i][1]);
+			}
+	}
 	strv_add(a, "--exit-with-parent");
 	/* The ESP is built by the server: the EFI boot options are its. */
 	if (l->boot == BOOT_EFI) {
