@@ -12,6 +12,8 @@
 #   - a store being written: a writer's lock on layers.lock held past the
 #     wait, and a layer flagged "incomplete" in layers.json
 #   - storage.conf naming a driver we do not read, or TOML we cannot read
+#   - run as the systemd unit runs it (nobody, CAP_DAC_READ_SEARCH): a
+#     clear refusal, and success with the README's CAP_SYS_ADMIN drop-in
 #   - while served: a layer's file rewritten (EIO for it, the rest
 #     reads), a whole layer deleted (EIO), the server alive throughout
 # and a store of the vfs driver (each layer a full tree), served from its
@@ -144,6 +146,26 @@ CONTAINERS_STORAGE_CONF=$T/storage.conf "$EROFS_NBD" --image "$img" --image-expo
 	--write-image "$T/conf.img" 2>/dev/null || fail "--image with graphroot from storage.conf failed"
 cmp "$T/conf.img" "$T/good.img" || fail "graphroot from storage.conf: other bytes"
 ok "graphroot from storage.conf"
+
+check "as the systemd unit runs it: nobody with CAP_DAC_READ_SEARCH alone, then also CAP_SYS_ADMIN"
+# systemd/erofs-nbd@.service's ExecStart with EROFS_NBD_EXPORT unset.
+unit=(setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs
+	--inh-caps=-all,+dac_read_search --ambient-caps=+dac_read_search
+	--bounding-set=-all,+dac_read_search)
+rc=0
+"${unit[@]}" "$EROFS_NBD" -f --export= --image="$img" --storage-root="$S" --image-export root \
+	--write-image /dev/null 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] && grep -q "reading trusted.overlay.\* xattrs needs CAP_SYS_ADMIN" "$T/err" ||
+	fail "--image without CAP_SYS_ADMIN" "exit 1, needs CAP_SYS_ADMIN" "exit $rc: $(cat "$T/err")"
+ok "$(grep -m1 error "$T/err")"
+unit=("${unit[@]/dac_read_search/dac_read_search,+sys_admin}")
+chmod 0711 "$T"
+mkdir "$T/nobody"
+chown nobody "$T/nobody"
+"${unit[@]}" "$EROFS_NBD" -f --export= --image="$img" --storage-root="$S" --image-export root \
+	--write-image "$T/nobody/unit.img" 2>"$T/err" || { cat "$T/err"; fail "--image as the unit failed"; }
+cmp "$T/nobody/unit.img" "$T/good.img" || fail "--image as the unit gives other bytes"
+ok "with the README's drop-in (CAP_SYS_ADMIN) the unit serves the image"
 
 check "while served: a layer's file rewritten, then a whole layer removed"
 if [ -c /dev/fuse ] && command -v nbdfuse >/dev/null; then
