@@ -445,3 +445,7 @@ echo "medians, s: erofs-nbd start $ours_start, mkfs.erofs $mkfs_start;" \
 	"nbdkit ($kit_size B) $kit_read / $kit_read1"
 [ -z "$efi_info" ] || echo "$efi_info"
 echo "mkfs.erofs writes to $(df --output=source,fstype "$work" | tail -n1 | tr -s ' ')"
+
+# --- e) a multi-layer podman image (--image) vs its merged directory ---------------
+# Self-contained, with its own lines: bench/image.sh, bench/README.md.
+"$here/image.sh" "$BIN" "$TREE" || note "e) bench/image.sh failed"
