@@ -1072,7 +1072,8 @@ int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
 		if (ret_errpath)
 			*ret_errpath = strdup(stack->layers[0]);
 		if (ret_what)
-			*ret_what = "reading trusted.overlay.* xattrs needs CAP_SYS_ADMIN";
+			*ret_what = "reading trusted.overlay.* xattrs needs CAP_SYS_ADMIN "
+				    "(the systemd unit: README.md, \"systemd and podman machine\")";
 		return -EPERM;
 	}
 	return walk_stack(stack, true, opts, ret_tree, ret_errpath, ret_what);

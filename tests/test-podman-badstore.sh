@@ -25,6 +25,7 @@ requires_root
 requires podman
 requires python3
 requires setpriv
+requires nbdinfo
 [ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at $EROFS_NBD (run make)"
 grep -qw erofs /proc/filesystems || modprobe erofs 2>/dev/null || skip "no EROFS in the kernel"
 
@@ -165,7 +166,24 @@ chown nobody "$T/nobody"
 "${unit[@]}" "$EROFS_NBD" -f --export= --image="$img" --storage-root="$S" --image-export root \
 	--write-image "$T/nobody/unit.img" 2>"$T/err" || { cat "$T/err"; fail "--image as the unit failed"; }
 cmp "$T/nobody/unit.img" "$T/good.img" || fail "--image as the unit gives other bytes"
-ok "with the README's drop-in (CAP_SYS_ADMIN) the unit serves the image"
+# Serving, it keeps only CAP_DAC_READ_SEARCH: CAP_SYS_ADMIN was for the walk.
+"${unit[@]}" "$EROFS_NBD" -f -v --export= --image="$img" --storage-root="$S" \
+	--unix "$T/nobody/nbd.sock" >"$T/nobody/uri" 2>"$T/nobody/log" &
+upid=$!
+cleanup_fn kill "$upid"
+for ((i = 0; i < 300; i++)); do
+	grep -q "capabilities left" "$T/nobody/log" 2>/dev/null && break
+	kill -0 "$upid" 2>/dev/null || { cat "$T/nobody/log"; fail "the server as the unit exited"; }
+	sleep 0.1
+done
+capeff=$(awk '/^CapEff:/ { print $2 }' "/proc/$upid/status")
+[ "$capeff" = 0000000000000004 ] || fail "capabilities of the serving server" \
+	"CapEff 0000000000000004 (cap_dac_read_search)" "CapEff $capeff"
+[ "$(nbdinfo --size "nbd+unix:///root?socket=$T/nobody/nbd.sock")" = "$(stat -c %s "$T/good.img")" ] ||
+	fail "the server as the unit serves another size"
+kill -TERM "$upid"
+wait "$upid" || fail "the server as the unit did not exit 0"
+ok "with the README's drop-in (CAP_SYS_ADMIN, capset) the unit serves the image, then keeps CAP_DAC_READ_SEARCH only"
 
 check "while served: a layer's file rewritten, then a whole layer removed"
 if [ -c /dev/fuse ] && command -v nbdfuse >/dev/null; then
