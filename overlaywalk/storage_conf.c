@@ -196,96 +196,57 @@ static int hex_digits(struct parser *ps, int n, uint32_t *ret)
 	return 0;
 }
 
-/* A basic string, "..." or """...""", into b (the opening quote at p). */
-static int basic_string(struct parser *ps, struct sbuf *b)
+/* The escape after a backslash of a basic string (p past the backslash). */
+static int escape(struct parser *ps, struct sbuf *b, bool multi)
 {
-	bool multi = peek_is(ps, "\"\"\"");
+	uint32_t cp;
+	char e;
 	int r;
 
-	ps->p += multi ? 3 : 1;
-	if (multi)
-		eat_newline(ps);	/* a newline right after """ is trimmed */
-	for (;;) {
-		unsigned char c;
-
-		if (at_end(ps))
-			return -EBADMSG;
-		if (multi && peek_is(ps, "\"\"\"")) {
-			/* Up to two more quotes may belong to the string. */
-			ps->p += 3;
-			for (int k = 0; k < 2 && !at_end(ps) && *ps->p == '"'; k++, ps->p++)
-				if (sbuf_add(b, "\"", 1) < 0)
-					return -ENOMEM;
-			break;
-		}
-		c = *ps->p;
-		if (!multi && c == '"') {
-			ps->p++;
-			break;
-		}
-		if (c == '\\') {
-			uint32_t cp;
-			char e;
-
-			ps->p++;
-			if (at_end(ps))
-				return -EBADMSG;
-			e = *ps->p++;
-			switch (e) {
-			case 'b': r = sbuf_add(b, "\b", 1); break;
-			case 't': r = sbuf_add(b, "\t", 1); break;
-			case 'n': r = sbuf_add(b, "\n", 1); break;
-			case 'f': r = sbuf_add(b, "\f", 1); break;
-			case 'r': r = sbuf_add(b, "\r", 1); break;
-			case 'e': r = sbuf_add(b, "\x1b", 1); break;
-			case '"': r = sbuf_add(b, "\"", 1); break;
-			case '\\': r = sbuf_add(b, "\\", 1); break;
-			case 'u':
-			case 'U':
-				r = hex_digits(ps, e == 'u' ? 4 : 8, &cp);
-				if (r == 0)
-					r = sbuf_utf8(b, cp);
-				break;
-			default:
-				if (!multi)
-					return -EBADMSG;
-				/* A line-ending backslash: trim whitespace and newlines. */
-				ps->p--;
-				skip_ws(ps);
-				if (!eat_newline(ps))
-					return -EBADMSG;
-				while (!at_end(ps) && (*ps->p == ' ' || *ps->p == '\t' ||
-						       *ps->p == '\n' || *ps->p == '\r'))
-					if (!eat_newline(ps))
-						ps->p++;
-				r = 0;
-				break;
-			}
-			if (r < 0)
-				return r;
-			continue;
-		}
-		if (c == '\n' || peek_is(ps, "\r\n")) {
-			if (!multi)
-				return -EBADMSG;
-			eat_newline(ps);
-			if (sbuf_add(b, "\n", 1) < 0)
-				return -ENOMEM;
-			continue;
-		}
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return -EBADMSG;
-		if (sbuf_add(b, ps->p, 1) < 0)
-			return -ENOMEM;
-		ps->p++;
+	if (at_end(ps))
+		return -EBADMSG;
+	e = *ps->p++;
+	switch (e) {
+	case 'b': return sbuf_add(b, "\b", 1);
+	case 't': return sbuf_add(b, "\t", 1);
+	case 'n': return sbuf_add(b, "\n", 1);
+	case 'f': return sbuf_add(b, "\f", 1);
+	case 'r': return sbuf_add(b, "\r", 1);
+	case 'e': return sbuf_add(b, "\x1b", 1);
+	case '"': return sbuf_add(b, "\"", 1);
+	case '\\': return sbuf_add(b, "\\", 1);
+	case 'u':
+	case 'U':
+		r = hex_digits(ps, e == 'u' ? 4 : 8, &cp);
+		return r < 0 ? r : sbuf_utf8(b, cp);
 	}
+	if (!multi)
+		return -EBADMSG;
+	/* A line-ending backslash: whitespace and newlines up to the next
+	 * other character go. */
+	ps->p--;
+	skip_ws(ps);
+	if (!eat_newline(ps))
+		return -EBADMSG;
+	while (!at_end(ps) && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' ||
+			       *ps->p == '\r'))
+		if (!eat_newline(ps))
+			ps->p++;
 	return 0;
 }
 
-/* A literal string, '...' or '''...''', into b. */
-static int literal_string(struct parser *ps, struct sbuf *b)
+/*
+ * A string into b, the opening quote at p: basic ("...", with escapes)
+ * or literal ('...'), each also multi-line (""" or ''', where a newline
+ * right after the opening quotes is trimmed and up to two more quotes
+ * before the closing ones belong to the string).
+ */
+static int string(struct parser *ps, struct sbuf *b)
 {
-	bool multi = peek_is(ps, "'''");
+	const char q = *ps->p;
+	const char triple[4] = { q, q, q, '\0' };
+	bool multi = peek_is(ps, triple), basic = q == '"';
+	int r;
 
 	ps->p += multi ? 3 : 1;
 	if (multi)
@@ -295,17 +256,24 @@ static int literal_string(struct parser *ps, struct sbuf *b)
 
 		if (at_end(ps))
 			return -EBADMSG;
-		if (multi && peek_is(ps, "'''")) {
+		if (multi && peek_is(ps, triple)) {
 			ps->p += 3;
-			for (int k = 0; k < 2 && !at_end(ps) && *ps->p == '\''; k++, ps->p++)
-				if (sbuf_add(b, "'", 1) < 0)
+			for (int k = 0; k < 2 && !at_end(ps) && *ps->p == q; k++, ps->p++)
+				if (sbuf_add(b, &q, 1) < 0)
 					return -ENOMEM;
 			break;
 		}
 		c = *ps->p;
-		if (!multi && c == '\'') {
+		if (!multi && c == q) {
 			ps->p++;
 			break;
+		}
+		if (basic && c == '\\') {
+			ps->p++;
+			r = escape(ps, b, multi);
+			if (r < 0)
+				return r;
+			continue;
 		}
 		if (c == '\n' || peek_is(ps, "\r\n")) {
 			if (!multi)
@@ -338,10 +306,9 @@ static int simple_key(struct parser *ps, char **ret)
 
 	if (at_end(ps))
 		return -EBADMSG;
-	if (*ps->p == '"' && !peek_is(ps, "\"\"\""))
-		r = basic_string(ps, &b);
-	else if (*ps->p == '\'' && !peek_is(ps, "'''"))
-		r = literal_string(ps, &b);
+	if ((*ps->p == '"' && !peek_is(ps, "\"\"\"")) ||
+	    (*ps->p == '\'' && !peek_is(ps, "'''")))
+		r = string(ps, &b);	/* keys are single-line strings */
 	else {
 		const char *s = ps->p;
 
@@ -447,7 +414,7 @@ static int value(struct parser *ps, const struct sink *sk, int depth)
 	if (depth > MAX_DEPTH || at_end(ps))
 		return -EBADMSG;
 	if (*ps->p == '"' || *ps->p == '\'') {
-		r = *ps->p == '"' ? basic_string(ps, &b) : literal_string(ps, &b);
+		r = string(ps, &b);
 		if (r == 0 && !b.s)
 			r = sbuf_add(&b, "", 0);
 		if (r < 0) {
