@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -239,8 +240,8 @@ static void usage(void)
 "  --storage-root DIR      with --image: the store (default: podman's, from\n"
 "                          storage.conf)\n"
 "  --userxattr             the layers' overlay marks are user.overlay.*\n"
-"                          (default: trusted.overlay.* as root, user.* in a\n"
-"                          user namespace; --image: the store's)\n"
+"                          (default: trusted.overlay.*, but user.overlay.*\n"
+"                          inside a user namespace such as podman unshare)\n"
 "  --aufs-whiteouts        with --lowerdir: also honour .wh.NAME and\n"
 "                          .wh..wh..opq files (fuse-overlayfs stores)\n"
 "  --cross-mounts          descend into other mounted file systems\n"
@@ -699,6 +700,30 @@ static int describe_source(const struct options *o, struct program *p)
 	return 0;
 }
 
+/*
+ * walk_layers() with the soft RLIMIT_NOFILE raised to the hard one for
+ * the walk: it keeps a directory fd per layer per level it is in (500
+ * layers sharing a few directories need more than the usual 1024), then
+ * the limit is put back for the server to size its caches by.
+ */
+static int walk_layers_nofile(const struct walk_stack *st, const struct walk_opts *wo,
+			      struct walk_tree **ret_tree, char **ret_errpath,
+			      const char **ret_what)
+{
+	struct rlimit old, raised;
+	bool changed = false;
+	int r;
+
+	if (getrlimit(RLIMIT_NOFILE, &old) == 0 && old.rlim_cur < old.rlim_max) {
+		raised = (struct rlimit){ .rlim_cur = old.rlim_max, .rlim_max = old.rlim_max };
+		changed = setrlimit(RLIMIT_NOFILE, &raised) == 0;
+	}
+	r = walk_layers(st, wo, ret_tree, ret_errpath, ret_what);
+	if (changed)
+		(void)setrlimit(RLIMIT_NOFILE, &old);
+	return r;
+}
+
 /* --lowerdir [--upperdir]: merges the stack into p->tree.  Logs its errors. */
 static int walk_lowerdir(const struct options *o, struct program *p,
 			 const struct walk_opts *wo)
@@ -734,7 +759,7 @@ static int walk_lowerdir(const struct options *o, struct program *p,
 	log_info("%s: %zu layers, overlay marks in %s.overlay.*%s", p->source_name,
 		 st.nlayers, st.ns == WALK_OVL_USER ? "user" : "trusted",
 		 st.aufs_whiteouts ? ", AUFS whiteouts" : "");
-	r = walk_layers(&st, wo, &p->tree, &errpath, &what);
+	r = walk_layers_nofile(&st, wo, &p->tree, &errpath, &what);
 	if (r < 0)
 		log_build_error(r, p->source_name, errpath, what);
 	free(errpath);
@@ -786,7 +811,7 @@ static int walk_image(const struct options *o, struct program *p,
 			.aufs_whiteouts = img.aufs_whiteouts,
 			.override_stat = img.override_stat,
 		};
-		r = walk_layers(&st, wo, &p->tree, &errpath, &what);
+		r = walk_layers_nofile(&st, wo, &p->tree, &errpath, &what);
 	}
 	if (r < 0)
 		log_build_error(r, p->source_name, errpath, what);

@@ -14,6 +14,7 @@
 #
 # Stacks (tests/mkstack.py; every rule, 64 layers):
 #   trusted   trusted.overlay.* marks, 0/0 and xattr whiteouts, opaque
+#             (and once with 500 layers, the kernel's limit, within 1024 fds)
 #   user      the same with user.overlay.* (-o userxattr / --userxattr)
 #   aufs      .wh. files (--aufs-whiteouts) against the kernel's mount of
 #             the same stack in overlay form
@@ -111,6 +112,19 @@ case $desc in
 *) fail "export description" "EROFS root file system of overlay lowerdir=$S/00:..." "$desc" ;;
 esac
 stop_server || fail "the server did not exit 0 on SIGTERM"
+
+# --- the kernel's maximum: 500 layers ------------------------------------------------
+check "500 layers (the kernel's limit), within a soft limit of 1024 open files"
+L=$(mkstack --layers 500 "$T/big")
+kmount "$T/big" "$T/k-big" "lowerdir=$L"
+(ulimit -Sn 1024 && "$EROFS_NBD" --lowerdir "$(abs_lowerdir "$T/big" "$L")" --image-export root \
+	--write-image "$T/big.img" 2>"$T/big.err") || { cat "$T/big.err"; fail "500 layers failed"; }
+mount_image "$T/big.img" "$T/big.mnt"
+timeout 600 python3 "$TESTS_DIR/treecmp.py" --overlay "$T/k-big" "$T/big.mnt" ||
+	fail "500 layers: our merge differs from the kernel's"
+ok "500 layers: 0 differences"
+umount "$T/big.mnt" "$T/k-big"
+rm -rf "$T/big" "$T/big.img"
 
 # --- user.overlay.* (rootless stacks) ------------------------------------------------
 U=$T/user
