@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "overlaywalk/walk.h"
 
@@ -104,6 +106,123 @@ int walk_read_xattrs(struct walk_private *priv, int fd, bool is_opath,
  */
 int walk_record_handle(struct walk_tree *tree, int dirfd, int opath_fd,
 		       struct walk_inode *inode);
+
+/* ---- the walk's working state, shared by walk.c, list.c and layers.c ---- */
+
+struct walk_ovl_marks;
+
+#define WALK_STATX_WANT (STATX_BASIC_STATS | STATX_MNT_ID)
+
+/* One walk_tree() or walk_layers() call. */
+struct walk_ctx {
+	struct walk_tree *tree;
+	struct walk_private *priv;
+	const struct walk_opts *opts;
+	size_t inodes_cap;
+
+	bool have_mnt_id;		/* the kernel fills stx_mnt_id */
+	bool reads_anything;		/* CAP_DAC_READ_SEARCH or _OVERRIDE in effect */
+
+	struct walk_links links;	/* hard-link candidates */
+
+	char *path;			/* current entry, relative to the root */
+	size_t path_len, path_cap;
+	uint32_t cur_layer;		/* the layer being read, for messages */
+
+	size_t nentries;		/* progress */
+	struct timespec last_progress;
+
+	char *errpath;			/* the entry that failed the walk */
+	const char *what;
+};
+
+/* One directory of one layer, in a merged directory's stack. */
+struct dir_layer {
+	uint32_t layer;			/* index into priv->layers */
+	int fd;				/* O_RDONLY | O_DIRECTORY, owned */
+};
+
+/* A merged directory's stack of layer directories, top first. */
+struct dir_stack {
+	struct dir_layer *v;
+	size_t n, cap;
+};
+
+/* A merged directory's names, sorted by name, then layer. */
+struct name_list {
+	char *buf;		/* names, each NUL-terminated */
+	size_t buf_len, buf_cap;
+	struct name_ref {
+		union {
+			size_t off;	/* while listing */
+			const char *name;	/* once sorted */
+		};
+		size_t len;
+		uint32_t pos;		/* index into the directory's dir_stack */
+		uint8_t d_type;		/* from getdents64: DT_DIR, ..., DT_UNKNOWN */
+		bool whiteout;		/* AUFS ".wh.NAME" of pos: name is NAME */
+	} *refs;
+	size_t n, cap;
+};
+
+/* walk.c */
+/* The walk fails at the current entry: remembers its path (the layer's
+ * directory joined with it, when merging) and what; returns err. */
+int walk_fail_here(struct walk_ctx *ctx, int err, const char *what);
+/* As walk_fail_here(), unless opts->skip_unreadable: then warns and
+ * returns 0 (the caller leaves the entry out).  -ENOMEM is never skipped. */
+int walk_fail_or_skip(struct walk_ctx *ctx, int err, const char *what);
+
+/* list.c */
+void walk_names_free(struct name_list *l);
+/* Bytewise: memcmp on the common prefix, then the shorter name first. */
+int walk_name_cmp(const struct name_ref *x, const struct name_ref *y);
+/*
+ * Lists every layer directory of st into *l and sorts it by name, then
+ * layer (AUFS whiteouts right after their own layer's entry).  0 or
+ * -errno, with ctx->cur_layer set to the layer that failed.
+ */
+int walk_list_stack(struct walk_ctx *ctx, const struct dir_stack *st,
+		    struct name_list *l);
+
+/* layers.c */
+void walk_dir_stack_free(struct dir_stack *st);
+/* Appends (layer, fd), taking fd; closes it on failure.  0 or -ENOMEM. */
+int walk_dir_stack_push(struct dir_stack *st, uint32_t layer, int fd);
+/* Whether the entry statx'ed as stx lies on another mount than its
+ * layer's root. */
+bool walk_on_other_mount(const struct walk_ctx *ctx, uint32_t layer,
+			 const struct statx *stx);
+/*
+ * Opens the root of every layer of stack, notes its mount and (merging)
+ * whether its files carry user.containers.override_stat; *ret_top is the
+ * top root's statx.  0 or the walk's error.
+ */
+int walk_open_layers(struct walk_ctx *ctx, const struct walk_stack *stack,
+		     bool force_override, struct statx *ret_top);
+/*
+ * The overlay rules for an entry just read from layer ino->layer: takes
+ * the overlay's own xattrs out of ino (into *marks), applies
+ * user.containers.override_stat where it counts, sets *ret_whiteout for a
+ * whiteout.  0 or the walk's error (a refused or malformed mark fails the
+ * walk even with skip_unreadable: leaving the name out could show what it
+ * hides).
+ */
+int walk_overlay_rules(struct walk_ctx *ctx, struct walk_inode *ino,
+		       struct walk_ovl_marks *marks, bool *ret_whiteout);
+/* Whether the directory open as fd stops the merge below it:
+ * overlay.opaque = "y", or in AUFS form a ".wh..wh..opq" inside. */
+bool walk_dir_is_opaque(const struct walk_ctx *ctx, int fd, char opaque);
+/*
+ * Adds to *st the directories named like the current entry in the layers
+ * below the one that provides it (group[1..n-1], positions in the parent's
+ * stack pst), until a non-directory, a whiteout or an opaque directory
+ * stops the merge.  0, also when a lower directory is left out with
+ * skip_unreadable (*ret_skipped set), or the walk's error.
+ */
+int walk_gather_lower_dirs(struct walk_ctx *ctx, const struct dir_stack *pst,
+			   const struct name_ref *group, size_t n,
+			   struct dir_stack *st, bool *ret_skipped);
 
 /* merge.c: the overlay's rules for one entry (overlay-layers.md §1-2) */
 

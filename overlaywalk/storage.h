@@ -8,9 +8,10 @@
  * directories walk_layers() merges, the way containers-storage mounts an
  * image: images.json names the top layer, its `lower` file (checked
  * against the parent chain of layers.json) lists the rest.  The store is
- * the one podman would use (storage.conf, read by storage_conf.c), and it
- * is read under containers-storage's own shared locks, which the caller
- * keeps until the walk is done (storage_image_unlock()).
+ * the one podman would use (storage.conf: storage_locate.c picks the
+ * file, storage_conf.c reads it), and it is read under containers-
+ * storage's own shared locks, which the caller keeps until the walk is
+ * done (storage_image_unlock()).
  *
  * The parsers (lowerdir strings, `lower` files, the storage.conf subset,
  * the JSON lookup) are pure functions over buffers, fuzzed by
@@ -72,6 +73,8 @@ int storage_conf_parse(const char *text, size_t len, struct storage_conf *conf,
 		       unsigned int *ret_line);
 
 void storage_conf_free(struct storage_conf *conf);
+
+/* storage_locate.c */
 
 /*
  * Loads the storage.conf containers-storage would use for this process

@@ -46,9 +46,10 @@
  * per file.
  *
  * Splits: arena.c (memory), readxattr.c (xattrs), reopen.c (file handles and
- * walk_open_data()), hardlink.c (the hash table), merge.c (overlay rules).
+ * walk_open_data()), hardlink.c (the hash table), list.c (listing a merged
+ * directory), layers.c (the layers and their stacks), merge.c (the
+ * overlay rules for one entry).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <linux/capability.h>
 #include <fcntl.h>
@@ -60,77 +61,16 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
-#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "overlaywalk/internal.h"
 #include "server/cleanup.h"
 
-#define STATX_WANT (STATX_BASIC_STATS | STATX_MNT_ID)
 #define PROGRESS_NSEC 100000000LL	/* at most 10 progress lines a second */
 
-struct walk_ctx {
-	struct walk_tree *tree;
-	struct walk_private *priv;
-	const struct walk_opts *opts;
-	size_t inodes_cap;
-
-	bool have_mnt_id;		/* the kernel fills stx_mnt_id */
-	bool reads_anything;		/* CAP_DAC_READ_SEARCH or _OVERRIDE in effect */
-
-	struct walk_links links;	/* hard-link candidates */
-
-	char *path;			/* current entry, relative to the root */
-	size_t path_len, path_cap;
-	uint32_t cur_layer;		/* the layer being read, for messages */
-
-	size_t nentries;		/* progress */
-	struct timespec last_progress;
-
-	char *errpath;			/* the entry that failed the walk */
-	const char *what;
-};
-
-/* One directory of one layer, in a merged directory's stack. */
-struct dir_layer {
-	uint32_t layer;			/* index into priv->layers */
-	int fd;				/* O_RDONLY | O_DIRECTORY, owned */
-};
-
-/* A merged directory's stack of layer directories, top first. */
-struct dir_stack {
-	struct dir_layer *v;
-	size_t n, cap;
-};
-
-static void dir_stack_free(struct dir_stack *st)
-{
-	for (size_t i = 0; i < st->n; i++)
-		close(st->v[i].fd);
-	free(st->v);
-	memset(st, 0, sizeof(*st));
-}
-
-#define _cleanup_stack_ _cleanup_(dir_stack_free)
-
-/* Appends (layer, fd), taking fd; closes it on failure.  0 or -ENOMEM. */
-static int dir_stack_push(struct dir_stack *st, uint32_t layer, int fd)
-{
-	if (st->n == st->cap) {
-		size_t cap = st->cap ? 2 * st->cap : 4;
-		struct dir_layer *v = reallocarray(st->v, cap, sizeof(*v));
-
-		if (!v) {
-			close(fd);
-			return -ENOMEM;
-		}
-		st->v = v;
-		st->cap = cap;
-	}
-	st->v[st->n++] = (struct dir_layer){ .layer = layer, .fd = fd };
-	return 0;
-}
+#define _cleanup_stack_ _cleanup_(walk_dir_stack_free)
+#define _cleanup_names_ _cleanup_(walk_names_free)
 
 /*
  * Whether our effective capabilities let us open any file for reading
@@ -152,32 +92,6 @@ static bool can_read_anything(void)
 {
 	return has_cap(CAP_DAC_READ_SEARCH) || has_cap(CAP_DAC_OVERRIDE);
 }
-
-/* A merged directory's names, sorted by name, then layer. */
-struct name_list {
-	char *buf;		/* names, each NUL-terminated */
-	size_t buf_len, buf_cap;
-	struct name_ref {
-		union {
-			size_t off;	/* while listing */
-			const char *name;	/* once sorted */
-		};
-		size_t len;
-		uint32_t pos;		/* index into the directory's dir_stack */
-		uint8_t d_type;		/* from getdents64: DT_DIR, ..., DT_UNKNOWN */
-		bool whiteout;		/* AUFS ".wh.NAME" of pos: name is NAME */
-	} *refs;
-	size_t n, cap;
-};
-
-static void name_list_free(struct name_list *l)
-{
-	free(l->buf);
-	free(l->refs);
-	memset(l, 0, sizeof(*l));
-}
-
-#define _cleanup_names_ _cleanup_(name_list_free)
 
 /* ---- path of the current entry ---- */
 
@@ -232,8 +146,7 @@ static char *message_path(const struct walk_ctx *ctx)
 	return p;
 }
 
-/* The walk fails here, naming the current entry: returns err. */
-static int fail_here(struct walk_ctx *ctx, int err, const char *what)
+int walk_fail_here(struct walk_ctx *ctx, int err, const char *what)
 {
 	free(ctx->errpath);
 	ctx->errpath = message_path(ctx);
@@ -241,13 +154,7 @@ static int fail_here(struct walk_ctx *ctx, int err, const char *what)
 	return err;
 }
 
-/*
- * The current entry cannot be had (err < 0, what says which step): with
- * skip_unreadable warn and return 0 so the caller leaves it out, else
- * remember the path and return err.  Running out of memory is never
- * skipped.
- */
-static int fail_or_skip(struct walk_ctx *ctx, int err, const char *what)
+int walk_fail_or_skip(struct walk_ctx *ctx, int err, const char *what)
 {
 	if (err != -ENOMEM && ctx->opts->skip_unreadable) {
 		if (ctx->opts->warn) {
@@ -257,7 +164,7 @@ static int fail_or_skip(struct walk_ctx *ctx, int err, const char *what)
 		}
 		return 0;
 	}
-	return fail_here(ctx, err, what);
+	return walk_fail_here(ctx, err, what);
 }
 
 static void progress_tick(struct walk_ctx *ctx)
@@ -275,148 +182,6 @@ static void progress_tick(struct walk_ctx *ctx)
 		return;
 	ctx->last_progress = now;
 	fprintf(stderr, "\r%zu entries", ctx->nentries);
-}
-
-/* ---- directory listing ---- */
-
-struct linux_dirent64 {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
-
-static int name_list_add(struct name_list *l, const char *name, size_t len,
-			 uint32_t pos, uint8_t d_type, bool whiteout)
-{
-	if (l->buf_len + len + 1 > l->buf_cap) {
-		size_t cap = l->buf_cap ? 2 * l->buf_cap : 4096;
-		char *p;
-
-		while (cap < l->buf_len + len + 1)
-			cap *= 2;
-		p = realloc(l->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		l->buf = p;
-		l->buf_cap = cap;
-	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		struct name_ref *p = reallocarray(l->refs, cap, sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		l->refs = p;
-		l->cap = cap;
-	}
-	l->refs[l->n] = (struct name_ref){
-		.off = l->buf_len, .len = len, .pos = pos, .d_type = d_type,
-		.whiteout = whiteout,
-	};
-	l->n++;
-	memcpy(l->buf + l->buf_len, name, len);
-	l->buf[l->buf_len + len] = '\0';
-	l->buf_len += len + 1;
-	return 0;
-}
-
-/* Bytewise: memcmp on the common prefix, then the shorter name first. */
-static int name_cmp(const struct name_ref *x, const struct name_ref *y)
-{
-	size_t n = x->len < y->len ? x->len : y->len;
-	int r = memcmp(x->name, y->name, n);
-
-	if (r)
-		return r;
-	return (x->len > y->len) - (x->len < y->len);
-}
-
-/* By name, then layer top first; an AUFS whiteout right below the entry
- * of its own layer (it hides only what lies beneath, OCI layer.md). */
-static int name_ref_cmp(const void *a, const void *b)
-{
-	const struct name_ref *x = a, *y = b;
-	int r = name_cmp(x, y);
-
-	if (r)
-		return r;
-	if (x->pos != y->pos)
-		return x->pos < y->pos ? -1 : 1;
-	return (int)x->whiteout - (int)y->whiteout;
-}
-
-/*
- * Appends every name of dirfd but "." and ".." to *l, as layer position
- * pos.  With aufs, ".wh." names become whiteout marks or are dropped
- * (walk_aufs_classify()).
- */
-static int list_dir(int dirfd, struct name_list *l, uint32_t pos, bool aufs)
-{
-	_Alignas(8) char buf[32768];
-
-	for (;;) {
-		long n = syscall(SYS_getdents64, dirfd, buf, sizeof(buf));
-
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		for (long off = 0; off < n;) {
-			struct linux_dirent64 *d = (void *)(buf + off);
-			size_t max = offsetof(struct linux_dirent64, d_name);
-			const char *name = d->d_name;
-			size_t len;
-			bool wh = false;
-			int r;
-
-			if (d->d_reclen <= max || d->d_reclen > n - off)
-				return -EIO;	/* a broken record: don't loop */
-			max = d->d_reclen - max;
-			len = strnlen(d->d_name, max);
-			if (len == max)
-				return -EIO;	/* not terminated */
-			off += d->d_reclen;
-			if (!strcmp(name, ".") || !strcmp(name, ".."))
-				continue;
-			if (aufs) {
-				switch (walk_aufs_classify(name, len, &name, &len)) {
-				case WALK_AUFS_NONE:
-					break;
-				case WALK_AUFS_WHITEOUT:
-					wh = true;
-					break;
-				default:
-					continue;	/* opacity is checked on open */
-				}
-			}
-			r = name_list_add(l, name, len, pos, d->d_type, wh);
-			if (r < 0)
-				return r;
-		}
-	}
-	return 0;
-}
-
-/* Lists every layer of st into *l, sorted.  On failure sets ctx->cur_layer
- * to the layer that failed. */
-static int list_stack(struct walk_ctx *ctx, const struct dir_stack *st,
-		      struct name_list *l)
-{
-	for (size_t i = 0; i < st->n; i++) {
-		int r = list_dir(st->v[i].fd, l, (uint32_t)i, ctx->priv->aufs_whiteouts);
-
-		if (r < 0) {
-			ctx->cur_layer = st->v[i].layer;
-			return r;
-		}
-	}
-	for (size_t i = 0; i < l->n; i++)
-		l->refs[i].name = l->buf + l->refs[i].off;
-	if (l->n > 1)
-		qsort(l->refs, l->n, sizeof(*l->refs), name_ref_cmp);
-	return 0;
 }
 
 /* ---- entries ---- */
@@ -447,19 +212,6 @@ static void fill_inode(struct walk_inode *ino, const struct statx *stx)
 		ino->rdev_minor = stx->stx_rdev_minor;
 	}
 	ino->nlink = S_ISDIR(stx->stx_mode) ? 2 : 1;
-}
-
-/* Whether the entry statx'ed as stx lies on another mount than its layer's
- * root. */
-static bool on_other_mount(const struct walk_ctx *ctx, uint32_t layer,
-			   const struct statx *stx)
-{
-	const struct walk_layer *l = &ctx->priv->layers[layer];
-
-	if (ctx->have_mnt_id && (stx->stx_mask & STATX_MNT_ID))
-		return stx->stx_mnt_id != l->mnt_id;
-	return S_ISDIR(stx->stx_mode) &&
-	       makedev(stx->stx_dev_major, stx->stx_dev_minor) != l->dev;
 }
 
 /* Reads the target of the symlink fd (O_PATH) into the arena. */
@@ -507,7 +259,7 @@ static int append_inode(struct walk_ctx *ctx, struct walk_inode *ino)
 	return 0;
 }
 
-/* Asks opts->check about the current entry; 0 or fail_or_skip()'s answer,
+/* Asks opts->check about the current entry; 0 or walk_fail_or_skip()'s answer,
  * with *ret_rejected set when it must be left out. */
 static int run_check(struct walk_ctx *ctx, const struct walk_inode *ino,
 		     const char *name, size_t len, bool *ret_rejected)
@@ -522,154 +274,7 @@ static int run_check(struct walk_ctx *ctx, const struct walk_inode *ino,
 	if (r >= 0)
 		return 0;
 	*ret_rejected = true;
-	return fail_or_skip(ctx, r, what ? what : "checking entry");
-}
-
-/*
- * The overlay rules for an entry just read from layer ino->layer (merge
- * mode only): takes the overlay's own xattrs out of ino (into *marks) and
- * applies user.containers.override_stat where it counts.  Sets
- * *ret_whiteout when the entry is a whiteout.  Returns 0 or the walk's
- * error (a refused or malformed mark fails the walk even with
- * skip_unreadable: leaving the name out could show what it hides).
- */
-static int apply_overlay_rules(struct walk_ctx *ctx, struct walk_inode *ino,
-			       struct walk_ovl_marks *marks, bool *ret_whiteout)
-{
-	const struct walk_layer *l = &ctx->priv->layers[ino->layer];
-	/* The root is never looked up: its redirect is not read either. */
-	bool bottom = ino->layer + 1 == ctx->priv->nlayers || ino->parent == ino;
-	struct walk_override o;
-
-	walk_ovl_scan_xattrs(ctx->priv->ns, l->override_stat, ino, marks);
-	if (marks->override) {
-		if (walk_override_parse(marks->override, marks->override_len, &o) < 0)
-			return fail_here(ctx, -EBADMSG,
-					 "malformed user.containers.override_stat");
-		if (walk_override_apply(ino, &o) < 0)
-			return fail_here(ctx, -EBADMSG, "user.containers.override_stat "
-					 "names a type the file cannot have");
-	}
-	*ret_whiteout = walk_ovl_is_whiteout(ino, marks);
-	if (*ret_whiteout)
-		return 0;
-	if (S_ISREG(ino->mode) && marks->metacopy)
-		return fail_here(ctx, -EOPNOTSUPP, ctx->priv->ns == WALK_OVL_USER ?
-				 "user.overlay.metacopy: metadata-only copy-ups are not supported" :
-				 "trusted.overlay.metacopy: metadata-only copy-ups are not supported");
-	/* The kernel follows a directory's redirect unless it is opaque or in
-	 * the bottom layer (ovl_lookup_single). */
-	if (S_ISDIR(ino->mode) && marks->redirect && marks->opaque != 'y' && !bottom)
-		return fail_here(ctx, -EOPNOTSUPP, ctx->priv->ns == WALK_OVL_USER ?
-				 "user.overlay.redirect: redirected directories are not supported" :
-				 "trusted.overlay.redirect: redirected directories are not supported");
-	return 0;
-}
-
-/*
- * Whether the directory open as fd (in layer `layer`) stops the merge
- * below it: overlay.opaque = "y", or in AUFS form a ".wh..wh..opq" inside.
- * The bottom layer is never asked (nothing lies below it).
- */
-static bool dir_is_opaque(const struct walk_ctx *ctx, int fd, char opaque)
-{
-	struct stat st;
-
-	if (opaque == 'y')
-		return true;
-	return ctx->priv->aufs_whiteouts &&
-	       fstatat(fd, WALK_AUFS_OPAQUE_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
-/*
- * Reads the overlay marks of a lower directory (open as fd).  One
- * flistxattr() when, as almost always, it has no xattrs at all.
- * 0 or -errno.
- */
-static int lower_dir_marks(struct walk_ctx *ctx, int fd, struct walk_ovl_marks *ret)
-{
-	struct walk_inode tmp = { 0 };
-	ssize_t n = flistxattr(fd, NULL, 0);
-	int r;
-
-	*ret = (struct walk_ovl_marks){ 0 };
-	if (n == 0 || (n < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP)))
-		return 0;
-	if (n < 0)
-		return -errno;
-	r = walk_read_xattrs(ctx->priv, fd, false, &tmp);
-	if (r < 0)
-		return r;
-	walk_ovl_scan_xattrs(ctx->priv->ns, false, &tmp, ret);
-	return 0;
-}
-
-/*
- * Adds to *st the directories named like the current entry in the layers
- * below the one that provides it (group[1..n-1], positions in the parent's
- * stack pst), until a non-directory, a whiteout or an opaque directory
- * stops the merge (overlay-layers.md §1.2, §1.7).  Returns 0, also when a
- * lower directory is left out with skip_unreadable (*ret_skipped set).
- */
-static int gather_lower_dirs(struct walk_ctx *ctx, const struct dir_stack *pst,
-			     const struct name_ref *group, size_t n,
-			     struct dir_stack *st, bool *ret_skipped)
-{
-	uint32_t top_layer = ctx->cur_layer;
-	int r = 0;
-
-	*ret_skipped = false;
-	for (size_t i = 1; i < n; i++) {
-		const struct name_ref *g = &group[i];
-		const struct dir_layer *dl = &pst->v[g->pos];
-		_cleanup_close_ int opath = -1, fd = -1;
-		struct walk_ovl_marks marks;
-		struct statx stx;
-		bool bottom = dl->layer + 1 == ctx->priv->nlayers;
-
-		if (g->whiteout)
-			break;
-		if (g->d_type != DT_DIR && g->d_type != DT_UNKNOWN)
-			break;	/* a non-directory (or a 0/0 whiteout) below a directory */
-		ctx->cur_layer = dl->layer;
-		opath = openat(dl->fd, g->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (opath < 0)
-			r = -errno;
-		else if (statx(opath, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
-			       STATX_WANT, &stx) < 0)
-			r = -errno;
-		if (r < 0)
-			goto fail;
-		if (!S_ISDIR(stx.stx_mode))
-			break;
-		if (!ctx->opts->cross_mounts && on_other_mount(ctx, dl->layer, &stx))
-			break;	/* a mount point in this layer: nothing of it merges */
-		fd = openat(opath, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (fd < 0) {
-			r = -errno;
-			goto fail;
-		}
-		r = lower_dir_marks(ctx, fd, &marks);
-		if (r < 0)
-			goto fail;
-		if (!bottom && marks.redirect && marks.opaque != 'y') {
-			return fail_here(ctx, -EOPNOTSUPP, ctx->priv->ns == WALK_OVL_USER ?
-					 "user.overlay.redirect: redirected directories are not supported" :
-					 "trusted.overlay.redirect: redirected directories are not supported");
-		}
-		r = dir_stack_push(st, dl->layer, TAKE_FD(fd));
-		if (r < 0)
-			return r;
-		if (!bottom && dir_is_opaque(ctx, st->v[st->n - 1].fd, marks.opaque))
-			break;
-	}
-	ctx->cur_layer = top_layer;
-	return 0;
-fail:
-	r = fail_or_skip(ctx, r, "opening a lower layer's directory");
-	ctx->cur_layer = top_layer;
-	*ret_skipped = r == 0;
-	return r;
+	return walk_fail_or_skip(ctx, r, what ? what : "checking entry");
 }
 
 static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
@@ -707,19 +312,19 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 	if (top->whiteout)
 		return 0;	/* AUFS whiteout in the top-most layer with the name */
 	if (len == 0 || len > 255)
-		return fail_or_skip(ctx, -ENAMETOOLONG, "reading directory");
+		return walk_fail_or_skip(ctx, -ENAMETOOLONG, "reading directory");
 
 	opath = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (opath < 0)
-		return fail_or_skip(ctx, -errno, "opening");
+		return walk_fail_or_skip(ctx, -errno, "opening");
 	if (statx(opath, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW |
-		  AT_NO_AUTOMOUNT, STATX_WANT, &stx) < 0)
-		return fail_or_skip(ctx, -errno, "statx");
+		  AT_NO_AUTOMOUNT, WALK_STATX_WANT, &stx) < 0)
+		return walk_fail_or_skip(ctx, -errno, "statx");
 	if (!type_known(stx.stx_mode))
-		return fail_or_skip(ctx, -EOPNOTSUPP, "unknown file type");
+		return walk_fail_or_skip(ctx, -EOPNOTSUPP, "unknown file type");
 	is_dir = S_ISDIR(stx.stx_mode);
 
-	other_mount = on_other_mount(ctx, dl->layer, &stx);
+	other_mount = walk_on_other_mount(ctx, dl->layer, &stx);
 	if (other_mount && !opts->cross_mounts && !is_dir)
 		return 0;	/* a bind-mounted file: not ours */
 
@@ -756,40 +361,40 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 	if (S_ISLNK(stx.stx_mode)) {
 		r = read_symlink(ctx->priv, opath, stx.stx_size, ino);
 		if (r < 0)
-			return fail_or_skip(ctx, r, "reading symlink");
+			return walk_fail_or_skip(ctx, r, "reading symlink");
 	}
 	if (is_dir && !(other_mount && !opts->cross_mounts)) {
 		/* "." of the O_PATH fd: the very directory we statx'ed. */
 		fd = openat(opath, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
-			return fail_or_skip(ctx, -errno, "opening directory");
+			return walk_fail_or_skip(ctx, -errno, "opening directory");
 		r = walk_read_xattrs(ctx->priv, fd, false, ino);
 	} else {
 		r = walk_read_xattrs(ctx->priv, opath, true, ino);
 	}
 	if (r < 0)
-		return fail_or_skip(ctx, r, "reading xattrs");
+		return walk_fail_or_skip(ctx, r, "reading xattrs");
 	if (ctx->priv->merge) {
-		r = apply_overlay_rules(ctx, ino, &marks, &whiteout);
+		r = walk_overlay_rules(ctx, ino, &marks, &whiteout);
 		if (r < 0 || whiteout)
 			return r;
 	}
 	if (fd >= 0) {
 		bool bottom = dl->layer + 1 == ctx->priv->nlayers, skipped = false;
 		bool opaque = ctx->priv->merge && !bottom &&
-			      dir_is_opaque(ctx, fd, marks.opaque);
+			      walk_dir_is_opaque(ctx, fd, marks.opaque);
 
-		r = dir_stack_push(&st, dl->layer, TAKE_FD(fd));
+		r = walk_dir_stack_push(&st, dl->layer, TAKE_FD(fd));
 		if (r < 0)
 			return r;
 		if (ctx->priv->merge && !opaque) {
-			r = gather_lower_dirs(ctx, pst, group, n, &st, &skipped);
+			r = walk_gather_lower_dirs(ctx, pst, group, n, &st, &skipped);
 			if (r < 0 || skipped)
 				return r;
 		}
-		r = list_stack(ctx, &st, &names);
+		r = walk_list_stack(ctx, &st, &names);
 		if (r < 0)
-			return fail_or_skip(ctx, r, "reading directory");
+			return walk_fail_or_skip(ctx, r, "reading directory");
 		ctx->cur_layer = dl->layer;
 	}
 	if (S_ISREG(ino->mode)) {
@@ -801,10 +406,10 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		 */
 		if (!ctx->reads_anything &&
 		    faccessat(dirfd, name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
-			return fail_or_skip(ctx, -errno, "opening file");
+			return walk_fail_or_skip(ctx, -errno, "opening file");
 		r = walk_record_handle(ctx->tree, dirfd, opath, ino);
 		if (r < 0)
-			return fail_or_skip(ctx, r, "encoding file handle");
+			return walk_fail_or_skip(ctx, r, "encoding file handle");
 	}
 
 	r = run_check(ctx, ino, name, len, &rejected);
@@ -842,7 +447,7 @@ static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
 	size_t ngroups = 0;
 
 	for (size_t i = 0; i < names->n; i++)
-		if (i == 0 || name_cmp(&names->refs[i - 1], &names->refs[i]))
+		if (i == 0 || walk_name_cmp(&names->refs[i - 1], &names->refs[i]))
 			ngroups++;
 	if (ngroups == 0)
 		return 0;
@@ -853,7 +458,7 @@ static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
 		size_t old_len = ctx->path_len;
 		int r;
 
-		for (j = i + 1; j < names->n && !name_cmp(&names->refs[i], &names->refs[j]); j++)
+		for (j = i + 1; j < names->n && !walk_name_cmp(&names->refs[i], &names->refs[j]); j++)
 			;
 		r = path_push(ctx, names->refs[i].name, names->refs[i].len);
 		if (r < 0)
@@ -872,56 +477,7 @@ static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
 static int fail_root(struct walk_ctx *ctx, uint32_t layer, int err, const char *what)
 {
 	ctx->cur_layer = layer;
-	return fail_here(ctx, err, what);
-}
-
-/*
- * Opens the root of every layer (the paths the user chose: symlinks are
- * followed) and notes its mount, and in merge mode whether its files carry
- * user.containers.override_stat.
- */
-static int open_layers(struct walk_ctx *ctx, const struct walk_stack *stack,
-		       bool force_override, struct statx *ret_top)
-{
-	struct walk_private *priv = ctx->priv;
-
-	priv->layers = calloc(stack->nlayers, sizeof(*priv->layers));
-	if (!priv->layers)
-		return -ENOMEM;
-	for (size_t i = 0; i < stack->nlayers; i++) {
-		struct walk_layer *l = &priv->layers[i];
-		struct statx stx;
-		char v[1];
-
-		l->root_fd = -1;
-		l->path = strdup(stack->layers[i]);
-		if (!l->path)
-			return -ENOMEM;
-		priv->nlayers = i + 1;
-		l->root_fd = open(l->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (l->root_fd < 0 && !priv->merge)
-			return -errno;	/* the caller names the path it gave */
-		if (l->root_fd < 0)
-			return fail_root(ctx, i, -errno, "opening layer");
-		if (statx(l->root_fd, "", AT_EMPTY_PATH | AT_NO_AUTOMOUNT,
-			  STATX_WANT, &stx) < 0)
-			return fail_root(ctx, i, -errno, "statx");
-		if (i == 0) {
-			ctx->have_mnt_id = stx.stx_mask & STATX_MNT_ID;
-			*ret_top = stx;
-		}
-		l->mnt_id = stx.stx_mnt_id;
-		l->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
-		l->override_stat = force_override;
-		if (priv->merge && !force_override) {
-			char proc[40];
-
-			snprintf(proc, sizeof(proc), "/proc/self/fd/%d", l->root_fd);
-			l->override_stat = getxattr(proc, WALK_OVERRIDE_XATTR, v, 0) >= 0;
-		}
-	}
-	ctx->tree->root_fd = priv->layers[0].root_fd;
-	return 0;
+	return walk_fail_here(ctx, err, what);
 }
 
 static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
@@ -936,7 +492,7 @@ static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
 	bool whiteout;
 	int r;
 
-	r = open_layers(ctx, stack, stack->override_stat, &stx);
+	r = walk_open_layers(ctx, stack, stack->override_stat, &stx);
 	if (r < 0)
 		return r;
 	if (!S_ISDIR(stx.stx_mode))
@@ -960,7 +516,7 @@ static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
 
 		if (fd < 0)
 			return fail_root(ctx, i, -errno, "opening directory");
-		r = dir_stack_push(&st, i, fd);
+		r = walk_dir_stack_push(&st, i, fd);
 		if (r < 0)
 			return r;
 	}
@@ -969,14 +525,14 @@ static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
 		return fail_root(ctx, 0, r, "reading xattrs");
 	if (ctx->priv->merge) {
 		ctx->cur_layer = 0;
-		r = apply_overlay_rules(ctx, root, &marks, &whiteout);
+		r = walk_overlay_rules(ctx, root, &marks, &whiteout);
 		if (r < 0)
 			return r;
 		if (!S_ISDIR(root->mode))
 			return fail_root(ctx, 0, -EBADMSG, "user.containers.override_stat "
 					 "makes the root a non-directory");
 	}
-	r = list_stack(ctx, &st, &names);
+	r = walk_list_stack(ctx, &st, &names);
 	if (r < 0)
 		return fail_root(ctx, ctx->cur_layer, r, "reading directory");
 	if (opts->check) {
