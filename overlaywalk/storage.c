@@ -14,6 +14,7 @@
  *   GRAPHROOT/overlay/l/LINK -> ../ID/diff  short names that fit a mount's options
  *   GRAPHROOT/overlay/.has-mount-program   "true" when layers are AUFS-form
  *   GRAPHROOT/vfs/dir/ID                   vfs driver: a layer's whole tree
+ *   GRAPHROOT/overlay/ID/composefs-data/   composefs layers: refused
  *
  * The stack is what containers-storage mounts: the top layer's diff, then
  * each `lower` entry's (with any diff1..diffN after a diff).  The `lower`
@@ -273,6 +274,15 @@ static int add_layer(struct storage_image *img, int ovl_fd, const char *id,
 		return fail(ret_err, -ENOTDIR, "layer '%s' of image '%s': '%s/overlay/%s': "
 			    "not a directory", id, img->chain.image_name ?
 			    img->chain.image_name : img->chain.image_id, img->graphroot, rel);
+	/* A composefs layer's diff/ is an object store by digest; its tree is
+	 * in an EROFS blob only an overlay mount with metacopy reads. */
+	snprintf(rel, sizeof(rel), "%s/composefs-data/composefs.blob", id);
+	if (fstatat(ovl_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return fail(ret_err, -EOPNOTSUPP, "layer '%s' of image '%s' is a composefs layer "
+			    "('%s/overlay/%s'): not supported (use_composefs stores)", id,
+			    img->chain.image_name ? img->chain.image_name : img->chain.image_id,
+			    img->graphroot, rel);
+	snprintf(rel, sizeof(rel), "%s/diff", id);
 	r = add_dir(img, "overlay/%s", rel);
 	for (unsigned int k = 1; r == 0 && img->nlayer_dirs < WALK_MAX_LAYERS; k++) {
 		snprintf(rel, sizeof(rel), "%s/diff%u", id, k);

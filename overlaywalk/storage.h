@@ -159,7 +159,8 @@ struct storage_image {
  * opts->lock_timeout_ms for a writer) and kept until
  * storage_image_unlock().  Returns 0, or -errno with *ret_err (malloc'ed)
  * naming what was looked at: -ENOENT (no store, no image, a missing
- * layer), -EOPNOTSUPP (a driver other than overlay and vfs), -EBUSY (the
+ * layer), -EOPNOTSUPP (a driver other than overlay and vfs, a composefs
+ * layer), -EBUSY (the
  * store is being written), -EBADMSG (broken metadata: JSON, a `lower`
  * file, a link in l/), -EPERM (a rootless store read from outside its
  * user namespace), -ENOMEM, or another errno of the failing call.

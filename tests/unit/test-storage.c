@@ -669,6 +669,14 @@ static void test_store_broken(void **state)
 	expect_find_fails("three", -ENOENT, "layer 'M' of image 'localhost/three:latest': '");
 	assert_int_equal(rename(strcat(strcpy((char[PATH_MAX]){ 0 }, p), ".gone"), p), 0);
 
+	/* A composefs layer. */
+	mkdir_at("overlay/M/composefs-data");
+	write_at("overlay/M/composefs-data/composefs.blob", "");
+	expect_find_fails("three", -EOPNOTSUPP, "layer 'M' of image 'localhost/three:latest' "
+			  "is a composefs layer");
+	snprintf(p, sizeof(p), "%s/overlay/M/composefs-data/composefs.blob", store);
+	unlink(p);
+
 	/* The lower file: missing, malformed, disagreeing, a broken link. */
 	write_at("overlay/T/lower", "l/LINKM");
 	expect_find_fails("three", -EBADMSG, "lists 1 lower layer, but layers.json gives "
