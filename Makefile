@@ -34,7 +34,7 @@ WARNINGS += -Werror
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1)
-PKGS := liburing libxxhash libcap zlib
+PKGS := liburing libxxhash libcap zlib jansson
 
 # pkg-config runs when a recipe needs the flags, never while this file is
 # parsed: `make deps demo` installs the packages and then builds in the
@@ -118,20 +118,24 @@ check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS) $(SOAK_BIN)
 # xattrs, a kernel and busybox for the VM tests, debootstrap for the
 # distribution tree, dosfstools/mtools/gdisk/fdisk to check the ESP and
 # GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
-# openssh for the unit and --connect tests; the aarch64 cross build: its
-# compiler, the :arm64 -dev packages, qemu-user-static for the unit tests
-# and the arm64 debootstrap, qemu-system-arm and AAVMF for arm64 boots;
-# gnuplot-nox for the bench's plot; groff-base and mandoc to check the
-# manuals).
+# openssh for the unit and --connect tests; jansson to read
+# containers-storage's JSON for --image, podman, fuse-overlayfs and
+# uidmap to build the image stores its tests serve; the aarch64 cross
+# build: its compiler, the :arm64 -dev packages, qemu-user-static for the
+# unit tests and the arm64 debootstrap, qemu-system-arm and AAVMF for
+# arm64 boots; gnuplot-nox for the bench's plot; groff-base and mandoc to
+# check the manuals).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
 	debootstrap busybox-static linux-image-amd64 util-linux procps time \
 	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
 	systemd libcap2-bin openssh-server openssh-client groff-base mandoc \
+	libjansson-dev podman fuse-overlayfs uidmap \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binfmt-support \
 	qemu-system-arm qemu-efi-aarch64 liburing-dev:arm64 libxxhash-dev:arm64 \
-	libcap-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64 gnuplot-nox
+	libcap-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64 libjansson-dev:arm64 \
+	gnuplot-nox
 
 deps:
 	$(Q)dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64

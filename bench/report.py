@@ -121,10 +121,13 @@ if e:
         print('EFI boot to marker (%s): erofs-nbd %.2f s, nbdkit file %.2f s, ratio %.2f (~1.0)' % (
             e['accel'], a, b, a / b))
         print(e.get('boots', ''))
-ssh = [l.rstrip('\n').split('\t') for l in open(sys.argv[1])]
-ssh = [(m, v) for sec, _, _, m, v in ssh if sec == 'ssh']
-if ssh:
-    print()
-    print('boot to a COMMAND\'s first output over SSH (bench/boot-ssh.sh):')
-    for m, v in ssh:
-        print(v if m == 'line' else 'skipped: %s' % v)
+# Sections whose own scripts print their rows: their lines, as recorded.
+rows = [l.rstrip('\n').split('\t') for l in open(sys.argv[1])]
+for sec, title in (('image', 'start-up on a multi-layer podman image (bench/image.sh)'),
+                   ('ssh', 'boot to a COMMAND\'s first output over SSH (bench/boot-ssh.sh)')):
+    lines = [(m, v) for s, _, _, m, v in rows if s == sec]
+    if lines:
+        print()
+        print(title + ':')
+        for m, v in lines:
+            print(v if m == 'line' else 'skipped: %s' % v)

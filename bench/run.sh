@@ -16,6 +16,8 @@
 #   many     1 vs 64 concurrent connections
 #   startup  start to serving vs mkfs.erofs, per tree
 #   efi      an EFI boot from the disk export vs nbdkit
+#   image    a 7-layer podman image served with --image vs its merged
+#            directory (bench/image.sh) and vs mkfs.erofs
 #   ssh      a real OS to a command's first output over SSH
 #            (bench/boot-ssh.sh) vs mkfs.erofs + the same boot from nbdkit
 #
@@ -43,7 +45,7 @@ READ_RUNS=${BENCH_READ_RUNS:-5}
 FIO_SECS=${BENCH_FIO_SECS:-5}
 STARTUP_RUNS=${BENCH_RUNS:-3}
 EFI_RUNS=${BENCH_EFI_RUNS:-3}
-SECTIONS=${BENCH_SECTIONS:-read many startup efi ssh}
+SECTIONS=${BENCH_SECTIONS:-read many startup image efi ssh}
 here=$(cd "$(dirname "$0")" && pwd)
 OUT=$(realpath -m "${BENCH_OUT:-$here/../build/bench}")
 

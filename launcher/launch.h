@@ -63,6 +63,9 @@ struct launch {
 	enum vmm_kind vmm;
 	enum boot_kind boot;
 	const char *export_dir;		/* --export: start erofs-nbd on this tree */
+	/* Or on a podman image, or a stack of layers (passed through). */
+	const char *image, *storage_root;	/* --image, --storage-root */
+	const char *lowerdir, *upperdir;	/* --lowerdir, --upperdir */
 	const char *connect_uri;	/* --connect: use a running server */
 	const char *server_path;	/* --server, else next to this program */
 	struct strv server_opts;	/* --server-opt ARG..., passed through */
@@ -219,7 +222,8 @@ const char *guest_console(const struct launch *l);
  * for a malformed URI (logged), -ENOMEM. */
 int server_parse_uri(struct launch *l);
 /* Builds the erofs-nbd command line in l->server_argv: --foreground
- * --export DIR --exit-with-parent, for EFI boot the ESP options
+ * --export DIR (or --image NAME [--storage-root DIR], or --lowerdir LIST
+ * [--upperdir DIR]) --exit-with-parent, for EFI boot the ESP options
  * (--cmdline with console= first), then --server-opt.  0 or -ENOMEM. */
 int server_build_argv(struct launch *l);
 /* Binds the listening socket and the notify socket, forks and execs the

@@ -27,7 +27,8 @@
 
 static void usage(FILE *f)
 {
-	fputs("Usage: erofs-nbd-launch (--export DIR | --connect URI) [OPTION]...\n"
+	fputs("Usage: erofs-nbd-launch (--export DIR | --image NAME | --lowerdir LIST |\n"
+	      "                         --connect URI) [OPTION]...\n"
 	      "                        [--ssh] [-- COMMAND [ARG]...]\n"
 	      "Boot a virtual machine from an erofs-nbd export: start the server (or\n"
 	      "use a running one), start QEMU or vfkit with the export as a read-only\n"
@@ -38,6 +39,10 @@ static void usage(FILE *f)
 	      "Server:\n"
 	      "  --export DIR            start erofs-nbd on DIR (socket activation in a\n"
 	      "                          private runtime directory, waits for READY=1)\n"
+	      "  --image NAME|ID         start erofs-nbd on a podman image, merged from its\n"
+	      "                          layers (--storage-root DIR: the store)\n"
+	      "  --lowerdir TOP:...:BOTTOM [--upperdir DIR]\n"
+	      "                          start erofs-nbd on a stack of overlay layers\n"
 	      "  --connect URI           use a running server: nbd+unix:///NAME?socket=PATH\n"
 	      "                          or nbd://HOST[:PORT]/NAME (empty NAME: the boot\n"
 	      "                          mode's export)\n"
@@ -99,6 +104,7 @@ enum {
 	OPT_SSH_KEY, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE_LOG, OPT_ACCEL, OPT_FIRMWARE,
 	OPT_FIRMWARE_VARS, OPT_DEVICE_ID, OPT_NBD_TIMEOUT, OPT_GRACE, OPT_RUNTIME_DIR,
 	OPT_DRY_RUN, OPT_READY_TIMEOUT, OPT_VMM_BINARY, OPT_SSH, OPT_SSH_TIMEOUT,
+	OPT_IMAGE, OPT_STORAGE_ROOT, OPT_LOWERDIR, OPT_UPPERDIR,
 };
 
 static const struct option options[] = {
@@ -107,6 +113,10 @@ static const struct option options[] = {
 	{ "boot", required_argument, NULL, OPT_BOOT },
 	{ "export", required_argument, NULL, OPT_EXPORT },
 	{ "connect", required_argument, NULL, OPT_CONNECT },
+	{ "image", required_argument, NULL, OPT_IMAGE },
+	{ "storage-root", required_argument, NULL, OPT_STORAGE_ROOT },
+	{ "lowerdir", required_argument, NULL, OPT_LOWERDIR },
+	{ "upperdir", required_argument, NULL, OPT_UPPERDIR },
 	{ "server", required_argument, NULL, OPT_SERVER },
 	{ "server-opt", required_argument, NULL, OPT_SERVER_OPT },
 	{ "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
@@ -210,6 +220,10 @@ static int parse_args(struct launch *l, int argc, char **argv)
 			break;
 		case OPT_EXPORT: l->export_dir = optarg; break;
 		case OPT_CONNECT: l->connect_uri = optarg; break;
+		case OPT_IMAGE: l->image = optarg; break;
+		case OPT_STORAGE_ROOT: l->storage_root = optarg; break;
+		case OPT_LOWERDIR: l->lowerdir = optarg; break;
+		case OPT_UPPERDIR: l->upperdir = optarg; break;
 		case OPT_SERVER: l->server_path = optarg; break;
 		case OPT_SERVER_OPT: strv_add(&l->server_opts, optarg); break;
 		case OPT_READY_TIMEOUT:
@@ -277,10 +291,19 @@ static int parse_args(struct launch *l, int argc, char **argv)
 		return usage_error("--ssh and a COMMAND with --connect and vfkit's EFI boot"
 				   " need the key on the running server's ESP: give that"
 				   " server the credential, use --boot kernel, or --export");
-	if (!!l->export_dir == !!l->connect_uri)
-		return usage_error("give exactly one of --export DIR and --connect URI");
+	if (!!l->export_dir + !!l->image + !!l->lowerdir + !!l->connect_uri != 1)
+		return usage_error("give exactly one of --export DIR, --image NAME, --lowerdir"
+				   " LIST and --connect URI");
+	if (l->storage_root && !l->image)
+		return usage_error("--storage-root goes with --image");
+	if (l->upperdir && !l->lowerdir)
+		return usage_error("--upperdir goes with --lowerdir");
 	if (l->connect_uri && (l->server_path || l->server_opts.n))
-		return usage_error("--server and --server-opt need --export");
+		return usage_error("--server and --server-opt need --export, --image or --lowerdir");
+	/* Only the server merges the layers: there is no tree to look in. */
+	if (l->boot == BOOT_KERNEL && (l->image || l->lowerdir) && !l->kernel)
+		return usage_error("--boot kernel with --image or --lowerdir needs --kernel"
+				   " (and --initrd)");
 	if (l->cmdline && !cmdline_valid(l->cmdline))
 		return usage_error("--cmdline: control characters are not allowed");
 	if (l->vmm == VMM_VFKIT && l->accel)
@@ -334,7 +357,7 @@ static int prepare(struct launch *l)
 		return EXIT_USAGE;	/* a malformed --connect URI */
 	if (r < 0)
 		goto fail;
-	if (l->export_dir) {
+	if (!l->connect_uri) {
 		r = server_build_argv(l);
 		if (r < 0)
 			goto fail;
@@ -382,7 +405,7 @@ static int run(struct launch *l)
 	}
 	if (l->vmm == VMM_QEMU && qemu_prepare(l) < 0)
 		return EXIT_LAUNCH_ERROR;
-	if (l->export_dir) {
+	if (!l->connect_uri) {
 		if (l->verbose >= 2)
 			print_argv(stderr, "erofs-nbd-launch: server: ", &l->server_argv);
 		if (server_start(l) < 0)

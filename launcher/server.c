@@ -151,31 +151,42 @@ static char *find_server(void)
 	return strdup("erofs-nbd");
 }
 
+/* Adds "OPTION VALUE" for each of the n pairs whose value is set. */
+static void add_options(struct strv *a, const char *const pairs[][2], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pairs[i][1]) {
+			strv_add(a, pairs[i][0]);
+			strv_add(a, pairs[i][1]);
+		}
+}
+
 int server_build_argv(struct launch *l)
 {
 	struct strv *a = &l->server_argv;
+	/* What to serve: exactly one of the three was given. */
+	const char *const source[][2] = {
+		{ "--export", l->export_dir }, { "--image", l->image },
+		{ "--storage-root", l->storage_root }, { "--lowerdir", l->lowerdir },
+		{ "--upperdir", l->upperdir },
+	};
 
 	if (l->server_path)
 		strv_add(a, l->server_path);
 	else
 		strv_push_owned(a, find_server());
 	strv_add(a, "--foreground");
-	strv_add(a, "--export");
-	strv_add(a, l->export_dir);
+	add_options(a, source, ARRAY_SIZE(source));
 	strv_add(a, "--exit-with-parent");
 	/* The ESP is built by the server: the EFI boot options are its. */
 	if (l->boot == BOOT_EFI) {
-		const char *pairs[][2] = {
+		const char *const pairs[][2] = {
 			{ "--arch", l->arch }, { "--kernel", l->kernel },
 			{ "--initrd", l->initrd }, { "--kver", l->kver },
 			{ "--efi-loader", l->efi_loader },
 		};
 
-		for (size_t i = 0; i < ARRAY_SIZE(pairs); i++)
-			if (pairs[i][1]) {
-				strv_add(a, pairs[i][0]);
-				strv_add(a, pairs[i][1]);
-			}
+		add_options(a, pairs, ARRAY_SIZE(pairs));
 		/* What the server adds to its root=PARTUUID=... line and the
 		 * tree's own arguments in the loader entry: what the launcher
 		 * needs (boot_launcher_args(): the console we wire up,

@@ -8,16 +8,19 @@
  * decodes the handle with open_by_handle_at(), which needs
  * CAP_DAC_READ_SEARCH and a file system that can decode handles (ext4,
  * xfs, btrfs, tmpfs do; overlayfs only with nfs_export=on).  Otherwise it
- * resolves the recorded path from the root fd with openat2() and
+ * resolves the recorded path from the root fd of the inode's layer (the
+ * merged path is the path inside the layer that provides the file: no
+ * redirects are followed) with openat2() and
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (and
  * RESOLVE_NO_XDEV unless the walk crossed mounts), so a swapped-in
  * symlink or mount cannot lead it out of the tree.
  *
  * Either way the result is then checked against the walk: a regular file
  * with the same dev, ino, size, mtime and ctime (seconds and nanoseconds;
- * the ctime cannot be set back, unlike the mtime), or the caller gets -EIO.  Nothing here is modified after the walk except
- * the atomic handles_broken flag, so any number of threads may call
- * walk_open_data() at once.
+ * the ctime cannot be set back, unlike the mtime), or the caller gets
+ * -EIO.  Nothing here is modified after the walk except the atomic
+ * handles_broken flag, so any number of threads may call walk_open_data()
+ * at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -182,15 +185,18 @@ static int open_by_path(const struct walk_tree *tree,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 			   RESOLVE_NO_MAGICLINKS,
 	};
-	int fd;
+	int root_fd, fd;
 
+	if (inode->layer >= tree->priv->nlayers)
+		return -EINVAL;
+	root_fd = tree->priv->layers[inode->layer].root_fd;
 	if (!tree->priv->cross_mounts)
 		how.resolve |= RESOLVE_NO_XDEV;
-	fd = syscall(SYS_openat2, tree->root_fd, inode->path, &how, sizeof(how));
+	fd = syscall(SYS_openat2, root_fd, inode->path, &how, sizeof(how));
 	if (fd >= 0)
 		return fd;
 	if (errno == ENOSYS || errno == ENAMETOOLONG)
-		return open_by_components(tree->root_fd, inode->path, flags);
+		return open_by_components(root_fd, inode->path, flags);
 	return -errno;
 }
 
