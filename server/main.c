@@ -129,7 +129,7 @@ struct program {
 	bool map_init;
 	/* The bootable disk: the ESP (if built) and the GPT disk around both. */
 	struct region_map esp_map, disk_map;
-	struct region_map root_part;	/* the EROFS + zeros to 1 MiB: partition 2 */
+	struct region_map root_part;	/* the EROFS (a sub-map) + zeros to 1 MiB: partition 2 */
 	bool disk_init;		/* esp_map, root_part and disk_map initialised */
 	bool has_esp;		/* the tree gave an ESP: export "esp" exists */
 	char *esp_description, *disk_description;
@@ -927,7 +927,7 @@ static int build_disk(const struct options *o, struct program *p)
 	 * Partitions end on 1 MiB boundaries too (sgdisk cautions otherwise),
 	 * without changing the size of the export "root".
 	 */
-	r = region_append_map(&p->root_part, &p->map);
+	r = region_add_map(&p->root_part, &p->map, 0, p->map.size);
 	if (r == 0)
 		r = region_pad_to(&p->root_part, PART_ALIGN);
 	if (r < 0)
@@ -1030,6 +1030,30 @@ static int build_export(const struct options *o, struct program *p)
 	return build_disk(o, p);
 }
 
+/*
+ * The first source of map or of its sub-maps that fails to open, in
+ * *ret_src, and the error; 0 if every one opens.
+ */
+static int failing_source(const struct region_map *map,
+			  const struct region_source **ret_src)
+{
+	for (size_t i = 0; i < map->nsources; i++) {
+		const struct region_source *src = &map->sources[i];
+		int fd = src->open(src);
+		if (fd < 0) {
+			*ret_src = src;
+			return fd;
+		}
+		close(fd);
+	}
+	for (size_t i = 0; i < map->nsubs; i++) {
+		int r = failing_source(map->subs[i], ret_src);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
 /* --write-image: writes the whole map to path.  Logs its errors. */
 static int write_image(const struct region_map *map, const char *path)
 {
@@ -1054,13 +1078,10 @@ static int write_image(const struct region_map *map, const char *path)
 		 * since the walk); region_map_write() does not say which, so
 		 * find the first that fails to open and name it.
 		 */
-		for (size_t i = 0; i < map->nsources; i++) {
-			const struct region_source *src = &map->sources[i];
-			int sfd = src->open(src);
-			if (sfd < 0)
-				return log_errno(sfd, "writing '%s': '%s'", path, src->name);
-			close(sfd);
-		}
+		const struct region_source *src = NULL;
+		int err = failing_source(map, &src);
+		if (err < 0)
+			return log_errno(err, "writing '%s': '%s'", path, src->name);
 		return log_errno(r, "writing '%s'", path);
 	}
 	if (close(fd) < 0)
@@ -1423,7 +1444,7 @@ static void program_free(struct program *p)
 	notify_close(&p->notify);
 	free(p->activated_names);
 	/*
-	 * The disk map borrows from the ESP and root maps, whose sources
+	 * The disk map shows the ESP and root maps (sub-maps), whose sources
 	 * point into the tree: free in that order.
 	 */
 	if (p->disk_init) {

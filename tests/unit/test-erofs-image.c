@@ -113,7 +113,7 @@ static int build(struct tb *t, const struct erofs_opts *opts, struct img *im)
 	for (size_t i = 0; i < im->map.nregions; i++) {
 		const struct region *rg = &im->map.regions[i];
 		if (rg->type == REGION_MEM)
-			memcpy(im->b + rg->start, rg->u.mem, rg->len);
+			memcpy(im->b + rg->start, rg->mem, rg->len);
 		else
 			memset(im->b + rg->start, rg->type == REGION_FILE ? 0xAA : 0, rg->len);
 	}
@@ -670,8 +670,8 @@ static void check_file_data(const struct img *im, const struct ino *i, uint32_t 
 		const struct region *rg = region_at(im, off);
 		assert_int_equal(off % im->bs, 0);
 		assert_int_equal(rg->type, REGION_FILE);
-		assert_int_equal(rg->u.file.source, src);
-		assert_int_equal(rg->u.file.offset + (off - rg->start), b * im->bs);
+		assert_int_equal(rg->source, src);
+		assert_int_equal(rg->offset + (off - rg->start), b * im->bs);
 	}
 	if (i->layout == 0 && i->size % im->bs) {
 		/* zeros after i_size up to the end of the last block (§6.1) */
@@ -683,8 +683,8 @@ static void check_file_data(const struct img *im, const struct ino *i, uint32_t 
 		uint64_t off = data_off(im, i, i->size - tail);
 		const struct region *rg = region_at(im, off);
 		assert_int_equal(rg->type, REGION_FILE);
-		assert_int_equal(rg->u.file.source, src);
-		assert_int_equal(rg->u.file.offset + (off - rg->start), i->size - tail);
+		assert_int_equal(rg->source, src);
+		assert_int_equal(rg->offset + (off - rg->start), i->size - tail);
 		assert_true(rg->start + rg->len >= off + tail);
 	}
 }
