@@ -27,18 +27,19 @@
 #include "server/cleanup.h"
 
 /*
- * Joins a directory path and an entry name for error messages ("" for
- * the root; name may be NULL).  Returns a malloc'ed string, or NULL when
- * out of memory.
+ * The path of inode wi (walk_inode_path()), joined with an entry name
+ * when name is not NULL, for error messages.  Returns a malloc'ed string,
+ * or NULL when out of memory.
  */
-char *erofs_errpath(const char *path, const char *name, size_t name_len)
+char *erofs_errpath(const struct walk_inode *wi, const char *name, size_t name_len)
 {
+	_cleanup_free_ char *path = walk_inode_path(wi);
 	char *p = NULL;
 
 	if (!path)
-		path = "";
+		return NULL;
 	if (!name)
-		return strdup(path);
+		return TAKE_PTR(path);
 	if (asprintf(&p, "%s%s%.*s", path, *path ? "/" : "", (int)name_len, name) < 0)
 		return NULL;
 	return p;
@@ -131,7 +132,7 @@ static int add_sources(struct erofs_ctx *ctx, struct region_map *map)
 	int r;
 
 	for (size_t i = 0; i < ctx->ninodes; i++)
-		if (S_ISREG(ctx->inodes[i].wi->mode) && ctx->inodes[i].size)
+		if (S_ISREG(ctx->inodes[i].mode) && ctx->inodes[i].size)
 			nsrc++;
 	if (nsrc == 0)
 		return 0;
@@ -146,8 +147,9 @@ static int add_sources(struct erofs_ctx *ctx, struct region_map *map)
 			continue;
 		struct region_source src;
 
-		walk_region_source(ctx->tree, wi, &srcs[k++], &src);
-		r = region_add_source(map, &src, &ei->source);
+		r = walk_region_source(ctx->tree, wi, &srcs[k++], &src);
+		if (r == 0)
+			r = region_add_source(map, &src, &ei->source);
 		if (r < 0)
 			return r;
 	}
@@ -177,7 +179,7 @@ static int emit(struct erofs_ctx *ctx, struct region_map *map, uint64_t map_star
 		if (r == 0)
 			r = region_add_mem(map, ctx->membuf + ei->mem_off, mem_len);
 		img = pos + mem_len;
-		if (r == 0 && ei->tail && S_ISREG(ei->wi->mode)) {
+		if (r == 0 && ei->tail && S_ISREG(ei->mode)) {
 			r = region_add_file(map, ei->source, ei->size - ei->tail, ei->tail);
 			img += ei->tail;
 		}
@@ -196,7 +198,7 @@ static int emit(struct erofs_ctx *ctx, struct region_map *map, uint64_t map_star
 		r = region_add_mem(map, ctx->blockbuf, ctx->blockbuf_size);
 	for (size_t k = 0; r == 0 && k < ctx->ninodes; k++) {
 		const struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];
-		if (!S_ISREG(ei->wi->mode) || !ei->nblocks)
+		if (!S_ISREG(ei->mode) || !ei->nblocks)
 			continue;
 		assert(map->size - map_start == (uint64_t)ei->blkaddr * ctx->bs);
 		r = emit_file_data(ctx, map, ei);
@@ -239,19 +241,18 @@ static int ctx_init(struct erofs_ctx *ctx, const struct walk_tree *tree,
 			*ret_what = "tree->inodes has a NULL entry";
 			return -EINVAL;
 		}
-		wi->priv = i;
-		ctx->inodes[i].wi = wi;
-	}
-	for (size_t i = 0; i < ctx->ninodes; i++) {
-		const struct walk_inode *wi = tree->inodes[i];
-		if (wi->priv != i) {
-			*ret_errpath = erofs_errpath(wi->path, NULL, 0);
+		/* priv may hold anything: it names an earlier slot only if
+		 * that slot holds wi. */
+		if (wi->priv < i && ctx->inodes[wi->priv].wi == wi) {
+			*ret_errpath = erofs_errpath(wi, NULL, 0);
 			*ret_what = "inode listed twice in tree->inodes";
 			return -EINVAL;
 		}
+		wi->priv = i;
+		erofs_inode_init(&ctx->inodes[i], wi);
 		int r = erofs_check_inode(ctx->blkszbits, wi, ret_what);
 		if (r < 0) {
-			*ret_errpath = erofs_errpath(wi->path, NULL, 0);
+			*ret_errpath = erofs_errpath(wi, NULL, 0);
 			return r;
 		}
 	}

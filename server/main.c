@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -46,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -967,6 +969,29 @@ static int build_disk(const struct options *o, struct program *p)
 	return 0;
 }
 
+/*
+ * Logs (-vv) how long start-up took so far, wall clock and CPU of every
+ * thread, once step is done: where the time goes (bench/README.md).
+ */
+static void log_step(const char *step)
+{
+	static struct timespec t0;
+	struct timespec now;
+	struct rusage ru;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!t0.tv_sec && !t0.tv_nsec) {
+		t0 = now;
+		return;
+	}
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return;
+	log_debug("%s: %.3f s since the walk began, %.3f s of CPU in all", step,
+		  (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9,
+		  (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+}
+
 /* Walks the tree and lays the image out in p->map.  Logs its errors. */
 static int build_export(const struct options *o, struct program *p)
 {
@@ -991,6 +1016,7 @@ static int build_export(const struct options *o, struct program *p)
 		.check = erofs_check_entry,
 		.userdata = &eo,
 	};
+	log_step("start");
 	if (o->image)
 		r = walk_image(o, p, &wo);
 	else if (o->lowerdir)
@@ -1004,6 +1030,7 @@ static int build_export(const struct options *o, struct program *p)
 	if (r < 0)
 		return r;
 
+	log_step("walk");
 	region_map_init(&p->map);
 	p->map_init = true;
 	errpath = NULL;
@@ -1027,7 +1054,18 @@ static int build_export(const struct options *o, struct program *p)
 		 "%zu files with data, %zu regions, %" PRIu64 " metadata bytes",
 		 EXPORT_NAME, p->map.size, p->map.size >> 10, p->tree->ninodes,
 		 p->map.nsources, p->map.nregions, meta);
-	return build_disk(o, p);
+	log_step("EROFS layout");
+	r = build_disk(o, p);
+	if (r < 0)
+		return r;
+	/*
+	 * Laid out: serving needs the sources (walk_source) only.  The model
+	 * and the layout's scratch go back to the kernel.
+	 */
+	walk_tree_release_model(p->tree);
+	malloc_trim(0);
+	log_step("disk");
+	return 0;
 }
 
 /*

@@ -38,6 +38,7 @@ struct tb {
 	size_t n;
 };
 
+/* An inode; its path (for error messages) comes from its first tb_link(). */
 static struct walk_inode *tb_inode(struct tb *t, uint32_t mode, const char *path)
 {
 	struct walk_inode *wi = calloc(1, sizeof(*wi));
@@ -46,7 +47,7 @@ static struct walk_inode *tb_inode(struct tb *t, uint32_t mode, const char *path
 	wi->mode = mode;
 	wi->mtime_sec = 1000;
 	wi->nlink = 1;
-	wi->path = strdup(path);
+	(void)path;
 	wi->ino = t->n + 1;
 	t->list[t->n++] = wi;
 	return wi;
@@ -59,8 +60,10 @@ static void tb_link(struct walk_inode *dir, const char *name, struct walk_inode 
 	dir->children[dir->nchildren++] = (struct walk_dentry){
 		.name = strdup(name), .name_len = strlen(name), .inode = child,
 	};
-	if (S_ISDIR(child->mode))
+	if (!child->parent) {
 		child->parent = dir;
+		child->name = dir->children[dir->nchildren - 1].name;
+	}
 }
 
 static struct walk_inode *tb_init(struct tb *t)
@@ -68,6 +71,7 @@ static struct walk_inode *tb_init(struct tb *t)
 	memset(t, 0, sizeof(*t));
 	struct walk_inode *root = tb_inode(t, S_IFDIR | 0755, "");
 	root->parent = root;
+	root->name = "";
 	t->tree.root = root;
 	t->tree.inodes = t->list;
 	return root;
@@ -80,7 +84,6 @@ static void tb_free(struct tb *t)
 		for (size_t c = 0; c < wi->nchildren; c++)
 			free(wi->children[c].name);
 		free(wi->children);
-		free(wi->path);
 		free(wi);
 	}
 }

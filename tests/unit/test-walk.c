@@ -46,6 +46,18 @@
 static char root_dir[64];
 static bool as_root;
 
+/* walk_inode_path() of ino, in a buffer that the next call reuses. */
+static const char *path_of(const struct walk_inode *ino)
+{
+	static char buf[PATH_MAX];
+	char *p = walk_inode_path(ino);
+
+	assert_non_null(p);
+	snprintf(buf, sizeof(buf), "%s", p);
+	free(p);
+	return buf;
+}
+
 /* ---- building and removing the tree ---- */
 
 static void at(char *buf, size_t size, const char *rel)
@@ -290,7 +302,7 @@ static void test_fields(void **state)
 
 	/* Root: "" path, its own parent, 2 + subdirectories a and b. */
 	assert_ptr_equal(tree->inodes[0], root);
-	assert_string_equal(root->path, "");
+	assert_string_equal(path_of(root), "");
 	assert_ptr_equal(root->parent, root);
 	assert_true(S_ISDIR(root->mode));
 	assert_int_equal(root->nlink, 4);
@@ -324,7 +336,7 @@ static void test_fields(void **state)
 		assert_int_equal(f1->uid, 1234);
 		assert_int_equal(f1->gid, 5678);
 	}
-	assert_string_equal(f1->path, "a/f1");
+	assert_string_equal(path_of(f1), "a/f1");
 	assert_null(f1->symlink);
 	assert_int_equal(f1->nchildren, 0);
 	assert_int_equal(count_user_xattrs(f1), 2);
@@ -378,13 +390,13 @@ static void test_fields(void **state)
 
 	ino = lookup(tree, LONG_NAME);
 	assert_non_null(ino);
-	assert_int_equal(strlen(ino->path), 255);
+	assert_int_equal(strlen(path_of(ino)), 255);
 	check_against_lstat(ino, LONG_NAME);
 
 	ino = lookup(tree, HIGH_NAME);
 	assert_non_null(ino);
 	assert_int_equal(ino->size, 1);
-	assert_string_equal(ino->path, HIGH_NAME);
+	assert_string_equal(path_of(ino), HIGH_NAME);
 	check_against_lstat(ino, HIGH_NAME);
 	ino = lookup(tree, "-dash");
 	assert_int_equal(ino->size, 5);
@@ -437,7 +449,7 @@ static void test_order(void **state)
 		if (!as_root && !strcmp(order[i], "null"))
 			continue;
 		assert_true(n < tree->ninodes);
-		assert_string_equal(tree->inodes[n]->path, order[i]);
+		assert_string_equal(path_of(tree->inodes[n]), order[i]);
 		n++;
 	}
 	assert_int_equal(tree->ninodes, n);
@@ -452,7 +464,7 @@ static void test_hardlinks(void **state)
 	assert_ptr_equal(lookup(tree, "hl"), f1);
 	assert_ptr_equal(lookup(tree, "b/hl2"), f1);
 	assert_int_equal(f1->nlink, 3);
-	assert_string_equal(f1->path, "a/f1");	/* first in walk order */
+	assert_string_equal(path_of(f1), "a/f1");	/* first in walk order */
 	assert_int_equal(lookup(tree, "-dash")->nlink, 1);
 	walk_tree_free(tree);
 }
@@ -634,7 +646,7 @@ static int check_reject(void *userdata, const struct walk_inode *inode,
 	assert_non_null(inode);
 	assert_int_equal(strlen(name), name_len);
 	if (name_len == 0) {
-		assert_string_equal(inode->path, "");
+		assert_string_equal(path_of(inode), "");
 		c->saw_root = true;
 	}
 	if (!strcmp(name, c->reject)) {
@@ -690,8 +702,7 @@ static void test_check_skips(void **state)
 	assert_int_equal(tree->root->nlink, 3);	/* only a is left */
 	assert_int_equal(lookup(tree, "a/f1")->nlink, 2);	/* no b/hl2 */
 	for (size_t i = 0; i < tree->ninodes; i++)
-		assert_true(strncmp(tree->inodes[i]->path, "b", 1) ||
-			    tree->inodes[i]->path[1] != '\0');
+		assert_true(strcmp(path_of(tree->inodes[i]), "b"));
 	assert_null(lookup(tree, "b/c"));
 	walk_tree_free(tree);
 
@@ -713,7 +724,7 @@ static void test_check_skips(void **state)
 	assert_string_equal(c.warn_path, "a/f1");
 	assert_null(lookup(tree, "a/f1"));
 	assert_ptr_equal(lookup(tree, "hl"), lookup(tree, "b/hl2"));
-	assert_string_equal(lookup(tree, "hl")->path, "b/hl2");
+	assert_string_equal(path_of(lookup(tree, "hl")), "b/hl2");
 	assert_int_equal(lookup(tree, "hl")->nlink, 2);
 	walk_tree_free(tree);
 
@@ -847,6 +858,70 @@ static void test_mounts(void **state)
 	assert_int_equal(umount2(p, MNT_DETACH), 0);
 }
 
+/*
+ * Renames in a directory while its entries are read: the check hook of
+ * its last entry replaces the file "a", read already, with another (moved
+ * in from a directory walked before) and turns the file "b" into a
+ * directory.  The walk notices (the directory's
+ * ctime moved) and reads both again: no entry keeps the old inode's
+ * metadata.
+ */
+struct swap_ctx {
+	bool done;
+};
+
+static int check_swap(void *userdata, const struct walk_inode *inode,
+		      const char *name, size_t name_len, const char **ret_what)
+{
+	struct swap_ctx *c = userdata;
+	char p[PATH_MAX], q[PATH_MAX];
+
+	if (c->done || strcmp(name, "z"))
+		return 0;
+	c->done = true;
+	at(p, sizeof(p), "aaa/newer");
+	at(q, sizeof(q), "chg/a");
+	assert_int_equal(rename(p, q), 0);
+	at(p, sizeof(p), "chg/b");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(p, 0700), 0);
+	return 0;
+}
+
+static void test_changed_while_walked(void **state)
+{
+	struct swap_ctx c = { 0 };
+	struct walk_opts opts = { .check = check_swap, .userdata = &c, .threads = 1 };
+	const struct walk_inode *a, *b;
+	struct walk_tree *tree;
+	struct stat st;
+	char p[PATH_MAX];
+
+	make_dir("chg");
+	make_file("chg/a", "old a", 0644);
+	make_file("chg/b", "old b", 0644);
+	make_file("chg/z", "z", 0644);
+	make_dir("aaa");	/* walked before chg */
+	make_file("aaa/newer", "new a!", 0600);
+	tree = walk_ok(&opts);
+	assert_true(c.done);
+	a = lookup(tree, "chg/a");
+	at(p, sizeof(p), "chg/a");
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(a->ino, st.st_ino);
+	assert_int_equal(a->size, 6);
+	assert_int_equal(a->mode, S_IFREG | 0600);
+	read_expect(walk_open_data(tree, a), "new a!");
+	b = lookup(tree, "chg/b");
+	assert_true(S_ISDIR(b->mode));
+	assert_int_equal(b->nchildren, 0);
+	assert_int_equal(lookup(tree, "chg")->nlink, 3);
+	assert_non_null(lookup(tree, "chg/z"));
+	/* Read before it moved: that was the tree then. */
+	assert_non_null(lookup(tree, "aaa/newer"));
+	walk_tree_free(tree);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tree, teardown_tree)
@@ -862,6 +937,7 @@ int main(void)
 		T(test_not_dir),
 		T(test_progress),
 		T(test_mounts),
+		T(test_changed_while_walked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
