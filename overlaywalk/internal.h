@@ -116,6 +116,9 @@ void walk_links_free(struct walk_links *links);
  */
 int walk_read_xattrs(struct walk_arena *a, int fd, int dirfd, const char *name,
 		     struct walk_inode *inode);
+/* For tests: read by name through /proc as kernels before 6.13 must (on),
+ * or use the *xattrat calls again when the kernel has them (off). */
+void walk_xattrat_disable(bool on);
 
 /* reopen.c */
 /*

@@ -61,6 +61,11 @@ struct xattr_src {
 /* 1: the kernel has the *xattrat calls, 0: it has not, -1: not known yet. */
 static int have_xattrat = -1;
 
+void walk_xattrat_disable(bool on)
+{
+	__atomic_store_n(&have_xattrat, on ? 0 : -1, __ATOMIC_RELAXED);
+}
+
 static bool errno_is_unsupported(int err)
 {
 	return err == ENOTSUP || err == EOPNOTSUPP || err == ENOSYS;

@@ -8,7 +8,8 @@
  * what lstat() says; then sort order, hard-link counts, walk_open_data()
  * on unchanged, modified, replaced and moved files (by handle and by
  * path), the check hook with and without skip_unreadable, ENOTDIR,
- * progress output, and mount points.
+ * progress output, mount points, renames while a directory is read, and
+ * several walkers giving the tree one walker gives.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -294,9 +295,13 @@ static void expect_xattr(const struct walk_inode *ino, const char *name,
 
 /* ---- tests ---- */
 
-static void test_fields(void **state)
+/* Every field of every entry, xattrs read with listxattrat(2) or, as on
+ * kernels before 6.13 (xattrs_by_proc), through /proc/self/fd/DIR/NAME. */
+static void check_fields(bool xattrs_by_proc)
 {
+	walk_xattrat_disable(xattrs_by_proc);
 	struct walk_tree *tree = walk_ok(NULL);
+	walk_xattrat_disable(false);
 	const struct walk_inode *root = tree->root, *a, *f1, *ino;
 	const struct walk_xattr *xa;
 
@@ -416,6 +421,16 @@ static void test_fields(void **state)
 		assert_null(lookup(tree, "null"));
 	}
 	walk_tree_free(tree);
+}
+
+static void test_fields(void **state)
+{
+	check_fields(false);
+}
+
+static void test_fields_proc(void **state)
+{
+	check_fields(true);
 }
 
 static void test_order(void **state)
@@ -922,11 +937,66 @@ static void test_changed_while_walked(void **state)
 	walk_tree_free(tree);
 }
 
+/*
+ * Several walkers give the tree one walker gives: the same inodes in the
+ * same order, the same first dentries (paths), link counts and sharing,
+ * also for hard links spread over directories the walkers read at once.
+ */
+static void test_walkers_agree(void **state)
+{
+	struct walk_opts one = { .threads = 1 }, many = { .threads = 4 };
+	struct walk_tree *a, *b;
+	char rel[64], p[PATH_MAX];
+
+	make_dir("many");
+	for (int d = 0; d < 24; d++) {
+		snprintf(rel, sizeof(rel), "many/d%02d", d);
+		make_dir(rel);
+		for (int f = 0; f < 8; f++) {
+			snprintf(rel, sizeof(rel), "many/d%02d/f%d", d, f);
+			if (d == 0) {
+				make_file(rel, "shared", 0644);
+				continue;
+			}
+			snprintf(p, sizeof(p), "many/d00/f%d", f);
+			make_link(p, rel);	/* 24 names per inode, in 24 directories */
+		}
+		snprintf(rel, sizeof(rel), "many/d%02d/own", d);
+		make_file(rel, "own", 0644);
+	}
+	a = walk_ok(&one);
+	for (int round = 0; round < 5; round++) {
+		b = walk_ok(&many);
+		assert_int_equal(a->ninodes, b->ninodes);
+		for (size_t i = 0; i < a->ninodes; i++) {
+			const struct walk_inode *x = a->inodes[i], *y = b->inodes[i];
+			char *px = walk_inode_path(x), *py = walk_inode_path(y);
+
+			assert_string_equal(px, py);
+			free(px);
+			free(py);
+			assert_int_equal(x->ino, y->ino);
+			assert_int_equal(x->nlink, y->nlink);
+			assert_int_equal(x->nchildren, y->nchildren);
+			for (uint32_t c = 0; c < x->nchildren; c++) {
+				assert_string_equal(x->children[c].name, y->children[c].name);
+				assert_int_equal(x->children[c].inode->ino,
+						 y->children[c].inode->ino);
+			}
+		}
+		assert_ptr_equal(lookup(b, "many/d07/f3"), lookup(b, "many/d00/f3"));
+		assert_int_equal(lookup(b, "many/d00/f3")->nlink, 24);
+		walk_tree_free(b);
+	}
+	walk_tree_free(a);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tree, teardown_tree)
 	const struct CMUnitTest tests[] = {
 		T(test_fields),
+		T(test_fields_proc),
 		T(test_order),
 		T(test_hardlinks),
 		T(test_open_data),
@@ -938,6 +1008,7 @@ int main(void)
 		T(test_progress),
 		T(test_mounts),
 		T(test_changed_while_walked),
+		T(test_walkers_agree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
