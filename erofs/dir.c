@@ -215,6 +215,7 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 	ctx->dents = calloc(total ? total : 1, sizeof(*ctx->dents));
 	if (!ctx->dents)
 		return -ENOMEM;
+	erofs_prefault(ctx->dents, total * sizeof(*ctx->dents));
 
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct erofs_inode *ei = &ctx->inodes[i];

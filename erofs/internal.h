@@ -117,6 +117,7 @@ struct erofs_ctx {
 };
 
 /* build.c */
+void erofs_prefault(void *p, size_t len);
 char *erofs_errpath(const struct walk_inode *wi, const char *name, size_t name_len);
 
 /* check.c */

@@ -65,48 +65,71 @@ static bool mtime_better(const struct mtime_count *a, const struct mtime_count *
 	return a->nsec < b->nsec;
 }
 
+/* The slot of (sec, nsec) in table t of cap slots (a power of two): its
+ * own, or the free one it goes into. */
+static struct mtime_count *mtime_slot(struct mtime_count *t, size_t cap,
+				      int64_t sec, uint32_t nsec)
+{
+	uint64_t h = (uint64_t)sec * 0x9e3779b97f4a7c15ULL ^
+		     (uint64_t)nsec * 0xbf58476d1ce4e5b9ULL;
+	size_t slot = (h ^ (h >> 29)) & (cap - 1);
+
+	while (t[slot].n && (t[slot].sec != sec || t[slot].nsec != nsec))
+		slot = (slot + 1) & (cap - 1);
+	return &t[slot];
+}
+
 /*
  * Picks the superblock build_time and build_time_nsec (§5.5): the
  * SOURCE_DATE_EPOCH value when given (nsec 0), otherwise the most common
  * (mtime, nsec) pair of the tree, the earliest one on a tie.  Compact
  * inodes show exactly that time on every kernel, so the most common
  * mtime keeps the most inodes compact.  Deterministic for a given tree.
- * The pairs are counted in an open-addressing hash table: linear time.
+ * The pairs are counted in an open-addressing hash table, grown as it
+ * fills: linear time, and memory for the distinct pairs only.
  */
 void erofs_choose_build_time(struct erofs_ctx *ctx)
 {
 	const struct erofs_inode *root = &ctx->inodes[ctx->root];
 	struct mtime_count best = { root->mtime_sec, root->mtime_nsec, 0 };
-	size_t cap = 16;
+	struct mtime_count *t = NULL;
+	size_t cap = 0, used = 0;
 
 	if (ctx->opts->build_time_set) {
 		ctx->build_time = ctx->opts->build_time;
 		ctx->build_time_nsec = 0;
 		return;
 	}
-	while (cap < 2 * ctx->ninodes)
-		cap <<= 1;
-	struct mtime_count *t = calloc(cap, sizeof(*t));
-	if (!t) {
-		/* Still deterministic, merely less compact. */
-		ctx->build_time = root->mtime_sec;
-		ctx->build_time_nsec = root->mtime_nsec;
-		return;
-	}
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		const struct erofs_inode *ei = &ctx->inodes[i];
-		uint64_t h = (uint64_t)ei->mtime_sec * 0x9e3779b97f4a7c15ULL ^
-			     (uint64_t)ei->mtime_nsec * 0xbf58476d1ce4e5b9ULL;
-		size_t slot = (h ^ (h >> 29)) & (cap - 1);
+		struct mtime_count *c;
 
-		while (t[slot].n && (t[slot].sec != ei->mtime_sec ||
-				     t[slot].nsec != ei->mtime_nsec))
-			slot = (slot + 1) & (cap - 1);
-		t[slot].sec = ei->mtime_sec;
-		t[slot].nsec = ei->mtime_nsec;
-		t[slot].n++;
-		if (mtime_better(&t[slot], &best))
-			best = t[slot];
+		if (2 * (used + 1) > cap) {
+			size_t ncap = cap ? 2 * cap : 1024;
+			struct mtime_count *nt = calloc(ncap, sizeof(*nt));
+
+			if (!nt) {
+				/* Still deterministic, merely less compact. */
+				free(t);
+				ctx->build_time = root->mtime_sec;
+				ctx->build_time_nsec = root->mtime_nsec;
+				return;
+			}
+			for (size_t k = 0; k < cap; k++)
+				if (t[k].n)
+					*mtime_slot(nt, ncap, t[k].sec, t[k].nsec) = t[k];
+			free(t);
+			t = nt;
+			cap = ncap;
+		}
+		c = mtime_slot(t, cap, ei->mtime_sec, ei->mtime_nsec);
+		if (!c->n++) {
+			c->sec = ei->mtime_sec;
+			c->nsec = ei->mtime_nsec;
+			used++;
+		}
+		if (mtime_better(c, &best))
+			best = *c;
 	}
 	free(t);
 	ctx->build_time = best.sec;

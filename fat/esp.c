@@ -64,7 +64,7 @@
 
 /*
  * What the opaque of a source outside the tree (--kernel etc.) points at:
- * reopened by path, then checked.  Files in the tree use walk_source.
+ * reopened by path, then checked.  Files in the tree use walk_region_source().
  */
 struct esp_src {
 	const char *path;
@@ -361,11 +361,7 @@ static int esp_src_open_path(const struct region_source *src)
 static int src_from_tree(struct esp_ctx *c, const struct walk_inode *in,
 			 struct region_source *ret)
 {
-	struct walk_source *ws = calloc(1, sizeof(*ws));
-
-	if (!ws || region_map_own(c->map, ws) < 0)
-		return -ENOMEM;
-	return walk_region_source(c->tree, in, ws, ret);
+	return walk_region_source(c->tree, in, ret);
 }
 
 /*

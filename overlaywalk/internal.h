@@ -47,6 +47,7 @@ struct walk_chunk {
 /* Memory freed all at once (arena.c); one per walker thread while walking. */
 struct walk_arena {
 	struct walk_chunk *chunks;	/* the current chunk first */
+	bool populate;			/* map chunks populated (soon filled, freed early) */
 };
 
 /* One layer of the stack; walk_tree() has one, read without overlay rules. */
@@ -87,6 +88,8 @@ struct walk_links {
  * is freed, or NULL when out of memory.
  */
 void *walk_arena_alloc(struct walk_arena *a, size_t size);
+/* The same, 8-byte aligned. */
+void *walk_arena_alloc8(struct walk_arena *a, size_t size);
 /* n bytes for characters (unaligned, zeroed); NULL when out of memory. */
 char *walk_arena_chars(struct walk_arena *a, size_t n);
 /* Copies len bytes of s and a NUL into the arena; NULL when out of memory. */
@@ -145,8 +148,10 @@ struct walk_stamp {
 	const struct walk_reopen *reopen;
 	const char *path;
 };
-/* walk_inode_path(), in arena a. */
-char *walk_arena_path(struct walk_arena *a, const struct walk_inode *inode);
+/* walk_inode_path() in two steps: its length (no NUL) and depth ... */
+size_t walk_path_len(const struct walk_inode *inode, size_t *ret_depth);
+/* ... and the path itself, len bytes and a NUL, at p. */
+void walk_path_fill(const struct walk_inode *inode, size_t len, size_t depth, char *p);
 
 /* walk_open_data() for a stamp; the same contract. */
 int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st);
@@ -222,8 +227,8 @@ struct walk_shared {
 	char *errpath;
 	const char *what;
 	bool stop;			/* a walker failed: the others stop (atomic) */
-	size_t nentries;		/* progress (atomic) */
-	size_t ninodes;			/* inodes in the tree (atomic) */
+	size_t nentries;		/* progress, in steps of a walker's batch (atomic) */
+	size_t ninodes;			/* inodes in the tree, once the walkers are done */
 	int64_t last_progress_ns;	/* (atomic) */
 };
 
@@ -241,6 +246,10 @@ struct walk_ctx {
 	char *path;			/* current entry, relative to the root */
 	size_t path_len, path_cap;
 	uint32_t cur_layer;		/* the layer being read, for messages */
+	/* Counted here, not in walk_shared: a cache line every walker wrote
+	 * per entry would bounce between their CPUs. */
+	size_t nentries;		/* entries not yet added to sh->nentries */
+	size_t ninodes;			/* inodes this walker added to the tree */
 };
 
 /* walk.c */

@@ -264,8 +264,7 @@ int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st
 	return TAKE_FD(fd);
 }
 
-/* Bytes of inode's path (no NUL), and its depth in *ret_depth. */
-static size_t path_len(const struct walk_inode *inode, size_t *ret_depth)
+size_t walk_path_len(const struct walk_inode *inode, size_t *ret_depth)
 {
 	const struct walk_inode *i;
 	size_t len = 0, depth = 0;
@@ -277,8 +276,7 @@ static size_t path_len(const struct walk_inode *inode, size_t *ret_depth)
 	return len ? len - 1 : 0;
 }
 
-/* Writes inode's path, len bytes and a NUL, to p (see path_len()). */
-static void path_fill(const struct walk_inode *inode, size_t len, size_t depth, char *p)
+void walk_path_fill(const struct walk_inode *inode, size_t len, size_t depth, char *p)
 {
 	char *end = p + len;
 
@@ -301,20 +299,10 @@ char *walk_inode_path(const struct walk_inode *inode)
 
 	if (!inode)
 		return NULL;
-	len = path_len(inode, &depth);
+	len = walk_path_len(inode, &depth);
 	p = malloc(len + 1);
 	if (p)
-		path_fill(inode, len, depth, p);
-	return p;
-}
-
-char *walk_arena_path(struct walk_arena *a, const struct walk_inode *inode)
-{
-	size_t depth, len = path_len(inode, &depth);
-	char *p = walk_arena_chars(a, len + 1);
-
-	if (p)
-		path_fill(inode, len, depth, p);
+		walk_path_fill(inode, len, depth, p);
 	return p;
 }
 

@@ -291,14 +291,20 @@ static void flush_warnings(struct walk_shared *sh, const struct walk_opts *opts)
 	sh->nwarnings = sh->warnings_cap = 0;
 }
 
+#define PROGRESS_BATCH 256	/* entries a walker counts before telling the others */
+
 static void progress_tick(struct walk_ctx *ctx)
 {
 	struct walk_shared *sh = ctx->sh;
-	size_t n = __atomic_add_fetch(&sh->nentries, 1, __ATOMIC_RELAXED);
 	int64_t last, now_ns;
 	struct timespec now;
+	size_t n;
 
-	if (!ctx->opts->progress || n % 256)
+	if (++ctx->nentries < PROGRESS_BATCH)
+		return;
+	n = __atomic_add_fetch(&sh->nentries, ctx->nentries, __ATOMIC_RELAXED);
+	ctx->nentries = 0;
+	if (!ctx->opts->progress)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	now_ns = now.tv_sec * 1000000000LL + now.tv_nsec;
@@ -599,7 +605,7 @@ static int read_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		return r;
 	ino->parent = parent;
 	ino->name = parent->children[parent->nchildren - 1].name;
-	__atomic_add_fetch(&ctx->sh->ninodes, 1, __ATOMIC_RELAXED);
+	ctx->ninodes++;
 	if (!is_dir)
 		return 0;
 
@@ -863,6 +869,7 @@ static int run_walkers(struct walk_ctx *main_ctx)
 	for (unsigned int i = 0; tids && ctxs && i + 1 < nthreads; i++) {
 		ctxs[i] = (struct walk_ctx){
 			.sh = sh, .tree = main_ctx->tree, .priv = main_ctx->priv,
+			.arena.populate = true,
 			.opts = main_ctx->opts, .have_mnt_id = main_ctx->have_mnt_id,
 			.reads_anything = main_ctx->reads_anything,
 		};
@@ -871,10 +878,14 @@ static int run_walkers(struct walk_ctx *main_ctx)
 		started++;
 	}
 	walker_run(main_ctx);
+	sh->ninodes = main_ctx->ninodes;
+	sh->nentries += main_ctx->nentries;
 	for (unsigned int i = 0; i < started; i++) {
 		pthread_join(tids[i], NULL);
 		walk_arena_join(&main_ctx->arena, &ctxs[i].arena);
 		free(ctxs[i].path);
+		sh->ninodes += ctxs[i].ninodes;
+		sh->nentries += ctxs[i].nentries;
 	}
 	while (sh->queue) {	/* left over after a failure */
 		struct walk_task *t = sh->queue;
@@ -962,7 +973,7 @@ static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
 			return fail_root(ctx, 0, r, what ? what : "checking entry");
 	}
 	tree->root = root;
-	ctx->sh->ninodes = 1;
+	ctx->ninodes = 1;
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -1038,7 +1049,7 @@ static int walk_stack(const struct walk_stack *stack, bool merge,
 		      const char **ret_what)
 {
 	struct walk_shared sh = { .nthreads = nthreads, .max_queued_fds = queue_fd_budget() };
-	struct walk_ctx ctx = { .sh = &sh, .opts = opts };
+	struct walk_ctx ctx = { .sh = &sh, .opts = opts, .arena.populate = true };
 	struct walk_tree *tree;
 	struct timespec now;
 	int r, walked = 0;

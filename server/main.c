@@ -1059,8 +1059,8 @@ static int build_export(const struct options *o, struct program *p)
 	if (r < 0)
 		return r;
 	/*
-	 * Laid out: serving needs the sources (walk_source) only.  The model
-	 * and the layout's scratch go back to the kernel.
+	 * Laid out: serving needs the sources walk_region_source() made,
+	 * no more.  The model and the layout's scratch go back to the kernel.
 	 */
 	walk_tree_release_model(p->tree);
 	malloc_trim(0);
