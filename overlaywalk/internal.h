@@ -124,16 +124,24 @@ int walk_read_xattrs(struct walk_arena *a, int fd, int dirfd, const char *name,
 void walk_xattrat_disable(bool on);
 
 /* reopen.c */
+/* The mount a walker found last, so that it need not take mounts_lock. */
+struct walk_mount_hint {
+	int mnt_id;
+	uint32_t idx;		/* index into walk_private.mounts */
+	bool valid;
+};
+
 /*
  * Records a file handle for the regular file name in dirfd (an O_RDONLY
  * directory, kept as the mount fd for open_by_handle_at() when its mount
  * is new) in inode->reopen, allocated in a.  Leaves inode->reopen NULL
  * when the file system cannot encode handles or the file is on another
- * mount than dirfd.  Returns 0 or -ENOMEM / -EMFILE and the like.
- * Thread-safe.
+ * mount than dirfd.  hint is the calling walker's own.  Returns 0 or
+ * -ENOMEM / -EMFILE and the like.  Thread-safe.
  */
-int walk_record_handle(struct walk_private *priv, struct walk_arena *a, int dirfd,
-		       const char *name, struct walk_inode *inode);
+int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
+		       struct walk_mount_hint *hint, int dirfd, const char *name,
+		       struct walk_inode *inode);
 
 /*
  * What walk_open_data() checks a reopened file against, and how it finds
@@ -188,6 +196,7 @@ struct name_list {
 			const char *name;	/* once sorted */
 		};
 		size_t len;
+		uint64_t key;		/* the first 8 bytes, big-endian, zero-padded */
 		uint32_t pos;		/* index into the directory's dir_stack */
 		uint8_t d_type;		/* from getdents64: DT_DIR, ..., DT_UNKNOWN */
 		bool whiteout;		/* AUFS ".wh.NAME" of pos: name is NAME */
@@ -246,6 +255,7 @@ struct walk_ctx {
 	char *path;			/* current entry, relative to the root */
 	size_t path_len, path_cap;
 	uint32_t cur_layer;		/* the layer being read, for messages */
+	struct walk_mount_hint mount_hint;
 	/* Counted here, not in walk_shared: a cache line every walker wrote
 	 * per entry would bounce between their CPUs. */
 	size_t nentries;		/* entries not yet added to sh->nentries */
@@ -263,7 +273,11 @@ int walk_fail_or_skip(struct walk_ctx *ctx, int err, const char *what);
 
 /* list.c */
 void walk_names_free(struct name_list *l);
-/* Bytewise: memcmp on the common prefix, then the shorter name first. */
+/* name_ref.key of a name of len bytes: its first 8 bytes, big-endian,
+ * zero-padded. */
+uint64_t walk_name_key(const char *name, size_t len);
+/* Bytewise: memcmp on the common prefix, then the shorter name first.
+ * Both keys must be set. */
 int walk_name_cmp(const struct name_ref *x, const struct name_ref *y);
 /*
  * Lists every layer directory of st into *l and sorts it by name, then

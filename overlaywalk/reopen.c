@@ -89,8 +89,9 @@ static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 	return 0;
 }
 
-int walk_record_handle(struct walk_private *priv, struct walk_arena *a, int dirfd,
-		       const char *name, struct walk_inode *inode)
+int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
+		       struct walk_mount_hint *hint, int dirfd, const char *name,
+		       struct walk_inode *inode)
 {
 	struct handle_buf h;
 	struct walk_reopen *ro;
@@ -105,13 +106,18 @@ int walk_record_handle(struct walk_private *priv, struct walk_arena *a, int dirf
 	    h.fh.handle_type < 0 || h.fh.handle_type > UINT8_MAX)
 		return 0;
 
-	pthread_mutex_lock(&priv->mounts_lock);
-	r = mount_index(priv, mnt_id, dirfd, &idx);
-	pthread_mutex_unlock(&priv->mounts_lock);
-	if (r == -EXDEV)
-		return 0;	/* reopen by path */
-	if (r < 0)
-		return r;
+	if (hint->valid && hint->mnt_id == mnt_id) {
+		idx = hint->idx;	/* mounts[] only grows: still right */
+	} else {
+		pthread_mutex_lock(&priv->mounts_lock);
+		r = mount_index(priv, mnt_id, dirfd, &idx);
+		pthread_mutex_unlock(&priv->mounts_lock);
+		if (r == -EXDEV)
+			return 0;	/* reopen by path */
+		if (r < 0)
+			return r;
+		*hint = (struct walk_mount_hint){ .mnt_id = mnt_id, .idx = idx, .valid = true };
+	}
 	ro = walk_arena_alloc(a, sizeof(*ro) + h.fh.handle_bytes);
 	if (!ro)
 		return -ENOMEM;

@@ -581,7 +581,8 @@ static int read_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		if (!ctx->reads_anything &&
 		    faccessat(dirfd, name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
 			return walk_fail_or_skip(ctx, -errno, "opening file");
-		r = walk_record_handle(ctx->priv, &ctx->arena, dirfd, name, ino);
+		r = walk_record_handle(ctx->priv, &ctx->arena, &ctx->mount_hint, dirfd,
+				       name, ino);
 		if (r < 0)
 			return walk_fail_or_skip(ctx, r, "encoding file handle");
 	}
@@ -703,7 +704,10 @@ static int verify_dir(struct walk_ctx *ctx, struct walk_inode *dir,
 		return 0;
 	for (uint32_t k = 0; k < dir->nchildren;) {
 		const struct walk_dentry *de = &dir->children[k];
-		struct name_ref want = { .name = de->name, .len = de->name_len };
+		struct name_ref want = {
+			.name = de->name, .len = de->name_len,
+			.key = walk_name_key(de->name, de->name_len),
+		};
 		size_t n = 1;
 		int r;
 

@@ -991,6 +991,57 @@ static void test_walkers_agree(void **state)
 	walk_tree_free(a);
 }
 
+/* Bytewise with the shorter first: the order walk.h promises. */
+static int bytewise_cmp(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t lx = strlen(x), ly = strlen(y);
+	int r = memcmp(x, y, lx < ly ? lx : ly);
+
+	return r ? r : (lx > ly) - (lx < ly);
+}
+
+/*
+ * Children come out sorted bytewise, shorter first, also in directories
+ * big enough to be merge-sorted and for names that tie on their first 8
+ * bytes (the sort's integer key) or end right at them.
+ */
+static void test_sort_big_dir(void **state)
+{
+	static const char *const fixed[] = {
+		"abcdefg", "abcdefgh", "abcdefghi", "abcdefgh\x80", "abcdefgh-",
+		"abcdefgi", "abcdefgh\x01", "abcdefgh\xff\xff", "a", "b", "\x80",
+		"\xff", "-", "0", "abcdefghabcdefgh", "abcdefghabcdefgg",
+	};
+	const char *names[64];
+	struct walk_tree *tree;
+	const struct walk_inode *d;
+	char rel[64];
+	size_t n = 0;
+
+	make_dir("big");
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		names[n++] = fixed[i];
+	for (unsigned int i = 0; n < 64; i++) {
+		static char extra[48][16];
+
+		snprintf(extra[i], sizeof(extra[i]), "%c%c%c%02u", "zqa\xc3"[i % 4],
+			 "xyz"[i % 3], 'a' + (i * 7) % 26, (i * 37) % 100);
+		names[n++] = extra[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(rel, sizeof(rel), "big/%s", names[i]);
+		make_file(rel, "", 0644);
+	}
+	qsort(names, n, sizeof(names[0]), bytewise_cmp);
+	tree = walk_ok(NULL);
+	d = lookup(tree, "big");
+	assert_int_equal(d->nchildren, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(d->children[i].name, names[i]);
+	walk_tree_free(tree);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tree, teardown_tree)
@@ -1009,6 +1060,7 @@ int main(void)
 		T(test_mounts),
 		T(test_changed_while_walked),
 		T(test_walkers_agree),
+		T(test_sort_big_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
