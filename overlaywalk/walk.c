@@ -823,10 +823,19 @@ static void *walker_thread(void *arg)
 	return NULL;
 }
 
-/* How many walkers: opts->threads, or one per CPU we may run on. */
-static unsigned int walker_count(const struct walk_opts *opts)
+/* Levels of directories a walker is assumed to hold open at once. */
+#define WALK_DEPTH_GUESS 32
+
+/*
+ * How many walkers: opts->threads, or one per CPU we may run on.  A
+ * walker going depth first holds one fd per layer per level: for deep
+ * stacks of many layers fewer walkers, so that together they hold at
+ * most half of RLIMIT_NOFILE (one for 500 layers and a limit of 20,000).
+ */
+static unsigned int walker_count(const struct walk_opts *opts, size_t nlayers)
 {
 	cpu_set_t set;
+	struct rlimit rl;
 	int n;
 
 	if (opts->threads)
@@ -835,9 +844,12 @@ static unsigned int walker_count(const struct walk_opts *opts)
 		n = CPU_COUNT(&set);
 	else
 		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
-	return n > WALK_MAX_THREADS ? WALK_MAX_THREADS : (unsigned int)n;
+	if (n > WALK_MAX_THREADS)
+		n = WALK_MAX_THREADS;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    (uint64_t)n * nlayers * WALK_DEPTH_GUESS > rl.rlim_cur / 2)
+		n = (int)(rl.rlim_cur / 2 / (nlayers * WALK_DEPTH_GUESS));
+	return n < 1 ? 1 : (unsigned int)n;
 }
 
 /*
@@ -1134,7 +1146,7 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 		return -EINVAL;
 	if (!opts)
 		opts = &no_opts;
-	return walk_stack(&stack, false, opts, walker_count(opts), ret_tree,
+	return walk_stack(&stack, false, opts, walker_count(opts, 1), ret_tree,
 			  ret_errpath, ret_what);
 }
 
@@ -1165,7 +1177,7 @@ int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
 				    "(the systemd unit: README.md, \"systemd and podman machine\")";
 		return -EPERM;
 	}
-	return walk_stack(stack, true, opts, walker_count(opts), ret_tree,
+	return walk_stack(stack, true, opts, walker_count(opts, stack->nlayers), ret_tree,
 			  ret_errpath, ret_what);
 }
 

@@ -118,7 +118,9 @@ struct walk_opts {
 	bool progress;		/* print progress to stderr (caller checks isatty) */
 	/*
 	 * Directory walkers at once: 0 for one per CPU (at most
-	 * WALK_MAX_THREADS), 1 for none besides the caller.
+	 * WALK_MAX_THREADS, and fewer where a stack of many layers would
+	 * hold more than half of RLIMIT_NOFILE), 1 for none besides the
+	 * caller.
 	 */
 	unsigned int threads;
 	/*

@@ -160,6 +160,18 @@ static void test_pread_mixed_and_changed(void **state)
 	unlink(tmpfile_path);
 }
 
+/* buf holds head, then zeros bytes of zeros, then tail. */
+static void expect_framed(const char *buf, const char *head, size_t zeros,
+			  const char *tail)
+{
+	size_t h = strlen(head);
+
+	assert_memory_equal(buf, head, h);
+	for (size_t i = h; i < h + zeros; i++)
+		assert_int_equal(buf[i], 0);
+	assert_memory_equal(buf + h + zeros, tail, strlen(tail));
+}
+
 static void test_write_image(void **state)
 {
 	struct region_map m;
@@ -174,10 +186,7 @@ static void test_write_image(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(region_map_write(&m, fd), 0);
 	assert_int_equal(pread(fd, buf, sizeof(buf), 0), 8200);
-	assert_memory_equal(buf, "head", 4);
-	for (int i = 4; i < 4 + 8192; i++)
-		assert_int_equal(buf[i], 0);
-	assert_memory_equal(buf + 8196, "tail", 4);
+	expect_framed(buf, "head", 8192, "tail");
 	close(fd);
 	unlink(path);
 
@@ -193,10 +202,7 @@ static void test_write_image(void **state)
 		got += (size_t)n;
 	close(pfd[0]);
 	assert_int_equal(got, 8200);
-	assert_memory_equal(buf, "head", 4);
-	for (int i = 4; i < 4 + 8192; i++)
-		assert_int_equal(buf[i], 0);
-	assert_memory_equal(buf + 8196, "tail", 4);
+	expect_framed(buf, "head", 8192, "tail");
 	region_map_free(&m);
 }
 
@@ -395,10 +401,7 @@ static void test_write_submap(void **state)
 	/* 2 of the 4 blocks hold data, at most (file systems may round up). */
 	assert_true(st.st_blocks * 512 <= 3 * 4096);
 	assert_int_equal(pread(fd, buf, sizeof(buf), 4096), (ssize_t)sizeof(buf));
-	assert_memory_equal(buf, "in", 2);
-	for (int i = 2; i < 2 + 8192; i++)
-		assert_int_equal(buf[i], 0);
-	assert_memory_equal(buf + 8194, "out", 3);
+	expect_framed(buf, "in", 8192, "out");
 	close(fd);
 	unlink(path);
 	region_map_free(&top);
