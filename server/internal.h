@@ -15,6 +15,7 @@
 #ifndef EROFS_NBD_SERVER_INTERNAL_H
 #define EROFS_NBD_SERVER_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,6 +45,8 @@
 #define SRV_INFLIGHT_BYTES	(2ULL << 20)
 #define SRV_INBUF_SIZE		(128U << 10)	/* bytes: receive buffer per connection */
 #define SRV_MAX_CLIENTS		1024U		/* connections at once; more are closed */
+#define SRV_SRC_MIN_FDS		8U		/* fds kept free of clients for source files */
+#define SRV_FD_WAIT_SEC		30		/* a read waits this long for a free fd */
 /*
  * Socket send buffer (SO_SNDBUF) of each connection.  The default 208 KiB
  * holds less than one 256 KiB reply: the sender then sleeps mid-reply and
@@ -83,6 +86,7 @@ struct src_cache {
 	uint32_t nsources;
 	uint32_t *slots;		/* ids of the sources with a cached fd */
 	unsigned int nopen, max_open;	/* slots used, fds the cache may keep */
+	unsigned int nonce, max_once;	/* one-shot fds (not cached) open, allowed */
 	uint32_t now;			/* gets so far (wraps): the clock of last_use */
 	bool all_stable;		/* --immutable-sources: every source may be spliced */
 	uint32_t rnd;			/* eviction's random state */
@@ -102,6 +106,8 @@ struct srv_ctx {
 	struct src_cache cache;		/* source fds of every export */
 	unsigned long next_client_id;	/* atomic (__atomic builtins) */
 	unsigned int nclients;		/* atomic: connections open */
+	unsigned int max_clients;	/* accepting pauses at this many (the fd
+					 * limit, srv_client_limit()) */
 };
 
 /* A transmission request, host byte order (A7.1). */
@@ -146,6 +152,7 @@ struct srv_reply {
 	size_t nsegs;
 	unsigned int pending;		/* reads in flight (uring.c) */
 	size_t next_seg;		/* first segment not started (uring.c) */
+	int64_t parked_since;		/* waiting for a free fd since (uring.c), or 0 */
 	int err;			/* -errno of the first failed read */
 	bool zc;			/* segs are spliced (splice.c), fds pinned */
 	struct srv_read_seg inline_segs[2];
@@ -320,12 +327,42 @@ int src_cache_init(struct src_cache *sc, const struct region_map *const *maps,
 void src_cache_free(struct src_cache *sc);
 
 /*
+ * Fits the cache to fds source files may use at once (>= 2): at most
+ * three quarters are kept open, the rest are for one-shot reads.  Only
+ * lowers the limits set by src_cache_init(); call it before the first read.
+ */
+void src_cache_limit(struct src_cache *sc, unsigned int fds);
+
+/*
  * Returns an fd for source id, pinned until src_cache_put(): the cached
- * one, or a new one from the source's open() (closing an fd left idle
- * for longer than a pass over every source, when the cache is full).  -errno from open(), -EIO (logged once per source) when the
+ * one, or a new one from the source's open(), cached (in a free slot, or
+ * in place of an fd left idle for longer than a pass over every source)
+ * or else used for this read only (one-shot).  Source fds never exceed
+ * max_open + max_once: with every slot pinned and no one-shot fd to be
+ * had, returns -EAGAIN and the caller waits for a read to end (so does it
+ * on -EMFILE or -ENFILE, when the process ran out of fds anyway).  Other
+ * errors: -errno from open(), -EIO (logged once per source) when the
  * source changed.
  */
 int src_cache_get(struct src_cache *sc, uint32_t id);
+
+/* True for src_cache_get()'s "no fd now, wait for a read to end" errors. */
+static inline bool src_cache_busy(int err)
+{
+	return err == -EAGAIN || err == -EMFILE || err == -ENFILE;
+}
+
+/*
+ * src_cache_get(), but while no fd can be had (src_cache_busy(): every
+ * fd pinned by a read in flight) it waits for one, up to
+ * SRV_FD_WAIT_SEC, instead of failing.  For callers
+ * that may block (the plain loop's read pool); the io_uring loop parks the
+ * reply instead (uring.c).  Then logs the failure once per source.
+ */
+int src_cache_get_wait(struct src_cache *sc, uint32_t id);
+
+/* src_cache_get()'s failure err for source id, logged once per source. */
+void src_cache_give_up(struct src_cache *sc, uint32_t id, int err);
 
 /* Unpins fd from src_cache_get(); closes it if the cache does not keep it. */
 void src_cache_put(struct src_cache *sc, uint32_t id, int fd);
@@ -413,6 +450,18 @@ void srv_socket_setup(int fd);
  */
 bool srv_client_enter(struct srv_ctx *srv);
 void srv_client_leave(struct srv_ctx *srv);
+
+/*
+ * Sets srv->max_clients from RLIMIT_NOFILE (serve.c), once the loop's own
+ * fds exist but for extra_fds still to come (rings of loops not started
+ * yet): the limit less the fds open now, less extra_fds, less a reserve
+ * for source files (SRV_SRC_MIN_FDS), splice pipes and accepts already
+ * armed (accept_slack).  Between 1 and SRV_MAX_CLIENTS.  A loop stops
+ * accepting while srv_clients_full(): new clients wait in the listen
+ * backlog instead of taking the fds every open connection's reads need.
+ */
+void srv_client_limit(struct srv_ctx *srv, unsigned int extra_fds, unsigned int accept_slack);
+bool srv_clients_full(struct srv_ctx *srv);
 
 /* Sets srv up from cfg (serve.c); 0 or -ENOMEM.  srv_ctx_free undoes it. */
 int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg);

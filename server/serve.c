@@ -4,6 +4,7 @@
  * exports and the tree's source fd cache) and runs the io_uring loop
  * (uring.c) or the thread-per-connection loop (plain.c).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg)
 
 	memset(srv, 0, sizeof(*srv));
 	srv->cfg = cfg;
+	srv->max_clients = SRV_MAX_CLIENTS;	/* until a loop knows its fds */
 	if (cfg->nexports == 0)
 		return 0;
 	srv->exports = calloc(cfg->nexports, sizeof(*srv->exports));
@@ -124,6 +126,54 @@ bool srv_client_enter(struct srv_ctx *srv)
 void srv_client_leave(struct srv_ctx *srv)
 {
 	__atomic_sub_fetch(&srv->nclients, 1, __ATOMIC_RELAXED);
+}
+
+/* The fds this process has open, from /proc/self/fd; -1 if unknown. */
+static int fds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = -1;		/* the directory's own fd */
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+void srv_client_limit(struct srv_ctx *srv, unsigned int extra_fds, unsigned int accept_slack)
+{
+	struct rlimit rl = { 0, 0 };
+	int open_now = fds_open();
+	uint64_t avail, clients = SRV_MAX_CLIENTS, sources;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return;
+	/*
+	 * What is free once the loops run: the limit less what is open now
+	 * and still to come, accepts in flight that may land past the limit,
+	 * and a few for splice pipes, a source read once and the like.  Half
+	 * of it for clients (at most SRV_MAX_CLIENTS), the rest for the
+	 * source cache, which then evicts before the process runs out.
+	 */
+	uint64_t used = (open_now < 0 ? 64 : (uint64_t)open_now) + extra_fds + accept_slack + 8;
+	avail = rl.rlim_cur > used + 2 * SRV_SRC_MIN_FDS ? rl.rlim_cur - used : 2 * SRV_SRC_MIN_FDS;
+	if (clients > avail / 2)
+		clients = avail / 2;
+	sources = avail - clients;
+	srv->max_clients = (unsigned int)clients;
+	src_cache_limit(&srv->cache, sources > UINT32_MAX ? UINT32_MAX : (unsigned int)sources);
+	log_debug("up to %u clients at once and %u source fds kept open (open file"
+		  " limit %llu, %d fds open)", srv->max_clients, srv->cache.max_open,
+		  (unsigned long long)rl.rlim_cur, open_now);
+}
+
+bool srv_clients_full(struct srv_ctx *srv)
+{
+	return __atomic_load_n(&srv->nclients, __ATOMIC_RELAXED) >= srv->max_clients;
 }
 
 void srv_socket_setup(int fd)

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "server/internal.h"
@@ -64,6 +65,7 @@ int src_cache_init(struct src_cache *sc, const struct region_map *const *maps,
 	memset(sc, 0, sizeof(*sc));
 	pthread_mutex_init(&sc->lock, NULL);
 	sc->max_open = max_open ? max_open : 1;
+	sc->max_once = sc->max_open / 3 ? sc->max_open / 3 : 1;
 	sc->rnd = 0x2545f491U;
 	for (size_t m = 0; m < nmaps; m++) {
 		ret_ids[m] = NULL;
@@ -213,11 +215,21 @@ bool src_cache_zc(struct src_cache *sc, uint32_t id)
 	       (__atomic_load_n(&sc->entries[id].flags, __ATOMIC_RELAXED) & SRC_ZC);
 }
 
+/* Frees a slot evict_one() emptied: the last slot moves into it. */
+static void slot_release(struct src_cache *sc, uint32_t slot)
+{
+	if (slot != --sc->nopen) {
+		sc->slots[slot] = sc->slots[sc->nopen];
+		sc->entries[sc->slots[slot]].slot = slot;
+	}
+}
+
 int src_cache_get(struct src_cache *sc, uint32_t id)
 {
 	const struct region_source *src;
 	struct src_entry *e;
-	uint32_t slot;
+	uint32_t slot = NONE;
+	bool once = false;
 	int fd;
 
 	if (id >= sc->nsources)
@@ -234,31 +246,34 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 		return fd;
 	}
 	/*
-	 * Open under the lock: it keeps the count of open fds exact.  When
-	 * the process is out of fds (clients took them), give one cached fd
-	 * back and try once more.
+	 * Where the new fd goes: a free slot, the slot of an fd idle for
+	 * longer than a pass, a one-shot fd, or (all of those taken) the
+	 * slot of any idle fd.  Every fd pinned: wait.
 	 */
-	fd = src->open(src);
-	if ((fd == -EMFILE || fd == -ENFILE) && sc->nopen > 0 &&
-	    (slot = evict_one(sc, true)) != NONE) {
-		/* Fill the hole with the last slot. */
-		if (slot != --sc->nopen) {
-			sc->slots[slot] = sc->slots[sc->nopen];
-			sc->entries[sc->slots[slot]].slot = slot;
+	if (sc->nopen < sc->max_open)
+		slot = sc->nopen++;
+	else if ((slot = evict_one(sc, false)) == NONE) {
+		if (sc->nonce < sc->max_once)
+			once = true;
+		else if ((slot = evict_one(sc, true)) == NONE) {
+			pthread_mutex_unlock(&sc->lock);
+			return -EAGAIN;
 		}
-		fd = src->open(src);
 	}
+	/* Open under the lock: it keeps the counts of open fds exact. */
+	fd = src->open(src);
 	if (fd < 0) {
-		warn_once(sc, id, fd);
+		if (slot != NONE)
+			slot_release(sc, slot);
+		/* Out of fds (clients took them): the caller waits. */
+		if (!src_cache_busy(fd))
+			warn_once(sc, id, fd);
 		pthread_mutex_unlock(&sc->lock);
 		return fd;
 	}
-	if (sc->nopen < sc->max_open)
-		slot = sc->nopen++;
-	else
-		slot = evict_one(sc, false);
-	if (slot != NONE) {
-		/* Cache it; otherwise it is used once (src_cache_put closes it). */
+	if (once) {
+		sc->nonce++;		/* src_cache_put() closes it */
+	} else {
 		sc->slots[slot] = id;
 		e->slot = slot;
 		e->fd = fd;
@@ -266,6 +281,49 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 	}
 	pthread_mutex_unlock(&sc->lock);
 	return fd;
+}
+
+void src_cache_limit(struct src_cache *sc, unsigned int fds)
+{
+	unsigned int keep = fds < 2 ? 1 : fds - fds / 4;
+	unsigned int once = fds < 2 ? 1 : fds / 4;
+
+	pthread_mutex_lock(&sc->lock);
+	/* Only before the first read: the slots above max_open are empty. */
+	if (keep < sc->max_open && sc->nopen <= keep)
+		sc->max_open = keep;
+	if (once < sc->max_once)
+		sc->max_once = once ? once : 1;
+	pthread_mutex_unlock(&sc->lock);
+}
+
+int src_cache_get_wait(struct src_cache *sc, uint32_t id)
+{
+	static bool said;
+	struct timespec nap = { 0, 10 * 1000 * 1000 };
+	int fd;
+
+	for (int waited_ms = 0;; waited_ms += 10) {
+		fd = src_cache_get(sc, id);
+		if (!src_cache_busy(fd) || waited_ms >= SRV_FD_WAIT_SEC * 1000)
+			break;
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			log_warning("out of file descriptors: reads wait for one"
+				    " (raise the open file limit), continuing");
+		nanosleep(&nap, NULL);
+	}
+	if (src_cache_busy(fd)) {
+		fd = fd == -EAGAIN ? -EMFILE : fd;	/* what the user should see */
+		src_cache_give_up(sc, id, fd);
+	}
+	return fd;
+}
+
+void src_cache_give_up(struct src_cache *sc, uint32_t id, int err)
+{
+	pthread_mutex_lock(&sc->lock);
+	warn_once(sc, id, err);
+	pthread_mutex_unlock(&sc->lock);
 }
 
 void src_cache_put(struct src_cache *sc, uint32_t id, int fd)
@@ -280,8 +338,10 @@ void src_cache_put(struct src_cache *sc, uint32_t id, int fd)
 		pthread_mutex_unlock(&sc->lock);
 		return;
 	}
-	pthread_mutex_unlock(&sc->lock);
+	/* A one-shot fd: closed under the lock, as it was opened. */
 	close(fd);
+	sc->nonce--;
+	pthread_mutex_unlock(&sc->lock);
 }
 
 int src_cache_check(struct src_cache *sc, uint32_t id, int fd)

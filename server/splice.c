@@ -102,6 +102,10 @@ int zc_prepare(struct src_cache *sc, struct srv_reply *rp)
 	for (i = 0; i < rp->nsegs; i++) {
 		struct srv_read_seg *s = &rp->segs[i];
 		int fd = src_cache_get(sc, s->source);
+		if (src_cache_busy(fd)) {
+			r = 0;		/* no fd now: the copy path waits for one */
+			break;
+		}
 		if (fd < 0) {
 			rp->err = fd;
 			r = -1;

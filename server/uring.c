@@ -106,6 +106,7 @@ struct uconn {
 	bool eof;			/* read nothing more; close when drained */
 	bool closing;			/* dropping: free once nops == 0 */
 	unsigned int reads_pending;	/* READ replies waiting for file reads */
+	unsigned int nparked;		/* of those, parked on loop->fd_wait */
 	int64_t deadline;		/* handshake deadline, CLOCK_MONOTONIC s */
 	struct srv_reply *sq_head, *sq_tail;	/* replies to send, in order */
 	struct msghdr msg;		/* the send in flight */
@@ -123,6 +124,10 @@ struct uring_loop {
 	bool stopping;
 	int64_t stop_time;
 	struct __kernel_timespec tick;
+	/* READ replies waiting for a free fd (out of fds), linked by ->next. */
+	struct srv_reply *fd_wait;
+	struct __kernel_timespec wake;	/* retry them this soon ... */
+	bool wake_armed;		/* ... with this timeout in flight */
 };
 
 static int64_t now_sec(void)
@@ -155,11 +160,36 @@ static void arm_accept(struct uring_loop *l, struct listener *ls)
 	l->naccepts++;
 }
 
+/*
+ * Arms an accept on ls unless the server has all the clients its fd limit
+ * allows (srv_clients_full()): then new clients wait in the backlog, and
+ * the accept is armed again when one leaves or on the next tick.
+ */
+static void arm_accept_if_room(struct uring_loop *l, struct listener *ls)
+{
+	if (srv_clients_full(l->srv)) {
+		ls->retry = true;
+		return;
+	}
+	arm_accept(l, ls);
+}
+
 static void arm_tick(struct uring_loop *l)
 {
 	struct io_uring_sqe *sqe = get_sqe(l);
 	io_uring_prep_timeout(sqe, &l->tick, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_TICK, NULL));
+}
+
+/* Arms the short timeout that retries parked replies (OP_TICK, &l->wake). */
+static void arm_wake(struct uring_loop *l)
+{
+	if (l->wake_armed)
+		return;
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_timeout(sqe, &l->wake, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_TICK, &l->wake));
+	l->wake_armed = true;
 }
 
 static void cancel_op(struct uring_loop *l, uint64_t ud)
@@ -285,7 +315,7 @@ static bool conn_reap(struct uconn *uc)
 		if (uc->recv_armed)
 			cancel_op(uc->loop, ud_pack(OP_RECV, uc));
 	}
-	if (!uc->closing || uc->nops > 0)
+	if (!uc->closing || uc->nops > 0 || uc->nparked > 0)
 		return false;
 
 	struct uring_loop *l = uc->loop;
@@ -307,6 +337,10 @@ static bool conn_reap(struct uconn *uc)
 	srv_client_leave(l->srv);
 	log_info("client %lu: disconnected", uc->c.id);
 	free(uc);
+	/* Room for a client that waits in the backlog, and fds for reads. */
+	for (size_t i = 0; i < l->nlisten; i++)
+		if (l->listeners[i].retry && !l->stopping)
+			arm_accept_if_room(l, &l->listeners[i]);
 	return true;
 }
 
@@ -324,6 +358,7 @@ static void process_input(struct uconn *uc)
 		}
 		ssize_t n = srv_conn_step(c, uc->in + used, uc->in_len - used);
 		if (n < 0) {
+			log_debug("client %lu: %s, dropping", c->id, strerror((int)-n));
 			conn_drop(uc);
 			return;
 		}
@@ -377,21 +412,64 @@ static void submit_read(struct uconn *uc, struct srv_read_seg *s)
 }
 
 /*
+ * Out of fds, with none of rp's reads in flight to free one: parks rp on
+ * the loop's fd_wait list, retried on every read completion of the loop
+ * and every 10 ms (retry_parked()).  After SRV_FD_WAIT_SEC without progress it gives
+ * up instead: err becomes rp's error and false is returned.
+ */
+static bool park(struct uconn *uc, struct srv_reply *rp, uint32_t source, int err)
+{
+	static bool said;
+	struct uring_loop *l = uc->loop;
+	int64_t now = now_sec();
+
+	if (!rp->parked_since) {
+		rp->parked_since = now;
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			log_warning("out of file descriptors: reads wait for one"
+				    " (raise the open file limit), continuing");
+	} else if (now - rp->parked_since >= SRV_FD_WAIT_SEC) {
+		err = err == -EAGAIN ? -EMFILE : err;	/* what the log should say */
+		src_cache_give_up(rp->ex->cache, source, err);
+		rp->err = err;
+		return false;
+	}
+	rp->next = l->fd_wait;
+	l->fd_wait = rp;
+	uc->nparked++;
+	arm_wake(l);
+	return true;
+}
+
+/*
  * Starts rp's next file reads, at most READ_WINDOW at a time, so that a
  * READ over thousands of small files never pins thousands of fds.  After
  * a failure nothing more starts; the reply ends once its reads in flight
- * are back.  Returns true if rp is finished (nothing in flight).
+ * are back.  Out of fds, it waits: for its own reads in flight to end, or
+ * parked (park()).  Returns true if rp is finished (nothing in flight,
+ * not parked).
  */
 static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 {
 	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
 	       !uc->closing) {
-		struct srv_read_seg *s = &rp->segs[rp->next_seg++];
+		struct srv_read_seg *s = &rp->segs[rp->next_seg];
 		s->fd = src_cache_get(rp->ex->cache, s->source);
+		if (src_cache_busy(s->fd)) {
+			int err = s->fd;
+			s->fd = -1;
+			if (rp->pending > 0)
+				return false;	/* on_read() calls again */
+			if (park(uc, rp, s->source, err))
+				return false;
+			break;
+		}
 		if (s->fd < 0) {
 			rp->err = s->fd;
 			break;
 		}
+		rp->next_seg++;
+		rp->parked_since = 0;
 		rp->pending++;
 		submit_read(uc, s);
 	}
@@ -451,6 +529,25 @@ static const struct srv_conn_ops uring_ops = {
 	.read = uring_read,
 };
 
+/* Gives every parked READ reply another go (see park()). */
+static void retry_parked(struct uring_loop *l)
+{
+	struct srv_reply *rp = l->fd_wait;
+
+	l->fd_wait = NULL;
+	while (rp) {
+		struct srv_reply *next = rp->next;
+		struct uconn *uc = (struct uconn *)rp->conn;
+
+		rp->next = NULL;
+		uc->nparked--;
+		if (submit_more(uc, rp))
+			read_done(uc, rp);
+		conn_reap(uc);
+		rp = next;
+	}
+}
+
 static void on_read(struct srv_read_seg *s, int res)
 {
 	struct srv_reply *rp = s->rp;
@@ -484,6 +581,8 @@ static void on_read(struct srv_read_seg *s, int res)
 	if (submit_more(uc, rp))
 		read_done(uc, rp);
 	conn_reap(uc);
+	if (uc->loop->fd_wait)
+		retry_parked(uc->loop);	/* an fd may have come free */
 }
 
 static void on_send(struct uconn *uc, int res)
@@ -588,11 +687,15 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 			return;
 		}
 		/* EMFILE and the like: wait for the next tick, do not spin. */
-		log_errno(res, "accept, retrying in a second");
+		static bool said;
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			log_errno(res, "accept: new clients wait, retrying every second");
+		else
+			log_debug("accept: %s, retrying in a second", strerror(-res));
 		ls->retry = true;
 		return;
 	}
-	arm_accept(l, ls);
+	arm_accept_if_room(l, ls);
 	if (!srv_client_enter(l->srv)) {
 		close(res);
 		return;
@@ -658,9 +761,12 @@ static void on_tick(struct uring_loop *l)
 {
 	int64_t now = now_sec();
 
+	if (l->fd_wait)
+		retry_parked(l);
+
 	for (size_t i = 0; i < l->nlisten; i++)
 		if (l->listeners[i].retry && !l->stopping)
-			arm_accept(l, &l->listeners[i]);
+			arm_accept_if_room(l, &l->listeners[i]);
 	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
 		next = uc->next;
 		bool late = uc->c.phase < SRV_PH_TRANSMISSION && now >= uc->deadline;
@@ -703,7 +809,13 @@ static void handle_cqe(struct uring_loop *l, const struct io_uring_cqe *cqe)
 			begin_stop(l);
 		break;
 	case OP_TICK:
-		on_tick(l);
+		if (ptr == &l->wake) {
+			l->wake_armed = false;
+			if (l->fd_wait)
+				retry_parked(l);
+		} else {
+			on_tick(l);
+		}
 		break;
 	case OP_CANCEL:
 		break;
@@ -775,6 +887,7 @@ static int loop_run(struct uring_loop *l)
 	int r;
 
 	l->tick.tv_sec = 1;
+	l->wake.tv_nsec = 10 * 1000 * 1000;
 	l->listeners = calloc(cfg->nlisten, sizeof(*l->listeners));
 	if (!l->listeners) {
 		io_uring_queue_exit(&l->ring);
@@ -783,7 +896,7 @@ static int loop_run(struct uring_loop *l)
 	l->nlisten = cfg->nlisten;
 	for (size_t i = 0; i < l->nlisten; i++) {
 		l->listeners[i].fd = cfg->listen_fds[i];
-		arm_accept(l, &l->listeners[i]);
+		arm_accept_if_room(l, &l->listeners[i]);
 	}
 	if (cfg->stop_fd >= 0) {
 		struct io_uring_sqe *sqe = get_sqe(l);
@@ -894,6 +1007,8 @@ int srv_uring_run(struct srv_ctx *srv)
 	}
 	for (size_t i = 0; i < n; i++)
 		t[i].loop.srv = srv;
+	/* n - 1 rings to come; each loop arms an accept per listener. */
+	srv_client_limit(srv, (unsigned int)n - 1, (unsigned int)(n * srv->cfg->nlisten));
 	for (size_t i = 1; i < n; i++) {
 		int e = pthread_create(&t[i].tid, NULL, loop_thread_main, &t[i]);
 		if (e != 0) {

@@ -38,8 +38,10 @@ top=$(cd "$TESTS_DIR/.." && pwd)
 git -C "$top" rev-parse HEAD >/dev/null 2>&1 || skip "$top is not a git repository"
 mirror=${EROFS_NBD_FRESH_MIRROR:-http://deb.debian.org/debian}
 base=${EROFS_NBD_TEST_CACHE_DIR:-/var/cache/erofs-nbd-tests}/fresh-base
-line=$("$TESTS_DIR/readme-setup.sh" "$top/README.md" | head -n1) ||
+# (Not through head -n1: with pipefail, the writer's SIGPIPE would fail it.)
+lines=$("$TESTS_DIR/readme-setup.sh" "$top/README.md") ||
 	fail "cannot read the set-up lines from README.md"
+line=${lines%%$'\n'*}
 
 build_base()
 {

@@ -81,7 +81,11 @@ static void test_dedup(void **state)
 	region_map_free(&esp);
 }
 
-/* Pinned fds stay open; with every cached fd pinned, a get still works. */
+/*
+ * Pinned fds stay open.  With every cached fd pinned, a get still works
+ * through one-shot fds, up to their limit; past it, -EAGAIN (wait), never
+ * an fd beyond the budget; and once a read ends, a get works again.
+ */
 static void test_pinned(void **state)
 {
 	struct region_map map;
@@ -92,24 +96,36 @@ static void test_pinned(void **state)
 
 	make_map(&map, 200, 8);
 	const struct region_map *maps[] = { &map };
-	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, 4), 0);
-	for (int i = 0; i < 8; i++) {
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, 6), 0);
+	src_cache_limit(&sc, 6);	/* 5 kept open (6 - 6/4), 1 one-shot */
+	assert_int_equal(sc.max_open, 5);
+	assert_int_equal(sc.max_once, 1);
+	for (int i = 0; i < 6; i++) {
 		fds[i] = src_cache_get(&sc, ids[i]);
 		assert_true(fds[i] >= 0);
 	}
-	assert_int_equal(sc.nopen, 4);	/* the other four are one-shot fds */
-	for (int i = 7; i >= 0; i--)
+	assert_int_equal(sc.nopen, 5);	/* the sixth is a one-shot fd */
+	assert_int_equal(sc.nonce, 1);
+	/* Every fd pinned, no one-shot fd left: wait. */
+	assert_int_equal(src_cache_get(&sc, ids[6]), -EAGAIN);
+	assert_true(src_cache_busy(-EAGAIN));
+	for (int i = 5; i >= 0; i--)
 		src_cache_put(&sc, ids[i], fds[i]);
-	/* One-shot fds were closed by put; the cached ones are still open. */
-	assert_int_equal(sc.nopen, 4);
-	for (int i = 0; i < 8; i++)
-		assert_int_equal(fcntl(fds[i], F_GETFD) >= 0, i < 4);
+	/* The one-shot fd was closed by put; the cached ones are still open. */
+	assert_int_equal(sc.nopen, 5);
+	assert_int_equal(sc.nonce, 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(fcntl(fds[i], F_GETFD) >= 0, i < 5);
 	/* A cached fd is reused, not reopened. */
 	opens = 0;
 	int fd = src_cache_get(&sc, ids[2]);
 	assert_int_equal(fd, fds[2]);
 	src_cache_put(&sc, ids[2], fd);
 	assert_int_equal(opens, 0);
+	/* Nothing pinned now: the source that had to wait gets an fd. */
+	fd = src_cache_get(&sc, ids[6]);
+	assert_true(fd >= 0);
+	src_cache_put(&sc, ids[6], fd);
 	src_cache_free(&sc);
 	free(ids);
 	region_map_free(&map);
