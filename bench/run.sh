@@ -102,6 +102,7 @@ done
 # erofs-nbd's memory with an empty tree: the base for bytes per entry.
 mkdir -p "$work/empty"
 srv_ours "$work/empty"
+nbdinfo --size "$SRV_URI" >/dev/null	# measured as sec-read.sh does: once it answers
 result mem empty erofs-nbd rss_start_kib "$(srv_rss_kib "$SRV_PID" VmRSS)"
 srv_stop
 

@@ -30,9 +30,11 @@ bench_read() {
 
 	# erofs-nbd, the default: io_uring; zero-copy only for immutable files.
 	srv_ours "$tree" -v
+	# RSS at start: once the server answers (it sets up its source cache
+	# after printing the URI), before any read.
+	size=$(nbdinfo --size "$SRV_URI")
 	rss0=$(srv_rss_kib "$SRV_PID" VmRSS)
 	meta=$(grep -o "[0-9]* metadata bytes" "$work/ours.log" | tail -n1 | cut -d' ' -f1 || true)
-	size=$(nbdinfo --size "$SRV_URI")
 	result tree "$t" - meta_bytes "${meta:-0}"
 	result tree "$t" - export_size "$size"
 	read_row "$t" "erofs-nbd"

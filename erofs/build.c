@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,21 +28,41 @@
 #include "server/cleanup.h"
 
 /*
- * Joins a directory path and an entry name for error messages ("" for
- * the root; name may be NULL).  Returns a malloc'ed string, or NULL when
- * out of memory.
+ * The path of inode wi (walk_inode_path()), joined with an entry name
+ * when name is not NULL, for error messages.  Returns a malloc'ed string,
+ * or NULL when out of memory.
  */
-char *erofs_errpath(const char *path, const char *name, size_t name_len)
+char *erofs_errpath(const struct walk_inode *wi, const char *name, size_t name_len)
 {
+	_cleanup_free_ char *path = walk_inode_path(wi);
 	char *p = NULL;
 
 	if (!path)
-		path = "";
+		return NULL;
 	if (!name)
-		return strdup(path);
+		return TAKE_PTR(path);
 	if (asprintf(&p, "%s%s%.*s", path, *path ? "/" : "", (int)name_len, name) < 0)
 		return NULL;
 	return p;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23	/* Linux 5.14 */
+#endif
+
+/*
+ * Faults in the pages of a large, fresh buffer (len bytes at p) in one
+ * system call, instead of one page fault per page as it is first
+ * written: a page fault costs more than the zeroing it does.  Only the
+ * whole pages inside the buffer; nothing happens on kernels before 5.14.
+ */
+void erofs_prefault(void *p, size_t len)
+{
+	uintptr_t start = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+	uintptr_t end = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+
+	if (len >= (1 << 20) && end > start)
+		(void)madvise((void *)start, end - start, MADV_POPULATE_WRITE);
 }
 
 static void ctx_free(struct erofs_ctx *ctx)
@@ -127,27 +148,17 @@ static int emit_file_data(const struct erofs_ctx *ctx, struct region_map *map,
 /* Registers one region source per regular file with data. */
 static int add_sources(struct erofs_ctx *ctx, struct region_map *map)
 {
-	size_t nsrc = 0, k = 0;
 	int r;
 
-	for (size_t i = 0; i < ctx->ninodes; i++)
-		if (S_ISREG(ctx->inodes[i].wi->mode) && ctx->inodes[i].size)
-			nsrc++;
-	if (nsrc == 0)
-		return 0;
-	struct walk_source *srcs = calloc(nsrc, sizeof(*srcs));
-	if (!srcs || (r = region_map_own(map, srcs)) < 0)
-		return -ENOMEM;
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct erofs_inode *ei = &ctx->inodes[i];
-		const struct walk_inode *wi = ei->wi;
-
-		if (!S_ISREG(wi->mode) || !ei->size)
-			continue;
 		struct region_source src;
 
-		walk_region_source(ctx->tree, wi, &srcs[k++], &src);
-		r = region_add_source(map, &src, &ei->source);
+		if (!S_ISREG(ei->mode) || !ei->size)
+			continue;
+		r = walk_region_source(ctx->tree, ei->wi, &src);
+		if (r == 0)
+			r = region_add_source(map, &src, &ei->source);
 		if (r < 0)
 			return r;
 	}
@@ -177,7 +188,7 @@ static int emit(struct erofs_ctx *ctx, struct region_map *map, uint64_t map_star
 		if (r == 0)
 			r = region_add_mem(map, ctx->membuf + ei->mem_off, mem_len);
 		img = pos + mem_len;
-		if (r == 0 && ei->tail && S_ISREG(ei->wi->mode)) {
+		if (r == 0 && ei->tail && S_ISREG(ei->mode)) {
 			r = region_add_file(map, ei->source, ei->size - ei->tail, ei->tail);
 			img += ei->tail;
 		}
@@ -196,7 +207,7 @@ static int emit(struct erofs_ctx *ctx, struct region_map *map, uint64_t map_star
 		r = region_add_mem(map, ctx->blockbuf, ctx->blockbuf_size);
 	for (size_t k = 0; r == 0 && k < ctx->ninodes; k++) {
 		const struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];
-		if (!S_ISREG(ei->wi->mode) || !ei->nblocks)
+		if (!S_ISREG(ei->mode) || !ei->nblocks)
 			continue;
 		assert(map->size - map_start == (uint64_t)ei->blkaddr * ctx->bs);
 		r = emit_file_data(ctx, map, ei);
@@ -233,25 +244,25 @@ static int ctx_init(struct erofs_ctx *ctx, const struct walk_tree *tree,
 	ctx->inodes = calloc(ctx->ninodes, sizeof(*ctx->inodes));
 	if (!ctx->inodes)
 		return -ENOMEM;
+	erofs_prefault(ctx->inodes, ctx->ninodes * sizeof(*ctx->inodes));
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct walk_inode *wi = tree->inodes[i];
 		if (!wi) {
 			*ret_what = "tree->inodes has a NULL entry";
 			return -EINVAL;
 		}
-		wi->priv = i;
-		ctx->inodes[i].wi = wi;
-	}
-	for (size_t i = 0; i < ctx->ninodes; i++) {
-		const struct walk_inode *wi = tree->inodes[i];
-		if (wi->priv != i) {
-			*ret_errpath = erofs_errpath(wi->path, NULL, 0);
+		/* priv may hold anything: it names an earlier slot only if
+		 * that slot holds wi. */
+		if (wi->priv < i && ctx->inodes[wi->priv].wi == wi) {
+			*ret_errpath = erofs_errpath(wi, NULL, 0);
 			*ret_what = "inode listed twice in tree->inodes";
 			return -EINVAL;
 		}
+		wi->priv = i;
+		erofs_inode_init(&ctx->inodes[i], wi);
 		int r = erofs_check_inode(ctx->blkszbits, wi, ret_what);
 		if (r < 0) {
-			*ret_errpath = erofs_errpath(wi->path, NULL, 0);
+			*ret_errpath = erofs_errpath(wi, NULL, 0);
 			return r;
 		}
 	}
@@ -295,6 +306,7 @@ int erofs_build(const struct walk_tree *tree, const struct erofs_opts *opts,
 	ctx.membuf = calloc(1, ctx.membuf_size);
 	if (!ctx.membuf || region_map_own(map, ctx.membuf) < 0)
 		goto out;
+	erofs_prefault(ctx.membuf, ctx.membuf_size);
 	if (ctx.blockbuf_size) {
 		ctx.blockbuf = calloc(1, ctx.blockbuf_size);
 		if (!ctx.blockbuf || region_map_own(map, ctx.blockbuf) < 0)

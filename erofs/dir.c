@@ -148,13 +148,45 @@ static int64_t inode_index(const struct erofs_ctx *ctx, const struct walk_inode 
 	return (int64_t)wi->priv;
 }
 
-static void set_err(char **ret_errpath, const char **ret_what, const char *path,
+static void set_err(char **ret_errpath, const char **ret_what, const struct walk_inode *wi,
 		    const char *name, size_t name_len, const char *what)
 {
 	if (ret_errpath)
-		*ret_errpath = erofs_errpath(path, name, name_len);
+		*ret_errpath = erofs_errpath(wi, name, name_len);
 	if (ret_what)
 		*ret_what = what;
+}
+
+/*
+ * Sorts a directory's n entries d[]: its children, then "." and "..".
+ * Children in order already (as the walk lists them) cost one pass: the
+ * dots are merged in from the end.  Returns -1, or the index of an entry
+ * equal to the one before it.
+ */
+static ssize_t sort_dents(struct erofs_dentry *d, size_t n)
+{
+	size_t nc = n - 2, k = 1;
+	struct erofs_dentry dots[2] = { d[n - 2], d[n - 1] };
+
+	while (k < nc && dentry_cmp(&d[k - 1], &d[k]) < 0)
+		k++;
+	if (k >= nc) {
+		/* Sorted, no two equal; no child is "." or "..". */
+		size_t i = nc, j = 2, out = n;
+
+		while (j > 0) {
+			if (i > 0 && dentry_cmp(&d[i - 1], &dots[j - 1]) > 0)
+				d[--out] = d[--i];
+			else
+				d[--out] = dots[--j];
+		}
+		return -1;
+	}
+	qsort(d, n, sizeof(*d), dentry_cmp);
+	for (k = 1; k < n; k++)
+		if (dentry_cmp(&d[k - 1], &d[k]) == 0)
+			return (ssize_t)k;
+	return -1;
 }
 
 /*
@@ -173,7 +205,7 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct erofs_inode *ei = &ctx->inodes[i];
 		ei->parent = EROFS_NO_INDEX;
-		if (S_ISDIR(ei->wi->mode)) {
+		if (S_ISDIR(ei->mode)) {
 			ei->nlink = 2;
 			total += ei->wi->nchildren + 2;
 		}
@@ -183,6 +215,7 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 	ctx->dents = calloc(total ? total : 1, sizeof(*ctx->dents));
 	if (!ctx->dents)
 		return -ENOMEM;
+	erofs_prefault(ctx->dents, total * sizeof(*ctx->dents));
 
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct erofs_inode *ei = &ctx->inodes[i];
@@ -191,7 +224,7 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 		if (!S_ISDIR(wi->mode))
 			continue;
 		if (wi->nchildren && !wi->children) {
-			set_err(ret_errpath, ret_what, wi->path, NULL, 0,
+			set_err(ret_errpath, ret_what, wi, NULL, 0,
 				"directory without its children array");
 			return -EINVAL;
 		}
@@ -202,25 +235,25 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 			int64_t ci = inode_index(ctx, de->inode);
 
 			if (!de->name) {
-				set_err(ret_errpath, ret_what, wi->path, NULL, 0,
+				set_err(ret_errpath, ret_what, wi, NULL, 0,
 					"entry without a name");
 				return -EINVAL;
 			}
 			r = erofs_check_name(de->name, de->name_len, &what);
 			if (r < 0) {
-				set_err(ret_errpath, ret_what, wi->path, de->name,
+				set_err(ret_errpath, ret_what, wi, de->name,
 					de->name_len, what);
 				return r;
 			}
 			if (ci < 0) {
-				set_err(ret_errpath, ret_what, wi->path, de->name,
+				set_err(ret_errpath, ret_what, wi, de->name,
 					de->name_len, "entry's inode is not in tree->inodes");
 				return -EINVAL;
 			}
 			struct erofs_inode *ci_ei = &ctx->inodes[ci];
-			if (S_ISDIR(ci_ei->wi->mode)) {
+			if (S_ISDIR(ci_ei->mode)) {
 				if (ci_ei->parent != EROFS_NO_INDEX) {
-					set_err(ret_errpath, ret_what, wi->path, de->name,
+					set_err(ret_errpath, ret_what, wi, de->name,
 						de->name_len, "directory linked twice");
 					return -EINVAL;
 				}
@@ -233,7 +266,7 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 				.name = (const uint8_t *)de->name,
 				.name_len = (uint8_t)de->name_len,
 				.ino = (uint32_t)ci,
-				.file_type = erofs_file_type(ci_ei->wi->mode),
+				.file_type = erofs_file_type(ci_ei->mode),
 			};
 		}
 		ctx->dents[ctx->ndents++] = (struct erofs_dentry){
@@ -251,7 +284,7 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct erofs_inode *ei = &ctx->inodes[i];
 
-		if (!S_ISDIR(ei->wi->mode)) {
+		if (!S_ISDIR(ei->mode)) {
 			if (ei->nlink == 0)	/* not reachable: keep it sane */
 				ei->nlink = 1;
 			continue;
@@ -260,14 +293,11 @@ int erofs_dir_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 			ei->parent = (uint32_t)i;
 		struct erofs_dentry *d = &ctx->dents[ei->dent_first];
 		d[ei->ndents - 1].ino = ei->parent;
-		qsort(d, ei->ndents, sizeof(*d), dentry_cmp);
-		for (size_t k = 1; k < ei->ndents; k++) {
-			if (dentry_cmp(&d[k - 1], &d[k]) == 0) {
-				set_err(ret_errpath, ret_what, ei->wi->path,
-					(const char *)d[k].name, d[k].name_len,
-					"duplicate name in directory");
-				return -EINVAL;
-			}
+		ssize_t dup = sort_dents(d, ei->ndents);
+		if (dup >= 0) {
+			set_err(ret_errpath, ret_what, ei->wi, (const char *)d[dup].name,
+				d[dup].name_len, "duplicate name in directory");
+			return -EINVAL;
 		}
 		ei->size = erofs_dir_size(d, ei->ndents, ctx->bs);
 	}

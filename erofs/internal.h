@@ -70,6 +70,12 @@ struct erofs_inode {
 	uint32_t dent_first;	/* directories: index into ctx->dents */
 	uint32_t ndents;
 	uint32_t source;	/* regular files with data: region source id */
+	/* Copied from wi by erofs_inode_init(), so that the phases before
+	 * serialising read a dense array, not one walk_inode each. */
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	uint16_t mode;		/* wi->mode (checked to fit) */
+	bool big_ids;		/* uid or gid above 0xffff */
 	uint8_t extended;	/* inode version (§5.6) */
 	uint8_t datalayout;	/* EROFS_INODE_FLAT_PLAIN / _INLINE */
 	uint8_t pre_pad;	/* zero bytes in membuf just before mem_off */
@@ -111,7 +117,8 @@ struct erofs_ctx {
 };
 
 /* build.c */
-char *erofs_errpath(const char *path, const char *name, size_t name_len);
+void erofs_prefault(void *p, size_t len);
+char *erofs_errpath(const struct walk_inode *wi, const char *name, size_t name_len);
 
 /* check.c */
 int erofs_check_inode(unsigned int blkszbits, const struct walk_inode *wi,
@@ -143,6 +150,9 @@ void erofs_xattr_serialise_ibody(const struct erofs_ctx *ctx,
 				 const struct erofs_inode *ei, uint8_t *dst);
 
 /* layout.c */
+/* Sets ei up for wi: what the layout reads of it (mode, size, mtime, ids,
+ * sparseness, xattr count). */
+void erofs_inode_init(struct erofs_inode *ei, struct walk_inode *wi);
 void erofs_choose_build_time(struct erofs_ctx *ctx);
 bool erofs_needs_extended(const struct erofs_ctx *ctx, const struct erofs_inode *ei);
 int erofs_layout(struct erofs_ctx *ctx, char **ret_errpath, const char **ret_what);

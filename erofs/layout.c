@@ -48,17 +48,35 @@ bool erofs_tail_fits(uint64_t pos, uint32_t isize, uint32_t xattr_size,
 	return (pos % bs) + isize + xattr_size + (uint64_t)tail <= bs;
 }
 
-struct mtime_pair {
+/* One distinct (mtime, nsec) of the tree and how many inodes have it. */
+struct mtime_count {
 	int64_t sec;
 	uint32_t nsec;
+	uint32_t n;		/* 0: a free slot */
 };
 
-static int mtime_cmp(const void *pa, const void *pb)
+/* Whether a beats b as the build time: more inodes, then earlier. */
+static bool mtime_better(const struct mtime_count *a, const struct mtime_count *b)
 {
-	const struct mtime_pair *a = pa, *b = pb;
+	if (a->n != b->n)
+		return a->n > b->n;
 	if (a->sec != b->sec)
-		return a->sec < b->sec ? -1 : 1;
-	return a->nsec < b->nsec ? -1 : a->nsec > b->nsec;
+		return a->sec < b->sec;
+	return a->nsec < b->nsec;
+}
+
+/* The slot of (sec, nsec) in table t of cap slots (a power of two): its
+ * own, or the free one it goes into. */
+static struct mtime_count *mtime_slot(struct mtime_count *t, size_t cap,
+				      int64_t sec, uint32_t nsec)
+{
+	uint64_t h = (uint64_t)sec * 0x9e3779b97f4a7c15ULL ^
+		     (uint64_t)nsec * 0xbf58476d1ce4e5b9ULL;
+	size_t slot = (h ^ (h >> 29)) & (cap - 1);
+
+	while (t[slot].n && (t[slot].sec != sec || t[slot].nsec != nsec))
+		slot = (slot + 1) & (cap - 1);
+	return &t[slot];
 }
 
 /*
@@ -67,42 +85,55 @@ static int mtime_cmp(const void *pa, const void *pb)
  * (mtime, nsec) pair of the tree, the earliest one on a tie.  Compact
  * inodes show exactly that time on every kernel, so the most common
  * mtime keeps the most inodes compact.  Deterministic for a given tree.
+ * The pairs are counted in an open-addressing hash table, grown as it
+ * fills: linear time, and memory for the distinct pairs only.
  */
 void erofs_choose_build_time(struct erofs_ctx *ctx)
 {
+	const struct erofs_inode *root = &ctx->inodes[ctx->root];
+	struct mtime_count best = { root->mtime_sec, root->mtime_nsec, 0 };
+	struct mtime_count *t = NULL;
+	size_t cap = 0, used = 0;
+
 	if (ctx->opts->build_time_set) {
 		ctx->build_time = ctx->opts->build_time;
 		ctx->build_time_nsec = 0;
 		return;
 	}
+	for (size_t i = 0; i < ctx->ninodes; i++) {
+		const struct erofs_inode *ei = &ctx->inodes[i];
+		struct mtime_count *c;
 
-	struct mtime_pair *p = malloc(ctx->ninodes * sizeof(*p));
-	const struct walk_inode *root = ctx->inodes[ctx->root].wi;
-	if (!p) {
-		/* Still deterministic, merely less compact. */
-		ctx->build_time = root->mtime_sec;
-		ctx->build_time_nsec = root->mtime_nsec;
-		return;
-	}
-	for (size_t i = 0; i < ctx->ninodes; i++)
-		p[i] = (struct mtime_pair){ ctx->inodes[i].wi->mtime_sec,
-					    ctx->inodes[i].wi->mtime_nsec };
-	qsort(p, ctx->ninodes, sizeof(*p), mtime_cmp);
+		if (2 * (used + 1) > cap) {
+			size_t ncap = cap ? 2 * cap : 1024;
+			struct mtime_count *nt = calloc(ncap, sizeof(*nt));
 
-	size_t best = 0, best_n = 0;
-	for (size_t i = 0; i < ctx->ninodes;) {
-		size_t j = i + 1;
-		while (j < ctx->ninodes && mtime_cmp(&p[i], &p[j]) == 0)
-			j++;
-		if (j - i > best_n) {
-			best = i;
-			best_n = j - i;
+			if (!nt) {
+				/* Still deterministic, merely less compact. */
+				free(t);
+				ctx->build_time = root->mtime_sec;
+				ctx->build_time_nsec = root->mtime_nsec;
+				return;
+			}
+			for (size_t k = 0; k < cap; k++)
+				if (t[k].n)
+					*mtime_slot(nt, ncap, t[k].sec, t[k].nsec) = t[k];
+			free(t);
+			t = nt;
+			cap = ncap;
 		}
-		i = j;
+		c = mtime_slot(t, cap, ei->mtime_sec, ei->mtime_nsec);
+		if (!c->n++) {
+			c->sec = ei->mtime_sec;
+			c->nsec = ei->mtime_nsec;
+			used++;
+		}
+		if (mtime_better(c, &best))
+			best = *c;
 	}
-	ctx->build_time = p[best].sec;
-	ctx->build_time_nsec = p[best].nsec;
-	free(p);
+	free(t);
+	ctx->build_time = best.sec;
+	ctx->build_time_nsec = best.nsec;
 }
 
 /*
@@ -112,11 +143,22 @@ void erofs_choose_build_time(struct erofs_ctx *ctx)
  */
 bool erofs_needs_extended(const struct erofs_ctx *ctx, const struct erofs_inode *ei)
 {
-	const struct walk_inode *wi = ei->wi;
+	return ei->size > UINT32_MAX || ei->big_ids || ei->nlink > 0xffff ||
+	       ei->mtime_sec != ctx->build_time || ei->mtime_nsec != ctx->build_time_nsec;
+}
 
-	return ei->size > UINT32_MAX || wi->uid > 0xffff || wi->gid > 0xffff ||
-	       ei->nlink > 0xffff || wi->mtime_sec != ctx->build_time ||
-	       wi->mtime_nsec != ctx->build_time_nsec;
+void erofs_inode_init(struct erofs_inode *ei, struct walk_inode *wi)
+{
+	uint32_t mode = wi->mode;
+
+	ei->wi = wi;
+	ei->mode = (uint16_t)mode;
+	ei->size = S_ISREG(mode) || S_ISLNK(mode) ? wi->size : 0;
+	ei->sparse = S_ISREG(mode) && wi->size > 0 && wi->blocks < (wi->size + 511) / 512;
+	ei->mtime_sec = wi->mtime_sec;
+	ei->mtime_nsec = wi->mtime_nsec;
+	ei->big_ids = wi->uid > 0xffff || wi->gid > 0xffff;
+	ei->nxattrs = (uint32_t)wi->nxattrs;
 }
 
 /* Bytes of inode ei's record kept in membuf (see erofs_layout()). */
@@ -124,7 +166,7 @@ uint64_t erofs_rec_mem_len(const struct erofs_inode *ei)
 {
 	uint64_t rec = erofs_inode_isize(ei) + ei->xattr_size;
 
-	if (ei->tail && S_ISREG(ei->wi->mode))
+	if (ei->tail && S_ISREG(ei->mode))
 		return rec;		/* the tail is a REGION_FILE after it */
 	return (rec + ei->tail + 31) & ~(uint64_t)31;
 }
@@ -143,7 +185,7 @@ static void place_inode(struct erofs_ctx *ctx, struct erofs_inode *ei,
 			ei->datalayout = EROFS_INODE_FLAT_PLAIN;
 			ei->nblocks++;
 			ei->tail = 0;
-		} else if (S_ISREG(ei->wi->mode) && pos < erofs_crc_end(bs)) {
+		} else if (S_ISREG(ei->mode) && pos < erofs_crc_end(bs)) {
 			pos = erofs_crc_end(bs);	/* no lazy bytes under the CRC */
 		} else if (!erofs_tail_fits(pos, isize, ei->xattr_size, ei->tail, bs)) {
 			pos = (pos + bs - 1) & ~((uint64_t)bs - 1);
@@ -159,7 +201,7 @@ static void place_inode(struct erofs_ctx *ctx, struct erofs_inode *ei,
 	ei->nid = pos / EROFS_ISLOT_SIZE;
 	ei->mem_off = *memcur;
 	*memcur += erofs_rec_mem_len(ei);
-	if (ei->tail && S_ISREG(ei->wi->mode))
+	if (ei->tail && S_ISREG(ei->mode))
 		*img = pos + isize + ei->xattr_size + ei->tail;
 	else
 		*img = pos + erofs_rec_mem_len(ei);
@@ -172,12 +214,9 @@ static void choose_formats(struct erofs_ctx *ctx)
 
 	for (size_t i = 0; i < ctx->ninodes; i++) {
 		struct erofs_inode *ei = &ctx->inodes[i];
-		uint32_t mode = ei->wi->mode;
+		uint32_t mode = ei->mode;
 
-		if (S_ISREG(mode) || S_ISLNK(mode))
-			ei->size = ei->wi->size;
-		else if (!S_ISDIR(mode))
-			ei->size = 0;
+		/* ei->size: erofs_inode_init(); directories: erofs_dir_prepare(). */
 		ei->extended = erofs_needs_extended(ctx, ei);
 		ei->datalayout = EROFS_INODE_FLAT_PLAIN;
 		ei->nblocks = ei->size / bs;
@@ -197,8 +236,6 @@ static void choose_formats(struct erofs_ctx *ctx)
 			ei->datalayout = EROFS_INODE_FLAT_INLINE;
 			ei->tail = (uint32_t)(ei->size % bs);
 		}
-		ei->sparse = S_ISREG(mode) && ei->size > 0 &&
-			     ei->wi->blocks < (ei->size + 511) / 512;
 	}
 }
 
@@ -229,7 +266,7 @@ int erofs_layout(struct erofs_ctx *ctx, char **ret_errpath, const char **ret_wha
 	ctx->order[n++] = ctx->root;
 	for (int dirs = 1; dirs >= 0; dirs--)
 		for (size_t i = 0; i < ctx->ninodes; i++)
-			if (i != ctx->root && S_ISDIR(ctx->inodes[i].wi->mode) == dirs)
+			if (i != ctx->root && S_ISDIR(ctx->inodes[i].mode) == dirs)
 				ctx->order[n++] = (uint32_t)i;
 
 	/* Root first, then the shared xattr area, then everybody else. */
@@ -266,12 +303,12 @@ int erofs_layout(struct erofs_ctx *ctx, char **ret_errpath, const char **ret_wha
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t k = 0; k < n; k++) {
 			struct erofs_inode *ei = &ctx->inodes[ctx->order[k]];
-			bool reg = S_ISREG(ei->wi->mode);
+			bool reg = S_ISREG(ei->mode);
 
 			if (ei->nblocks == 0 || reg != (pass == 1))
 				continue;
 			if (blk + ei->nblocks > UINT32_MAX) {
-				*ret_errpath = erofs_errpath(ei->wi->path, NULL, 0);
+				*ret_errpath = erofs_errpath(ei->wi, NULL, 0);
 				*ret_what = "image needs 2^32 blocks or more";
 				return -EFBIG;
 			}

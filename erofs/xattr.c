@@ -132,7 +132,7 @@ int erofs_xattr_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 	int r;
 
 	for (size_t i = 0; i < ctx->ninodes; i++)
-		total += ctx->inodes[i].wi->nxattrs;
+		total += ctx->inodes[i].nxattrs;
 	ctx->xattrs = calloc(total ? total : 1, sizeof(*ctx->xattrs));
 	if (!ctx->xattrs)
 		return -ENOMEM;
@@ -142,8 +142,9 @@ int erofs_xattr_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 		const struct walk_inode *wi = ei->wi;
 
 		ei->xattr_first = (uint32_t)ctx->nxattrs;
-		ei->nxattrs = (uint32_t)wi->nxattrs;
-		for (size_t k = 0; k < wi->nxattrs; k++) {
+		if (ei->nxattrs == 0)
+			continue;	/* the usual case: wi is not touched */
+		for (size_t k = 0; k < ei->nxattrs; k++) {
 			const char *suffix;
 			uint8_t index;
 
@@ -207,7 +208,7 @@ int erofs_xattr_prepare(struct erofs_ctx *ctx, char **ret_errpath,
 			}
 		}
 		if ((size - 12) / 4 + 1 > 0xffff) {
-			*ret_errpath = erofs_errpath(ei->wi->path, NULL, 0);
+			*ret_errpath = erofs_errpath(ei->wi, NULL, 0);
 			*ret_what = "xattrs too large for the inline xattr area";
 			return -E2BIG;
 		}

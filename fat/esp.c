@@ -64,7 +64,7 @@
 
 /*
  * What the opaque of a source outside the tree (--kernel etc.) points at:
- * reopened by path, then checked.  Files in the tree use walk_source.
+ * reopened by path, then checked.  Files in the tree use walk_region_source().
  */
 struct esp_src {
 	const char *path;
@@ -284,7 +284,7 @@ static int model_resolve(void *ctx, const char *path, char **ret_path)
 	type = S_ISREG(in->mode) ? BOOTCFG_FILE : S_ISDIR(in->mode) ? BOOTCFG_DIR :
 	       BOOTCFG_NONE;
 	if (type != BOOTCFG_NONE && ret_path) {
-		*ret_path = strdup(in->path);
+		*ret_path = walk_inode_path(in);
 		if (!*ret_path)
 			return -ENOMEM;
 	}
@@ -361,12 +361,7 @@ static int esp_src_open_path(const struct region_source *src)
 static int src_from_tree(struct esp_ctx *c, const struct walk_inode *in,
 			 struct region_source *ret)
 {
-	struct walk_source *ws = calloc(1, sizeof(*ws));
-
-	if (!ws || region_map_own(c->map, ws) < 0)
-		return -ENOMEM;
-	walk_region_source(c->tree, in, ws, ret);
-	return 0;
+	return walk_region_source(c->tree, in, ret);
 }
 
 /*

@@ -22,9 +22,9 @@
  * multiple of 8 (4096 bytes) that leaves room for the 33 backup LBAs after
  * the last partition; the backup header is always the very last LBA.
  *
- * Lifetimes: the partitions' memory regions are borrowed by the disk map
- * (region_append_map), so every partition map must outlive the disk map;
- * the partitions' sources are copied into it.  The GPT's own buffers are
+ * Lifetimes: the disk map shows each partition map as a sub-map
+ * (region_add_map), sharing its regions and sources, so every partition
+ * map must outlive the disk map.  The GPT's own buffers are
  * owned by the disk map (region_map_own) and freed with it.
  */
 #include <errno.h>
@@ -240,7 +240,7 @@ static int gpt_emit(const struct gpt_partition *parts, size_t nparts,
 
 		r = region_add_zero(disk, (lay->first_lba[i] - lba) * GPT_LBA_SIZE);
 		if (r == 0)
-			r = region_append_map(disk, parts[i].map);
+			r = region_add_map(disk, parts[i].map, 0, parts[i].map->size);
 		if (r == 0)
 			r = region_add_zero(disk, tail);	/* to the LBA boundary */
 		lba = lay->first_lba[i] + lay->nlbas[i];

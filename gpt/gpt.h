@@ -43,8 +43,8 @@ extern const struct gpt_guid gpt_type_root_aarch64;
 
 /*
  * Builds the disk and appends it to disk (normally empty): MBR, headers,
- * entry arrays with CRC32s, and each partition's regions (via
- * region_append_map) at its 1 MiB-aligned first LBA, zeros in the gaps.
+ * entry arrays with CRC32s, and each partition's map as a sub-map (via
+ * region_add_map) at its 1 MiB-aligned first LBA, zeros in the gaps.
  * Stores each partition's first LBA in ret_first_lba[i] when not NULL.
  * Returns 0, or -EINVAL (no partitions, more than 128, a bad name),
  * -ENOMEM.

@@ -28,7 +28,8 @@ void walk_dir_stack_free(struct dir_stack *st)
 	memset(st, 0, sizeof(*st));
 }
 
-int walk_dir_stack_push(struct dir_stack *st, uint32_t layer, int fd)
+int walk_dir_stack_push(struct dir_stack *st, uint32_t layer, int fd,
+			const struct statx *stx)
 {
 	if (st->n == st->cap) {
 		size_t cap = st->cap ? 2 * st->cap : 4;
@@ -41,7 +42,10 @@ int walk_dir_stack_push(struct dir_stack *st, uint32_t layer, int fd)
 		st->v = v;
 		st->cap = cap;
 	}
-	st->v[st->n++] = (struct dir_layer){ .layer = layer, .fd = fd };
+	st->v[st->n++] = (struct dir_layer){
+		.layer = layer, .fd = fd, .ctime_sec = stx->stx_ctime.tv_sec,
+		.ctime_nsec = stx->stx_ctime.tv_nsec,
+	};
 	return 0;
 }
 
@@ -54,6 +58,34 @@ bool walk_on_other_mount(const struct walk_ctx *ctx, uint32_t layer,
 		return stx->stx_mnt_id != l->mnt_id;
 	return S_ISDIR(stx->stx_mode) &&
 	       makedev(stx->stx_dev_major, stx->stx_dev_minor) != l->dev;
+}
+
+int walk_open_dir(int dirfd, const char *name, const struct statx *seen,
+		  struct statx *stx)
+{
+	int fd;
+
+	if (seen && (seen->stx_attributes_mask & seen->stx_attributes &
+		     STATX_ATTR_AUTOMOUNT)) {
+		/* "." of an O_PATH fd is the automount point itself. */
+		int opath = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+		if (opath < 0)
+			return -errno;
+		fd = openat(opath, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		close(opath);
+	} else {
+		fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	}
+	if (fd < 0)
+		return errno == ELOOP ? -ENOTDIR : -errno;	/* a symlink now */
+	if (statx(fd, "", AT_EMPTY_PATH | AT_NO_AUTOMOUNT, WALK_STATX_WANT, stx) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
 }
 
 /* A layer root cannot be left out: the walk fails naming it. */
@@ -112,12 +144,12 @@ int walk_open_layers(struct walk_ctx *ctx, const struct walk_stack *stack,
 	return 0;
 }
 
-int walk_overlay_rules(struct walk_ctx *ctx, struct walk_inode *ino,
+int walk_overlay_rules(struct walk_ctx *ctx, struct walk_inode *ino, bool is_root,
 		       struct walk_ovl_marks *marks, bool *ret_whiteout)
 {
 	const struct walk_layer *l = &ctx->priv->layers[ino->layer];
 	/* The root is never looked up: its redirect is not read either. */
-	bool bottom = ino->layer + 1 == ctx->priv->nlayers || ino->parent == ino;
+	bool bottom = ino->layer + 1 == ctx->priv->nlayers || is_root;
 	struct walk_override o;
 
 	walk_ovl_scan_xattrs(ctx->priv->ns, l->override_stat, ino, marks);
@@ -172,7 +204,7 @@ static int lower_dir_marks(struct walk_ctx *ctx, int fd, struct walk_ovl_marks *
 		return 0;
 	if (n < 0)
 		return -errno;
-	r = walk_read_xattrs(ctx->priv, fd, false, &tmp);
+	r = walk_read_xattrs(&ctx->arena, fd, -1, NULL, &tmp);
 	if (r < 0)
 		return r;
 	walk_ovl_scan_xattrs(ctx->priv->ns, false, &tmp, ret);
@@ -190,7 +222,7 @@ int walk_gather_lower_dirs(struct walk_ctx *ctx, const struct dir_stack *pst,
 	for (size_t i = 1; i < n; i++) {
 		const struct name_ref *g = &group[i];
 		const struct dir_layer *dl = &pst->v[g->pos];
-		_cleanup_close_ int opath = -1, fd = -1;
+		_cleanup_close_ int fd = -1;
 		struct walk_ovl_marks marks;
 		struct statx stx;
 		bool bottom = dl->layer + 1 == ctx->priv->nlayers;
@@ -200,23 +232,24 @@ int walk_gather_lower_dirs(struct walk_ctx *ctx, const struct dir_stack *pst,
 		if (g->d_type != DT_DIR && g->d_type != DT_UNKNOWN)
 			break;	/* a non-directory (or a 0/0 whiteout) below a directory */
 		ctx->cur_layer = dl->layer;
-		opath = openat(dl->fd, g->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-		if (opath < 0)
+		if (statx(dl->fd, g->name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+			  WALK_STATX_WANT, &stx) < 0) {
 			r = -errno;
-		else if (statx(opath, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
-			       WALK_STATX_WANT, &stx) < 0)
-			r = -errno;
-		if (r < 0)
 			goto fail;
+		}
 		if (!S_ISDIR(stx.stx_mode))
 			break;
 		if (!ctx->opts->cross_mounts && walk_on_other_mount(ctx, dl->layer, &stx))
 			break;	/* a mount point in this layer: nothing of it merges */
-		fd = openat(opath, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = walk_open_dir(dl->fd, g->name, &stx, &stx);
+		if (fd == -ENOTDIR)
+			break;	/* no directory any more */
 		if (fd < 0) {
-			r = -errno;
+			r = fd;
 			goto fail;
 		}
+		if (!ctx->opts->cross_mounts && walk_on_other_mount(ctx, dl->layer, &stx))
+			break;
 		r = lower_dir_marks(ctx, fd, &marks);
 		if (r < 0)
 			goto fail;
@@ -225,7 +258,7 @@ int walk_gather_lower_dirs(struct walk_ctx *ctx, const struct dir_stack *pst,
 					 "user.overlay.redirect: redirected directories are not supported" :
 					 "trusted.overlay.redirect: redirected directories are not supported");
 		}
-		r = walk_dir_stack_push(st, dl->layer, TAKE_FD(fd));
+		r = walk_dir_stack_push(st, dl->layer, TAKE_FD(fd), &stx);
 		if (r < 0)
 			return r;
 		if (!bottom && walk_dir_is_opaque(ctx, st->v[st->n - 1].fd, marks.opaque))

@@ -4,7 +4,9 @@
  * each layer's directory, every name kept with its layer position and
  * d_type, the AUFS whiteout files of mount-program stores turned into
  * marks, then one sort by name and layer, so that walk.c decides each name
- * from one run of equal names.
+ * from one run of equal names.  The sort compares the first eight bytes
+ * of two names as one integer and calls memcmp() only when they tie:
+ * names in one directory mostly differ early.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -65,21 +67,33 @@ static int name_list_add(struct name_list *l, const char *name, size_t len,
 	return 0;
 }
 
+uint64_t walk_name_key(const char *name, size_t len)
+{
+	uint64_t k = 0;
+
+	for (size_t i = 0; i < 8; i++)
+		k = k << 8 | (i < len ? (unsigned char)name[i] : 0);
+	return k;
+}
+
 int walk_name_cmp(const struct name_ref *x, const struct name_ref *y)
 {
-	size_t n = x->len < y->len ? x->len : y->len;
-	int r = memcmp(x->name, y->name, n);
+	size_t n;
+	int r;
 
-	if (r)
+	/* Names hold no NUL: a zero pad sorts a shorter prefix first. */
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	n = x->len < y->len ? x->len : y->len;
+	if (n > 8 && (r = memcmp(x->name + 8, y->name + 8, n - 8)))
 		return r;
 	return (x->len > y->len) - (x->len < y->len);
 }
 
 /* By name, then layer top first; an AUFS whiteout right below the entry
  * of its own layer (it hides only what lies beneath, OCI layer.md). */
-static int name_ref_cmp(const void *a, const void *b)
+static int name_ref_cmp(const struct name_ref *x, const struct name_ref *y)
 {
-	const struct name_ref *x = a, *y = b;
 	int r = walk_name_cmp(x, y);
 
 	if (r)
@@ -87,6 +101,44 @@ static int name_ref_cmp(const void *a, const void *b)
 	if (x->pos != y->pos)
 		return x->pos < y->pos ? -1 : 1;
 	return (int)x->whiteout - (int)y->whiteout;
+}
+
+/* Sorts v[0..n) by name_ref_cmp(), stably: insertion sort on runs of 16,
+ * then merges through tmp (n entries). */
+static void sort_refs(struct name_ref *v, size_t n, struct name_ref *tmp)
+{
+	const size_t run = 16;
+
+	for (size_t lo = 0; lo < n; lo += run) {
+		size_t hi = lo + run < n ? lo + run : n;
+
+		for (size_t i = lo + 1; i < hi; i++) {
+			struct name_ref x = v[i];
+			size_t j = i;
+
+			for (; j > lo && name_ref_cmp(&v[j - 1], &x) > 0; j--)
+				v[j] = v[j - 1];
+			v[j] = x;
+		}
+	}
+	for (size_t w = run; w < n; w *= 2) {
+		for (size_t lo = 0; lo < n; lo += 2 * w) {
+			size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+			size_t i = lo, j = mid, k = lo;
+
+			if (mid == hi || name_ref_cmp(&v[mid - 1], &v[mid]) <= 0) {
+				memcpy(tmp + lo, v + lo, (hi - lo) * sizeof(*v));
+				continue;	/* in order already */
+			}
+			while (i < mid && j < hi)
+				tmp[k++] = name_ref_cmp(&v[j], &v[i]) < 0 ? v[j++] : v[i++];
+			while (i < mid)
+				tmp[k++] = v[i++];
+			while (j < hi)
+				tmp[k++] = v[j++];
+		}
+		memcpy(v, tmp, n * sizeof(*v));
+	}
 }
 
 /*
@@ -152,9 +204,19 @@ int walk_list_stack(struct walk_ctx *ctx, const struct dir_stack *st,
 			return r;
 		}
 	}
-	for (size_t i = 0; i < l->n; i++)
+	for (size_t i = 0; i < l->n; i++) {
 		l->refs[i].name = l->buf + l->refs[i].off;
-	if (l->n > 1)
-		qsort(l->refs, l->n, sizeof(*l->refs), name_ref_cmp);
+		l->refs[i].key = walk_name_key(l->refs[i].name, l->refs[i].len);
+	}
+	if (l->n > 16) {
+		struct name_ref *tmp = malloc(l->n * sizeof(*tmp));
+
+		if (!tmp)
+			return -ENOMEM;
+		sort_refs(l->refs, l->n, tmp);
+		free(tmp);
+	} else if (l->n > 1) {
+		sort_refs(l->refs, l->n, NULL);
+	}
 	return 0;
 }

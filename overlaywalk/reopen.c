@@ -3,12 +3,14 @@
  * reopen.c - finding a regular file again after the walk, for its data.
  *
  * During the walk each regular file gets a file handle (name_to_handle_at
- * on its O_PATH fd) and the index of a mount fd of its mount; the tree
- * keeps one O_PATH fd per mount, never one per file.  walk_open_data()
+ * of its name in its directory, not following a symlink) and the index of
+ * a mount fd of its mount; the tree keeps one fd per mount, never one per
+ * file.  walk_open_data()
  * decodes the handle with open_by_handle_at(), which needs
  * CAP_DAC_READ_SEARCH and a file system that can decode handles (ext4,
  * xfs, btrfs, tmpfs do; overlayfs only with nfs_export=on).  Otherwise it
- * resolves the recorded path from the root fd of the inode's layer (the
+ * resolves its path (walk_inode_path(), or the one walk_region_source()
+ * kept) from the root fd of the inode's layer (the
  * merged path is the path inside the layer that provides the file: no
  * redirects are followed) with openat2() and
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (and
@@ -20,11 +22,12 @@
  * the ctime cannot be set back, unlike the mtime), or the caller gets
  * -EIO.  Nothing here is modified after the walk except the atomic
  * handles_broken flag, so any number of threads may call walk_open_data()
- * at once.
+ * at once.  During the walk, the walkers add mounts under mounts_lock.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -41,13 +44,14 @@ struct handle_buf {
 };
 
 /*
- * Index of mnt_id in priv->mounts, adding it with a dup of dirfd if new.
- * The mount fd must be a real open file, not O_PATH: open_by_handle_at()
- * looks it up with fdget(), which ignores O_PATH fds (EBADF).  dirfd is
- * the entry's parent directory, opened O_RDONLY by the walk; it is used
- * only when it is on the same mount (a file bind-mounted over a directory
- * of another mount is not).  Returns 0, -EXDEV (no usable fd: the caller
- * reopens that file by path) or -errno.
+ * Index of mnt_id in priv->mounts, adding it with a dup of dirfd if new;
+ * priv->mounts_lock held.  The mount fd must be a real open file, not
+ * O_PATH: open_by_handle_at() looks it up with fdget(), which ignores
+ * O_PATH fds (EBADF).  dirfd is the entry's parent directory, opened
+ * O_RDONLY by the walk; it is used only when it is on the same mount (a
+ * file bind-mounted over a directory of another mount is not).  Returns
+ * 0, -EXDEV (no usable fd: the caller reopens that file by path) or
+ * -errno.
  */
 static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 		       uint32_t *ret_idx)
@@ -61,6 +65,8 @@ static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 			return 0;
 		}
 	}
+	if (priv->nmounts > UINT16_MAX)
+		return -EXDEV;	/* struct walk_reopen has 16 bits for it */
 	if (priv->nmounts == priv->mounts_cap) {
 		size_t cap = priv->mounts_cap ? 2 * priv->mounts_cap : 4;
 
@@ -83,10 +89,10 @@ static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 	return 0;
 }
 
-int walk_record_handle(struct walk_tree *tree, int dirfd, int opath_fd,
+int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
+		       struct walk_mount_hint *hint, int dirfd, const char *name,
 		       struct walk_inode *inode)
 {
-	struct walk_private *priv = tree->priv;
 	struct handle_buf h;
 	struct walk_reopen *ro;
 	uint32_t idx = 0;
@@ -94,36 +100,43 @@ int walk_record_handle(struct walk_tree *tree, int dirfd, int opath_fd,
 
 	inode->reopen = NULL;
 	h.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(opath_fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0)
+	if (name_to_handle_at(dirfd, name, &h.fh, &mnt_id, 0) < 0)
 		return 0;	/* no handles here: reopen by path */
-	if (h.fh.handle_bytes > MAX_HANDLE_SZ)
+	if (h.fh.handle_bytes > MAX_HANDLE_SZ || h.fh.handle_bytes > UINT8_MAX ||
+	    h.fh.handle_type < 0 || h.fh.handle_type > UINT8_MAX)
 		return 0;
 
-	r = mount_index(priv, mnt_id, dirfd, &idx);
-	if (r == -EXDEV)
-		return 0;	/* reopen by path */
-	if (r < 0)
-		return r;
-	ro = walk_arena_alloc(priv, sizeof(*ro) + h.fh.handle_bytes);
+	if (hint->valid && hint->mnt_id == mnt_id) {
+		idx = hint->idx;	/* mounts[] only grows: still right */
+	} else {
+		pthread_mutex_lock(&priv->mounts_lock);
+		r = mount_index(priv, mnt_id, dirfd, &idx);
+		pthread_mutex_unlock(&priv->mounts_lock);
+		if (r == -EXDEV)
+			return 0;	/* reopen by path */
+		if (r < 0)
+			return r;
+		*hint = (struct walk_mount_hint){ .mnt_id = mnt_id, .idx = idx, .valid = true };
+	}
+	ro = walk_arena_alloc(a, sizeof(*ro) + h.fh.handle_bytes);
 	if (!ro)
 		return -ENOMEM;
-	ro->mount = idx;
-	ro->handle_type = h.fh.handle_type;
-	ro->handle_bytes = h.fh.handle_bytes;
+	ro->mount = (uint16_t)idx;
+	ro->handle_type = (uint8_t)h.fh.handle_type;
+	ro->handle_bytes = (uint8_t)h.fh.handle_bytes;
 	memcpy(ro->f_handle, h.fh.f_handle, h.fh.handle_bytes);
 	inode->reopen = ro;
 	return 0;
 }
 
 /* Opens by handle; -errno when that is not possible. */
-static int open_by_handle(const struct walk_tree *tree,
+static int open_by_handle(const struct walk_private *priv,
 			  const struct walk_reopen *ro, int flags)
 {
-	struct walk_private *priv = tree->priv;
 	struct handle_buf h;
 	int fd;
 
-	if (__atomic_load_n(&priv->handles_broken, __ATOMIC_RELAXED))
+	if (__atomic_load_n((int *)&priv->handles_broken, __ATOMIC_RELAXED))
 		return -EOPNOTSUPP;
 	if (ro->mount >= priv->nmounts || ro->handle_bytes > MAX_HANDLE_SZ)
 		return -EINVAL;
@@ -139,7 +152,7 @@ static int open_by_handle(const struct walk_tree *tree,
 	 */
 	if ((errno == EPERM && !(flags & O_NOATIME)) || errno == EOPNOTSUPP ||
 	    errno == ENOSYS)
-		__atomic_store_n(&priv->handles_broken, 1, __ATOMIC_RELAXED);
+		__atomic_store_n((int *)&priv->handles_broken, 1, __ATOMIC_RELAXED);
 	return -errno;
 }
 
@@ -177,8 +190,8 @@ static int open_by_components(int root_fd, const char *path, int flags)
 	}
 }
 
-static int open_by_path(const struct walk_tree *tree,
-			const struct walk_inode *inode, int flags)
+static int open_by_path(const struct walk_private *priv,
+			const struct walk_stamp *st, int flags)
 {
 	struct open_how how = {
 		.flags = flags,
@@ -187,21 +200,21 @@ static int open_by_path(const struct walk_tree *tree,
 	};
 	int root_fd, fd;
 
-	if (inode->layer >= tree->priv->nlayers)
+	if (st->layer >= priv->nlayers || !st->path || !*st->path)
 		return -EINVAL;
-	root_fd = tree->priv->layers[inode->layer].root_fd;
-	if (!tree->priv->cross_mounts)
+	root_fd = priv->layers[st->layer].root_fd;
+	if (!priv->cross_mounts)
 		how.resolve |= RESOLVE_NO_XDEV;
-	fd = syscall(SYS_openat2, root_fd, inode->path, &how, sizeof(how));
+	fd = syscall(SYS_openat2, root_fd, st->path, &how, sizeof(how));
 	if (fd >= 0)
 		return fd;
 	if (errno == ENOSYS || errno == ENAMETOOLONG)
-		return open_by_components(root_fd, inode->path, flags);
+		return open_by_components(root_fd, st->path, flags);
 	return -errno;
 }
 
 /* The file is the one the walk saw, unchanged. */
-static bool same_file(int fd, const struct walk_inode *inode)
+static bool same_file(int fd, const struct walk_stamp *st)
 {
 	const unsigned int mask = STATX_TYPE | STATX_INO | STATX_SIZE |
 				  STATX_MTIME | STATX_CTIME;
@@ -211,39 +224,37 @@ static bool same_file(int fd, const struct walk_inode *inode)
 	    (stx.stx_mask & mask) != mask)
 		return false;
 	return S_ISREG(stx.stx_mode) &&
-	       makedev(stx.stx_dev_major, stx.stx_dev_minor) == inode->dev &&
-	       stx.stx_ino == inode->ino && stx.stx_size == inode->size &&
-	       stx.stx_mtime.tv_sec == inode->mtime_sec &&
-	       stx.stx_mtime.tv_nsec == inode->mtime_nsec &&
-	       stx.stx_ctime.tv_sec == inode->ctime_sec &&
-	       stx.stx_ctime.tv_nsec == inode->ctime_nsec;
+	       makedev(stx.stx_dev_major, stx.stx_dev_minor) == st->dev &&
+	       stx.stx_ino == st->ino && stx.stx_size == st->size &&
+	       stx.stx_mtime.tv_sec == st->mtime_sec &&
+	       stx.stx_mtime.tv_nsec == st->mtime_nsec &&
+	       stx.stx_ctime.tv_sec == st->ctime_sec &&
+	       stx.stx_ctime.tv_nsec == st->ctime_nsec;
 }
 
-int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
+int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st)
 {
 	const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
 	/*
 	 * O_NOATIME spares an atime update per read; the kernel allows it
 	 * only to the file's owner (or CAP_FOWNER), so ask only then.
 	 */
-	const int noatime = inode && inode->uid == (uint32_t)geteuid() ? O_NOATIME : 0;
+	const int noatime = st->uid == (uint32_t)geteuid() ? O_NOATIME : 0;
 	_cleanup_close_ int fd = -1;
 	int fl;
 
-	if (!tree || !inode || !S_ISREG(inode->mode) || !inode->path)
-		return -EINVAL;
-	if (inode->reopen) {
+	if (st->reopen) {
 		/* A handle names this very inode: it cannot be a FIFO. */
-		fd = open_by_handle(tree, inode->reopen, flags | noatime);
+		fd = open_by_handle(priv, st->reopen, flags | noatime);
 		if (fd == -EPERM && noatime)
-			fd = open_by_handle(tree, inode->reopen, flags);
+			fd = open_by_handle(priv, st->reopen, flags);
 		if (fd >= 0)
-			return same_file(fd, inode) ? TAKE_FD(fd) : -EIO;
+			return same_file(fd, st) ? TAKE_FD(fd) : -EIO;
 	}
 	/* O_NONBLOCK so that a FIFO swapped in by path cannot block us. */
-	fd = open_by_path(tree, inode, flags | noatime | O_NONBLOCK);
+	fd = open_by_path(priv, st, flags | noatime | O_NONBLOCK);
 	if (fd == -EPERM && noatime)
-		fd = open_by_path(tree, inode, flags | O_NONBLOCK);
+		fd = open_by_path(priv, st, flags | O_NONBLOCK);
 	if (fd < 0) {
 		/* The path no longer leads to a file the way it did. */
 		if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP ||
@@ -251,10 +262,71 @@ int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
 			return -EIO;
 		return fd;
 	}
-	if (!same_file(fd, inode))
+	if (!same_file(fd, st))
 		return -EIO;
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
 		return -errno;
 	return TAKE_FD(fd);
+}
+
+size_t walk_path_len(const struct walk_inode *inode, size_t *ret_depth)
+{
+	const struct walk_inode *i;
+	size_t len = 0, depth = 0;
+
+	/* The root is its own parent; a malformed chain stops at 4096 levels. */
+	for (i = inode; i->parent && i->parent != i && depth < 4096; i = i->parent, depth++)
+		len += strlen(i->name ? i->name : "") + 1;
+	*ret_depth = depth;
+	return len ? len - 1 : 0;
+}
+
+void walk_path_fill(const struct walk_inode *inode, size_t len, size_t depth, char *p)
+{
+	char *end = p + len;
+
+	*end = '\0';
+	for (const struct walk_inode *i = inode; depth-- > 0; i = i->parent) {
+		const char *name = i->name ? i->name : "";
+		size_t n = strlen(name);
+
+		end -= n;
+		memcpy(end, name, n);
+		if (end > p)
+			*--end = '/';
+	}
+}
+
+char *walk_inode_path(const struct walk_inode *inode)
+{
+	size_t depth, len;
+	char *p;
+
+	if (!inode)
+		return NULL;
+	len = walk_path_len(inode, &depth);
+	p = malloc(len + 1);
+	if (p)
+		walk_path_fill(inode, len, depth, p);
+	return p;
+}
+
+int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
+{
+	_cleanup_free_ char *path = NULL;
+
+	if (!tree || !inode || !S_ISREG(inode->mode))
+		return -EINVAL;
+	path = walk_inode_path(inode);
+	if (!path)
+		return -ENOMEM;
+	struct walk_stamp st = {
+		.dev = inode->dev, .ino = inode->ino, .size = inode->size,
+		.mtime_sec = inode->mtime_sec, .mtime_nsec = inode->mtime_nsec,
+		.ctime_sec = inode->ctime_sec, .ctime_nsec = inode->ctime_nsec,
+		.uid = inode->uid, .layer = inode->layer, .reopen = inode->reopen,
+		.path = path,
+	};
+	return walk_open_stamp(tree->priv, &st);
 }

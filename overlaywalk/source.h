@@ -2,7 +2,10 @@
 /*
  * source.h - a regular file of the tree as a region_source: the bridge
  * every builder (erofs/, fat/esp.c) uses so that file data in a region
- * map is reopened through walk_open_data() and checked against the walk.
+ * map is reopened through walk_open_data()'s rules and checked against
+ * the walk.  What that takes (path, handle, identity) is kept by the
+ * tree apart from its model, so the model can be freed once the image is
+ * laid out (walk_tree_release_model()).
  */
 #ifndef EROFS_NBD_WALK_SOURCE_H
 #define EROFS_NBD_WALK_SOURCE_H
@@ -10,21 +13,15 @@
 #include "overlaywalk/walk.h"
 #include "server/region.h"
 
-/* What such a region_source's opaque points at; owned by the caller. */
-struct walk_source {
-	const struct walk_tree *tree;
-	const struct walk_inode *inode;
-};
-
 /*
- * Fills *ws and *ret so that ret->open() reopens inode's data with
- * walk_open_data(tree, inode) (-EIO once it changed); name, size, mtime
- * and ctime come from the walk.  ws must outlive the region map the source
- * is registered in (give it to region_map_own() or an owned array).
- * Cannot fail.
+ * Fills *ret so that ret->open() reopens inode's data as
+ * walk_open_data(tree, inode) would (-EIO once it changed); the name (the
+ * path relative to the root), size, mtime and ctime come from the walk.
+ * What ret->opaque and ret->name point at is kept by the tree until
+ * walk_tree_free(), which must come after the region map's last use.
+ * Not thread-safe (builders run one at a time).  Returns 0 or -ENOMEM.
  */
-void walk_region_source(const struct walk_tree *tree,
-			const struct walk_inode *inode, struct walk_source *ws,
-			struct region_source *ret);
+int walk_region_source(const struct walk_tree *tree,
+		       const struct walk_inode *inode, struct region_source *ret);
 
 #endif

@@ -9,10 +9,12 @@
  * file keeps what walk_open_data() needs to reopen it later without a
  * path-based race, and to notice that it changed.
  *
- * The walk uses directory fds only (openat/fstatat/statx with
- * AT_SYMLINK_NOFOLLOW, O_NOFOLLOW): it never follows a symlink, never
- * leaves the tree, and does not cross into other mounted file systems
- * unless asked to.
+ * The walk resolves nothing but single names relative to directory fds
+ * (statx, listxattrat and name_to_handle_at with AT_SYMLINK_NOFOLLOW,
+ * openat with O_NOFOLLOW): it never follows a symlink, never leaves the
+ * tree, and does not cross into other mounted file systems unless asked
+ * to.  Several threads walk different directories at once; the result
+ * does not depend on their timing.
  *
  * Inodes and dentries are separate, as in the kernel: hard links are
  * several dentries pointing at one walk_inode.  Everything is deterministic
@@ -56,14 +58,14 @@ struct walk_inode {
 	/* Identity of the source inode, for hard links and change checks. */
 	uint64_t dev, ino;
 
-	uint32_t mode;		/* st_mode: S_IFMT type bits and permissions */
-	uint32_t uid, gid;
 	uint64_t size;		/* bytes: regular file size, symlink target length, else 0 */
 	uint64_t blocks;	/* st_blocks (512-byte units), to spot sparse files */
 	int64_t mtime_sec;
+	int64_t ctime_sec;	/* status change time: for change checks only */
 	uint32_t mtime_nsec;	/* 0..999999999 */
-	uint32_t ctime_nsec;	/* status change time: for change checks only */
-	int64_t ctime_sec;
+	uint32_t ctime_nsec;
+	uint32_t mode;		/* st_mode: S_IFMT type bits and permissions */
+	uint32_t uid, gid;
 	uint32_t rdev_major, rdev_minor;	/* character and block devices */
 
 	/*
@@ -72,22 +74,26 @@ struct walk_inode {
 	 */
 	uint32_t nlink;
 
-	char *path;		/* first path seen, relative to the root ("" for
-				 * the root, "usr/bin/ls"), for messages */
+	uint32_t nchildren;	/* S_IFDIR: entries in children */
+	uint32_t nxattrs;
+	struct walk_xattr *xattrs;	/* sorted by name (strcmp) */
+	struct walk_dentry *children;	/* S_IFDIR: sorted bytewise, no "." / ".." */
 	char *symlink;		/* S_IFLNK: target, size bytes, NUL-terminated */
 
-	struct walk_xattr *xattrs;	/* sorted by name (strcmp) */
-	size_t nxattrs;
-
-	struct walk_dentry *children;	/* S_IFDIR: sorted bytewise, no "." / ".." */
-	size_t nchildren;
-	struct walk_inode *parent;	/* S_IFDIR: parent directory; the root's is itself */
+	/*
+	 * Where the inode is: the directory holding its first dentry (in
+	 * tree->inodes order) and that dentry's name.  The root's parent is
+	 * itself and its name "".  walk_inode_path() joins them.
+	 */
+	struct walk_inode *parent;
+	const char *name;
 
 	/*
 	 * The layer that provides this inode: an index into the stack given
 	 * to walk_layers() (0 = the top layer); 0 for walk_tree().
 	 */
 	uint32_t layer;
+	uint32_t walk_flags;	/* private to overlaywalk */
 
 	/* Private to overlaywalk: how walk_open_data() finds the file again. */
 	struct walk_reopen *reopen;
@@ -110,27 +116,43 @@ struct walk_opts {
 	bool cross_mounts;	/* descend into other mounted file systems */
 	bool skip_unreadable;	/* warn and leave out what can't be read */
 	bool progress;		/* print progress to stderr (caller checks isatty) */
-	/* Called once per entry left out with skip_unreadable; may be NULL. */
+	/*
+	 * Directory walkers at once: 0 for one per CPU (at most
+	 * WALK_MAX_THREADS, and fewer where a stack of many layers would
+	 * hold more than half of RLIMIT_NOFILE), 1 for none besides the
+	 * caller.
+	 */
+	unsigned int threads;
+	/*
+	 * Called once per entry left out with skip_unreadable, after the walk,
+	 * in tree order (from the calling thread); may be NULL.
+	 */
 	void (*warn)(void *userdata, const char *path, int err, const char *what);
 	/*
 	 * Called for every entry once it has been read (name is its dentry
 	 * name, "" for the root).  A negative errno rejects an entry the
 	 * target format cannot represent, and *ret_what says why: with
 	 * skip_unreadable it is left out with a warning, otherwise the walk
-	 * fails naming it.  May be NULL.  main passes erofs_check_entry().
+	 * fails naming it.  May be NULL.  Called from several threads at
+	 * once: it must be thread-safe.  main passes erofs_check_entry().
 	 */
 	int (*check)(void *userdata, const struct walk_inode *inode,
 		     const char *name, size_t name_len, const char **ret_what);
 	void *userdata;
 };
 
+/* The most directory walkers walk_opts.threads = 0 starts. */
+#define WALK_MAX_THREADS 8
+
 /*
  * Walks the directory at path.  On success returns 0 and *ret_tree; free it
  * with walk_tree_free().  On failure returns -errno and, when a particular
  * entry is to blame, sets *ret_errpath to a malloc'ed path relative to the
  * root (caller frees) and *ret_what to a static description of the step
- * that failed ("reading xattrs", "statx", ...).  Errors: -ENOTDIR (path is
- * not a directory), -ENOMEM, or the errno of the failing call.
+ * that failed ("reading xattrs", "statx", ...): the first such entry in
+ * tree order, whatever the walkers' timing.  Errors: -ENOTDIR (path is
+ * not a directory), -ENOMEM, -EAGAIN (an entry kept changing while it was
+ * read), or the errno of the failing call.
  */
 int walk_tree(const char *path, const struct walk_opts *opts,
 	      struct walk_tree **ret_tree, char **ret_errpath,
@@ -193,6 +215,20 @@ int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
 
 /* Frees a tree and closes its fds.  Accepts NULL. */
 void walk_tree_free(struct walk_tree *tree);
+
+/*
+ * Frees the tree model (every walk_inode, dentry, name, xattr and symlink
+ * target; tree->root and tree->inodes become NULL and ninodes 0) once the
+ * builders are done with it.  What walk_region_source() handed out stays
+ * valid until walk_tree_free(): the server needs nothing else.
+ */
+void walk_tree_release_model(struct walk_tree *tree);
+
+/*
+ * Returns inode's path relative to the root ("" for the root,
+ * "usr/bin/ls"), malloc'ed, for messages; NULL when out of memory.
+ */
+char *walk_inode_path(const struct walk_inode *inode);
 
 /*
  * Reopens a regular file's data for reading, without following a path that

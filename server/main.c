@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -46,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -129,7 +131,7 @@ struct program {
 	bool map_init;
 	/* The bootable disk: the ESP (if built) and the GPT disk around both. */
 	struct region_map esp_map, disk_map;
-	struct region_map root_part;	/* the EROFS + zeros to 1 MiB: partition 2 */
+	struct region_map root_part;	/* the EROFS (a sub-map) + zeros to 1 MiB: partition 2 */
 	bool disk_init;		/* esp_map, root_part and disk_map initialised */
 	bool has_esp;		/* the tree gave an ESP: export "esp" exists */
 	char *esp_description, *disk_description;
@@ -927,7 +929,7 @@ static int build_disk(const struct options *o, struct program *p)
 	 * Partitions end on 1 MiB boundaries too (sgdisk cautions otherwise),
 	 * without changing the size of the export "root".
 	 */
-	r = region_append_map(&p->root_part, &p->map);
+	r = region_add_map(&p->root_part, &p->map, 0, p->map.size);
 	if (r == 0)
 		r = region_pad_to(&p->root_part, PART_ALIGN);
 	if (r < 0)
@@ -967,6 +969,29 @@ static int build_disk(const struct options *o, struct program *p)
 	return 0;
 }
 
+/*
+ * Logs (-vv) how long start-up took so far, wall clock and CPU of every
+ * thread, once step is done: where the time goes (bench/README.md).
+ */
+static void log_step(const char *step)
+{
+	static struct timespec t0;
+	struct timespec now;
+	struct rusage ru;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!t0.tv_sec && !t0.tv_nsec) {
+		t0 = now;
+		return;
+	}
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return;
+	log_debug("%s: %.3f s since the walk began, %.3f s of CPU in all", step,
+		  (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9,
+		  (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+		  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+}
+
 /* Walks the tree and lays the image out in p->map.  Logs its errors. */
 static int build_export(const struct options *o, struct program *p)
 {
@@ -991,6 +1016,7 @@ static int build_export(const struct options *o, struct program *p)
 		.check = erofs_check_entry,
 		.userdata = &eo,
 	};
+	log_step("start");
 	if (o->image)
 		r = walk_image(o, p, &wo);
 	else if (o->lowerdir)
@@ -1004,6 +1030,7 @@ static int build_export(const struct options *o, struct program *p)
 	if (r < 0)
 		return r;
 
+	log_step("walk");
 	region_map_init(&p->map);
 	p->map_init = true;
 	errpath = NULL;
@@ -1027,7 +1054,42 @@ static int build_export(const struct options *o, struct program *p)
 		 "%zu files with data, %zu regions, %" PRIu64 " metadata bytes",
 		 EXPORT_NAME, p->map.size, p->map.size >> 10, p->tree->ninodes,
 		 p->map.nsources, p->map.nregions, meta);
-	return build_disk(o, p);
+	log_step("EROFS layout");
+	r = build_disk(o, p);
+	if (r < 0)
+		return r;
+	/*
+	 * Laid out: serving needs the sources walk_region_source() made,
+	 * no more.  The model and the layout's scratch go back to the kernel.
+	 */
+	walk_tree_release_model(p->tree);
+	malloc_trim(0);
+	log_step("disk");
+	return 0;
+}
+
+/*
+ * The first source of map or of its sub-maps that fails to open, in
+ * *ret_src, and the error; 0 if every one opens.
+ */
+static int failing_source(const struct region_map *map,
+			  const struct region_source **ret_src)
+{
+	for (size_t i = 0; i < map->nsources; i++) {
+		const struct region_source *src = &map->sources[i];
+		int fd = src->open(src);
+		if (fd < 0) {
+			*ret_src = src;
+			return fd;
+		}
+		close(fd);
+	}
+	for (size_t i = 0; i < map->nsubs; i++) {
+		int r = failing_source(map->subs[i], ret_src);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 /* --write-image: writes the whole map to path.  Logs its errors. */
@@ -1054,13 +1116,10 @@ static int write_image(const struct region_map *map, const char *path)
 		 * since the walk); region_map_write() does not say which, so
 		 * find the first that fails to open and name it.
 		 */
-		for (size_t i = 0; i < map->nsources; i++) {
-			const struct region_source *src = &map->sources[i];
-			int sfd = src->open(src);
-			if (sfd < 0)
-				return log_errno(sfd, "writing '%s': '%s'", path, src->name);
-			close(sfd);
-		}
+		const struct region_source *src = NULL;
+		int err = failing_source(map, &src);
+		if (err < 0)
+			return log_errno(err, "writing '%s': '%s'", path, src->name);
 		return log_errno(r, "writing '%s'", path);
 	}
 	if (close(fd) < 0)
@@ -1423,7 +1482,7 @@ static void program_free(struct program *p)
 	notify_close(&p->notify);
 	free(p->activated_names);
 	/*
-	 * The disk map borrows from the ESP and root maps, whose sources
+	 * The disk map shows the ESP and root maps (sub-maps), whose sources
 	 * point into the tree: free in that order.
 	 */
 	if (p->disk_init) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * region.c - the region map (see region.h): append with merging, binary
- * search lookup, and a simple whole-map reader for --write-image and tests.
+ * region.c - the region map (see region.h): append with merging, sub-maps,
+ * binary search lookup, the leaf iterator, and a simple whole-map reader
+ * for --write-image and tests.
  */
 #include <assert.h>
 #include <stdbool.h>
@@ -19,6 +20,7 @@
 void region_map_init(struct region_map *map)
 {
 	memset(map, 0, sizeof(*map));
+	map->depth = 1;
 }
 
 void region_map_free(struct region_map *map)
@@ -28,6 +30,7 @@ void region_map_free(struct region_map *map)
 	for (size_t i = 0; i < map->nowned; i++)
 		free(map->owned[i]);
 	free(map->owned);
+	free(map->subs);
 	free(map->regions);
 	free(map->sources);
 	region_map_init(map);
@@ -80,10 +83,10 @@ static int continues(const struct region *r, const struct region *n)
 	case REGION_ZERO:
 		return 1;
 	case REGION_MEM:
-		return r->u.mem + r->len == n->u.mem;
+		return r->mem + r->len == n->mem;
 	case REGION_FILE:
-		return r->u.file.source == n->u.file.source &&
-		       r->u.file.offset + r->len == n->u.file.offset;
+	case REGION_MAP:
+		return r->source == n->source && r->offset + r->len == n->offset;
 	}
 	return 0;
 }
@@ -122,7 +125,7 @@ int region_add_zero(struct region_map *map, uint64_t len)
 int region_add_mem(struct region_map *map, const void *mem, uint64_t len)
 {
 	struct region r = {
-		.start = map->size, .len = len, .type = REGION_MEM, .u.mem = mem,
+		.start = map->size, .len = len, .type = REGION_MEM, .mem = mem,
 	};
 	return append(map, &r);
 }
@@ -137,7 +140,7 @@ int region_add_file(struct region_map *map, uint32_t source, uint64_t offset,
 		return -EINVAL;
 	struct region r = {
 		.start = map->size, .len = len, .type = REGION_FILE,
-		.u.file = { .source = source, .offset = offset },
+		.source = source, .offset = offset,
 	};
 	return append(map, &r);
 }
@@ -147,6 +150,27 @@ int region_pad_to(struct region_map *map, uint64_t align)
 	assert(align && (align & (align - 1)) == 0);
 	uint64_t rem = map->size & (align - 1);
 	return rem ? region_add_zero(map, align - rem) : 0;
+}
+
+/* Index of sub in map->subs, added if new; -ENOMEM or -ELOOP. */
+static int sub_index(struct region_map *map, const struct region_map *sub,
+		     uint32_t *ret_idx)
+{
+	for (size_t i = map->nsubs; i-- > 0;) {
+		if (map->subs[i] == sub) {
+			*ret_idx = (uint32_t)i;
+			return 0;
+		}
+	}
+	if (sub == map || sub->depth + 1 > REGION_MAX_DEPTH)
+		return -ELOOP;
+	if (grow((void **)&map->subs, &map->subs_cap, map->nsubs, sizeof(*map->subs)) < 0)
+		return -ENOMEM;
+	map->subs[map->nsubs] = sub;
+	*ret_idx = (uint32_t)map->nsubs++;
+	if (map->depth < sub->depth + 1)
+		map->depth = sub->depth + 1;
+	return 0;
 }
 
 int region_append_map(struct region_map *dst, const struct region_map *src)
@@ -166,12 +190,51 @@ int region_append_map(struct region_map *dst, const struct region_map *src)
 		struct region n = src->regions[i];
 		n.start = dst->size;
 		if (n.type == REGION_FILE)
-			n.u.file.source += base;
+			n.source += base;
+		if (n.type == REGION_MAP) {
+			r = sub_index(dst, src->subs[n.source], &n.source);
+			if (r < 0)
+				return r;
+		}
 		r = append(dst, &n);
 		if (r < 0)
 			return r;
 	}
 	return 0;
+}
+
+int region_add_map(struct region_map *dst, const struct region_map *sub,
+		   uint64_t offset, uint64_t len)
+{
+	uint64_t lead = 0, trail = 0;
+	struct region_iter it;
+	struct region_span sp;
+	struct region n;
+	int r;
+
+	if (sub == dst || offset > sub->size || len > sub->size - offset)
+		return -EINVAL;
+	if (len == 0)
+		return 0;
+	/* The zeros at either end of the window, each one leaf span. */
+	if (region_iter_seek(&it, sub, offset, &sp) && sp.type == REGION_ZERO)
+		lead = sp.start + sp.len - offset < len ? sp.start + sp.len - offset : len;
+	if (lead < len && region_iter_seek(&it, sub, offset + len - 1, &sp) &&
+	    sp.type == REGION_ZERO)
+		trail = offset + len - (sp.start > offset ? sp.start : offset);
+	r = region_add_zero(dst, lead);
+	if (r < 0 || lead == len)
+		return r;
+	n = (struct region){
+		.start = dst->size, .len = len - lead - trail, .type = REGION_MAP,
+		.offset = offset + lead,
+	};
+	r = sub_index(dst, sub, &n.source);
+	if (r == 0)
+		r = append(dst, &n);
+	if (r == 0)
+		r = region_add_zero(dst, trail);
+	return r;
 }
 
 ssize_t region_find(const struct region_map *map, uint64_t offset)
@@ -189,6 +252,97 @@ ssize_t region_find(const struct region_map *map, uint64_t offset)
 			hi = mid;
 	}
 	return (ssize_t)lo;
+}
+
+/* Fills *ret with the current leaf of it, clipped to its window. */
+static void iter_span(const struct region_iter *it, struct region_span *ret)
+{
+	const struct region_level *l = &it->lv[it->depth - 1];
+	const struct region *r = &l->map->regions[l->i];
+	uint64_t start = r->start + l->shift, end = start + r->len, skip = 0;
+
+	if (start < l->lo) {
+		skip = l->lo - start;
+		start = l->lo;
+	}
+	if (end > l->end)
+		end = l->end;
+	*ret = (struct region_span){
+		.start = start, .len = end - start, .type = r->type,
+		.source = r->source, .map = l->map,
+	};
+	if (r->type == REGION_MEM)
+		ret->mem = r->mem + skip;
+	else if (r->type == REGION_FILE)
+		ret->offset = r->offset + skip;
+}
+
+/*
+ * Descends from the current region of the innermost level while it is a
+ * REGION_MAP, to the leaf holding outer offset pos.
+ */
+static bool iter_descend(struct region_iter *it, uint64_t pos)
+{
+	for (;;) {
+		struct region_level *l = &it->lv[it->depth - 1];
+		const struct region *r = &l->map->regions[l->i];
+		const struct region_map *sub;
+		uint64_t lo, end;
+		ssize_t i;
+
+		if (r->type != REGION_MAP)
+			return true;
+		if (it->depth == REGION_MAX_DEPTH || r->source >= l->map->nsubs)
+			return false;	/* region_add_map() never makes these */
+		sub = l->map->subs[r->source];
+		lo = r->start + l->shift;
+		end = lo + r->len;
+		struct region_level *c = &it->lv[it->depth++];
+		c->map = sub;
+		c->shift = lo - r->offset;
+		c->lo = lo > l->lo ? lo : l->lo;
+		c->end = end < l->end ? end : l->end;
+		i = region_find(sub, pos - c->shift);
+		if (i < 0)
+			return false;
+		c->i = (size_t)i;
+	}
+}
+
+bool region_iter_seek(struct region_iter *it, const struct region_map *map,
+		      uint64_t offset, struct region_span *ret)
+{
+	ssize_t i = region_find(map, offset);
+
+	if (i < 0)
+		return false;
+	it->depth = 1;
+	it->lv[0] = (struct region_level){
+		.map = map, .i = (size_t)i, .shift = 0, .lo = 0, .end = map->size,
+	};
+	if (!iter_descend(it, offset))
+		return false;
+	iter_span(it, ret);
+	return true;
+}
+
+bool region_iter_next(struct region_iter *it, struct region_span *ret)
+{
+	while (it->depth > 0) {
+		struct region_level *l = &it->lv[it->depth - 1];
+		const struct region *r = &l->map->regions[l->i];
+		uint64_t next = r->start + r->len + l->shift;	/* outer offset */
+
+		if (next < l->end && l->i + 1 < l->map->nregions) {
+			l->i++;
+			if (!iter_descend(it, next))
+				return false;
+			iter_span(it, ret);
+			return true;
+		}
+		it->depth--;	/* this window is done: on in the one around it */
+	}
+	return false;
 }
 
 int region_source_check_attrs(const struct region_source *src, int fd,
@@ -257,37 +411,40 @@ static int read_source(const struct region_source *src, void *buf,
 int region_map_pread(const struct region_map *map, void *buf, size_t count,
 		     uint64_t offset)
 {
+	struct region_iter it;
+	struct region_span sp;
+	uint8_t *out = buf;
+	bool more;
+
 	if (offset > map->size || count > map->size - offset)
 		return -EINVAL;
-
-	uint8_t *out = buf;
-	while (count > 0) {
-		ssize_t i = region_find(map, offset);
-		assert(i >= 0);
-		const struct region *r = &map->regions[i];
-		uint64_t skip = offset - r->start;
-		size_t n = r->len - skip < count ? (size_t)(r->len - skip) : count;
+	for (more = count && region_iter_seek(&it, map, offset, &sp); more && count;
+	     more = region_iter_next(&it, &sp)) {
+		uint64_t skip = offset - sp.start;
+		size_t n = sp.len - skip < count ? (size_t)(sp.len - skip) : count;
 		int ret;
 
-		switch (r->type) {
+		switch (sp.type) {
 		case REGION_ZERO:
 			memset(out, 0, n);
 			break;
 		case REGION_MEM:
-			memcpy(out, r->u.mem + skip, n);
+			memcpy(out, sp.mem + skip, n);
 			break;
 		case REGION_FILE:
-			ret = read_source(&map->sources[r->u.file.source], out, n,
-					  r->u.file.offset + skip);
+			ret = read_source(&sp.map->sources[sp.source], out, n,
+					  sp.offset + skip);
 			if (ret < 0)
 				return ret;
 			break;
+		case REGION_MAP:
+			return -EIO;	/* never a leaf */
 		}
 		out += n;
 		offset += n;
 		count -= n;
 	}
-	return 0;
+	return count ? -EIO : 0;
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -323,17 +480,19 @@ int region_map_write(const struct region_map *map, int fd)
 	sparse = S_ISREG(st.st_mode);
 	if (sparse && (base = lseek(fd, 0, SEEK_CUR)) < 0)
 		return -errno;
-	for (size_t i = 0; i < map->nregions; i++) {
-		const struct region *reg = &map->regions[i];
-		if (reg->type == REGION_ZERO && sparse) {
+	struct region_iter it;
+	struct region_span sp;
+	for (bool more = region_iter_seek(&it, map, 0, &sp); more;
+	     more = region_iter_next(&it, &sp)) {
+		if (sp.type == REGION_ZERO && sparse) {
 			/* Leave a hole; the final ftruncate() sets the length. */
-			if (lseek(fd, (off_t)reg->len, SEEK_CUR) < 0)
+			if (lseek(fd, (off_t)sp.len, SEEK_CUR) < 0)
 				return -errno;
 			continue;
 		}
-		for (uint64_t done = 0; done < reg->len;) {
-			size_t n = reg->len - done < CHUNK ? (size_t)(reg->len - done) : CHUNK;
-			r = region_map_pread(map, buf, n, reg->start + done);
+		for (uint64_t done = 0; done < sp.len;) {
+			size_t n = sp.len - done < CHUNK ? (size_t)(sp.len - done) : CHUNK;
+			r = region_map_pread(map, buf, n, sp.start + done);
 			if (r < 0)
 				return r;
 			r = write_all(fd, buf, n);

@@ -9,7 +9,9 @@
  *                free clusters); reported to clients as holes;
  *   REGION_MEM   bytes in memory the map owns or borrows (metadata);
  *   REGION_FILE  a byte range of a source file, opened and read only when
- *                a client reads it.
+ *                a client reads it;
+ *   REGION_MAP   a byte range of another region map (a sub-map), shown
+ *                without copying its regions: a partition inside a disk.
  *
  * Builders (erofs/, fat/, gpt/) append regions in ascending order; the
  * server (server/) only looks regions up and reads them.  This header
@@ -25,10 +27,30 @@
  * Invariants, asserted on every append: regions[0].start == 0,
  * regions[i+1].start == regions[i].start + regions[i].len, len > 0.
  * Offsets and lengths are in bytes throughout.
+ *
+ * Sub-maps.  A REGION_MAP region shows len bytes of the map subs[source]
+ * from byte offset there.  The sub-map's regions are not copied: a disk
+ * that holds a 140,000-file EROFS costs a handful of regions, not
+ * another 300,000.  The sub-map's FILE regions keep their own source
+ * numbers (sub->sources), so a reader resolves a leaf region together
+ * with the map it belongs to: region_iter_*() walks the leaves of a map
+ * through its sub-maps (at most REGION_MAX_DEPTH levels) as region_span
+ * values in the outer map's offsets.  region_add_map() keeps the zeros
+ * at either end of the window out of the REGION_MAP region (they become
+ * ZERO regions of the outer map), so that every run of zeros a reader
+ * sees is one leaf span, as in a map without sub-maps.
+ *
+ *   disk map:  | MEM gpt | ZERO | MAP esp @0 | ZERO | MAP root @1024 | ZERO | MEM gpt |
+ *                                    |                    |
+ *   esp map:   | MEM | FILE | ...  <-+     root map: | ZERO | MEM sb | FILE | ...
+ *
+ * The server reads a sub-map's FILE regions through the export that
+ * serves that map (server.h): every sub-map with sources is exported too.
  */
 #ifndef EROFS_NBD_REGION_H
 #define EROFS_NBD_REGION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,7 +59,11 @@ enum region_type {
 	REGION_ZERO = 0,
 	REGION_MEM,
 	REGION_FILE,
+	REGION_MAP,
 };
+
+/* Sub-maps nest at most this deep (a map with sub-maps is depth 2). */
+#define REGION_MAX_DEPTH 4
 
 /*
  * A source file whose bytes some REGION_FILE regions serve.  The builder
@@ -69,13 +95,13 @@ struct region {
 	uint64_t start;		/* byte offset of the first byte in the export */
 	uint64_t len;		/* bytes, > 0; the region ends before start + len */
 	enum region_type type;
+	/* REGION_FILE: index into map->sources; REGION_MAP: into map->subs */
+	uint32_t source;
 	union {
 		const uint8_t *mem;	/* REGION_MEM: len bytes */
-		struct {
-			uint32_t source;	/* index into map->sources */
-			uint64_t offset;	/* byte offset inside the source */
-		} file;			/* REGION_FILE */
-	} u;
+		uint64_t offset;	/* REGION_FILE: byte offset inside the source;
+					 * REGION_MAP: inside the sub-map */
+	};
 };
 
 struct region_map {
@@ -86,6 +112,9 @@ struct region_map {
 	size_t nsources, sources_cap;
 	void **owned;			/* buffers freed with the map */
 	size_t nowned, owned_cap;
+	const struct region_map **subs;	/* maps REGION_MAP regions show (borrowed) */
+	size_t nsubs, subs_cap;
+	unsigned int depth;		/* 1, or 1 + the deepest sub-map's depth */
 };
 
 /* Initialises an empty map (size 0).  Cannot fail. */
@@ -137,10 +166,65 @@ int region_pad_to(struct region_map *map, uint64_t align);
 int region_append_map(struct region_map *dst, const struct region_map *src);
 
 /*
+ * Appends len bytes of sub from byte offset (a partition's contents, say)
+ * as a REGION_MAP region, sharing sub's regions and sources instead of
+ * copying them: sub must outlive dst and not change any more.  Zeros at
+ * either end of the window are appended as ZERO regions instead, so a
+ * window of nothing but zeros costs no sub-map at all.  len == 0 is a
+ * no-op.  Returns 0, -EINVAL (the window is not inside sub, or sub is dst),
+ * -ELOOP (sub-maps would nest deeper than REGION_MAX_DEPTH), -ENOMEM or
+ * -EOVERFLOW.
+ */
+int region_add_map(struct region_map *dst, const struct region_map *sub,
+		   uint64_t offset, uint64_t len);
+
+/*
  * Returns the index of the region that contains byte offset, found by
  * binary search, or -1 if offset >= map->size.
  */
 ssize_t region_find(const struct region_map *map, uint64_t offset);
+
+/*
+ * A leaf of a map seen through its sub-maps: a ZERO, MEM or FILE region,
+ * or the part of one that a sub-map window shows, in the outer map's
+ * offsets.
+ */
+struct region_span {
+	uint64_t start;		/* byte offset in the outer map */
+	uint64_t len;		/* bytes, > 0 */
+	enum region_type type;	/* REGION_ZERO, REGION_MEM or REGION_FILE */
+	uint32_t source;	/* REGION_FILE: index into map->sources */
+	const struct region_map *map;	/* the map the leaf region belongs to */
+	union {
+		const uint8_t *mem;	/* REGION_MEM: the byte at start */
+		uint64_t offset;	/* REGION_FILE: source offset of the byte at start */
+	};
+};
+
+/* A cursor over the leaf spans of a map, in ascending order. */
+struct region_iter {
+	unsigned int depth;	/* levels in use */
+	struct region_level {
+		const struct region_map *map;
+		size_t i;		/* current region of map */
+		uint64_t shift;		/* outer offset = offset in map + shift (mod 2^64) */
+		uint64_t lo, end;	/* the window this level shows, in outer offsets */
+	} lv[REGION_MAX_DEPTH];
+};
+
+/*
+ * Positions it on the leaf span of map that contains byte offset and
+ * stores that span in *ret.  Returns false (and leaves *ret alone) if
+ * offset >= map->size.  One binary search per level.
+ */
+bool region_iter_seek(struct region_iter *it, const struct region_map *map,
+		      uint64_t offset, struct region_span *ret);
+
+/*
+ * Moves it to the next leaf span and stores it in *ret; false at the end
+ * of the map.
+ */
+bool region_iter_next(struct region_iter *it, struct region_span *ret);
 
 /*
  * Checks an fd opened through src->open() against the layout again: it

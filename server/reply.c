@@ -172,11 +172,12 @@ void srv_reply_error(const struct srv_conn *c, struct srv_reply *rp,
 }
 
 /*
- * The part of zero region r that is reported as zero: its interior in
+ * The part of zero span r that is reported as zero: its interior in
  * whole 512-byte sectors, or up to the export end.  False if it is
- * empty or shorter than min bytes.
+ * empty or shorter than min bytes.  (region_add_map() keeps every run of
+ * zeros one span, also across sub-map edges.)
  */
-static bool zero_interior(const struct region_map *map, const struct region *r,
+static bool zero_interior(const struct region_map *map, const struct region_span *r,
 			  uint64_t min, uint64_t *zs, uint64_t *ze)
 {
 	if (r->type != REGION_ZERO)
@@ -194,19 +195,22 @@ static bool zero_interior(const struct region_map *map, const struct region *r,
 
 /*
  * Classifies the bytes from pos (< end <= map->size): returns true if they
- * start a zero run (of a zero region with an interior of at least min
+ * start a zero run (of a zero span with an interior of at least min
  * bytes), and sets *ret_end to where the run (of zeros, or of data) ends,
- * at most end.  Each region looked at past the first costs
- * one unit of *budget; at 0 the data run is cut short (still > pos).
+ * at most end.  Each span looked at past the first costs one unit of
+ * *budget; at 0 the data run is cut short (still > pos).
  */
 static bool next_run(const struct region_map *map, uint64_t pos, uint64_t end,
 		     uint64_t min, uint64_t *ret_end, unsigned int *budget)
 {
-	ssize_t i = region_find(map, pos);
+	struct region_iter it;
+	struct region_span sp;
 	uint64_t zs, ze;
+	bool found = region_iter_seek(&it, map, pos, &sp);
 
-	assert(i >= 0);
-	if (zero_interior(map, &map->regions[i], min, &zs, &ze)) {
+	assert(found);
+	(void)found;
+	if (zero_interior(map, &sp, min, &zs, &ze)) {
 		if (pos >= zs && pos < ze) {
 			*ret_end = ze < end ? ze : end;
 			return true;
@@ -216,20 +220,37 @@ static bool next_run(const struct region_map *map, uint64_t pos, uint64_t end,
 			return false;
 		}
 	}
-	for (size_t j = (size_t)i + 1; j < map->nregions; j++) {
-		const struct region *n = &map->regions[j];
-		if (n->start >= end || *budget == 0) {
-			*ret_end = n->start < end ? n->start : end;
+	while (region_iter_next(&it, &sp)) {
+		if (sp.start >= end || *budget == 0) {
+			*ret_end = sp.start < end ? sp.start : end;
 			return false;
 		}
 		(*budget)--;
-		if (zero_interior(map, n, min, &zs, &ze)) {
+		if (zero_interior(map, &sp, min, &zs, &ze)) {
 			*ret_end = zs < end ? zs : end;
 			return false;
 		}
 	}
 	*ret_end = end;
 	return false;
+}
+
+/*
+ * The cache ids of the sources of map: those of the export serving it
+ * (rp's own, or another's for a sub-map: a partition of the disk), or
+ * NULL if no export does.
+ */
+static const uint32_t *source_ids(const struct srv_reply *rp,
+				  const struct region_map *map)
+{
+	const struct srv_ctx *srv = rp->conn->srv;
+
+	if (map == rp->ex->exp->map)
+		return rp->ex->src_ids;
+	for (size_t i = 0; i < srv->nexports; i++)
+		if (srv->exports[i].exp->map == map)
+			return srv->exports[i].src_ids;
+	return NULL;
 }
 
 /* Adds a file read to rp; 0 or -ENOMEM. */
@@ -260,42 +281,53 @@ static int add_seg(struct srv_reply *rp, uint32_t source, uint64_t file_off,
 	return 0;
 }
 
-/* Fills rp->buf[buf_off..] with the export bytes [pos, pos + len). */
+/*
+ * Fills rp->buf[buf_off..] with the export bytes [pos, pos + len).
+ * Returns 0, -ENOMEM, or -EIO for file data of a map no export serves.
+ */
 static int fill_data(const struct region_map *map, struct srv_reply *rp,
 		     size_t buf_off, uint64_t pos, size_t len)
 {
-	while (len > 0) {
-		ssize_t i = region_find(map, pos);
-		assert(i >= 0);
-		const struct region *r = &map->regions[i];
-		uint64_t skip = pos - r->start;
-		size_t n = r->len - skip < len ? (size_t)(r->len - skip) : len;
+	struct region_iter it;
+	struct region_span sp;
+	bool more;
+
+	for (more = region_iter_seek(&it, map, pos, &sp); more && len > 0;
+	     more = region_iter_next(&it, &sp)) {
+		uint64_t skip = pos - sp.start;
+		size_t n = sp.len - skip < len ? (size_t)(sp.len - skip) : len;
+		const uint32_t *ids;
 		int ret;
 
-		switch (r->type) {
+		switch (sp.type) {
 		case REGION_ZERO:
 			memset(rp->buf + buf_off, 0, n);
 			break;
 		case REGION_MEM:
-			memcpy(rp->buf + buf_off, r->u.mem + skip, n);
+			memcpy(rp->buf + buf_off, sp.mem + skip, n);
 			break;
 		case REGION_FILE:
-			ret = add_seg(rp, rp->ex->src_ids[r->u.file.source],
-				      r->u.file.offset + skip,
-				      buf_off, n);
+			ids = source_ids(rp, sp.map);
+			if (!ids)
+				return -EIO;
+			ret = add_seg(rp, ids[sp.source], sp.offset + skip, buf_off, n);
 			if (ret < 0)
 				return ret;
 			break;
+		case REGION_MAP:
+			return -EIO;	/* never a leaf */
 		}
 		buf_off += n;
 		pos += n;
 		len -= n;
 	}
+	assert(len == 0);
 	return 0;
 }
 
-int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
-		     struct srv_reply *rp)
+/* srv_read_prepare() but for its -EIO; see there. */
+static int read_layout(const struct srv_conn *c, const struct srv_request *rq,
+		       struct srv_reply *rp)
 {
 	const struct region_map *map = c->ex->exp->map;
 	const uint64_t end = rq->offset + rq->len;
@@ -368,6 +400,22 @@ int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
 	assert(off == total);
 	put_be16(rp->buf + last + offsetof(struct nbd_chunk_hdr, flags),
 		 NBD_REPLY_FLAG_DONE);
+	return 0;
+}
+
+int srv_read_prepare(const struct srv_conn *c, const struct srv_request *rq,
+		     struct srv_reply *rp)
+{
+	int r = read_layout(c, rq, rp);
+
+	if (r != -EIO)
+		return r;
+	/* File data of a sub-map that no export serves: an EIO reply. */
+	if (rp->segs != rp->inline_segs)
+		free(rp->segs);
+	rp->segs = rp->inline_segs;
+	rp->nsegs = 0;
+	srv_reply_error(c, rp, rq, -EIO, "I/O error: no source for these bytes");
 	return 0;
 }
 

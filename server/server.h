@@ -16,7 +16,13 @@
 struct srv_export {
 	const char *name;		/* "root", "disk", ...: what NBD_OPT_GO names */
 	const char *description;	/* for NBD_OPT_LIST and NBD_INFO_DESCRIPTION */
-	const struct region_map *map;	/* the bytes; size padded to 4 KiB by the caller */
+	/*
+	 * The bytes; size padded to 4 KiB by the caller.  The file data of a
+	 * sub-map (REGION_MAP, a partition of a disk) is read through the
+	 * sources of the export that serves that sub-map: export every sub-map
+	 * that has sources too, or its bytes read as EIO.
+	 */
+	const struct region_map *map;
 };
 
 struct srv_config {

@@ -184,22 +184,28 @@ static void test_extended_rule(void **state)
 {
 	struct erofs_opts opts;
 	struct walk_inode wi = { .mode = S_IFREG | 0644, .mtime_sec = 1000 };
-	struct erofs_inode ei = { .wi = &wi, .nlink = 1 };
+	struct erofs_inode ei = { .nlink = 1 };
 	struct erofs_ctx ctx = { .opts = &opts, .build_time = 1000 };
 
 	erofs_opts_default(&opts);
+	erofs_inode_init(&ei, &wi);
 	assert_false(erofs_needs_extended(&ctx, &ei));
 	wi.mtime_nsec = 1;		/* §5.6: nsec differs too */
+	erofs_inode_init(&ei, &wi);
 	assert_true(erofs_needs_extended(&ctx, &ei));
 	wi.mtime_nsec = 0;
 	wi.uid = 65535;
+	erofs_inode_init(&ei, &wi);
 	assert_false(erofs_needs_extended(&ctx, &ei));
 	wi.uid = 65536;
+	erofs_inode_init(&ei, &wi);
 	assert_true(erofs_needs_extended(&ctx, &ei));
 	wi.uid = 0;
 	wi.gid = 70000;
+	erofs_inode_init(&ei, &wi);
 	assert_true(erofs_needs_extended(&ctx, &ei));
 	wi.gid = 0;
+	erofs_inode_init(&ei, &wi);
 	ei.nlink = 65536;
 	assert_true(erofs_needs_extended(&ctx, &ei));
 	ei.nlink = 1;
@@ -215,12 +221,12 @@ static void test_build_time_choice(void **state)
 		{ .mtime_sec = 50 }, { .mtime_sec = 7, .mtime_nsec = 3 },
 		{ .mtime_sec = 7, .mtime_nsec = 3 }, { .mtime_sec = 9 }, { .mtime_sec = 9 },
 	};
-	struct erofs_inode ei[5];
+	struct erofs_inode ei[5] = { 0 };
 	struct erofs_opts opts;
 	struct erofs_ctx ctx = { .opts = &opts, .inodes = ei, .ninodes = 5 };
 
 	for (int i = 0; i < 5; i++)
-		ei[i] = (struct erofs_inode){ .wi = &w[i] };
+		erofs_inode_init(&ei[i], &w[i]);
 	erofs_opts_default(&opts);
 	/* The most common (sec, nsec); on a tie the earliest. */
 	erofs_choose_build_time(&ctx);

@@ -38,6 +38,7 @@ struct tb {
 	size_t n;
 };
 
+/* An inode; its path (for error messages) comes from its first tb_link(). */
 static struct walk_inode *tb_inode(struct tb *t, uint32_t mode, const char *path)
 {
 	struct walk_inode *wi = calloc(1, sizeof(*wi));
@@ -46,7 +47,7 @@ static struct walk_inode *tb_inode(struct tb *t, uint32_t mode, const char *path
 	wi->mode = mode;
 	wi->mtime_sec = 1000;
 	wi->nlink = 1;
-	wi->path = strdup(path);
+	(void)path;
 	wi->ino = t->n + 1;
 	t->list[t->n++] = wi;
 	return wi;
@@ -59,8 +60,10 @@ static void tb_link(struct walk_inode *dir, const char *name, struct walk_inode 
 	dir->children[dir->nchildren++] = (struct walk_dentry){
 		.name = strdup(name), .name_len = strlen(name), .inode = child,
 	};
-	if (S_ISDIR(child->mode))
+	if (!child->parent) {
 		child->parent = dir;
+		child->name = dir->children[dir->nchildren - 1].name;
+	}
 }
 
 static struct walk_inode *tb_init(struct tb *t)
@@ -68,6 +71,7 @@ static struct walk_inode *tb_init(struct tb *t)
 	memset(t, 0, sizeof(*t));
 	struct walk_inode *root = tb_inode(t, S_IFDIR | 0755, "");
 	root->parent = root;
+	root->name = "";
 	t->tree.root = root;
 	t->tree.inodes = t->list;
 	return root;
@@ -80,7 +84,6 @@ static void tb_free(struct tb *t)
 		for (size_t c = 0; c < wi->nchildren; c++)
 			free(wi->children[c].name);
 		free(wi->children);
-		free(wi->path);
 		free(wi);
 	}
 }
@@ -113,7 +116,7 @@ static int build(struct tb *t, const struct erofs_opts *opts, struct img *im)
 	for (size_t i = 0; i < im->map.nregions; i++) {
 		const struct region *rg = &im->map.regions[i];
 		if (rg->type == REGION_MEM)
-			memcpy(im->b + rg->start, rg->u.mem, rg->len);
+			memcpy(im->b + rg->start, rg->mem, rg->len);
 		else
 			memset(im->b + rg->start, rg->type == REGION_FILE ? 0xAA : 0, rg->len);
 	}
@@ -670,8 +673,8 @@ static void check_file_data(const struct img *im, const struct ino *i, uint32_t 
 		const struct region *rg = region_at(im, off);
 		assert_int_equal(off % im->bs, 0);
 		assert_int_equal(rg->type, REGION_FILE);
-		assert_int_equal(rg->u.file.source, src);
-		assert_int_equal(rg->u.file.offset + (off - rg->start), b * im->bs);
+		assert_int_equal(rg->source, src);
+		assert_int_equal(rg->offset + (off - rg->start), b * im->bs);
 	}
 	if (i->layout == 0 && i->size % im->bs) {
 		/* zeros after i_size up to the end of the last block (§6.1) */
@@ -683,8 +686,8 @@ static void check_file_data(const struct img *im, const struct ino *i, uint32_t 
 		uint64_t off = data_off(im, i, i->size - tail);
 		const struct region *rg = region_at(im, off);
 		assert_int_equal(rg->type, REGION_FILE);
-		assert_int_equal(rg->u.file.source, src);
-		assert_int_equal(rg->u.file.offset + (off - rg->start), i->size - tail);
+		assert_int_equal(rg->source, src);
+		assert_int_equal(rg->offset + (off - rg->start), i->size - tail);
 		assert_true(rg->start + rg->len >= off + tail);
 	}
 }

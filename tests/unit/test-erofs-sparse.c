@@ -76,8 +76,8 @@ static uint64_t data_start(const struct region_map *map, uint32_t src)
 {
 	for (size_t i = 0; i < map->nregions; i++)
 		if (map->regions[i].type == REGION_FILE &&
-		    map->regions[i].u.file.source == src)
-			return map->regions[i].start - map->regions[i].u.file.offset;
+		    map->regions[i].source == src)
+			return map->regions[i].start - map->regions[i].offset;
 	fail_msg("source %u has no region", src);
 	return 0;
 }

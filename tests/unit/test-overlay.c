@@ -157,14 +157,18 @@ static void need_root(void)
 
 /* ---- walking and looking ---- */
 
+/* Directory walkers for merge_ns() (walk_opts.threads; 0: one per CPU). */
+static unsigned int walkers;
+
 static struct walk_tree *merge_ns(size_t n, enum walk_ovl_ns ns, bool aufs)
 {
 	struct walk_stack st = { .layers = layers, .nlayers = n, .ns = ns,
 				 .aufs_whiteouts = aufs };
+	struct walk_opts opts = { .threads = walkers };
 	struct walk_tree *tree = NULL;
 	char *errpath = NULL;
 	const char *what = NULL;
-	int r = walk_layers(&st, NULL, &tree, &errpath, &what);
+	int r = walk_layers(&st, &opts, &tree, &errpath, &what);
 
 	if (r < 0)
 		print_error("walk_layers: '%s': %s: %s\n", errpath ? errpath : "",
@@ -756,7 +760,10 @@ static void test_errors(void **state)
 	snprintf(layer_paths[2], sizeof(layer_paths[2]), "%s/L2", base);
 }
 
-/* The same stack always gives the same tree, inode for inode. */
+/*
+ * The same stack always gives the same tree, inode for inode, whether
+ * one walker reads it or several.
+ */
 static void test_deterministic(void **state)
 {
 	struct walk_tree *a, *b;
@@ -768,15 +775,28 @@ static void test_deterministic(void **state)
 		mkf(i, rel, "x");
 		snprintf(rel, sizeof(rel), "top%d", 4 - i);
 		mkf(i, rel, "y");
+		for (int j = 0; j < 20; j++) {
+			snprintf(rel, sizeof(rel), "w%d/s%d/f", j, i);
+			mkf(i, rel, "z");
+		}
 	}
+	walkers = 1;
 	a = merge(5);
+	walkers = 4;
 	b = merge(5);
+	walkers = 0;
 	assert_int_equal(a->ninodes, b->ninodes);
 	for (size_t i = 0; i < a->ninodes; i++) {
-		assert_string_equal(a->inodes[i]->path, b->inodes[i]->path);
+		char *pa = walk_inode_path(a->inodes[i]), *pb = walk_inode_path(b->inodes[i]);
+
+		assert_string_equal(pa, pb);
+		free(pa);
+		free(pb);
 		assert_int_equal(a->inodes[i]->layer, b->inodes[i]->layer);
+		assert_int_equal(a->inodes[i]->nlink, b->inodes[i]->nlink);
 	}
-	assert_string_equal(names(a, ""), "d0 d1 top0 top1 top2 top3 top4");
+	assert_string_equal(names(a, ""), "d0 d1 top0 top1 top2 top3 top4 w0 w1 w10 "
+			    "w11 w12 w13 w14 w15 w16 w17 w18 w19 w2 w3 w4 w5 w6 w7 w8 w9");
 	walk_tree_free(a);
 	walk_tree_free(b);
 }

@@ -8,7 +8,8 @@
  * what lstat() says; then sort order, hard-link counts, walk_open_data()
  * on unchanged, modified, replaced and moved files (by handle and by
  * path), the check hook with and without skip_unreadable, ENOTDIR,
- * progress output, and mount points.
+ * progress output, mount points, renames while a directory is read, and
+ * several walkers giving the tree one walker gives.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +46,18 @@
 
 static char root_dir[64];
 static bool as_root;
+
+/* walk_inode_path() of ino, in a buffer that the next call reuses. */
+static const char *path_of(const struct walk_inode *ino)
+{
+	static char buf[PATH_MAX];
+	char *p = walk_inode_path(ino);
+
+	assert_non_null(p);
+	snprintf(buf, sizeof(buf), "%s", p);
+	free(p);
+	return buf;
+}
 
 /* ---- building and removing the tree ---- */
 
@@ -282,15 +295,19 @@ static void expect_xattr(const struct walk_inode *ino, const char *name,
 
 /* ---- tests ---- */
 
-static void test_fields(void **state)
+/* Every field of every entry, xattrs read with listxattrat(2) or, as on
+ * kernels before 6.13 (xattrs_by_proc), through /proc/self/fd/DIR/NAME. */
+static void check_fields(bool xattrs_by_proc)
 {
+	walk_xattrat_disable(xattrs_by_proc);
 	struct walk_tree *tree = walk_ok(NULL);
+	walk_xattrat_disable(false);
 	const struct walk_inode *root = tree->root, *a, *f1, *ino;
 	const struct walk_xattr *xa;
 
 	/* Root: "" path, its own parent, 2 + subdirectories a and b. */
 	assert_ptr_equal(tree->inodes[0], root);
-	assert_string_equal(root->path, "");
+	assert_string_equal(path_of(root), "");
 	assert_ptr_equal(root->parent, root);
 	assert_true(S_ISDIR(root->mode));
 	assert_int_equal(root->nlink, 4);
@@ -324,7 +341,7 @@ static void test_fields(void **state)
 		assert_int_equal(f1->uid, 1234);
 		assert_int_equal(f1->gid, 5678);
 	}
-	assert_string_equal(f1->path, "a/f1");
+	assert_string_equal(path_of(f1), "a/f1");
 	assert_null(f1->symlink);
 	assert_int_equal(f1->nchildren, 0);
 	assert_int_equal(count_user_xattrs(f1), 2);
@@ -378,13 +395,13 @@ static void test_fields(void **state)
 
 	ino = lookup(tree, LONG_NAME);
 	assert_non_null(ino);
-	assert_int_equal(strlen(ino->path), 255);
+	assert_int_equal(strlen(path_of(ino)), 255);
 	check_against_lstat(ino, LONG_NAME);
 
 	ino = lookup(tree, HIGH_NAME);
 	assert_non_null(ino);
 	assert_int_equal(ino->size, 1);
-	assert_string_equal(ino->path, HIGH_NAME);
+	assert_string_equal(path_of(ino), HIGH_NAME);
 	check_against_lstat(ino, HIGH_NAME);
 	ino = lookup(tree, "-dash");
 	assert_int_equal(ino->size, 5);
@@ -404,6 +421,16 @@ static void test_fields(void **state)
 		assert_null(lookup(tree, "null"));
 	}
 	walk_tree_free(tree);
+}
+
+static void test_fields(void **state)
+{
+	check_fields(false);
+}
+
+static void test_fields_proc(void **state)
+{
+	check_fields(true);
 }
 
 static void test_order(void **state)
@@ -437,7 +464,7 @@ static void test_order(void **state)
 		if (!as_root && !strcmp(order[i], "null"))
 			continue;
 		assert_true(n < tree->ninodes);
-		assert_string_equal(tree->inodes[n]->path, order[i]);
+		assert_string_equal(path_of(tree->inodes[n]), order[i]);
 		n++;
 	}
 	assert_int_equal(tree->ninodes, n);
@@ -452,7 +479,7 @@ static void test_hardlinks(void **state)
 	assert_ptr_equal(lookup(tree, "hl"), f1);
 	assert_ptr_equal(lookup(tree, "b/hl2"), f1);
 	assert_int_equal(f1->nlink, 3);
-	assert_string_equal(f1->path, "a/f1");	/* first in walk order */
+	assert_string_equal(path_of(f1), "a/f1");	/* first in walk order */
 	assert_int_equal(lookup(tree, "-dash")->nlink, 1);
 	walk_tree_free(tree);
 }
@@ -634,7 +661,7 @@ static int check_reject(void *userdata, const struct walk_inode *inode,
 	assert_non_null(inode);
 	assert_int_equal(strlen(name), name_len);
 	if (name_len == 0) {
-		assert_string_equal(inode->path, "");
+		assert_string_equal(path_of(inode), "");
 		c->saw_root = true;
 	}
 	if (!strcmp(name, c->reject)) {
@@ -690,8 +717,7 @@ static void test_check_skips(void **state)
 	assert_int_equal(tree->root->nlink, 3);	/* only a is left */
 	assert_int_equal(lookup(tree, "a/f1")->nlink, 2);	/* no b/hl2 */
 	for (size_t i = 0; i < tree->ninodes; i++)
-		assert_true(strncmp(tree->inodes[i]->path, "b", 1) ||
-			    tree->inodes[i]->path[1] != '\0');
+		assert_true(strcmp(path_of(tree->inodes[i]), "b"));
 	assert_null(lookup(tree, "b/c"));
 	walk_tree_free(tree);
 
@@ -713,7 +739,7 @@ static void test_check_skips(void **state)
 	assert_string_equal(c.warn_path, "a/f1");
 	assert_null(lookup(tree, "a/f1"));
 	assert_ptr_equal(lookup(tree, "hl"), lookup(tree, "b/hl2"));
-	assert_string_equal(lookup(tree, "hl")->path, "b/hl2");
+	assert_string_equal(path_of(lookup(tree, "hl")), "b/hl2");
 	assert_int_equal(lookup(tree, "hl")->nlink, 2);
 	walk_tree_free(tree);
 
@@ -847,11 +873,181 @@ static void test_mounts(void **state)
 	assert_int_equal(umount2(p, MNT_DETACH), 0);
 }
 
+/*
+ * Renames in a directory while its entries are read: the check hook of
+ * its last entry replaces the file "a", read already, with another (moved
+ * in from a directory walked before) and turns the file "b" into a
+ * directory.  The walk notices (the directory's
+ * ctime moved) and reads both again: no entry keeps the old inode's
+ * metadata.
+ */
+struct swap_ctx {
+	bool done;
+};
+
+static int check_swap(void *userdata, const struct walk_inode *inode,
+		      const char *name, size_t name_len, const char **ret_what)
+{
+	struct swap_ctx *c = userdata;
+	char p[PATH_MAX], q[PATH_MAX];
+
+	if (c->done || strcmp(name, "z"))
+		return 0;
+	c->done = true;
+	at(p, sizeof(p), "aaa/newer");
+	at(q, sizeof(q), "chg/a");
+	assert_int_equal(rename(p, q), 0);
+	at(p, sizeof(p), "chg/b");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(p, 0700), 0);
+	return 0;
+}
+
+static void test_changed_while_walked(void **state)
+{
+	struct swap_ctx c = { 0 };
+	struct walk_opts opts = { .check = check_swap, .userdata = &c, .threads = 1 };
+	const struct walk_inode *a, *b;
+	struct walk_tree *tree;
+	struct stat st;
+	char p[PATH_MAX];
+
+	make_dir("chg");
+	make_file("chg/a", "old a", 0644);
+	make_file("chg/b", "old b", 0644);
+	make_file("chg/z", "z", 0644);
+	make_dir("aaa");	/* walked before chg */
+	make_file("aaa/newer", "new a!", 0600);
+	tree = walk_ok(&opts);
+	assert_true(c.done);
+	a = lookup(tree, "chg/a");
+	at(p, sizeof(p), "chg/a");
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(a->ino, st.st_ino);
+	assert_int_equal(a->size, 6);
+	assert_int_equal(a->mode, S_IFREG | 0600);
+	read_expect(walk_open_data(tree, a), "new a!");
+	b = lookup(tree, "chg/b");
+	assert_true(S_ISDIR(b->mode));
+	assert_int_equal(b->nchildren, 0);
+	assert_int_equal(lookup(tree, "chg")->nlink, 3);
+	assert_non_null(lookup(tree, "chg/z"));
+	/* Read before it moved: that was the tree then. */
+	assert_non_null(lookup(tree, "aaa/newer"));
+	walk_tree_free(tree);
+}
+
+/*
+ * Several walkers give the tree one walker gives: the same inodes in the
+ * same order, the same first dentries (paths), link counts and sharing,
+ * also for hard links spread over directories the walkers read at once.
+ */
+static void test_walkers_agree(void **state)
+{
+	struct walk_opts one = { .threads = 1 }, many = { .threads = 4 };
+	struct walk_tree *a, *b;
+	char rel[64], p[PATH_MAX];
+
+	make_dir("many");
+	for (int d = 0; d < 24; d++) {
+		snprintf(rel, sizeof(rel), "many/d%02d", d);
+		make_dir(rel);
+		for (int f = 0; f < 8; f++) {
+			snprintf(rel, sizeof(rel), "many/d%02d/f%d", d, f);
+			if (d == 0) {
+				make_file(rel, "shared", 0644);
+				continue;
+			}
+			snprintf(p, sizeof(p), "many/d00/f%d", f);
+			make_link(p, rel);	/* 24 names per inode, in 24 directories */
+		}
+		snprintf(rel, sizeof(rel), "many/d%02d/own", d);
+		make_file(rel, "own", 0644);
+	}
+	a = walk_ok(&one);
+	for (int round = 0; round < 5; round++) {
+		b = walk_ok(&many);
+		assert_int_equal(a->ninodes, b->ninodes);
+		for (size_t i = 0; i < a->ninodes; i++) {
+			const struct walk_inode *x = a->inodes[i], *y = b->inodes[i];
+			char *px = walk_inode_path(x), *py = walk_inode_path(y);
+
+			assert_string_equal(px, py);
+			free(px);
+			free(py);
+			assert_int_equal(x->ino, y->ino);
+			assert_int_equal(x->nlink, y->nlink);
+			assert_int_equal(x->nchildren, y->nchildren);
+			for (uint32_t c = 0; c < x->nchildren; c++) {
+				assert_string_equal(x->children[c].name, y->children[c].name);
+				assert_int_equal(x->children[c].inode->ino,
+						 y->children[c].inode->ino);
+			}
+		}
+		assert_ptr_equal(lookup(b, "many/d07/f3"), lookup(b, "many/d00/f3"));
+		assert_int_equal(lookup(b, "many/d00/f3")->nlink, 24);
+		walk_tree_free(b);
+	}
+	walk_tree_free(a);
+}
+
+/* Bytewise with the shorter first: the order walk.h promises. */
+static int bytewise_cmp(const void *a, const void *b)
+{
+	const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+	size_t lx = strlen(x), ly = strlen(y);
+	int r = memcmp(x, y, lx < ly ? lx : ly);
+
+	return r ? r : (lx > ly) - (lx < ly);
+}
+
+/*
+ * Children come out sorted bytewise, shorter first, also in directories
+ * big enough to be merge-sorted and for names that tie on their first 8
+ * bytes (the sort's integer key) or end right at them.
+ */
+static void test_sort_big_dir(void **state)
+{
+	static const char *const fixed[] = {
+		"abcdefg", "abcdefgh", "abcdefghi", "abcdefgh\x80", "abcdefgh-",
+		"abcdefgi", "abcdefgh\x01", "abcdefgh\xff\xff", "a", "b", "\x80",
+		"\xff", "-", "0", "abcdefghabcdefgh", "abcdefghabcdefgg",
+	};
+	const char *names[64];
+	struct walk_tree *tree;
+	const struct walk_inode *d;
+	char rel[64];
+	size_t n = 0;
+
+	make_dir("big");
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+		names[n++] = fixed[i];
+	for (unsigned int i = 0; n < 64; i++) {
+		static char extra[48][16];
+
+		snprintf(extra[i], sizeof(extra[i]), "%c%c%c%02u", "zqa\xc3"[i % 4],
+			 "xyz"[i % 3], 'a' + (i * 7) % 26, (i * 37) % 100);
+		names[n++] = extra[i];
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(rel, sizeof(rel), "big/%s", names[i]);
+		make_file(rel, "", 0644);
+	}
+	qsort(names, n, sizeof(names[0]), bytewise_cmp);
+	tree = walk_ok(NULL);
+	d = lookup(tree, "big");
+	assert_int_equal(d->nchildren, n);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(d->children[i].name, names[i]);
+	walk_tree_free(tree);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_tree, teardown_tree)
 	const struct CMUnitTest tests[] = {
 		T(test_fields),
+		T(test_fields_proc),
 		T(test_order),
 		T(test_hardlinks),
 		T(test_open_data),
@@ -862,6 +1058,9 @@ int main(void)
 		T(test_not_dir),
 		T(test_progress),
 		T(test_mounts),
+		T(test_changed_while_walked),
+		T(test_walkers_agree),
+		T(test_sort_big_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
