@@ -5,6 +5,8 @@
 #   make check           unit tests (cmocka) and integration tests (tests/run.sh)
 #   make demo            serve the bundled default tree and read it back
 #   make bench           compare against mkfs.erofs and nbdkit (bench/run.sh)
+#   make fuzz            build the libFuzzer harnesses (tests/fuzz/) and run
+#                        each for FUZZ_SECONDS (60) on its corpus
 #   make install         PREFIX=/usr/local DESTDIR=
 #
 # Knobs: SANITIZE=1 (ASan+UBSan), WERROR=1 (CI), V=1 (echo commands).
@@ -61,7 +63,7 @@ UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
-.PHONY: all check unit deps demo bench install uninstall clean
+.PHONY: all check unit deps demo bench install uninstall clean fuzz fuzz-build
 all: $(BIN) $(LAUNCH_BIN)
 
 $(O)/%.o: %.c
@@ -91,19 +93,70 @@ unit: $(UNIT_BINS)
 check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS)
 	$(Q)O=$(O) tests/run.sh
 
+# Fuzzing (tests/fuzz/README.md): each tests/fuzz/fuzz-NAME.c is a
+# libFuzzer harness with its seed corpus in tests/fuzz/corpus/NAME/; the
+# other tests/fuzz/*.c are helpers linked into every harness (as an
+# archive: a harness gets only what it uses).  The library (and the
+# launcher, without its main) is built again with clang, ASan, UBSan and
+# coverage into $(FUZZ_O), apart from build/ and build-asan/.
+FUZZ_CC ?= clang-14
+FUZZ_O := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS := -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_HELPERS := $(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_O)/tests/fuzz/%)
+FUZZ_LIB := $(FUZZ_O)/liberofsnbd.a
+FUZZ_LAUNCH_LIB := $(FUZZ_O)/liblaunch.a
+FUZZ_HELPER_LIB := $(FUZZ_O)/libfuzzhelp.a
+
+$(FUZZ_O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(CFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+# The harnesses themselves get no coverage instrumentation: coverage
+# should steer the fuzzer through the product, and the checkers' loops
+# would only slow it down.
+$(FUZZ_O)/tests/fuzz/%.o: FUZZ_CFLAGS := -O1 -g $(FUZZ_SAN)
+
+$(FUZZ_LIB): $(LIB_SRCS:%.c=$(FUZZ_O)/%.o)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+$(FUZZ_LAUNCH_LIB): $(filter-out %/main.o,$(LAUNCH_SRCS:%.c=$(FUZZ_O)/%.o))
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+$(FUZZ_HELPER_LIB): $(FUZZ_HELPERS:%.c=$(FUZZ_O)/%.o)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ_O)/tests/fuzz/fuzz-%: $(FUZZ_O)/tests/fuzz/fuzz-%.o $(FUZZ_HELPER_LIB) \
+		$(FUZZ_LIB) $(FUZZ_LAUNCH_LIB)
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+.SECONDARY: $(FUZZ_SRCS:%.c=$(FUZZ_O)/%.o)
+
+# Runs every harness for FUZZ_SECONDS on its committed corpus plus a
+# scratch corpus outside the tree; a crash fails with the reproducer.
+fuzz: fuzz-build
+	$(Q)tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
 # Debian 12 packages: build (compiler, liburing, libxxhash, libcap, zlib
 # for the GPT's CRC32), unit tests (cmocka), integration tests and bench
 # (libnbd tools, nbdkit, erofs-utils, fio, qemu, fuse3, attr/acl for
 # xattrs, a kernel and busybox for the VM tests, debootstrap for the
 # distribution tree, dosfstools/mtools/gdisk/fdisk to check the ESP and
 # GPT, ovmf and systemd-boot-efi for the EFI boot, systemd and
-# openssh for the unit and --connect tests).
+# openssh for the unit and --connect tests; clang-14 with its libFuzzer
+# and sanitizer runtimes and llvm-14's llvm-symbolizer for make fuzz).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
 	debootstrap busybox-static linux-image-amd64 util-linux procps time \
 	zlib1g-dev dosfstools mtools gdisk fdisk ovmf systemd-boot-efi \
-	systemd libcap2-bin openssh-server openssh-client
+	systemd libcap2-bin openssh-server openssh-client \
+	clang-14 libclang-rt-14-dev llvm-14
 
 deps:
 	$(Q)missing=$$(for p in $(DEB_PACKAGES); do \
@@ -134,6 +187,7 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_O)
 
 -include $(LIB_OBJS:.o=.d) $(O)/server/main.d $(LAUNCH_SRCS:%.c=$(O)/%.d)
+-include $(wildcard $(FUZZ_O)/*/*.d $(FUZZ_O)/*/*/*.d)
