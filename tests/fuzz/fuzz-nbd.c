@@ -194,7 +194,8 @@ static uint64_t pick_u64(struct fz *f, unsigned int mode, uint64_t size)
 /*
  * Decodes one record and appends what it makes to the stream.  A record
  * is a control byte c, kind = c & 7, aux = c >> 3:
- *   0 RAW      1 + u8 bytes copied from the input
+ *   0 RAW      1 + u8 bytes copied from the input, or with aux bit 0,
+ *              (1 + u16) * 16 bytes of aux >> 1 (to get through skips)
  *   1 FLAGS    client flags: aux & 3, plus garbage bits if aux & 4
  *   2 OPTION   code aux (or a u32 when aux >= 12), u8 data bytes,
  *              length field exact / short / long (mode u8), or a u32 (aux 31)
@@ -216,7 +217,13 @@ static void decode_record(struct stream *s, struct fz *f, uint64_t size)
 
 	switch (kind) {
 	case 0:
-		put_bytes_from(s, f, 1 + (size_t)fz_u8(f));
+		if (aux & 1) {	/* bulk: enough to finish skipping a huge option */
+			n = reserve(s, (1 + (size_t)fz_u16(f)) * 16);
+			memset(s->buf + s->len, aux >> 1, n);
+			s->len += n;
+		} else {
+			put_bytes_from(s, f, 1 + (size_t)fz_u8(f));
+		}
 		break;
 	case 1:
 		put32(s, (aux & 3) | (aux & 4 ? fz_u32(f) << 2 : 0));
@@ -1273,10 +1280,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	log_max_level = LOG_ERR;	/* the server's client messages are noise here */
+	/*
+	 * Debug messages on, so that formatting them (client strings
+	 * included) is fuzzed too; they go to /dev/null unless FUZZ_TRACE is
+	 * set.  Invariant failures and sanitizer reports write to fd 2.
+	 */
+	log_max_level = LOG_DEBUG;
 	trace = getenv("FUZZ_TRACE") != NULL;
-	if (trace)
-		log_max_level = LOG_DEBUG;
+	if (!trace)
+		stderr = fopen("/dev/null", "w");
 	return 0;
 }
 

@@ -57,16 +57,31 @@ def opt(code, data=b'', mode=0):
     return bytes([2 | code << 3, mode, len(data)]) + data
 
 
-def go(name_choice, reqs=(), which=0, mode=0):
+def opt_raw(code, data, length):
+    """An option of any code with a length field of any value."""
+    return (bytes([2 | 31 << 3]) + struct.pack('<I', code) + bytes([0, len(data)]) + data +
+            struct.pack('<I', length))
+
+
+def bulk(n, byte=0):
+    return bytes([0 | (1 | byte << 1) << 3]) + struct.pack('<H', n // 16 - 1)
+
+
+def go(name_choice, reqs=(), which=0, mode=0, raw=b''):
+    """GO (which 0), INFO (1) or EXPORT_NAME (2); name_choice 6 takes raw."""
     out = bytes([3 | (which | name_choice << 2) << 3])
+    if name_choice == 6:
+        out += bytes([len(raw)]) + raw
     if which == 2:
         return out + bytes([mode])
     return out + bytes([len(reqs), mode]) + bytes(reqs)
 
 
-def meta(set_, name_choice, queries, mode=0):
-    return (bytes([4 | (int(set_) | name_choice << 1) << 3, len(queries), mode]) +
-            bytes(queries))
+def meta(set_, name_choice, queries, mode=0, raw=b''):
+    out = bytes([4 | (int(set_) | name_choice << 1) << 3])
+    if name_choice == 6:
+        out += bytes([len(raw)]) + raw
+    return out + bytes([len(queries), mode]) + bytes(queries)
 
 
 def req(type_, om, fl=0, cookie=3, extra=b''):
@@ -109,15 +124,13 @@ def nbd_seeds():
            go(2, [2], which=1) + go(4, [], which=1) + meta(False, 3, [1, 2, 3]) +
            opt(2))
     write('nbd', 'list', lst)
-    # Unsupported and malformed options, then a working GO.
+    # Unsupported and malformed options, huge ones skipped, then a GO.
     odd = (nbd_config(3) + MAP + MAP + flags(3) + opt(5) + opt(11) + opt(4, b'abcd') +
            opt(8, b'x') + opt(8) + opt(8) + meta(True, 0, [0, 1], mode=3) +
-           go(0, [1, 0x20], mode=4) + go(6, [], mode=3) + go(7, []) +
-           bytes([2 | 31 << 3, 0, 0]) + struct.pack('<I', 0x12345678) + bytes([0]) +
-           bytes([2 | 31 << 3, 0, 0]) + struct.pack('<I', 70000) +
-           bytes([0, 255]) + bytes(255) + repeat(31) + cut() + go(5, [3]) +
-           req(READ, 0) + req(BS, 2 << 3, extra=b'\x00') + req(READ, (7 << 3) | 6,
-                                                               extra=b'\xff' * 8))
+           go(6, [], mode=3, raw=b'r\x00t') + go(7, []) + go(4, [1, 0x20]) +
+           opt_raw(0x12345678, b'', 70000) + bulk(70000) +
+           opt_raw(6, b'', 100000) + bulk(100000) +
+           opt_raw(9, b'', 2 << 20) + go(5, [3]))
     write('nbd', 'odd-options', odd)
     # Pipelined reads, deferred and failed, then a stop with requests pending.
     pipe = (nbd_config(1, fail_every=3, defer=2) + MAP + MAP + MAP + flags(3) + opt(8) +
