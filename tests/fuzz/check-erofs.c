@@ -511,11 +511,13 @@ static void parse_dblock(struct ck *c, const struct einode *ei, uint64_t k, size
 			const uint8_t *z = memchr(b->buf + no, 0, no < bs ? bs - no : 0);
 			end = z ? (size_t)(z - b->buf) : bs;
 			for (size_t k2 = end; k2 < bs; k2++)
-				FZ_CHECK(b->buf[k2] == 0, "'%s': garbage after the last name", path);
+				FZ_CHECK(b->buf[k2] == 0, "'%s': garbage after the last name",
+					 path);
 			FZ_CHECK(end <= blen, "'%s': last name runs past i_size", path);
 			/* i_size = (nblocks - 1) * bs + bytes used in the last block. */
 			if ((k + 1) * bs >= ei->size)
-				FZ_CHECK(end == blen, "'%s': i_size %llu, its names end at %llu", path,
+				FZ_CHECK(end == blen, "'%s': i_size %llu, its names end at %llu",
+					 path,
 					 (unsigned long long)ei->size,
 					 (unsigned long long)(k * bs + end));
 		}

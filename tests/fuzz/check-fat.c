@@ -210,17 +210,21 @@ static struct fent *parse_dir(const uint8_t *buf, size_t len, size_t *ret_n,
 			if (ord & 0x40) {
 				FZ_CHECK(!lfn_left, "'%s': LFN sequence interrupted", path);
 				lfn_total = lfn_left = ord & 0x3f;
-				FZ_CHECK(lfn_left >= 1 && lfn_left <= 20, "'%s': LFN ordinal %u", path,
+				FZ_CHECK(lfn_left >= 1 && lfn_left <= 20, "'%s': LFN ordinal %u",
+					 path,
 					 ord);
 				lfn_chk = e[13];
 				for (int i = 0; i < 260; i++)
 					lfn[i] = 0xFFFF;
 			} else {
-				FZ_CHECK(lfn_left && ord == lfn_left, "'%s': LFN ordinal %u, expected "
+				FZ_CHECK(lfn_left && ord == lfn_left,
+					 "'%s': LFN ordinal %u, expected "
 					 "%d", path, ord, lfn_left);
 				FZ_CHECK(e[13] == lfn_chk, "'%s': LFN checksums differ", path);
 			}
-			static const int pos[13] = { 1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30 };
+			static const int pos[13] = {	/* byte offsets of the 13 units */
+				1, 3, 5, 7, 9, 14, 16, 18, 20, 22, 24, 28, 30,
+			};
 			for (int k = 0; k < 13; k++)
 				lfn[(lfn_left - 1) * 13 + k] = get_le16(e + pos[k]);
 			lfn_left--;
@@ -249,7 +253,8 @@ static struct fent *parse_dir(const uint8_t *buf, size_t len, size_t *ret_n,
 				l++;
 			/* A.12: one 0x0000 after a short last piece, then 0xFFFF. */
 			for (int k = l; k < lfn_total * 13; k++)
-				FZ_CHECK(lfn[k] == (k == l ? 0 : 0xFFFF), "'%s': LFN padding", path);
+				FZ_CHECK(lfn[k] == (k == l ? 0 : 0xFFFF), "'%s': LFN padding",
+					 path);
 			FZ_CHECK(l > (lfn_total - 1) * 13 && l <= 255, "'%s': LFN length %d in %d "
 				 "slots", path, l, lfn_total);
 			memcpy(f->name, lfn, (size_t)l * 2);
@@ -265,7 +270,8 @@ static struct fent *parse_dir(const uint8_t *buf, size_t len, size_t *ret_n,
 			for (int i = 0; i < 11; i++)
 				FZ_CHECK(sfn_char(f->sn[i]) || f->sn[i] == ' ' ||
 					 (i == 0 && f->sn[i] == 0x05),
-					 "'%s': short name '%.11s' has byte 0x%02x", path, f->sn, f->sn[i]);
+					 "'%s': short name '%.11s' has byte 0x%02x", path, f->sn,
+					 f->sn[i]);
 		}
 		/* A.8: a valid DOS date and time. */
 		unsigned int mon = (f->wdate >> 5) & 15, day = f->wdate & 31;
@@ -453,7 +459,8 @@ static void check_dir(struct vol *v, const uint32_t *cl, size_t ncl, const struc
 				 cpath);
 			uint16_t date, tim;
 			dos_time(c->mtime, &date, &tim);
-			FZ_CHECK(e->wdate == date && e->wtime == tim, "'%s': DOS time 0x%04x 0x%04x, "
+			FZ_CHECK(e->wdate == date && e->wtime == tim,
+				 "'%s': DOS time 0x%04x 0x%04x, "
 				 "expected 0x%04x 0x%04x", cpath, e->wdate, e->wtime, date, tim);
 		}
 		if (e->attr == 0x10) {
@@ -465,7 +472,8 @@ static void check_dir(struct vol *v, const uint32_t *cl, size_t ncl, const struc
 			free(cc);
 		} else {
 			if (c)
-				FZ_CHECK(e->size == c->size, "'%s': size %u, tree %llu", cpath, e->size,
+				FZ_CHECK(e->size == c->size, "'%s': size %u, tree %llu", cpath,
+					 e->size,
 					 (unsigned long long)c->size);
 			if (e->size == 0) {
 				FZ_CHECK(e->cluster == 0, "'%s': empty file with a cluster", cpath);
@@ -519,7 +527,8 @@ static void load_fat(struct vol *v, bool both)
 			uint64_t slot = (off + i) / 4;
 			uint32_t e = get_le32(c1 + i);
 			if (off + i >= slots_end) {
-				FZ_CHECK(e == 0, "FAT bytes past cluster %u not zero", v->nclus + 1);
+				FZ_CHECK(e == 0, "FAT bytes past cluster %u not zero",
+					 v->nclus + 1);
 				continue;
 			}
 			if (!e)
@@ -624,7 +633,8 @@ void check_fat(const struct region_map *map, uint64_t base, uint64_t size,
 		memcpy(lab, "NO NAME    ", 11);
 	else
 		for (size_t i = 0; label[i] && i < 11; i++)
-			lab[i] = (uint8_t)(label[i] >= 'a' && label[i] <= 'z' ? label[i] - 32 : label[i]);
+			lab[i] = (uint8_t)(label[i] >= 'a' && label[i] <= 'z' ? label[i] - 32 :
+					   label[i]);
 	FZ_CHECK(!memcmp(bs + 0x47, lab, 11), "BPB label '%.11s', asked for '%s'", bs + 0x47,
 		 label ? label : "");
 

@@ -183,7 +183,8 @@ void check_gpt(const struct region_map *disk, const struct gpt_partition *parts,
 			FZ_CHECK(!memcmp(got, want, len), "partition %zu: bytes at %llu differ", i,
 				 (unsigned long long)off);
 		}
-		FZ_CHECK(map_is_zero(disk, first * LBA + size, (last + 1) * LBA - first * LBA - size),
+		FZ_CHECK(map_is_zero(disk, first * LBA + size,
+			 (last + 1) * LBA - first * LBA - size),
 			 "partition %zu: bytes after its map not zero", i);
 	}
 	qsort(rg, nparts, sizeof(*rg), range_cmp);

@@ -314,7 +314,8 @@ static void run_esp(const struct fake_tree *t, const struct options *o)
 			res.kver ? res.kver : "-");
 	if (eo.cmdline && !cmdline_ok(eo.cmdline)) {
 		/* Bad text is refused before anything else (esp.h). */
-		FZ_CHECK(r == -EINVAL && what && (strstr(what, "--cmdline") || strstr(what, "command line")),
+		bool named = what && (strstr(what, "--cmdline") || strstr(what, "command line"));
+		FZ_CHECK(r == -EINVAL && named,
 			 "esp_build took the command line (%d: %s)", r, what ? what : "");
 	} else if (r < 0) {
 		FZ_CHECK(what && *what, "esp_build failed (%d) without saying why", r);
@@ -342,13 +343,15 @@ static void run_esp(const struct fake_tree *t, const struct options *o)
 			*nl = '\0';
 			if (!strncmp(line, "options ", 8)) {
 				noptions++;
-				FZ_CHECK(!strcmp(line + 8, want), "options line '%s', expected '%s'",
+				FZ_CHECK(!strcmp(line + 8, want),
+					 "options line '%s', expected '%s'",
 					 line + 8, want);
 			} else if (!strncmp(line, "linux ", 6)) {
 				FZ_CHECK(!has_linux, "two linux lines");
 				has_linux = true;
 			} else {
-				FZ_CHECK(!strncmp(line, "title ", 6) || !strncmp(line, "version ", 8) ||
+				FZ_CHECK(!strncmp(line, "title ", 6) ||
+					 !strncmp(line, "version ", 8) ||
 					 !strncmp(line, "initrd ", 7), "entry line '%.80s'", line);
 			}
 		}
@@ -372,7 +375,8 @@ static void run_esp(const struct fake_tree *t, const struct options *o)
 			"usr/lib/systemd/boot/efi/systemd-bootaa64.efi" :
 			"usr/lib/systemd/boot/efi/systemd-bootx64.efi");
 		if (l && S_ISREG(l->mode))
-			check_esp_file(&map, res.arch == ESP_ARCH_AARCH64 ? "EFI/BOOT/BOOTAA64.EFI" :
+			check_esp_file(&map,
+				       res.arch == ESP_ARCH_AARCH64 ? "EFI/BOOT/BOOTAA64.EFI" :
 				       "EFI/BOOT/BOOTX64.EFI", l);
 	}
 	free(what);

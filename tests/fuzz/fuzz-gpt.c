@@ -140,7 +140,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_gpt(&disk, parts, nparts, &disk_guid, &sample);
 		for (size_t i = 0; i < nparts; i++)
 			FZ_CHECK(first[i] * 512 <= disk.size && first[i] % 2048 == 0,
-				 "first LBA %llu of partition %zu", (unsigned long long)first[i], i);
+				 "first LBA %llu of partition %zu", (unsigned long long)first[i],
+				 i);
 	}
 	region_map_free(&disk);
 	for (size_t i = 0; i < nparts; i++) {

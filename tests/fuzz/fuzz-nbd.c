@@ -791,7 +791,8 @@ static void check_eflags(uint16_t f, bool structured)
 /* An error message: UTF-8 for humans, no NUL, at most 4096 bytes (A1). */
 static void check_msg(const uint8_t *p, size_t n)
 {
-	FZ_CHECK(n <= 4096 && !memchr(p, 0, n), "error message of %zu bytes with NUL or too long", n);
+	FZ_CHECK(n <= 4096 && !memchr(p, 0, n), "error message of %zu bytes with NUL or too long",
+		 n);
 }
 
 static void check_option_replies(struct model *m, const struct expect *e,
@@ -856,7 +857,8 @@ static void check_option_replies(struct model *m, const struct expect *e,
 			FZ_CHECK(seen_export || info == NBD_INFO_EXPORT,
 				 "INFO_EXPORT must come first (got %u)", info);
 			if (info == NBD_INFO_EXPORT) {
-				FZ_CHECK(!seen_export && plen == 12, "INFO_EXPORT twice or len %u", plen);
+				FZ_CHECK(!seen_export && plen == 12, "INFO_EXPORT twice or len %u",
+					 plen);
 				seen_export = true;
 				FZ_CHECK(get_be64(p + 2) == e->ex->map->size, "INFO_EXPORT size");
 				uint16_t fl = get_be16(p + 10);
@@ -864,20 +866,24 @@ static void check_option_replies(struct model *m, const struct expect *e,
 				if (e->opt == NBD_OPT_GO)
 					m->eflags = fl;
 			} else if (info == NBD_INFO_NAME) {
-				FZ_CHECK(e->want_name && !seen_name, "unrequested or repeated INFO_NAME");
+				FZ_CHECK(e->want_name && !seen_name,
+					 "unrequested or repeated INFO_NAME");
 				seen_name = true;
 				FZ_CHECK(plen - 2 == strlen(e->ex->name) &&
 					 !memcmp(p + 2, e->ex->name, plen - 2), "INFO_NAME");
 			} else if (info == NBD_INFO_DESCRIPTION) {
-				FZ_CHECK(e->want_desc && !seen_desc, "unrequested or repeated DESCRIPTION");
+				FZ_CHECK(e->want_desc && !seen_desc,
+					 "unrequested or repeated DESCRIPTION");
 				seen_desc = true;
 				const char *desc = e->ex->description ? e->ex->description : "";
 				FZ_CHECK(plen - 2 == strlen(desc) && !memcmp(p + 2, desc, plen - 2),
 					 "INFO_DESCRIPTION");
 			} else if (info == NBD_INFO_BLOCK_SIZE) {
-				FZ_CHECK(!seen_bs && plen == 14, "BLOCK_SIZE twice or len %u", plen);
+				FZ_CHECK(!seen_bs && plen == 14, "BLOCK_SIZE twice or len %u",
+					 plen);
 				seen_bs = true;
-				uint32_t mn = get_be32(p + 2), pr = get_be32(p + 6), mx = get_be32(p + 10);
+				uint32_t mn = get_be32(p + 2), pr = get_be32(p + 6);
+				uint32_t mx = get_be32(p + 10);
 				/* A5: what libnbd and qemu need to use them. */
 				FZ_CHECK(mn >= 1 && mn <= 65536 && !(mn & (mn - 1)) &&
 					 !(pr & (pr - 1)) && pr >= 512 && pr >= mn && mx >= pr &&
@@ -972,10 +978,12 @@ static void check_read_chunks(const struct expect *e, struct rd *r)
 			buf = realloc(buf, n);
 			FZ_CHECK(buf, "out of memory");
 			map_read(e->map, off, buf, n);
-			FZ_CHECK(!memcmp(buf, p + 8, n), "READ data at %llu differs from the export",
+			FZ_CHECK(!memcmp(buf, p + 8, n),
+				 "READ data at %llu differs from the export",
 				 (unsigned long long)off);
 		} else {
-			FZ_CHECK(map_is_zero(e->map, off, n), "OFFSET_HOLE over non-zero bytes at %llu",
+			FZ_CHECK(map_is_zero(e->map, off, n),
+				 "OFFSET_HOLE over non-zero bytes at %llu",
 				 (unsigned long long)off);
 		}
 		iv = realloc(iv, (niv + 1) * sizeof(*iv));
@@ -1056,7 +1064,8 @@ static void check_cmd_reply(const struct expect *e, const uint8_t *out, size_t l
 			const uint8_t *h = take(&r, 20, "chunk header");
 			uint32_t plen = get_be32(h + 16);
 			FZ_CHECK(get_be64(h + 8) == rq->cookie, "cookie not echoed");
-			FZ_CHECK(get_be16(h + 4) == NBD_REPLY_FLAG_DONE, "error chunk without DONE");
+			FZ_CHECK(get_be16(h + 4) == NBD_REPLY_FLAG_DONE,
+				 "error chunk without DONE");
 			FZ_CHECK(get_be16(h + 6) == NBD_REPLY_TYPE_ERROR,
 				 "command %u: error expected, chunk type 0x%x", rq->type,
 				 get_be16(h + 6));
@@ -1064,7 +1073,8 @@ static void check_cmd_reply(const struct expect *e, const uint8_t *out, size_t l
 			FZ_CHECK(plen >= 6 && plen <= 1000, "ERROR payload of %u bytes", plen);
 			const uint8_t *p = take(&r, plen, "ERROR payload");
 			uint32_t v = get_be32(p);
-			FZ_CHECK(v == err || (v == e->alt_err && v), "command %u: error %u, expected %u",
+			FZ_CHECK(v == err || (v == e->alt_err && v),
+				 "command %u: error %u, expected %u",
 				 rq->type, v, err);
 			FZ_CHECK(get_be16(p + 4) == plen - 6, "ERROR message length");
 			check_msg(p + 6, plen - 6);
@@ -1075,7 +1085,8 @@ static void check_cmd_reply(const struct expect *e, const uint8_t *out, size_t l
 			FZ_CHECK(magic == NBD_SIMPLE_REPLY_MAGIC, "reply magic 0x%08x", magic);
 			FZ_CHECK(get_be64(h + 8) == rq->cookie, "cookie not echoed");
 			uint32_t v = get_be32(h + 4);
-			FZ_CHECK(v == err || (v == e->alt_err && v), "command %u: error %u, expected %u",
+			FZ_CHECK(v == err || (v == e->alt_err && v),
+				 "command %u: error %u, expected %u",
 				 rq->type, v, err);
 		}
 	} else if (rq->type == NBD_CMD_READ && !e->structured) {
@@ -1106,7 +1117,8 @@ static void check_cmd_reply(const struct expect *e, const uint8_t *out, size_t l
 			const uint8_t *h = take(&r, 16, "simple reply");
 			FZ_CHECK(magic == NBD_SIMPLE_REPLY_MAGIC, "reply magic 0x%08x", magic);
 			FZ_CHECK(get_be64(h + 8) == rq->cookie, "cookie not echoed");
-			FZ_CHECK(get_be32(h + 4) == 0, "command %u failed with %u, expected success",
+			FZ_CHECK(get_be32(h + 4) == 0,
+				 "command %u failed with %u, expected success",
 				 rq->type, get_be32(h + 4));
 		}
 	}

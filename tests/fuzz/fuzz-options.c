@@ -178,7 +178,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 0: {	/* --block-size */
 		r = opt_parse_size(s, &v);
 		o = oracle_size(s, &w);
-		FZ_CHECK(same_result(r, o) && (r < 0 || v == w), "opt_parse_size('%s') = %d/%llu, expected "
+		FZ_CHECK(same_result(r, o) && (r < 0 || v == w),
+			 "opt_parse_size('%s') = %d/%llu, expected "
 			 "%d/%llu", s, r, (unsigned long long)v, o, (unsigned long long)w);
 		if (r == 0)
 			FZ_CHECK(opt_block_size_ok(v) == (v >= 512 && v <= 65536 && !(v & (v - 1))),
@@ -189,7 +190,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t max = sel & 0x80 ? UINT64_MAX : (uint64_t)(sel >> 3) * 4099 + 1;
 		r = opt_parse_uint(s, max, &v);
 		o = oracle_uint(s, max, &w);
-		FZ_CHECK(same_result(r, o) && (r < 0 || v == w), "opt_parse_uint('%s', %llu) = %d, expected %d",
+		FZ_CHECK(same_result(r, o) && (r < 0 || v == w),
+			 "opt_parse_uint('%s', %llu) = %d, expected %d",
 			 s, (unsigned long long)max, r, o);
 		break;
 	}
@@ -197,7 +199,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int64_t t;
 		r = opt_parse_epoch(s, &t);
 		o = oracle_uint(s, INT64_MAX, &w);
-		FZ_CHECK(same_result(r, o) && (r < 0 || (uint64_t)t == w), "opt_parse_epoch('%s') = %d, "
+		FZ_CHECK(same_result(r, o) && (r < 0 || (uint64_t)t == w),
+			 "opt_parse_epoch('%s') = %d, "
 			 "expected %d", s, r, o);
 		break;
 	}
@@ -239,10 +242,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* Printed back the way README writes it, it parses the same. */
 			char again[8200], *host2 = NULL;
 			uint16_t port2;
-			snprintf(again, sizeof(again), strchr(host, ':') || host[0] == '[' ? "[%s]:%u" : "%s:%u", host,
-				 port);
+			bool brackets = strchr(host, ':') || host[0] == '[';
+			snprintf(again, sizeof(again), brackets ? "[%s]:%u" : "%s:%u", host, port);
 			FZ_CHECK(listen_parse_hostport(again, &host2, &port2) == 0 &&
-				 !strcmp(host, host2) && port == port2, "'%s' does not parse back", again);
+				 !strcmp(host, host2) && port == port2, "'%s' does not parse back",
+				 again);
 			free(host2);
 		}
 		free(host);
@@ -313,7 +317,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char want[80];
 		if (sel & 8) {
 			struct in6_addr any = IN6ADDR_ANY_INIT;
-			inet_ntop(AF_INET6, memcmp(a, &any, 16) ? (void *)a : (void *)&in6addr_loopback,
+			inet_ntop(AF_INET6, memcmp(a, &any,
+				  16) ? (void *)a : (void *)&in6addr_loopback,
 				  addr, sizeof(addr));
 			snprintf(want, sizeof(want), "[%s]:%u/", addr, port);
 		} else {

@@ -129,7 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 			inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
 		}
-		FZ_CHECK(uri_format_inet((struct sockaddr *)&ss, exp, &uri) == 0, "uri_format_inet");
+		FZ_CHECK(uri_format_inet((struct sockaddr *)&ss, exp, &uri) == 0,
+			 "uri_format_inet");
 		FZ_CHECK(parse(&l, uri) == 0, "the launcher refuses erofs-nbd's URI '%s'", uri);
 		check_parsed(&l, uri);
 		char want_port[8];

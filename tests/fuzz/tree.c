@@ -699,8 +699,8 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 		switch (op) {
 		case 0: case 1: case 15: case 13: case 14: {
 			name = decode_name(&d, &nl);
-			enum fake_kind kind = op == 13 ? (aux & 1 ? FAKE_PE_ARM64 : FAKE_PE_X86_64) :
-					      FAKE_PATTERN;
+			enum fake_kind kind = op != 13 ? FAKE_PATTERN :
+					      aux & 1 ? FAKE_PE_ARM64 : FAKE_PE_X86_64;
 			uint64_t size = op == 14 ? 0 : decode_size(&d);
 			if (op == 13 && size < 0x48)
 				size = 0x48 + fz_u8(f);
@@ -725,7 +725,9 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 		case 4: {
 			name = decode_name(&d, &nl);
 			uint16_t tl = fz_u16(f);
-			size_t len = tl % 4096 ? tl % 4096 : (lim->invalid ? (tl & 0x8000 ? 4096 : 0) : 1);
+			size_t len = tl % 4096;
+			if (!len)	/* 0 or 4096 bytes only where invalid trees may be */
+				len = !lim->invalid ? 1 : tl & 0x8000 ? 4096 : 0;
 			char *target = t_alloc(t, len + 1);
 			size_t given = fz_u8(f);
 			for (size_t i = 0; i < len; i++) {
@@ -778,7 +780,8 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 				size_t len = (size_t)snprintf(nm, 16, "%c%u", "fdls"[kind],
 							      d.many_next++);
 				if (kind == 0)
-					fi = make_file(&d, i % 7 == 0 ? 0 : 1 + i % 5000, FAKE_PATTERN);
+					fi = make_file(&d, i % 7 == 0 ? 0 : 1 + i % 5000,
+						       FAKE_PATTERN);
 				else if (kind == 1)
 					fi = new_inode(&d, S_IFDIR | 0755);
 				else if (kind == 2) {
@@ -795,7 +798,8 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 		case 9: {
 			unsigned int n = 1 + fz_u8(f);
 			for (unsigned int i = 0; i < n && room(&d); i++) {
-				if (d.depth + 1 >= lim->max_depth || d.depth + 1 >= ARRAY_SIZE(d.stack))
+				if (d.depth + 1 >= lim->max_depth ||
+				    d.depth + 1 >= ARRAY_SIZE(d.stack))
 					break;
 				char *nm = t_alloc(t, 8);
 				size_t len = (size_t)snprintf(nm, 8, "d%u", aux);
@@ -808,7 +812,9 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 		case 10: {
 			struct walk_inode *w = &d.last->wi;
 			w->mode = (w->mode & S_IFMT) | (fz_u16(f) & 07777);
-			static const uint32_t ids[] = { 0, 1, 1000, 65534, 65535, 65536, UINT32_MAX };
+			static const uint32_t ids[] = {
+				0, 1, 1000, 65534, 65535, 65536, UINT32_MAX,
+			};
 			uint8_t u = fz_u8(f);
 			w->uid = u < 7 * 16 ? ids[u % 7] : fz_u32(f);
 			w->gid = ids[fz_u8(f) % 7];
@@ -861,7 +867,8 @@ void fake_tree_dump(const struct fake_tree *t)
 		fprintf(stderr, "'\n");
 		for (size_t k = 0; k < w->nxattrs; k++)
 			fprintf(stderr, "    xattr '%.40s' (%zu bytes) %zu-byte value\n",
-				w->xattrs[k].name, strlen(w->xattrs[k].name), w->xattrs[k].value_len);
+				w->xattrs[k].name, strlen(w->xattrs[k].name),
+				w->xattrs[k].value_len);
 		for (size_t k = 0; k < fi->nextents; k++)
 			fprintf(stderr, "    data [%llu, +%llu)\n",
 				(unsigned long long)fi->extents[k].off,
