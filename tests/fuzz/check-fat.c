@@ -88,45 +88,6 @@ static uint32_t *chain(struct vol *v, uint32_t c, size_t *ret_n, const char *wha
 /* Names                                                               */
 /* ------------------------------------------------------------------ */
 
-/* UTF-8 to UTF-16 (strict: no overlongs, surrogates or > U+10FFFF).
- * Returns the unit count, or -1 for invalid UTF-8. */
-static int utf16(const char *s, uint16_t *out, size_t cap)
-{
-	const uint8_t *p = (const uint8_t *)s;
-	size_t n = 0;
-
-	while (*p) {
-		uint32_t cp;
-		int more;
-		if (*p < 0x80) { cp = *p; more = 0; }
-		else if ((*p & 0xe0) == 0xc0) { cp = *p & 0x1f; more = 1; }
-		else if ((*p & 0xf0) == 0xe0) { cp = *p & 0x0f; more = 2; }
-		else if ((*p & 0xf8) == 0xf0) { cp = *p & 0x07; more = 3; }
-		else return -1;
-		p++;
-		for (int i = 0; i < more; i++, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return -1;
-			cp = cp << 6 | (*p & 0x3f);
-		}
-		static const uint32_t min[] = { 0, 0x80, 0x800, 0x10000 };
-		if (cp < min[more] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return -1;
-		if (cp >= 0x10000) {
-			if (n + 2 > cap)
-				return (int)cap + 1;
-			cp -= 0x10000;
-			out[n++] = (uint16_t)(0xD800 | cp >> 10);
-			out[n++] = (uint16_t)(0xDC00 | (cp & 0x3ff));
-		} else {
-			if (n + 1 > cap)
-				return (int)cap + 1;
-			out[n++] = (uint16_t)cp;
-		}
-	}
-	return (int)n;
-}
-
 /* A.11: bytes a short name may hold (besides >= 0x80, OEM code page). */
 static bool sfn_char(uint8_t c)
 {
@@ -433,7 +394,7 @@ static void check_dir(struct vol *v, const uint32_t *cl, size_t ncl, const struc
 	struct fent **mby = malloc((nm + 1) * sizeof(*mby));
 	FZ_CHECK(model && mby, "out of memory");
 	for (size_t k = 0; k < nm; k++) {
-		model[k].nlen = utf16(dn->children[k].name, model[k].name, 256);
+		model[k].nlen = fz_utf16(dn->children[k].name, model[k].name, 256);
 		model[k].size = (uint32_t)k;	/* the child's index */
 		mby[k] = &model[k];
 	}

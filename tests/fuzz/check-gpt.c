@@ -45,29 +45,6 @@ static uint32_t crc32_ieee(const uint8_t *p, size_t len)
 	return crc ^ 0xFFFFFFFFu;
 }
 
-/* UTF-8 to UTF-16 units (names are checked valid by the harness). */
-static size_t to_utf16(const char *s, uint16_t *out, size_t cap)
-{
-	const uint8_t *p = (const uint8_t *)s;
-	size_t n = 0;
-	while (p && *p && n < cap) {
-		uint32_t cp;
-		int more = *p < 0x80 ? 0 : *p < 0xe0 ? 1 : *p < 0xf0 ? 2 : 3;
-		cp = more == 0 ? *p : more == 1 ? *p & 0x1f : more == 2 ? *p & 0x0f : *p & 0x07;
-		p++;
-		for (int i = 0; i < more && *p; i++)
-			cp = cp << 6 | (*p++ & 0x3f);
-		if (cp >= 0x10000) {
-			out[n++] = (uint16_t)(0xD800 | (cp - 0x10000) >> 10);
-			if (n < cap)
-				out[n++] = (uint16_t)(0xDC00 | ((cp - 0x10000) & 0x3ff));
-		} else {
-			out[n++] = (uint16_t)cp;
-		}
-	}
-	return n;
-}
-
 static void check_header(const uint8_t *h, uint64_t my, uint64_t alt, uint64_t entries,
 			 uint64_t n, const struct gpt_guid *disk_guid, uint32_t *ret_crc)
 {
@@ -156,7 +133,7 @@ void check_gpt(const struct region_map *disk, const struct gpt_partition *parts,
 			 "entry %zu: type or GUID", i);
 		FZ_CHECK(get_le64(e + 48) == p->attrs, "entry %zu: attributes", i);
 		uint16_t u[40] = { 0 };
-		to_utf16(p->name, u, 36);
+		fz_utf16(p->name, u, 36);	/* the harness checked it */
 		for (int k = 0; k < 36; k++)
 			FZ_CHECK(get_le16(e + 56 + 2 * k) == u[k], "entry %zu: name unit %d", i, k);
 		uint64_t first = get_le64(e + 32), last = get_le64(e + 40);

@@ -95,35 +95,8 @@ static int name_units(const char *name, uint16_t *u)
 			return -1;
 	if (name[n - 1] == '.' || name[n - 1] == ' ')
 		return -1;
-	/* Strict UTF-8 to UTF-16. */
-	size_t k = 0;
-	for (size_t i = 0; i < n;) {
-		uint32_t cp;
-		int more;
-		if (p[i] < 0x80) { cp = p[i]; more = 0; }
-		else if ((p[i] & 0xe0) == 0xc0) { cp = p[i] & 0x1f; more = 1; }
-		else if ((p[i] & 0xf0) == 0xe0) { cp = p[i] & 0x0f; more = 2; }
-		else if ((p[i] & 0xf8) == 0xf0) { cp = p[i] & 0x07; more = 3; }
-		else return -1;
-		i++;
-		for (int m = 0; m < more; m++, i++) {
-			if (i >= n || (p[i] & 0xc0) != 0x80)
-				return -1;
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		static const uint32_t min[] = { 0, 0x80, 0x800, 0x10000 };
-		if (cp < min[more] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return -1;
-		if (k + 2 > 256)
-			return -1;
-		if (cp >= 0x10000) {
-			u[k++] = (uint16_t)(0xD800 | (cp - 0x10000) >> 10);
-			u[k++] = (uint16_t)(0xDC00 | ((cp - 0x10000) & 0x3ff));
-		} else {
-			u[k++] = (uint16_t)cp;
-		}
-	}
-	return k <= 255 ? (int)k : -1;
+	int k = fz_utf16(name, u, 256);
+	return k <= 255 ? k : -1;
 }
 
 /* ASCII and Latin-1 letters fold (what fat.h documents for duplicates). */

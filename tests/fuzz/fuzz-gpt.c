@@ -29,29 +29,9 @@
 /* Whether name is valid UTF-8 of at most 36 UTF-16 units (B.10). */
 static bool name_ok(const char *name)
 {
-	const uint8_t *p = (const uint8_t *)name;
-	size_t units = 0;
-
-	while (p && *p) {
-		uint32_t cp;
-		int more;
-		if (*p < 0x80) { cp = *p; more = 0; }
-		else if ((*p & 0xe0) == 0xc0) { cp = *p & 0x1f; more = 1; }
-		else if ((*p & 0xf0) == 0xe0) { cp = *p & 0x0f; more = 2; }
-		else if ((*p & 0xf8) == 0xf0) { cp = *p & 0x07; more = 3; }
-		else return false;
-		p++;
-		for (int i = 0; i < more; i++, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (*p & 0x3f);
-		}
-		static const uint32_t min[] = { 0, 0x80, 0x800, 0x10000 };
-		if (cp < min[more] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		units += cp >= 0x10000 ? 2 : 1;
-	}
-	return units <= 36;
+	uint16_t u[40];
+	int n = fz_utf16(name, u, 40);
+	return n >= 0 && n <= 36;
 }
 
 static void pick_guid(struct fz *f, struct gpt_guid *g, size_t i, const struct gpt_guid *prev)

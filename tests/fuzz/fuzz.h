@@ -105,6 +105,14 @@ static inline uint64_t fz_mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
+/*
+ * Converts NUL-terminated UTF-8 to UTF-16 units (surrogate pairs past the
+ * BMP) in out.  Strict: overlong forms, surrogates and code points past
+ * U+10FFFF are invalid.  Returns the unit count, -1 for invalid UTF-8, or
+ * cap + 1 when out is too small.  (utf16.c)
+ */
+int fz_utf16(const char *s, uint16_t *out, size_t cap);
+
 /* ------------------------------------------------------------------ */
 /* tree.c: tree models                                                 */
 /* ------------------------------------------------------------------ */
