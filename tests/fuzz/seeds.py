@@ -314,6 +314,10 @@ def erofs_seeds():
     # Hard links and nlink counts; an invalid tree (bad names, xattrs).
     t = Tree().file('a', 10).dir('d').link('b', 1).link('c', 1).up().link('e', 1)
     write('erofs', 'hardlinks', b'\x08' + t.bytes())
+    # 65536 + 1 links: nlink past the compact inode's 16 bits (§5.6).
+    t = Tree().dir('links').file('target', 5000)
+    t.b += bytes([6 | 8 << 4]) + struct.pack('<H', 65535) + bytes([3])
+    write('erofs', 'nlink', b'\x08' + t.bytes())
     t = Tree(invalid_lim=True).file('ok', 5)
     t.b += bytes([0, 0xfe, 2]) + b'..' + Tree.size(1)       # a raw name ".."
     t.xattr(0xf8, 'x', 3)

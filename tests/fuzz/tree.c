@@ -665,7 +665,9 @@ static void finish(struct dec *d, bool keep_dups)
  *   3  UP              back to the parent directory
  *   4  SYMLINK         name, target (1..4095 bytes; 0 or 4096+ if invalid)
  *   5  SPECIAL         name; aux & 3: char, block, FIFO, socket; rdev
- *   6  HARDLINK        name, u16: another dentry for an earlier non-directory
+ *   6  HARDLINK        name, u16: another dentry for an earlier non-directory;
+ *                      with aux >= 8: 1 + u16 (up to 65536) dentries "hN" for
+ *                      the last inode (nlink past 16 bits)
  *   7  XATTR           on the last inode (aux & 1: on the current directory)
  *   8  MANY            1 + u8 * (aux / 4 + 1) entries of kind aux % 4 (files,
  *                      directories, symlinks, FIFOs) named "fN", "dN", ...
@@ -758,6 +760,19 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 			break;
 		}
 		case 6: {
+			if (aux >= 8) {
+				/* Many links to the last inode: nlink past 16 bits. */
+				unsigned int n = 1 + fz_u16(f);
+				struct fake_inode *target = d.last;
+				if (S_ISDIR(target->wi.mode))
+					break;
+				for (unsigned int i = 0; i < n; i++) {
+					char *nm = t_alloc(t, 16);
+					size_t len = (size_t)snprintf(nm, 16, "h%u", d.many_next++);
+					add_dentry(&d, cwd(&d), nm, len, target);
+				}
+				break;
+			}
 			name = decode_name(&d, &nl);
 			uint16_t k = fz_u16(f);
 			struct fake_inode *target = d.all[k % d.nall];
