@@ -6,7 +6,8 @@
 # `make fuzz FUZZ_SECONDS=60`.  A crash, leak, sanitizer report or broken
 # invariant fails the test, and tests/fuzz/run.sh prints the reproducer
 # (the input in base64 and hex, and the command that reruns it).
-# FUZZ_SECONDS overrides the 60 seconds per harness.
+# FUZZ_SECONDS overrides the 60 seconds per harness; the harnesses run
+# FUZZ_JOBS at a time, one per CPU by default.
 #
 # slow: builds the library again with clang and the sanitizers, then fuzzes
 # each harness for 60 s
@@ -23,6 +24,7 @@ requires clang-14 -fsanitize=fuzzer,address,undefined -o "$T/probe" "$T/probe.c"
 cd "$TESTS_DIR/.."
 check "make fuzz FUZZ_SECONDS=${FUZZ_SECONDS:-60}"
 # A make of our own: not the MAKEFLAGS of a `make check` around us.
+export FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
 env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-60}" ||
 	fail "a fuzz harness failed (reproducer above)"
 ok "every harness ran ${FUZZ_SECONDS:-60} s without a failure"

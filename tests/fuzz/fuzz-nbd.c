@@ -17,8 +17,11 @@
  * does them), checked to stay inside the export's sources, sometimes
  * deferred (replies then come out of order) and sometimes failed (EIO).
  *
- * Input: a config byte, the exports' region maps, then records building
- * the client stream (see decode_record()).  Seeds: corpus/nbd/.
+ * Input: a config byte (bits 0-1: the set of exports, 2: pad them to
+ * 4 KiB, 3-5: fail every Nth read, 6-7: defer reads; 7 in bits 0-2: the
+ * shared export of 1.3M regions instead), the exports' region maps
+ * (map_decode), then records building the client stream (see
+ * decode_record()).  Seeds: corpus/nbd/.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -58,6 +61,39 @@ static const char *const export_names[][MAX_EXPORTS] = {
 	{ "a", "b\x01z" },
 };
 
+/*
+ * An export of 1.3 million regions, built once and shared by every input
+ * that asks for it (config bits 0-2 all set), so that BLOCK_STATUS hits
+ * its limits (SRV_EXTENT_BUDGET regions visited, SRV_MAX_EXTENTS extents)
+ * and READs cross many regions:
+ *   [0, A)   1.1M times 512 bytes of memory then 64 zero bytes: one long
+ *            data run (zero runs under 512 bytes are not holes);
+ *   [A, end) 200K times 4 KiB of zeros then 512 bytes of memory: a
+ *            hole/data extent pair each.
+ * Its regions are read by map_check() once, not per input.
+ */
+static const struct region_map *many_regions_map(void)
+{
+	static struct region_map map;
+	static uint8_t mem[512];
+	static bool built;
+
+	if (built)
+		return &map;
+	region_map_init(&map);
+	for (size_t i = 0; i < sizeof(mem); i++)
+		mem[i] = (uint8_t)(i * 7 + 3);
+	for (size_t i = 0; i < 1100000; i++)
+		FZ_CHECK(region_add_mem(&map, mem, sizeof(mem)) == 0 &&
+			 region_add_zero(&map, 64) == 0, "building the many-region map");
+	for (size_t i = 0; i < 200000; i++)
+		FZ_CHECK(region_add_zero(&map, 4096) == 0 &&
+			 region_add_mem(&map, mem, sizeof(mem)) == 0, "building the many-region map");
+	map_check(&map);
+	built = true;
+	return &map;
+}
+
 static void world_init(struct world *w, struct fz *f)
 {
 	uint8_t cfg = fz_u8(f);
@@ -66,7 +102,13 @@ static void world_init(struct world *w, struct fz *f)
 	memset(w, 0, sizeof(*w));
 	w->fail_every = (cfg >> 3) & 7;
 	w->defer_every = (cfg >> 6) & 3;
-	for (size_t i = 0; i < MAX_EXPORTS && export_names[set][i]; i++) {
+	if ((cfg & 7) == 7) {
+		w->exports[0] = (struct srv_export){
+			.name = "many", .description = "1.3M regions", .map = many_regions_map(),
+		};
+		w->nexports = 1;
+	}
+	for (size_t i = 0; i < MAX_EXPORTS && export_names[set][i] && !w->nexports; i++) {
 		region_map_init(&w->maps[i]);
 		map_decode(f, &w->maps[i], &w->pools[i]);
 		if (cfg & 4)
@@ -86,7 +128,8 @@ static void world_init(struct world *w, struct fz *f)
 		.stop_fd = -1,
 	};
 	for (size_t i = 0; i < w->nexports; i++)
-		map_check(&w->maps[i]);
+		if (w->exports[i].map == &w->maps[i])
+			map_check(&w->maps[i]);
 	FZ_CHECK(srv_ctx_init(&w->srv, &w->cfg) == 0, "srv_ctx_init");
 }
 
@@ -94,6 +137,8 @@ static void world_free(struct world *w)
 {
 	srv_ctx_free(&w->srv);
 	for (size_t i = 0; i < w->nexports; i++) {
+		if (w->exports[i].map != &w->maps[i])
+			continue;	/* the shared many-region map */
 		region_map_free(&w->maps[i]);
 		map_pool_free(&w->pools[i]);
 	}
@@ -1149,6 +1194,8 @@ struct session {
 	size_t ndeferred;
 	unsigned int nreads;
 	uint64_t read_bytes;	/* READ bytes asked for, against READ_BUDGET */
+	unsigned int requests;	/* transmission requests, against max_requests */
+	unsigned int max_requests;
 };
 
 static struct session *g_sess;
@@ -1255,6 +1302,8 @@ static ssize_t step(struct session *s, const uint8_t *buf, size_t len)
 	FZ_CHECK(n == mn, "server took %zd bytes, the message has %zd", n, mn);
 	if (e.kind == E_CMD && e.rq.type == NBD_CMD_READ && !e.err)
 		s->read_bytes += e.rq.len;
+	if (e.kind == E_CMD)
+		s->requests++;
 	if (n == 0) {
 		FZ_CHECK(s->out_len == 0 && s->nstep_deferred == 0, "replies without a message");
 		return 0;
@@ -1313,9 +1362,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	world_init(&w, &f);
 	while (f.n && st.len < MAX_STREAM)
-		decode_record(&st, &f, w.nexports ? w.maps[0].size : 0);
+		decode_record(&st, &f, w.nexports ? w.exports[0].map->size : 0);
 
 	s.w = &w;
+	/* The many-region export is slow to answer: a few requests per input. */
+	s.max_requests = w.exports[0].map == &w.maps[0] ? UINT32_MAX : 4;
 	s.m = (struct model){ .w = &w, .phase = M_FLAGS };
 	s.m.max_options = 4 * w.nexports + 16 > 64 ? (unsigned int)(4 * w.nexports + 16) : 64;
 	g_sess = &s;
@@ -1353,8 +1404,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						 "nothing in flight");
 					complete_one(&s);
 				}
-			ssize_t r = s.read_bytes > READ_BUDGET ? -1 :
-				    step(&s, in + used, in_len - used);
+			ssize_t r = s.read_bytes > READ_BUDGET || s.requests > s.max_requests ?
+				    -1 : step(&s, in + used, in_len - used);
 			if (r < 0) {
 				alive = false;
 				break;

@@ -143,6 +143,12 @@ def nbd_seeds():
     stop = (nbd_config(0) + MAP + flags(3) + cut() + bytes([0, 3]) + b'IHA' + cut() +
             cut(shutdown=True) + opt(3) + go(1) + opt(2))
     write('nbd', 'shutdown', stop)
+    # The shared export of 1.3M regions: BLOCK_STATUS up to its limits.
+    many = (bytes([7]) + flags(3) + opt(8) + meta(True, 0, [0]) + go(0, [3]) +
+            req(BS, 5 << 3) + req(BS, 4 << 3 | 1, extra=b'\x00\x00' + b'\xff\xff\xff\xff') +
+            req(READ, 6 << 3, extra=b'\xff') + req(BS, 5 << 3 | 3, fl=8, extra=b'\x00\x80') +
+            req(READ, 4 << 3 | 3, extra=b'\x00\x90' + b'\x00\x00\x10\x00') + req(DISC, 0))
+    write('nbd', 'many-regions', many)
 
 
 # --- trees (tree.c) ---------------------------------------------------------
