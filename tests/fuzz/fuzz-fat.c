@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "fat/esp.h"
@@ -107,44 +108,60 @@ static uint16_t fold(uint16_t c)
 	return c;
 }
 
-/* Whether fat_build must take the tree: every name, no case duplicates,
- * no directory over 65536 slots.  -1 must refuse, 1 must take, 0 either. */
-static int fat_holdable(const struct fat_node *d)
-{
-	size_t lo = 2, hi = 2;
-	int verdict = 1;
-	uint16_t (*u)[256] = malloc((d->nchildren + 1) * sizeof(*u));
-	int *ul = malloc((d->nchildren + 1) * sizeof(*ul));
+struct folded {
+	uint16_t u[256];
+	int n;
+};
 
-	FZ_CHECK(u && ul, "out of memory");
+static int folded_cmp(const void *a, const void *b)
+{
+	const struct folded *x = a, *y = b;
+	for (int i = 0; i < x->n && i < y->n; i++)
+		if (x->u[i] != y->u[i])
+			return x->u[i] < y->u[i] ? -1 : 1;
+	return (x->n > y->n) - (x->n < y->n);
+}
+
+/*
+ * Whether fat_build must take the tree: every name, no case duplicates,
+ * no directory over 65536 slots (A.8; base slots are "." and "..", or in
+ * the root the label's).  -1 must refuse, 1 must take, 0 either.
+ */
+static int fat_holdable(const struct fat_node *d, size_t base)
+{
+	size_t lo = base, hi = base;
+	int verdict = 1;
+	struct folded *f = malloc((d->nchildren + 1) * sizeof(*f));
+
+	FZ_CHECK(f, "out of memory");
 	for (size_t i = 0; i < d->nchildren && verdict >= 0; i++) {
 		const struct fat_node *c = &d->children[i];
-		ul[i] = name_units(c->name, u[i]);
-		if (ul[i] < 0) {
+		f[i].n = name_units(c->name, f[i].u);
+		if (f[i].n < 0) {
 			verdict = -1;
 			break;
 		}
 		lo += 1;
-		hi += 1 + (size_t)(ul[i] + 12) / 13;
-		for (size_t k = 0; k < i; k++) {
-			bool same = ul[k] == ul[i];
-			for (int m = 0; same && m < ul[i]; m++)
-				same = fold(u[k][m]) == fold(u[i][m]);
-			if (same)
-				verdict = -1;
-		}
-		if (verdict >= 0 && c->is_dir) {
-			int r = fat_holdable(c);
+		hi += 1 + (size_t)(f[i].n + 12) / 13;
+		for (int m = 0; m < f[i].n; m++)
+			f[i].u[m] = fold(f[i].u[m]);
+		if (c->is_dir) {
+			int r = fat_holdable(c, 2);
 			if (r < verdict)
 				verdict = r;
 		}
+	}
+	if (verdict >= 0) {
+		qsort(f, d->nchildren, sizeof(*f), folded_cmp);
+		for (size_t i = 1; i < d->nchildren; i++)
+			if (!folded_cmp(&f[i - 1], &f[i]))
+				verdict = -1;
 	}
 	if (verdict >= 0 && lo > 65536)
 		verdict = -1;
 	else if (verdict > 0 && hi > 65536)
 		verdict = 0;
-	free(u);
-	free(ul);
+	free(f);
 	return verdict;
 }
 
@@ -195,7 +212,8 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 	FZ_CHECK(cv.srcs && cv.ws && cv.arrays, "out of memory");
 	convert(&cv, t->tree.root, &root, "");
 
-	int verdict = fat_holdable(&root);
+	bool has_label = label && *label && strcasecmp(label, "NO NAME");
+	int verdict = fat_holdable(&root, has_label ? 1 : 0);
 	if (cv.too_big || !label_ok(label))
 		verdict = -1;
 

@@ -250,9 +250,10 @@ void check_erofs(const struct region_map *map, const struct fake_tree *t,
 struct fat_node;
 /*
  * Checks the FAT32 volume at byte base of map (size bytes) against the
- * tree root it was built from (fat32-gpt.md Part A): BPB, FSInfo, backup
- * sectors, both FATs, chains, directories with long and short names, and
- * sampled file bytes.  Returns, for the ESP checks, nothing.
+ * tree root it was built from, or only its structure when root is NULL
+ * (fat32-gpt.md Part A): BPB, FSInfo, backup sectors, both FATs, chains,
+ * directories with long and short names, and sampled file bytes.  label
+ * and volume_id are what fat_opts asked for.  Fails via FZ_CHECK.
  */
 void check_fat(const struct region_map *map, uint64_t base, uint64_t size,
 	       const struct fat_node *root, const char *label, uint32_t volume_id);
