@@ -479,7 +479,7 @@ struct dblock {
 
 static int name_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
-	int r = memcmp(a, b, al < bl ? al : bl);
+	int r = fz_memcmp(a, b, al < bl ? al : bl);
 	return r ? r : (al > bl) - (al < bl);
 }
 
@@ -629,7 +629,7 @@ static void check_dir(struct ck *c, const struct einode *ei, uint64_t parent_nid
 			FZ_CHECK(child < wi->nchildren, "'%s': more entries than the tree has",
 				 wi->path);
 			const struct walk_dentry *de = &wi->children[child++];
-			FZ_CHECK(d->len == de->name_len && !memcmp(d->name, de->name, d->len),
+			FZ_CHECK(d->len == de->name_len && !fz_memcmp(d->name, de->name, d->len),
 				 "'%s': entry '%.*s', tree has '%s'", wi->path, (int)d->len,
 				 d->name, de->name);
 			FZ_CHECK(d->ft == ft_of_mode[(de->inode->mode & S_IFMT) >> 12],

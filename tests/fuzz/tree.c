@@ -564,7 +564,8 @@ static void judge(struct fake_tree *t)
 static int dentry_cmp(const void *a, const void *b)
 {
 	const struct walk_dentry *x = a, *y = b;
-	int r = memcmp(x->name, y->name, x->name_len < y->name_len ? x->name_len : y->name_len);
+	int r = fz_memcmp(x->name, y->name,
+			  x->name_len < y->name_len ? x->name_len : y->name_len);
 	return r ? r : (x->name_len > y->name_len) - (x->name_len < y->name_len);
 }
 
