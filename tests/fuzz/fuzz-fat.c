@@ -49,6 +49,7 @@ struct conv {
 	struct fat_node **arrays;
 	size_t narrays;
 	bool too_big;		/* a file of 4 GiB or more */
+	uint64_t total;		/* bytes of all files, in 32 KiB clusters */
 };
 
 static void convert(struct conv *cv, const struct walk_inode *dir, struct fat_node *out,
@@ -79,6 +80,8 @@ static void convert(struct conv *cv, const struct walk_inode *dir, struct fat_no
 				.mtime = wi->mtime_sec,
 			};
 			cv->too_big |= wi->size > 0xFFFFFFFFu;
+			/* Hard links are copies on FAT: each counts. */
+			cv->total += (wi->size + 32767) & ~(uint64_t)32767;
 		}
 	}
 }
@@ -216,6 +219,11 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 	int verdict = fat_holdable(&root, has_label ? 1 : 0);
 	if (cv.too_big || !label_ok(label))
 		verdict = -1;
+	/* A.5, A.7: FAT32 ends at 2^32 sectors (2 TiB); near it, either. */
+	if (cv.total >= 2ULL << 40)
+		verdict = -1;
+	else if (cv.total >= 1ULL << 40 && verdict > 0)
+		verdict = 0;
 
 	struct region_map map;
 	region_map_init(&map);
