@@ -28,6 +28,7 @@
 #include "tests/fuzz/fuzz.h"
 
 #define PE_HEAD		0x48	/* bytes of the fake PE header */
+#define MAX_DENTRIES	70000	/* one directory past 65536 entries, not more */
 #define HEAD_BYTES	4096	/* what walk_open_data() writes of a file's start */
 
 /* ------------------------------------------------------------------ */
@@ -172,6 +173,7 @@ struct dec {
 	struct fake_inode **all;	/* creation order */
 	size_t nall, all_cap;
 	size_t *child_cap;		/* per inode (directories) */
+	size_t ndentries;
 	struct fake_inode *stack[4096];	/* the current directory and its parents */
 	size_t depth;
 	struct fake_inode *last;	/* the last inode made */
@@ -297,6 +299,10 @@ static void add_dentry(struct dec *d, struct fake_inode *dir, char *name, size_t
 {
 	size_t di = index_of(d, dir);
 	struct walk_inode *w = &dir->wi;
+
+	if (d->ndentries >= MAX_DENTRIES)
+		return;		/* a bigger tree only makes the input slow */
+	d->ndentries++;
 
 	if (w->nchildren == d->child_cap[di]) {
 		size_t cap = d->child_cap[di] ? 2 * d->child_cap[di] : 8;
