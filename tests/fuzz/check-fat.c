@@ -627,7 +627,7 @@ void check_fat(const struct region_map *map, uint64_t base, uint64_t size,
 }
 
 char *fat_read_file(const struct region_map *map, uint64_t base, const char *path,
-		    size_t *ret_len)
+		    size_t max, uint64_t *ret_size)
 {
 	struct vol v;
 	uint8_t bs[SEC];
@@ -678,16 +678,17 @@ char *fat_read_file(const struct region_map *map, uint64_t base, const char *pat
 			p = slash + 1;
 			continue;
 		}
-		out = malloc((size_t)hit->size + 1);
+		size_t want = hit->size < max ? hit->size : max;
+		out = malloc(want + 1);
 		FZ_CHECK(out, "out of memory");
-		if (hit->size) {
+		if (want) {
 			memset(v.used, 0, v.nfat);
 			uint32_t *fc = chain(&v, hit->cluster, &nc, path);
-			file_bytes(&v, fc, 0, out, hit->size);
+			file_bytes(&v, fc, 0, out, want);
 			free(fc);
 		}
-		out[hit->size] = '\0';
-		*ret_len = hit->size;
+		out[want] = '\0';
+		*ret_size = hit->size;
 		free(ents);
 		break;
 	}

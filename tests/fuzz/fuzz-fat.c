@@ -282,12 +282,12 @@ static bool cmdline_ok(const char *s)
 static void check_esp_file(const struct region_map *map, const char *path,
 			   const struct walk_inode *wi)
 {
-	size_t len;
-	char *got = fat_read_file(map, 0, path, &len);
+	uint64_t size;
+	char *got = fat_read_file(map, 0, path, 4096, &size);
 	FZ_CHECK(got, "ESP: '%s' missing", path);
-	FZ_CHECK(len == wi->size, "ESP: '%s' of %zu bytes, the tree's file has %llu", path, len,
-		 (unsigned long long)wi->size);
-	size_t n = len < 4096 ? len : 4096;
+	FZ_CHECK(size == wi->size, "ESP: '%s' of %llu bytes, the tree's file has %llu", path,
+		 (unsigned long long)size, (unsigned long long)wi->size);
+	size_t n = size < 4096 ? (size_t)size : 4096;
 	uint8_t *want = malloc(n + 1);
 	FZ_CHECK(want, "out of memory");
 	fake_read(fake_of(wi), 0, want, n);
@@ -326,8 +326,8 @@ static void run_esp(const struct fake_tree *t, const struct options *o)
 		/* The entry: exactly these lines, options = prefix + --cmdline. */
 		char path[512], *want = NULL;
 		snprintf(path, sizeof(path), "loader/entries/erofs-nbd-%s.conf", res.kver);
-		size_t len;
-		char *entry = fat_read_file(&map, 0, path, &len);
+		uint64_t len;
+		char *entry = fat_read_file(&map, 0, path, 1 << 16, &len);
 		FZ_CHECK(entry && strlen(entry) == len, "ESP: no entry file '%s'", path);
 		FZ_CHECK(asprintf(&want, "%s%s%s", CMDLINE_PREFIX,
 				  eo.cmdline && *eo.cmdline ? " " : "",

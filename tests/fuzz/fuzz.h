@@ -273,10 +273,14 @@ struct fat_node;
 void check_fat(const struct region_map *map, uint64_t base, uint64_t size,
 	       const struct fat_node *root, const char *label, uint32_t volume_id);
 
-/* Reads a whole file of the FAT volume (at byte base of map) by its path
- * ("loader/loader.conf", case-insensitive); NULL if missing.  Caller frees. */
+/*
+ * Reads the first max bytes (at most) of a file of the FAT volume at byte
+ * base of map, by its path ("loader/loader.conf", case-insensitive), NUL
+ * terminated; *ret_size is the file's size.  NULL if missing.  Caller
+ * frees.
+ */
 char *fat_read_file(const struct region_map *map, uint64_t base, const char *path,
-		    size_t *ret_len);
+		    size_t max, uint64_t *ret_size);
 
 struct gpt_partition;
 struct gpt_guid;
