@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "fat/esp.h"
+#include "fat/bootcfg.h"
 #include "overlaywalk/source.h"
 #include "server/byteorder.h"
 #include "fat/fat.h"
@@ -54,7 +55,6 @@
 /* Bytes read from a kernel or loader to find its PE header. */
 #define ESP_HEAD_BYTES		4096
 /* Longest kernel version or UKI name we put on the ESP (FAT: 255). */
-#define ESP_NAME_MAX		200
 
 /* PE/COFF (Microsoft PE format, "MS-DOS stub" and "COFF file header"). */
 #define PE_DOS_MAGIC		"MZ"
@@ -71,21 +71,12 @@ struct esp_src {
 	uint64_t dev, ino;
 };
 
-/* A kernel found in the tree. */
-struct esp_kernel {
-	const char *kver;		/* points into the tree's dentry names */
-	const struct walk_inode *kernel;
-	const struct walk_inode *initrd;	/* or NULL */
-	const struct walk_inode *moddir;	/* usr/lib/modules/<kver>, or NULL */
-};
-
 struct esp_ctx {
 	const struct walk_tree *tree;
 	const struct esp_opts *opts;
 	struct region_map *map;
 	char *what;			/* the first error's message */
-	struct esp_kernel *kernels;
-	size_t nkernels;
+	struct bootcfg_kernels kernels;	/* the tree's, newest first */
 };
 
 /* Records "what went wrong" (the first message wins) and returns err. */
@@ -117,101 +108,15 @@ static char *map_strdup(struct region_map *map, const char *s)
 /* Checks on names, command lines and PE headers                       */
 /* ------------------------------------------------------------------ */
 
-static bool ver_char(char ch)
-{
-	return isalnum((unsigned char)ch) || ch == '~' || ch == '-' ||
-	       ch == '^' || ch == '.';
-}
-
-/*
- * Compares two version strings as systemd's strverscmp_improved() and the
- * UAPI "Version Format Specification" do: segments of digits compare as
- * numbers (leading zeros ignored), segments of letters bytewise; '~'
- * sorts before anything, even the end (123~rc1 < 123); then the end;
- * then '-' < '^' < '.' < a segment; a number is newer than letters; with
- * equal segments the string with more of them is newer.  Characters other
- * than letters, digits and ~-^. are skipped.  Returns <0, 0 or >0 like
- * strcmp().  Kernel versions: 6.1.0-9-amd64 < 6.1.0-10-amd64.
- */
-static int esp_vercmp(const char *a, const char *b)
-{
-	static const char seps[] = "-^.";
-
-	for (;;) {
-		while (*a && !ver_char(*a))
-			a++;
-		while (*b && !ver_char(*b))
-			b++;
-		if (*a == '~' || *b == '~') {
-			if (*a != *b)
-				return *a == '~' ? -1 : 1;
-			a++;
-			b++;
-			continue;
-		}
-		if (!*a || !*b)
-			return (*a != '\0') - (*b != '\0');
-		for (const char *s = seps; *s; s++) {
-			if (*a == *s || *b == *s) {
-				if (*a != *b)
-					return *a == *s ? -1 : 1;
-				a++;
-				b++;
-			}
-		}
-
-		const char *ea = a, *eb = b;
-		if (isdigit((unsigned char)*a) || isdigit((unsigned char)*b)) {
-			while (isdigit((unsigned char)*ea))
-				ea++;
-			while (isdigit((unsigned char)*eb))
-				eb++;
-			if ((ea == a) != (eb == b))
-				return ea == a ? -1 : 1;	/* letters < number */
-			while (*a == '0' && a + 1 < ea)
-				a++;
-			while (*b == '0' && b + 1 < eb)
-				b++;
-			if (ea - a != eb - b)
-				return ea - a < eb - b ? -1 : 1;
-			int r = memcmp(a, b, (size_t)(ea - a));
-			if (r)
-				return r < 0 ? -1 : 1;
-		} else {
-			while (isalpha((unsigned char)*ea))
-				ea++;
-			while (isalpha((unsigned char)*eb))
-				eb++;
-			size_t la = (size_t)(ea - a), lb = (size_t)(eb - b);
-			int r = memcmp(a, b, la < lb ? la : lb);
-			if (r)
-				return r < 0 ? -1 : 1;
-			if (la != lb)
-				return la < lb ? -1 : 1;
-		}
-		a = ea;
-		b = eb;
-	}
-}
-
 /*
  * Whether name can be a kernel version or UKI file name on the ESP and
- * in the entry file: 1..ESP_NAME_MAX bytes of letters, digits and
+ * in the entry file: 1..BOOTCFG_KVER_MAX bytes of letters, digits and
  * "._+~^-", not starting with '.' or '-', and not the name of one of our
  * own top-level directories ("EFI", "loader"; FAT ignores case).
  */
 static bool esp_name_ok(const char *name)
 {
-	size_t len = strlen(name);
-
-	if (len == 0 || len > ESP_NAME_MAX || name[0] == '.' || name[0] == '-')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)name[i];
-		if (!isalnum(ch) && !strchr("._+~^-", ch))
-			return false;
-	}
-	return strcasecmp(name, "EFI") != 0 && strcasecmp(name, "loader") != 0;
+	return bootcfg_kver_ok(name);
 }
 
 /*
@@ -364,72 +269,64 @@ static const struct walk_inode *tree_file(const struct walk_tree *tree,
 	return in && S_ISREG(in->mode) ? in : NULL;
 }
 
-static int add_kernel(struct esp_ctx *c, const struct esp_kernel *k)
-{
-	struct esp_kernel *v;
+/* ------------------------------------------------------------------ */
+/* The tree model as bootcfg.h sees a tree                             */
+/* ------------------------------------------------------------------ */
 
-	for (size_t i = 0; i < c->nkernels; i++)
-		if (strcmp(c->kernels[i].kver, k->kver) == 0)
-			return 0;	/* bootc's location came first and wins */
-	v = reallocarray(c->kernels, c->nkernels + 1, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	c->kernels = v;
-	v[c->nkernels++] = *k;
+static int model_resolve(void *ctx, const char *path, char **ret_path)
+{
+	const struct walk_tree *t = ctx;
+	const struct walk_inode *in = tree_lookup(t, t->root, path);
+	int type;
+
+	if (!in)
+		return BOOTCFG_NONE;
+	type = S_ISREG(in->mode) ? BOOTCFG_FILE : S_ISDIR(in->mode) ? BOOTCFG_DIR :
+	       BOOTCFG_NONE;
+	if (type != BOOTCFG_NONE && ret_path) {
+		*ret_path = strdup(in->path);
+		if (!*ret_path)
+			return -ENOMEM;
+	}
+	return type;
+}
+
+static int model_list(void *ctx, const char *dir, int (*fn)(void *, const char *),
+		      void *arg)
+{
+	const struct walk_tree *t = ctx;
+	const struct walk_inode *in = tree_lookup(t, t->root, dir);
+
+	if (!in || !S_ISDIR(in->mode))
+		return -ENOENT;
+	for (size_t i = 0; i < in->nchildren; i++) {
+		int r = fn(arg, in->children[i].name);
+
+		if (r)
+			return r;
+	}
 	return 0;
 }
 
-/*
- * Collects every kernel of the tree: usr/lib/modules/<kver>/vmlinuz (with
- * initramfs.img beside it), then boot/vmlinuz-<kver> (with
- * boot/initrd.img-<kver> or boot/initramfs-<kver>.img).  Versions that
- * are not valid names (esp_name_ok) are left out.  Returns 0 or -ENOMEM.
- */
-static int find_kernels(struct esp_ctx *c)
+/* Reads a tree file through walk_open_data(): checked against the walk. */
+static long model_read(void *ctx, const char *path, char *buf, size_t size)
 {
-	const struct walk_tree *t = c->tree;
-	const struct walk_inode *mods = tree_lookup(t, t->root, "usr/lib/modules");
-	const struct walk_inode *boot = tree_lookup(t, t->root, "boot");
-	char name[ESP_NAME_MAX + 32];
-	int r;
+	const struct walk_tree *t = ctx;
+	const struct walk_inode *in = tree_lookup(t, t->root, path);
+	_cleanup_close_ int fd = -1;
 
-	for (size_t i = 0; mods && S_ISDIR(mods->mode) && i < mods->nchildren; i++) {
-		const struct walk_dentry *d = &mods->children[i];
-		const struct walk_inode *dir = tree_lookup(t, mods, d->name);
-		struct esp_kernel k = { .kver = d->name, .moddir = dir };
+	if (!in || !S_ISREG(in->mode))
+		return -ENOENT;
+	fd = walk_open_data(t, in);
+	if (fd < 0)
+		return fd;
+	return bootcfg_read_fd(fd, buf, size);
+}
 
-		if (!dir || !S_ISDIR(dir->mode) || !esp_name_ok(d->name))
-			continue;
-		k.kernel = tree_file(t, dir, "vmlinuz");
-		if (!k.kernel)
-			continue;
-		k.initrd = tree_file(t, dir, "initramfs.img");
-		r = add_kernel(c, &k);
-		if (r < 0)
-			return r;
-	}
-	for (size_t i = 0; boot && S_ISDIR(boot->mode) && i < boot->nchildren; i++) {
-		const struct walk_dentry *d = &boot->children[i];
-		struct esp_kernel k = { .kver = d->name + strlen("vmlinuz-") };
-
-		if (strncmp(d->name, "vmlinuz-", strlen("vmlinuz-")) != 0 ||
-		    !esp_name_ok(k.kver))
-			continue;
-		k.kernel = tree_file(t, boot, d->name);
-		if (!k.kernel)
-			continue;
-		snprintf(name, sizeof(name), "initrd.img-%s", k.kver);
-		k.initrd = tree_file(t, boot, name);
-		if (!k.initrd) {
-			snprintf(name, sizeof(name), "initramfs-%s.img", k.kver);
-			k.initrd = tree_file(t, boot, name);
-		}
-		k.moddir = mods ? tree_lookup(t, mods, k.kver) : NULL;
-		r = add_kernel(c, &k);
-		if (r < 0)
-			return r;
-	}
-	return 0;
+static struct bootcfg_tree model_tree(const struct walk_tree *t)
+{
+	return (struct bootcfg_tree){ .resolve = model_resolve, .list = model_list,
+				      .read = model_read, .ctx = (void *)t };
 }
 
 /* ------------------------------------------------------------------ */
@@ -574,23 +471,15 @@ static const char *kver_of_path(const char *kver, const char *path)
 	return "linux";
 }
 
-/* Whether version a sorts after b: version order, then bytes (a total order). */
-static bool kver_newer(const char *a, const char *b)
-{
-	int r = esp_vercmp(a, b);
-
-	return r > 0 || (r == 0 && strcmp(a, b) > 0);
-}
-
 /* "--kver 'X': no such kernel in the tree (it has: A, B)". */
 static int fail_kver(struct esp_ctx *c)
 {
 	char list[256] = "";
 	size_t len = 0;
 
-	for (size_t i = 0; i < c->nkernels && len < sizeof(list); i++) {
+	for (size_t i = 0; i < c->kernels.n && len < sizeof(list); i++) {
 		int n = snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
-				 c->kernels[i].kver);
+				 c->kernels.v[i].kver);
 		if (n < 0)
 			break;
 		len += (size_t)n;
@@ -598,14 +487,15 @@ static int fail_kver(struct esp_ctx *c)
 	if (len >= sizeof(list))
 		strcpy(list + sizeof(list) - 4, "...");
 	return esp_fail(c, -ENOENT, "--kver '%s': no such kernel in the tree (it has: %s)",
-			c->opts->kver, c->nkernels ? list : "none");
+			c->opts->kver, c->kernels.n ? list : "none");
 }
 
 /* Chooses the kernel and initrd and opens their sources. */
 static int plan_kernel(struct esp_ctx *c, struct esp_plan *pl)
 {
 	const struct esp_opts *o = c->opts;
-	const struct esp_kernel *k = NULL;
+	const struct bootcfg_kernel *k = NULL;
+	const struct walk_inode *kin = NULL, *iin = NULL;
 	int r;
 
 	if (o->kver && !esp_name_ok(o->kver))
@@ -617,23 +507,25 @@ static int plan_kernel(struct esp_ctx *c, struct esp_plan *pl)
 		if (r < 0)
 			return r;
 	} else {
-		r = find_kernels(c);
+		struct bootcfg_tree bt = model_tree(c->tree);
+
+		r = bootcfg_find_kernels(&bt, &c->kernels);
 		if (r < 0)
 			return r;
-		for (size_t i = 0; i < c->nkernels; i++) {
-			const struct esp_kernel *ki = &c->kernels[i];
-			if (o->kver ? strcmp(ki->kver, o->kver) == 0 :
-			    !k || kver_newer(ki->kver, k->kver))
-				k = ki;
-		}
+		k = bootcfg_pick(&c->kernels, o->kver);
 		if (!k && o->kver)
 			return fail_kver(c);
 		if (!k)
 			return esp_fail(c, -ENOENT, "no kernel found (looked for "
 					"usr/lib/modules/*/vmlinuz and boot/vmlinuz-*)");
 		pl->kver = k->kver;
-		pl->moddir = k->moddir;
-		r = src_from_tree(c, k->kernel, &pl->kernel);
+		pl->moddir = k->moddir ? tree_lookup(c->tree, c->tree->root, k->moddir) : NULL;
+		kin = tree_file(c->tree, c->tree->root, k->kernel);
+		if (k->initrd)
+			iin = tree_file(c->tree, c->tree->root, k->initrd);
+		if (!kin)
+			return esp_fail(c, -ENOENT, "'%s': gone from the tree model", k->kernel);
+		r = src_from_tree(c, kin, &pl->kernel);
 		if (r < 0)
 			return r;
 	}
@@ -642,8 +534,8 @@ static int plan_kernel(struct esp_ctx *c, struct esp_plan *pl)
 		if (r < 0)
 			return r;
 		pl->has_initrd = true;
-	} else if (k && k->initrd) {
-		r = src_from_tree(c, k->initrd, &pl->initrd);
+	} else if (iin) {
+		r = src_from_tree(c, iin, &pl->initrd);
 		if (r < 0)
 			return r;
 		pl->has_initrd = true;
@@ -820,6 +712,40 @@ static int emit(struct esp_ctx *c, const struct esp_plan *pl, const char *conf,
 	return 0;
 }
 
+/*
+ * Puts the tree's own kernel arguments (bootcfg_kargs(): /etc/kernel/
+ * cmdline, bootc's kargs.d) between "root=... ro" and --cmdline in
+ * *cmdline, so that --cmdline has the last word.
+ */
+static int add_tree_kargs(struct esp_ctx *c, enum esp_arch arch, char **cmdline)
+{
+	const struct esp_opts *o = c->opts;
+	struct bootcfg_tree bt = model_tree(c->tree);
+	_cleanup_free_ char *kargs = NULL, *path = NULL;
+	const char *what, *why;
+	char *s;
+	int r;
+
+	r = bootcfg_kargs(&bt, arch_name(arch), &kargs, &path, &what);
+	if (r < 0 && path)
+		return esp_fail(c, r, "'%s': %s", path,
+				r == -EINVAL && what ? what : strerror(-r));
+	if (r < 0)
+		return r;
+	if (!*kargs)
+		return 0;
+	if (asprintf(&s, "root=PARTUUID=%s rootfstype=erofs ro %s%s%s", o->root_partuuid,
+		     kargs, o->cmdline && *o->cmdline ? " " : "",
+		     o->cmdline ? o->cmdline : "") < 0)
+		return -ENOMEM;
+	free(*cmdline);
+	*cmdline = s;
+	if (esp_cmdline_check(s, &why) < 0)
+		return esp_fail(c, -EINVAL, "the kernel command line with the tree's "
+				"arguments %s", why);
+	return 0;
+}
+
 static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 {
 	const struct esp_opts *o = c->opts;
@@ -856,6 +782,9 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		goto out;
 	}
 	pl.arch = karch;
+	r = add_tree_kargs(c, karch, &cmdline);
+	if (r < 0)
+		goto out;
 	if (pl.has_initrd) {
 		/* Unreadable now means unbootable later: find out at start-up. */
 		_cleanup_close_ int fd = pl.initrd.open(&pl.initrd);
@@ -904,7 +833,7 @@ int esp_build(const struct walk_tree *tree, const struct esp_opts *opts,
 	int r;
 
 	r = esp_run(&c, &res);
-	free(c.kernels);
+	bootcfg_kernels_free(&c.kernels);
 	if (r < 0) {
 		esp_result_free(&res);
 		if (!c.what)

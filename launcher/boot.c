@@ -11,139 +11,147 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fat/bootcfg.h"
 #include "launcher/launch.h"
 #include "server/cleanup.h"
 
-/* Compares version strings with digit runs as numbers ("6.10" > "6.9"). */
-static int version_cmp(const char *a, const char *b)
+/* ------------------------------------------------------------------ */
+/* The served tree as bootcfg.h sees it, from the host                 */
+/* ------------------------------------------------------------------ */
+
+#define SYMLINK_HOPS 40		/* as Linux's MAXSYMLINKS */
+
+/*
+ * Resolves path under the tree's root fd the way the kernel would inside
+ * a chroot at the root: component by component with fstatat(...,
+ * AT_SYMLINK_NOFOLLOW), a symlink's target read with readlinkat() and
+ * walked in its place (absolute targets from the root, ".." never above
+ * it).  The path handed out never contains a symlink, so nothing on the
+ * host (QEMU, vfkit) ever follows one out of the tree.
+ */
+static int host_resolve(void *ctx, const char *path, char **ret_path)
 {
-	while (*a && *b) {
-		if (isdigit((unsigned char)*a) && isdigit((unsigned char)*b)) {
-			const char *ea = a, *eb = b;
-
-			while (*a == '0')
-				a++;
-			while (*b == '0')
-				b++;
-			for (ea = a; isdigit((unsigned char)*ea); ea++)
-				;
-			for (eb = b; isdigit((unsigned char)*eb); eb++)
-				;
-			if (ea - a != eb - b)
-				return ea - a < eb - b ? -1 : 1;
-			int c = strncmp(a, b, (size_t)(ea - a));
-
-			if (c)
-				return c;
-			a = ea;
-			b = eb;
-		} else {
-			if (*a != *b)
-				return (unsigned char)*a - (unsigned char)*b;
-			a++;
-			b++;
-		}
-	}
-	return (unsigned char)*a - (unsigned char)*b;
-}
-
-/* A regular file (not a symlink: a link in the tree may point at an
- * absolute path meant for the guest, not for the host). */
-static bool is_file(const char *path)
-{
+	const struct launch *l = ctx;
+	_cleanup_free_ char *done = strdup(""), *rest = strdup(path);
 	struct stat st;
+	int hops = 0;
 
-	return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Tries the kernel/initrd pair of one version; 0 and the paths set, or
- * -ENOENT. */
-static int try_kver(struct launch *l, const char *kver)
-{
-	const char *dir = l->export_dir;
-	_cleanup_free_ char *k = NULL, *i = NULL;
-
-	/* bootc and Fedora: the kernel lives beside its modules. */
-	if (asprintf(&k, "%s/usr/lib/modules/%s/vmlinuz", dir, kver) < 0 ||
-	    asprintf(&i, "%s/usr/lib/modules/%s/initramfs.img", dir, kver) < 0)
+	if (!done || !rest)
 		return -ENOMEM;
-	if (is_file(k) && is_file(i))
-		goto found;
-	free(k);
-	free(i);
-	k = i = NULL;
-	/* Debian and classic layouts: /boot. */
-	if (asprintf(&k, "%s/boot/vmlinuz-%s", dir, kver) < 0 ||
-	    asprintf(&i, "%s/boot/initrd.img-%s", dir, kver) < 0)
-		return -ENOMEM;
-	if (is_file(k) && is_file(i))
-		goto found;
-	free(i);
-	i = NULL;
-	if (asprintf(&i, "%s/boot/initramfs-%s.img", dir, kver) < 0)
-		return -ENOMEM;
-	if (is_file(k) && is_file(i))
-		goto found;
-	return -ENOENT;
-found:
-	l->boot_kernel = TAKE_PTR(k);
-	l->boot_initrd = TAKE_PTR(i);
-	return 0;
-}
+	for (;;) {
+		size_t skip = strspn(rest, "/"), len = strcspn(rest + skip, "/");
+		char comp[NAME_MAX + 1], *cand = NULL;
 
-/* The kernel versions present in the tree, newest first: directory names
- * under usr/lib/modules and vmlinuz-* suffixes in boot. */
-static int list_kvers(const struct launch *l, struct strv *out)
-{
-	const char *subdirs[] = { "usr/lib/modules", "boot" };
-
-	for (size_t s = 0; s < ARRAY_SIZE(subdirs); s++) {
-		_cleanup_free_ char *p = path_join(l->export_dir, subdirs[s]);
-		DIR *d;
-		struct dirent *de;
-
-		if (!p)
-			return -ENOMEM;
-		d = opendir(p);
-		if (!d)
+		if (len == 0)
+			break;
+		if (len > NAME_MAX)
+			return BOOTCFG_NONE;
+		memcpy(comp, rest + skip, len);
+		comp[len] = '\0';
+		memmove(rest, rest + skip + len, strlen(rest + skip + len) + 1);
+		if (!strcmp(comp, "."))
 			continue;
-		while ((de = readdir(d))) {
-			const char *v = de->d_name;
+		if (!strcmp(comp, "..")) {
+			char *slash = strrchr(done, '/');
 
-			if (v[0] == '.')
-				continue;
-			if (s == 1) {
-				if (strncmp(v, "vmlinuz-", 8) != 0)
-					continue;
-				v += 8;
-			}
-			if (*v)
-				strv_add(out, v);
+			*(slash ? slash : done) = '\0';
+			continue;
 		}
-		closedir(d);
+		if (asprintf(&cand, "%s%s%s", done, *done ? "/" : "", comp) < 0)
+			return -ENOMEM;
+		if (fstatat(l->tree_fd, cand, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			free(cand);
+			return BOOTCFG_NONE;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t n = readlinkat(l->tree_fd, cand, target, sizeof(target) - 1);
+			char *next = NULL;
+
+			free(cand);
+			if (n <= 0 || ++hops > SYMLINK_HOPS)
+				return BOOTCFG_NONE;
+			target[n] = '\0';
+			if (target[0] == '/')
+				done[0] = '\0';
+			if (asprintf(&next, "%s/%s", target, rest) < 0)
+				return -ENOMEM;
+			free(rest);
+			rest = next;
+			continue;
+		}
+		free(done);
+		done = cand;
 	}
-	if (out->oom)
-		return -ENOMEM;
-	/* Insertion sort, newest first; a tree has a handful of kernels. */
-	for (size_t i = 1; i < out->n; i++)
-		for (size_t j = i; j > 0 && version_cmp(out->v[j - 1], out->v[j]) < 0; j--) {
-			char *t = out->v[j];
+	if (fstatat(l->tree_fd, *done ? done : ".", &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return BOOTCFG_NONE;
+	if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+		return BOOTCFG_NONE;
+	if (ret_path)
+		*ret_path = TAKE_PTR(done);
+	return S_ISREG(st.st_mode) ? BOOTCFG_FILE : BOOTCFG_DIR;
+}
 
-			out->v[j] = out->v[j - 1];
-			out->v[j - 1] = t;
-		}
+static int host_list(void *ctx, const char *dir, int (*fn)(void *, const char *), void *arg)
+{
+	const struct launch *l = ctx;
+	int fd = openat(l->tree_fd, *dir ? dir : ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+			O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+	int r = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	while (!r && (de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			r = fn(arg, de->d_name);
+	closedir(d);
+	return r;
+}
+
+static long host_read(void *ctx, const char *path, char *buf, size_t size)
+{
+	const struct launch *l = ctx;
+	_cleanup_close_ int fd = openat(l->tree_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+					O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	return bootcfg_read_fd(fd, buf, size);
+}
+
+/* Opens the tree's root for the bootcfg_tree callbacks. */
+static int tree_open(struct launch *l, struct bootcfg_tree *t)
+{
+	if (l->tree_fd < 0) {
+		l->tree_fd = open(l->export_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (l->tree_fd < 0)
+			return log_errno(-errno, "opening '%s'", l->export_dir);
+	}
+	*t = (struct bootcfg_tree){ .resolve = host_resolve, .list = host_list,
+				    .read = host_read, .ctx = l };
 	return 0;
 }
 
 int boot_find_kernel(struct launch *l)
 {
-	struct strv kvers = { 0 };
+	struct bootcfg_kernels kernels = { 0 };
+	const struct bootcfg_kernel *k;
+	struct bootcfg_tree t;
 	int r;
 
 	if (l->kernel) {
@@ -166,30 +174,61 @@ int boot_find_kernel(struct launch *l)
 			  " (the tree is not on this host)");
 		return -EINVAL;
 	}
-	if (l->kver) {
-		if (strchr(l->kver, '/') || !strcmp(l->kver, "..")) {
-			log_error("--kver '%s': not a kernel version", l->kver);
-			return -EINVAL;
-		}
-		r = try_kver(l, l->kver);
-	} else {
-		r = list_kvers(l, &kvers);
-		if (r == 0) {
-			r = -ENOENT;
-			for (size_t i = 0; i < kvers.n && r == -ENOENT; i++)
-				r = try_kver(l, kvers.v[i]);
-		}
-		strv_free(&kvers);
+	if (l->kver && !bootcfg_kver_ok(l->kver)) {
+		log_error("--kver '%s': not a kernel version", l->kver);
+		return -EINVAL;
 	}
-	if (r == -ENOENT)
-		log_error("no kernel%s%s with an initramfs in '%s' (looked for"
-			  " usr/lib/modules/KVER/vmlinuz + initramfs.img and"
-			  " boot/vmlinuz-KVER + initrd.img-KVER or initramfs-KVER.img);"
-			  " give --kernel and --initrd", l->kver ? " " : "",
-			  l->kver ? l->kver : "", l->export_dir);
-	else if (r == 0)
-		log_info("kernel '%s', initramfs '%s'", l->boot_kernel, l->boot_initrd);
+	r = tree_open(l, &t);
+	if (r < 0)
+		return r;
+	r = bootcfg_find_kernels(&t, &kernels);
+	if (r < 0)
+		return log_errno(r, "looking for kernels in '%s'", l->export_dir);
+	k = bootcfg_pick(&kernels, l->kver);
+	if (!k) {
+		log_error("no kernel%s%s in '%s' (looked for usr/lib/modules/KVER/vmlinuz"
+			  " and boot/vmlinuz-KVER); give --kernel and --initrd",
+			  l->kver ? " " : "", l->kver ? l->kver : "", l->export_dir);
+		r = -ENOENT;
+	} else if (!k->initrd && l->vmm == VMM_VFKIT) {
+		log_error("kernel %s in '%s' has no initramfs (usr/lib/modules/KVER/"
+			  "initramfs.img, boot/initrd.img-KVER or boot/initramfs-KVER.img),"
+			  " which vfkit's linux bootloader needs", k->kver, l->export_dir);
+		r = -ENOENT;
+	} else {
+		l->boot_kernel = path_join(l->export_dir, k->kernel);
+		l->boot_initrd = k->initrd ? path_join(l->export_dir, k->initrd) : NULL;
+		if (!l->boot_kernel || (k->initrd && !l->boot_initrd))
+			r = -ENOMEM;
+		else
+			log_info("kernel '%s', initramfs '%s'", l->boot_kernel,
+				 l->boot_initrd ? l->boot_initrd : "(none)");
+	}
+	bootcfg_kernels_free(&kernels);
 	return r;
+}
+
+int boot_tree_kargs(struct launch *l)
+{
+	struct bootcfg_tree t;
+	_cleanup_free_ char *path = NULL;
+	const char *what;
+	int r;
+
+	if (!l->export_dir)
+		return 0;	/* the tree is elsewhere: its server built the ESP */
+	r = tree_open(l, &t);
+	if (r < 0)
+		return r;
+	r = bootcfg_kargs(&t, guest_arch(l), &l->tree_kargs, &path, &what);
+	if (r < 0 && path)
+		return log_errno(r, "'%s/%s'%s%s", l->export_dir, path,
+				 what ? ": " : "", what ? what : "");
+	if (r < 0)
+		return log_errno(r, "reading the kernel arguments of '%s'", l->export_dir);
+	if (*l->tree_kargs)
+		log_info("the tree's kernel arguments: %s", l->tree_kargs);
+	return 0;
 }
 
 static char *base64(const unsigned char *p, size_t n)
@@ -240,30 +279,61 @@ static bool ssh_key_valid(const char *line)
 	return true;
 }
 
-int boot_read_ssh_key(struct launch *l)
+/* Reads one public key line from path into buf (size bytes), trailing
+ * newline and blanks removed, and checks it.  Length, or -errno (logged). */
+static int read_key_line(const char *what, const char *path, char *buf, size_t size)
 {
-	char buf[16384];
-	_cleanup_close_ int fd = open(l->ssh_key_file, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 	size_t len = 0;
 
 	if (fd < 0)
-		return log_errno(-errno, "--ssh-key '%s'", l->ssh_key_file);
-	while ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		return log_errno(-errno, "%s '%s'", what, path);
+	while ((n = read(fd, buf + len, size - 1 - len)) > 0)
 		len += (size_t)n;
 	if (n < 0)
-		return log_errno(-errno, "reading '%s'", l->ssh_key_file);
+		return log_errno(-errno, "reading '%s'", path);
 	buf[len] = '\0';
 	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
 		buf[--len] = '\0';
-	if (len == sizeof(buf) - 1 || strlen(buf) != len || !ssh_key_valid(buf)) {
-		log_error("--ssh-key '%s': not one OpenSSH public key line"
+	if (len == size - 1 || strlen(buf) != len || !ssh_key_valid(buf)) {
+		log_error("%s '%s': not one OpenSSH public key line"
 			  " (TYPE BASE64 [COMMENT], printable ASCII, no quotes,"
-			  " backslashes, '$', '`' or ';')", l->ssh_key_file);
+			  " backslashes, '$', '`' or ';')", what, path);
 		return -EINVAL;
 	}
-	/* The credential is the authorized_keys file: the line and '\n'. */
-	buf[len++] = '\n';
+	return (int)len;
+}
+
+int boot_read_ssh_key(struct launch *l)
+{
+	char buf[2 * 8192 + 2];
+	size_t len = 0;
+	int r;
+
+	/* The credential is the authorized_keys file: one line per key. */
+	if (l->ssh_key_file) {
+		r = read_key_line("--ssh-key", l->ssh_key_file, buf, 8192);
+		if (r < 0)
+			return r;
+		free(l->ssh_cred_line);
+		l->ssh_cred_line = strndup(buf, (size_t)r);
+		len = (size_t)r;
+		buf[len++] = '\n';
+	}
+	if (l->ssh && !l->dry_run) {
+		r = read_key_line("throwaway key", l->ssh_key_pub, buf + len, 8192);
+		if (r < 0)
+			return r;
+		free(l->ssh_cred_line);
+		l->ssh_cred_line = strndup(buf + len, (size_t)r);
+		len += (size_t)r;
+		buf[len++] = '\n';
+	}
+	if (!len)
+		return 0;
+	if (!l->ssh_cred_line)
+		return -ENOMEM;
 	l->ssh_credential = base64((const unsigned char *)buf, len);
 	return l->ssh_credential ? 0 : -ENOMEM;
 }
@@ -277,22 +347,70 @@ const char *guest_console(const struct launch *l)
 
 bool cred_on_cmdline(const struct launch *l)
 {
-	return l->vmm == VMM_VFKIT || strcmp(guest_arch(l), "x86_64") != 0;
+	return l->vmm == VMM_VFKIT ||
+	       (l->boot == BOOT_KERNEL && strcmp(guest_arch(l), "x86_64") != 0);
+}
+
+char *boot_launcher_args(const struct launch *l, bool quotes_ok)
+{
+	bool cred = l->ssh_credential && cred_on_cmdline(l);
+	char *s;
+
+	/* The binary form first: where both are known the first one wins
+	 * (systemd ignores a credential set twice). */
+	if (asprintf(&s, "console=%s systemd.volatile=overlay%s%s%s%s%s",
+		     guest_console(l),
+		     cred ? " systemd.set_credential_binary=ssh.authorized_keys.root:" : "",
+		     cred ? l->ssh_credential : "",
+		     cred && quotes_ok ? " \"systemd.set_credential=ssh.authorized_keys.root:" : "",
+		     cred && quotes_ok ? l->ssh_cred_line : "",
+		     cred && quotes_ok ? "\"" : "") < 0)
+		return NULL;
+	return s;
 }
 
 int boot_make_cmdline(struct launch *l)
 {
-	const char *console = guest_console(l);
+	const char *kargs = l->tree_kargs ? l->tree_kargs : "";
 	const char *extra = l->cmdline ? l->cmdline : "";
-	bool cred = l->ssh_credential && cred_on_cmdline(l);
+	/* vfkit's cmdline="..." cannot carry a '"'. */
+	_cleanup_free_ char *ours = boot_launcher_args(l, l->vmm != VMM_VFKIT);
 
-	if (asprintf(&l->boot_cmdline,
-		     "root=/dev/vda rootfstype=erofs ro console=%s%s%s%s%s", console,
-		     *extra ? " " : "", extra,
-		     cred ? " systemd.set_credential_binary=ssh.authorized_keys.root:" : "",
-		     cred ? l->ssh_credential : "") < 0) {
+	if (!ours || asprintf(&l->boot_cmdline, "root=/dev/vda rootfstype=erofs ro%s%s %s%s%s",
+			      *kargs ? " " : "", kargs, ours, *extra ? " " : "", extra) < 0) {
 		l->boot_cmdline = NULL;
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+int boot_check_vfkit_kernel(const struct launch *l)
+{
+	unsigned char h[0x40];
+	_cleanup_close_ int fd = open(l->boot_kernel, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	const char *what;
+
+	if (fd < 0)
+		return log_errno(-errno, "kernel '%s'", l->boot_kernel);
+	n = read(fd, h, sizeof(h));
+	if (n < 0)
+		return log_errno(-errno, "reading '%s'", l->boot_kernel);
+	/* arm64 Image header (Documentation/arch/arm64/booting.rst): the
+	 * magic "ARM\x64" at 0x38; vfkit checks the same. */
+	if (n == (ssize_t)sizeof(h) && !memcmp(h + 0x38, "ARM\x64", 4))
+		return 0;
+	if (n >= 2 && h[0] == 0x1f && h[1] == 0x8b)
+		what = "gzip-compressed (Image.gz)";
+	else if (n >= 4 && !memcmp(h, "\x28\xb5\x2f\xfd", 4))
+		what = "zstd-compressed";
+	else if (n >= 8 && !memcmp(h, "MZ", 2) && !memcmp(h + 4, "zimg", 4))
+		what = "an EFI zboot image (a compressed kernel inside a PE stub)";
+	else
+		what = "not an arm64 Image";
+	log_error("kernel '%s' is %s: vfkit's linux bootloader on Apple silicon needs"
+		  " an uncompressed arm64 Image; boot with --boot efi (the default:"
+		  " the firmware and systemd-boot handle any kernel), or give --kernel"
+		  " an uncompressed Image", l->boot_kernel, what);
+	return -EINVAL;
 }

@@ -3,7 +3,9 @@
  * launch.h - erofs-nbd-launch, the program that boots a VM from an
  * erofs-nbd export: it starts (or connects to) the server, starts the
  * virtual machine monitor (QEMU on Linux, vfkit on macOS) with the export
- * attached as a read-only virtio-blk disk, supervises both and cleans up.
+ * attached as a read-only virtio-blk disk, supervises both and cleans up;
+ * with --ssh or -- COMMAND it also logs in over SSH (ssh.c), runs COMMAND
+ * and powers the guest off.
  * Facts it follows: ../shared/docs/vfkit-launch.md (§1 vfkit command
  * line, §4.1-4.2 socket activation and sd_notify, §5 QEMU).
  *
@@ -31,6 +33,9 @@ enum {
 	EXIT_SERVER_DIED = 3,	/* the server exited while the VM ran; the VM was stopped */
 	EXIT_VMM_FAILED = 4,	/* the VMM exited non-zero or was killed on its own */
 	/* 128 + N: stopped on signal N (SIGINT 130, SIGTERM 143, SIGHUP 129) */
+	/* With --ssh or a COMMAND: COMMAND's (ssh's) status, and for every
+	 * failure of ours other than bad usage EXIT_SSH_FAILED, as ssh does. */
+	EXIT_SSH_FAILED = 255,
 };
 
 enum vmm_kind { VMM_QEMU, VMM_VFKIT };
@@ -58,6 +63,9 @@ struct launch {
 	enum vmm_kind vmm;
 	enum boot_kind boot;
 	const char *export_dir;		/* --export: start erofs-nbd on this tree */
+	/* Or on a podman image, or a stack of layers (passed through). */
+	const char *image, *storage_root;	/* --image, --storage-root */
+	const char *lowerdir, *upperdir;	/* --lowerdir, --upperdir */
 	const char *connect_uri;	/* --connect: use a running server */
 	const char *server_path;	/* --server, else next to this program */
 	struct strv server_opts;	/* --server-opt ARG..., passed through */
@@ -77,6 +85,9 @@ struct launch {
 	unsigned int nbd_timeout_ms;	/* vfkit nbd timeout= */
 	bool dry_run;
 	int verbose;
+	char **command;			/* -- COMMAND [ARG]...: NULL-terminated, or NULL */
+	bool ssh;			/* --ssh or a COMMAND: a session over SSH */
+	unsigned int ssh_timeout_sec;	/* --ssh-timeout: wait for sshd */
 
 	/* --- computed --- */
 	char *export_real;		/* realpath of --export; export_dir points here */
@@ -91,14 +102,25 @@ struct launch {
 	struct nbd_addr addr;		/* what the VM attaches */
 	char *boot_kernel, *boot_initrd;	/* --boot kernel: host files */
 	char *boot_cmdline;		/* --boot kernel: the kernel command line */
-	char *ssh_credential;		/* base64 of the validated key line */
+	char *ssh_credential;		/* base64 of the authorized_keys lines */
+	char *ssh_cred_line;		/* one key line, for systemd 252's text form */
+	char *ssh_key;			/* $RUN/ssh_key: the throwaway private key */
+	char *ssh_key_pub;		/* $RUN/ssh_key.pub */
+	char *known_hosts;		/* $RUN/known_hosts: this run's only */
+	char *console_file;		/* $RUN/console: the console with --ssh */
+	unsigned int ssh_port;		/* QEMU: 127.0.0.1:PORT -> guest port 22 */
+	char *self_exe;			/* this program (vfkit's ProxyCommand) */
+	char *tree_kargs;		/* the tree's own kernel arguments (bootcfg.h) */
+	int tree_fd;			/* the tree's root, for bootcfg's callbacks */
+	bool kvm_auto;			/* QEMU: KVM chosen by --accel auto */
 	struct strv server_argv;
 	struct strv vmm_argv;
 
 	/* --- processes (supervise.c) --- */
-	pid_t server_pid, vmm_pid;
-	int server_status, vmm_status;	/* wait() statuses, valid once exited */
-	bool server_exited, vmm_exited;
+	pid_t server_pid, vmm_pid, ssh_pid;
+	int server_status, vmm_status, ssh_status;	/* wait() statuses, once exited */
+	bool server_exited, vmm_exited, ssh_exited;
+	bool ssh_done;			/* the session or COMMAND ran to its end */
 	int listen_fd, notify_fd;
 };
 
@@ -145,26 +167,50 @@ void rundir_remove(struct launch *l);
 /* 0 if name (a path, or a program on $PATH as execvp searches it) can
  * be executed, else -ENOENT/-EACCES. */
 int find_program(const char *name);
+/* This program's absolute path (/proc/self/exe on Linux), malloc'ed, or
+ * NULL where it cannot be known. */
+char *self_path(void);
+/* Where the guest's console goes: --console-log, else with --ssh
+ * $RUN/console (the terminal belongs to the session), else NULL: the
+ * terminal. */
+const char *console_path(const struct launch *l);
 /* Connects a blocking Unix stream socket to path with send/receive
  * timeouts of timeout_ms; returns the fd or -errno. */
 int unix_connect(const char *path, int timeout_ms);
 
 /* boot.c */
 /* Fills l->boot_kernel/boot_initrd for --boot kernel: --kernel/--initrd,
- * else the tree's /usr/lib/modules/KVER/{vmlinuz,initramfs.img} or
- * /boot/vmlinuz-KVER + initrd.img-KVER/initramfs-KVER.img.  -ENOENT if
- * there is none (logged). */
+ * else the tree's kernel by the rule of fat/bootcfg.h (symlinks resolved
+ * inside the tree).  -ENOENT if there is none (logged). */
 int boot_find_kernel(struct launch *l);
-/* Reads and validates the --ssh-key file (one "type base64 [comment]"
- * line, printable ASCII, no quotes, backslashes, '$', '`' or ';') and sets
- * l->ssh_credential to its base64 encoding.  -EINVAL if bad (logged). */
+/* Sets l->tree_kargs to the tree's own kernel arguments (bootcfg_kargs();
+ * "" without --export).  0 or -errno (logged, naming the file). */
+int boot_tree_kargs(struct launch *l);
+/* Builds the SSH credential from the --ssh-key file (one "type base64
+ * [comment]" line, printable ASCII, no quotes, backslashes, '$', '`' or
+ * ';') and, with --ssh, the throwaway $RUN/ssh_key.pub: l->ssh_credential
+ * (base64 of the authorized_keys lines) and l->ssh_cred_line (the
+ * throwaway key's line, else --ssh-key's).  -EINVAL if bad (logged). */
 int boot_read_ssh_key(struct launch *l);
 /* Whether the SSH credential travels on the kernel command line: vfkit
- * has no SMBIOS, and QEMU's SMBIOS credential is used on x86 only. */
+ * has no SMBIOS, nor has QEMU's direct kernel boot off x86 (no firmware
+ * to install the tables).  Else it goes in SMBIOS type 11. */
 bool cred_on_cmdline(const struct launch *l);
-/* Builds l->boot_cmdline: root=/dev/vda rootfstype=erofs ro console=...
- * + --cmdline (+ the SSH credential if cred_on_cmdline()).  0 or -ENOMEM. */
+/* The launcher's additions to the kernel command line, after the tree's
+ * own arguments and before --cmdline: console=, systemd.volatile=overlay
+ * (writes to RAM over the read-only root) and, if cred_on_cmdline(), the
+ * credential: systemd.set_credential_binary= (base64) and, where the
+ * carrier allows quotes (quotes_ok), "systemd.set_credential=NAME:LINE"
+ * for systemd 252, which knows only the text form.  malloc'ed, NULL on
+ * ENOMEM. */
+char *boot_launcher_args(const struct launch *l, bool quotes_ok);
+/* Builds l->boot_cmdline: root=/dev/vda rootfstype=erofs ro, the tree's
+ * arguments, boot_launcher_args(), --cmdline.  0 or -ENOMEM. */
 int boot_make_cmdline(struct launch *l);
+/* For vfkit's linux bootloader on arm64: 0 if the kernel is an
+ * uncompressed arm64 Image ("ARM\x64" at 0x38), else -EINVAL with a
+ * message saying what it is (gzip, zstd, EFI zboot) and to use EFI boot. */
+int boot_check_vfkit_kernel(const struct launch *l);
 /* The guest's console device for console=: hvc0 (vfkit's virtio-serial),
  * ttyS0 (QEMU x86 serial), ttyAMA0 (QEMU aarch64 PL011). */
 const char *guest_console(const struct launch *l);
@@ -176,7 +222,8 @@ const char *guest_console(const struct launch *l);
  * for a malformed URI (logged), -ENOMEM. */
 int server_parse_uri(struct launch *l);
 /* Builds the erofs-nbd command line in l->server_argv: --foreground
- * --export DIR --exit-with-parent, for EFI boot the ESP options
+ * --export DIR (or --image NAME [--storage-root DIR], or --lowerdir LIST
+ * [--upperdir DIR]) --exit-with-parent, for EFI boot the ESP options
  * (--cmdline with console= first), then --server-opt.  0 or -ENOMEM. */
 int server_build_argv(struct launch *l);
 /* Binds the listening socket and the notify socket, forks and execs the
@@ -204,6 +251,23 @@ int qemu_request_stop(struct launch *l);
 /* For EFI boot, copies the OVMF/AAVMF variable store template to
  * $RUN/vars.fd (mode 0600).  0 or -errno (logged). */
 int qemu_prepare(struct launch *l);
+
+/* ssh.c */
+/* Quotes every argument for a POSIX shell ('...', a quote as '\'') and
+ * joins them with spaces: the remote shell gives back exactly argv.
+ * malloc'ed, NULL on ENOMEM. */
+char *shell_quote_argv(char *const argv[]);
+/* Makes the throwaway key pair (ssh-keygen -t ed25519) and, for QEMU,
+ * picks the free loopback port to forward.  0 or -errno (logged). */
+int ssh_prepare(struct launch *l);
+/* One try to reach the guest's sshd: 0 once its "SSH-" identification
+ * string arrives, else -errno (-ECONNRESET: closed before it). */
+int ssh_probe(const struct launch *l);
+/* The ssh client's command line for the session or COMMAND.  0 or -ENOMEM. */
+int ssh_build_argv(struct launch *l, struct strv *a);
+/* --proxy-unix PATH: relays stdin/stdout to a Unix socket (vfkit's vsock
+ * port for ssh's ProxyCommand).  Returns the exit status. */
+int proxy_unix(const char *path);
 
 /* vfkit.c */
 /* Builds the vfkit command line in l->vmm_argv (§1.14).  -EINVAL (logged)

@@ -7,7 +7,8 @@
  *
  * Never a shell: every program is run from an argv array, and data such
  * as an SSH public key travels as a systemd credential, not in a script
- * (vfkit-launch.md §3.4).
+ * (vfkit-launch.md §3.4).  A COMMAND for the guest (-- COMMAND) reaches
+ * its remote shell as single-quoted words that give back exactly argv.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,14 +27,24 @@
 
 static void usage(FILE *f)
 {
-	fputs("Usage: erofs-nbd-launch (--export DIR | --connect URI) [OPTION]...\n"
+	fputs("Usage: erofs-nbd-launch (--export DIR | --image NAME | --lowerdir LIST |\n"
+	      "                         --connect URI) [OPTION]...\n"
+	      "                        [--ssh] [-- COMMAND [ARG]...]\n"
 	      "Boot a virtual machine from an erofs-nbd export: start the server (or\n"
 	      "use a running one), start QEMU or vfkit with the export as a read-only\n"
-	      "virtio-blk disk, supervise both and clean up.\n"
+	      "virtio-blk disk, supervise both and clean up.  With a COMMAND, run it\n"
+	      "in the guest over SSH as root, power the guest off and exit with its\n"
+	      "status; with --ssh and no COMMAND, an interactive session.\n"
 	      "\n"
 	      "Server:\n"
 	      "  --export DIR            start erofs-nbd on DIR (socket activation in a\n"
 	      "                          private runtime directory, waits for READY=1)\n"
+	      "  --image NAME|ID         start erofs-nbd on a podman image, merged from its\n"
+	      "                          layers\n"
+	      "  --storage-root DIR      with --image: the store (default: podman's)\n"
+	      "  --lowerdir TOP:...:BOTTOM\n"
+	      "                          start erofs-nbd on a stack of overlay layers\n"
+	      "  --upperdir DIR          with --lowerdir: one more layer on top\n"
 	      "  --connect URI           use a running server: nbd+unix:///NAME?socket=PATH\n"
 	      "                          or nbd://HOST[:PORT]/NAME (empty NAME: the boot\n"
 	      "                          mode's export)\n"
@@ -56,10 +67,16 @@ static void usage(FILE *f)
 	      "  --efi-loader NAME       passed on to erofs-nbd (EFI boot)\n"
 	      "  --ssh-key FILE          an SSH public key for root, passed as the systemd\n"
 	      "                          credential ssh.authorized_keys.root\n"
+	      "  --ssh                   log in over SSH once sshd answers (a throwaway\n"
+	      "                          key, QEMU: 127.0.0.1 forward, vfkit: vsock 22);\n"
+	      "                          implied by a COMMAND after --\n"
+	      "  --ssh-timeout SECS      wait at most SECS for the guest's sshd (default 600)\n"
 	      "  --cpus N                virtual CPUs (default 2)\n"
 	      "  --memory MIB            memory in MiB (default 2048)\n"
-	      "  --console-log FILE      guest console to FILE (default: this terminal)\n"
-	      "  --accel auto|kvm|tcg    QEMU accelerator (default auto: KVM if usable)\n"
+	      "  --console-log FILE      guest console to FILE (default: this terminal;\n"
+	      "                          with --ssh, a file in the runtime directory)\n"
+	      "  --accel auto|kvm|tcg    QEMU accelerator (default auto: KVM if usable,\n"
+	      "                          once more with TCG if QEMU then fails to start)\n"
 	      "  --firmware CODE, --firmware-vars VARS\n"
 	      "                          QEMU EFI firmware (default OVMF/AAVMF 4M files)\n"
 	      "  --device-id ID          disk serial / vfkit deviceId (default erofsroot)\n"
@@ -79,7 +96,8 @@ static void usage(FILE *f)
 	      "\n"
 	      "Exit status: 0 the guest powered off; 1 launch error; 2 bad usage;\n"
 	      "3 the server died while the VM ran; 4 the VMM failed; 128+N stopped on\n"
-	      "signal N.\n", f);
+	      "signal N.  With --ssh or a COMMAND: COMMAND's (ssh's) status, 2 for bad\n"
+	      "usage, 128+N on signal N, 255 for any other failure (as ssh).\n", f);
 }
 
 enum {
@@ -87,7 +105,8 @@ enum {
 	OPT_KERNEL, OPT_INITRD, OPT_KVER, OPT_CMDLINE, OPT_ARCH, OPT_EFI_LOADER,
 	OPT_SSH_KEY, OPT_CPUS, OPT_MEMORY, OPT_CONSOLE_LOG, OPT_ACCEL, OPT_FIRMWARE,
 	OPT_FIRMWARE_VARS, OPT_DEVICE_ID, OPT_NBD_TIMEOUT, OPT_GRACE, OPT_RUNTIME_DIR,
-	OPT_DRY_RUN, OPT_READY_TIMEOUT, OPT_VMM_BINARY,
+	OPT_DRY_RUN, OPT_READY_TIMEOUT, OPT_VMM_BINARY, OPT_SSH, OPT_SSH_TIMEOUT,
+	OPT_IMAGE, OPT_STORAGE_ROOT, OPT_LOWERDIR, OPT_UPPERDIR,
 };
 
 static const struct option options[] = {
@@ -96,6 +115,10 @@ static const struct option options[] = {
 	{ "boot", required_argument, NULL, OPT_BOOT },
 	{ "export", required_argument, NULL, OPT_EXPORT },
 	{ "connect", required_argument, NULL, OPT_CONNECT },
+	{ "image", required_argument, NULL, OPT_IMAGE },
+	{ "storage-root", required_argument, NULL, OPT_STORAGE_ROOT },
+	{ "lowerdir", required_argument, NULL, OPT_LOWERDIR },
+	{ "upperdir", required_argument, NULL, OPT_UPPERDIR },
 	{ "server", required_argument, NULL, OPT_SERVER },
 	{ "server-opt", required_argument, NULL, OPT_SERVER_OPT },
 	{ "ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT },
@@ -106,6 +129,8 @@ static const struct option options[] = {
 	{ "arch", required_argument, NULL, OPT_ARCH },
 	{ "efi-loader", required_argument, NULL, OPT_EFI_LOADER },
 	{ "ssh-key", required_argument, NULL, OPT_SSH_KEY },
+	{ "ssh", no_argument, NULL, OPT_SSH },
+	{ "ssh-timeout", required_argument, NULL, OPT_SSH_TIMEOUT },
 	{ "cpus", required_argument, NULL, OPT_CPUS },
 	{ "memory", required_argument, NULL, OPT_MEMORY },
 	{ "console-log", required_argument, NULL, OPT_CONSOLE_LOG },
@@ -172,9 +197,11 @@ static bool cmdline_valid(const char *s)
 /* Returns 0 or EXIT_USAGE. */
 static int parse_args(struct launch *l, int argc, char **argv)
 {
-	int c, r = 0;
+	int c, r = 0, last = 1;
 
-	while ((c = getopt_long(argc, argv, "vVh", options, NULL)) != -1) {
+	/* "+": options end at the first non-option, so that COMMAND's own
+	 * options are never taken for ours. */
+	while ((c = getopt_long(argc, argv, "+vVh", options, NULL)) != -1) {
 		switch (c) {
 		case OPT_VMM:
 			if (!strcmp(optarg, "qemu"))
@@ -195,6 +222,10 @@ static int parse_args(struct launch *l, int argc, char **argv)
 			break;
 		case OPT_EXPORT: l->export_dir = optarg; break;
 		case OPT_CONNECT: l->connect_uri = optarg; break;
+		case OPT_IMAGE: l->image = optarg; break;
+		case OPT_STORAGE_ROOT: l->storage_root = optarg; break;
+		case OPT_LOWERDIR: l->lowerdir = optarg; break;
+		case OPT_UPPERDIR: l->upperdir = optarg; break;
 		case OPT_SERVER: l->server_path = optarg; break;
 		case OPT_SERVER_OPT: strv_add(&l->server_opts, optarg); break;
 		case OPT_READY_TIMEOUT:
@@ -207,6 +238,10 @@ static int parse_args(struct launch *l, int argc, char **argv)
 		case OPT_ARCH: l->arch = optarg; break;
 		case OPT_EFI_LOADER: l->efi_loader = optarg; break;
 		case OPT_SSH_KEY: l->ssh_key_file = optarg; break;
+		case OPT_SSH: l->ssh = true; break;
+		case OPT_SSH_TIMEOUT:
+			r = number("--ssh-timeout", optarg, 1, 86400, &l->ssh_timeout_sec);
+			break;
 		case OPT_CPUS: r = number("--cpus", optarg, 1, 256, &l->cpus); break;
 		case OPT_MEMORY: r = number("--memory", optarg, 64, 4194304, &l->memory_mib); break;
 		case OPT_CONSOLE_LOG: l->console_log = optarg; break;
@@ -242,13 +277,35 @@ static int parse_args(struct launch *l, int argc, char **argv)
 		}
 		if (r)
 			return r;
+		last = optind;
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!!l->export_dir == !!l->connect_uri)
-		return usage_error("give exactly one of --export DIR and --connect URI");
+	if (optind < argc) {
+		/* getopt stepped over a "--" exactly when optind moved past it. */
+		if (optind != last + 1 || strcmp(argv[last], "--") != 0)
+			return usage_error("unexpected argument '%s' (a COMMAND goes after"
+					   " '--')", argv[optind]);
+		l->command = argv + optind;
+		l->ssh = true;
+	} else if (optind == last + 1 && !strcmp(argv[last], "--")) {
+		return usage_error("'--' but no COMMAND after it");
+	}
+	if (l->ssh && l->connect_uri && l->boot == BOOT_EFI && l->vmm == VMM_VFKIT)
+		return usage_error("--ssh and a COMMAND with --connect and vfkit's EFI boot"
+				   " need the key on the running server's ESP: give that"
+				   " server the credential, use --boot kernel, or --export");
+	if (!!l->export_dir + !!l->image + !!l->lowerdir + !!l->connect_uri != 1)
+		return usage_error("give exactly one of --export DIR, --image NAME, --lowerdir"
+				   " LIST and --connect URI");
+	if (l->storage_root && !l->image)
+		return usage_error("--storage-root goes with --image");
+	if (l->upperdir && !l->lowerdir)
+		return usage_error("--upperdir goes with --lowerdir");
 	if (l->connect_uri && (l->server_path || l->server_opts.n))
-		return usage_error("--server and --server-opt need --export");
+		return usage_error("--server and --server-opt need --export, --image or --lowerdir");
+	/* Only the server merges the layers: there is no tree to look in. */
+	if (l->boot == BOOT_KERNEL && (l->image || l->lowerdir) && !l->kernel)
+		return usage_error("--boot kernel with --image or --lowerdir needs --kernel"
+				   " (and --initrd)");
 	if (l->cmdline && !cmdline_valid(l->cmdline))
 		return usage_error("--cmdline: control characters are not allowed");
 	if (l->vmm == VMM_VFKIT && l->accel)
@@ -277,27 +334,32 @@ static int prepare(struct launch *l)
 	}
 	if (l->ssh_key_file && l->boot == BOOT_EFI && l->connect_uri && cred_on_cmdline(l)) {
 		/* The command line is on the remote server's ESP. */
-		log_error("--ssh-key with --boot efi and --connect needs SMBIOS (QEMU on"
-			  " x86): give the credential to that server's --cmdline instead");
+		log_error("--ssh-key with --boot efi and --connect needs SMBIOS (QEMU):"
+			  " give the credential to that server's --cmdline instead");
 		return EXIT_USAGE;
-	}
-	if (l->ssh_key_file && boot_read_ssh_key(l) < 0)
-		return EXIT_LAUNCH_ERROR;
-	if (l->boot == BOOT_KERNEL) {
-		if (boot_find_kernel(l) < 0 || boot_make_cmdline(l) < 0)
-			return EXIT_LAUNCH_ERROR;
 	}
 	/* The steps below log their own errors, except running out of
 	 * memory. */
 	r = rundir_create(l);
 	if (r < 0)
 		goto fail;
+	if (l->ssh && ssh_prepare(l) < 0)
+		return EXIT_LAUNCH_ERROR;
+	if ((l->ssh_key_file || l->ssh) && boot_read_ssh_key(l) < 0)
+		return EXIT_LAUNCH_ERROR;
+	if (l->boot == BOOT_KERNEL) {
+		if (boot_find_kernel(l) < 0 || boot_tree_kargs(l) < 0)
+			return EXIT_LAUNCH_ERROR;
+		r = boot_make_cmdline(l);
+		if (r < 0)
+			goto fail;
+	}
 	r = server_parse_uri(l);
 	if (r == -EINVAL)
 		return EXIT_USAGE;	/* a malformed --connect URI */
 	if (r < 0)
 		goto fail;
-	if (l->export_dir) {
+	if (!l->connect_uri) {
 		r = server_build_argv(l);
 		if (r < 0)
 			goto fail;
@@ -310,6 +372,19 @@ fail:
 	if (r == -ENOMEM)
 		log_errno(r, "preparing the launch");
 	return EXIT_LAUNCH_ERROR;
+}
+
+/* This program's path, for ssh's ProxyCommand: self_path(), else argv[0]
+ * made absolute, else its name (the shell then finds it on $PATH). */
+static char *self_exe(const char *argv0)
+{
+	char *p = self_path();
+
+	if (p)
+		return p;
+	if (strchr(argv0, '/'))
+		return realpath(argv0, NULL);
+	return strdup("erofs-nbd-launch");
 }
 
 static void print_argv(FILE *f, const char *prefix, const struct strv *a)
@@ -332,7 +407,7 @@ static int run(struct launch *l)
 	}
 	if (l->vmm == VMM_QEMU && qemu_prepare(l) < 0)
 		return EXIT_LAUNCH_ERROR;
-	if (l->export_dir) {
+	if (!l->connect_uri) {
 		if (l->verbose >= 2)
 			print_argv(stderr, "erofs-nbd-launch: server: ", &l->server_argv);
 		if (server_start(l) < 0)
@@ -365,10 +440,17 @@ int main(int argc, char **argv)
 		.device_id = "erofsroot",
 		.listen_fd = -1,
 		.notify_fd = -1,
+		.tree_fd = -1,
+		.ssh_timeout_sec = 600,
 	};
 	int status;
 
+	/* Internal: vfkit's ProxyCommand for ssh (ssh.c). */
+	if (argc == 3 && !strcmp(argv[1], "--proxy-unix"))
+		return proxy_unix(argv[2]);
 	status = parse_args(&l, argc, argv);
+	if (!status && l.ssh && l.vmm == VMM_VFKIT)
+		l.self_exe = self_exe(argv[0]);
 	launch_verbose = l.verbose;
 	/* From here on a stop signal is only noted (and acted on once the
 	 * processes run), so that the runtime directory is always removed. */
@@ -387,6 +469,13 @@ int main(int argc, char **argv)
 	}
 
 	sup_stop_server(&l);
+	/* With --ssh our own failures read as ssh's (255); bad usage stays 2,
+	 * signals 128 + N, and COMMAND's status is what run() returned. */
+	if (l.ssh && !l.dry_run && status != 0 && status != EXIT_USAGE && status < 128 &&
+	    !l.ssh_done)
+		status = EXIT_SSH_FAILED;
+	if (l.tree_fd >= 0)
+		close(l.tree_fd);
 	if (l.listen_fd >= 0)
 		close(l.listen_fd);
 	if (l.notify_fd >= 0)
@@ -413,5 +502,12 @@ int main(int argc, char **argv)
 	free(l.boot_initrd);
 	free(l.boot_cmdline);
 	free(l.ssh_credential);
+	free(l.ssh_cred_line);
+	free(l.ssh_key);
+	free(l.ssh_key_pub);
+	free(l.known_hosts);
+	free(l.console_file);
+	free(l.self_exe);
+	free(l.tree_kargs);
 	return status;
 }

@@ -105,6 +105,7 @@ int qemu_build_argv(struct launch *l)
 	strv_add(a, x86 ? "q35" : "virt");
 	if (!strcmp(accel, "auto"))
 		accel = kvm_usable(l) ? "kvm:tcg" : "tcg";
+	l->kvm_auto = !strcmp(accel, "kvm:tcg");
 	if (!strcmp(accel, "kvm:tcg")) {
 		strv_add(a, "-accel");
 		strv_add(a, "kvm");
@@ -130,8 +131,8 @@ int qemu_build_argv(struct launch *l)
 	/* Console: the first serial port, to a file or to our terminal.
 	 * signal=off: on an interactive console Ctrl-C belongs to the guest. */
 	strv_add(a, "-chardev");
-	if (l->console_log)
-		add_kv(a, "file,id=con0,path=", l->console_log);
+	if (console_path(l))
+		add_kv(a, "file,id=con0,path=", console_path(l));
 	else
 		strv_add(a, "stdio,id=con0,signal=off");
 	strv_add(a, "-serial");
@@ -190,9 +191,15 @@ int qemu_build_argv(struct launch *l)
 	strv_add(a, "-device");
 	strv_add(a, "virtio-rng-pci");
 	strv_add(a, "-nic");
-	strv_add(a, "user,model=virtio-net-pci");
-	/* The SSH key as a systemd credential in SMBIOS type 11 (x86 only:
-	 * elsewhere it is on the kernel command line). */
+	if (l->ssh)
+		/* sshd through user-mode networking, from loopback only. */
+		strv_addf(a, "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:%u-:22",
+			  l->ssh_port);
+	else
+		strv_add(a, "user,model=virtio-net-pci");
+	/* The SSH key as a systemd credential in SMBIOS type 11 (OVMF,
+	 * SeaBIOS and AAVMF install the tables; without firmware, arm64
+	 * kernel boot, it is on the kernel command line). */
 	if (l->ssh_credential && !cred_on_cmdline(l)) {
 		strv_add(a, "-smbios");
 		strv_addf(a, "type=11,value=io.systemd.credential.binary:ssh.authorized_keys.root=%s",
@@ -217,6 +224,7 @@ int qemu_prepare(struct launch *l)
 	in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return log_errno(-errno, "EFI variable store template '%s'", src);
+	(void)unlink(l->efi_vars);	/* a retry's: the directory is ours */
 	out = open(l->efi_vars, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (out < 0)
 		return log_errno(-errno, "creating '%s'", l->efi_vars);

@@ -135,68 +135,69 @@ int server_parse_uri(struct launch *l)
 	return 0;
 }
 
-/* erofs-nbd next to this program (/proc/self/exe on Linux, argv[0]
- * elsewhere), else from $PATH. */
+/* erofs-nbd next to this program, else from $PATH. */
 static char *find_server(void)
 {
-	char self[4096];
-	ssize_t n = -1;
+	_cleanup_free_ char *self = self_path();
+	char *slash = self ? strrchr(self, '/') : NULL, *p;
 
-#ifdef __linux__
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-#endif
-	if (n > 0) {
-		char *slash, *p;
-
-		self[n] = '\0';
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = '\0';
-			p = path_join(self, "erofs-nbd");
-			if (p && access(p, X_OK) == 0)
-				return p;
-			free(p);
-		}
+	if (slash) {
+		*slash = '\0';
+		p = path_join(self, "erofs-nbd");
+		if (p && access(p, X_OK) == 0)
+			return p;
+		free(p);
 	}
 	return strdup("erofs-nbd");
+}
+
+/* Adds "OPTION VALUE" for each of the n pairs whose value is set. */
+static void add_options(struct strv *a, const char *const pairs[][2], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pairs[i][1]) {
+			strv_add(a, pairs[i][0]);
+			strv_add(a, pairs[i][1]);
+		}
 }
 
 int server_build_argv(struct launch *l)
 {
 	struct strv *a = &l->server_argv;
+	/* What to serve: exactly one of the three was given. */
+	const char *const source[][2] = {
+		{ "--export", l->export_dir }, { "--image", l->image },
+		{ "--storage-root", l->storage_root }, { "--lowerdir", l->lowerdir },
+		{ "--upperdir", l->upperdir },
+	};
 
 	if (l->server_path)
 		strv_add(a, l->server_path);
 	else
 		strv_push_owned(a, find_server());
 	strv_add(a, "--foreground");
-	strv_add(a, "--export");
-	strv_add(a, l->export_dir);
+	add_options(a, source, ARRAY_SIZE(source));
 	strv_add(a, "--exit-with-parent");
 	/* The ESP is built by the server: the EFI boot options are its. */
 	if (l->boot == BOOT_EFI) {
-		const char *pairs[][2] = {
+		const char *const pairs[][2] = {
 			{ "--arch", l->arch }, { "--kernel", l->kernel },
 			{ "--initrd", l->initrd }, { "--kver", l->kver },
 			{ "--efi-loader", l->efi_loader },
 		};
 
-		for (size_t i = 0; i < ARRAY_SIZE(pairs); i++)
-			if (pairs[i][1]) {
-				strv_add(a, pairs[i][0]);
-				strv_add(a, pairs[i][1]);
-			}
-		/* What the server adds to its root=PARTUUID=... line in the
-		 * loader entry: the console we wire up (as for kernel boot),
-		 * --cmdline, and, without SMBIOS (vfkit, QEMU off x86), the
-		 * SSH credential. */
-		bool cred = l->ssh_credential && cred_on_cmdline(l);
+		add_options(a, pairs, ARRAY_SIZE(pairs));
+		/* What the server adds to its root=PARTUUID=... line and the
+		 * tree's own arguments in the loader entry: what the launcher
+		 * needs (boot_launcher_args(): the console we wire up,
+		 * systemd.volatile=overlay, the SSH credential without SMBIOS;
+		 * a BLS "options" line carries quotes), then --cmdline. */
+		_cleanup_free_ char *ours = boot_launcher_args(l, true);
 
+		if (!ours)
+			return -ENOMEM;
 		strv_add(a, "--cmdline");
-		strv_addf(a, "console=%s%s%s%s%s", guest_console(l), l->cmdline ? " " : "",
-			  l->cmdline ? l->cmdline : "",
-			  cred ? " systemd.set_credential_binary=ssh.authorized_keys.root:" : "",
-			  cred ? l->ssh_credential : "");
+		strv_addf(a, "%s%s%s", ours, l->cmdline ? " " : "", l->cmdline ? l->cmdline : "");
 	}
 	for (size_t i = 0; i < l->server_opts.n; i++)
 		strv_add(a, l->server_opts.v[i]);

@@ -155,6 +155,13 @@ static void reap(struct launch *l)
 		describe(st, what, sizeof(what));
 		log_info("erofs-nbd (pid %d) ended: %s", (int)l->server_pid, what);
 	}
+	if (l->ssh_pid > 0 && !l->ssh_exited &&
+	    waitpid(l->ssh_pid, &st, WNOHANG) == l->ssh_pid) {
+		l->ssh_exited = true;
+		l->ssh_status = st;
+		describe(st, what, sizeof(what));
+		log_info("ssh (pid %d) ended: %s", (int)l->ssh_pid, what);
+	}
 	if (l->vmm_pid > 0 && !l->vmm_exited &&
 	    waitpid(l->vmm_pid, &st, WNOHANG) == l->vmm_pid) {
 		l->vmm_exited = true;
@@ -237,6 +244,11 @@ int sup_wait_ready(struct launch *l)
 }
 
 enum stop_stage { RUNNING, GRACEFUL, HARD, KILLED };
+/* With --ssh: waiting for sshd, the session running, the session over. */
+enum ssh_stage { SSH_WAIT, SSH_RUN, SSH_DONE };
+
+#define SSH_PROBE_MS 1000	/* between two tries to reach sshd */
+#define STARTUP_MS 10000	/* QEMU failing this soon failed to start */
 
 /* Stops the VMM hard: vfkit's REST HardStop or SIGTERM (QEMU exits at
  * once on SIGTERM, vfkit hard-stops within 5 s). */
@@ -261,28 +273,107 @@ static bool graceful_stop(struct launch *l)
 	return true;
 }
 
-int sup_run_vm(struct launch *l)
+/* Moves to the hard stop: HardStop/SIGTERM now, SIGKILL HARD_STOP_MS later. */
+static void escalate(struct launch *l, enum stop_stage *stage, long long *deadline)
+{
+	hard_stop(l);
+	*stage = HARD;
+	*deadline = now_ms() + HARD_STOP_MS;
+}
+
+/* Asks the guest to power off within --grace, else stops it hard now. */
+static void begin_stop(struct launch *l, enum stop_stage *stage, long long *deadline)
+{
+	if (!graceful_stop(l)) {
+		escalate(l, stage, deadline);
+		return;
+	}
+	*stage = GRACEFUL;
+	*deadline = now_ms() + (long long)l->grace_sec * 1000;
+}
+
+/* Prints the last lines of the console file, to show why sshd never came. */
+static void console_tail(const struct launch *l, int lines)
+{
+	char buf[8192];
+	const char *path = console_path(l);
+	_cleanup_close_ int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+	off_t size;
+	ssize_t n;
+	int seen = 0;
+	char *p;
+
+	if (fd < 0 || (size = lseek(fd, 0, SEEK_END)) <= 0)
+		return;
+	n = pread(fd, buf, sizeof(buf) - 1, size > (off_t)sizeof(buf) - 1 ?
+		  size - (off_t)sizeof(buf) + 1 : 0);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (p = buf + n; p > buf && seen <= lines; p--)
+		if (p[-1] == '\n')
+			seen++;
+	fprintf(stderr, "erofs-nbd-launch: the guest's console ended with:\n%s%s",
+		p, buf[n - 1] == '\n' ? "" : "\n");
+}
+
+/* Starts ssh for the session or COMMAND, in our process group with our
+ * stdio: it is the foreground program. */
+static int start_ssh(struct launch *l)
+{
+	struct strv a = { 0 };
+	int r = ssh_build_argv(l, &a);
+	pid_t pid;
+
+	if (r < 0) {
+		strv_free(&a);
+		return log_errno(r, "the ssh command line");
+	}
+	if (l->verbose >= 2)
+		for (size_t i = 0; i < a.n; i++)
+			log_debug("ssh: %s", a.v[i]);
+	pid = sup_spawn(a.v, NULL, -1, -1, false, -1);
+	strv_free(&a);
+	if (pid < 0)
+		return log_errno(pid, "starting ssh");
+	l->ssh_pid = pid;
+	log_info("started ssh (pid %d)", (int)pid);
+	return 0;
+}
+
+/*
+ * One VMM run.  Returns the launcher's exit status, or -EAGAIN when QEMU
+ * with KVM chosen by --accel auto failed during start-up and should be
+ * tried once more with TCG.
+ */
+static int run_vm_once(struct launch *l, bool may_retry)
 {
 	enum stop_stage stage = RUNNING;
-	long long deadline = -1;
+	enum ssh_stage sstage = SSH_WAIT;
+	long long deadline = -1, started, ssh_deadline, next_probe;
 	int result = -1;
 	/* With the console on our terminal the VMM must stay in our
 	 * foreground process group; otherwise it gets a group of its own so
 	 * that a terminal's Ctrl-C reaches only us, and we stop it properly. */
-	bool interactive = !l->console_log && isatty(0);
+	bool interactive = !console_path(l) && isatty(0);
 	_cleanup_close_ int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pid_t pid;
 
-	pid = sup_spawn(l->vmm_argv.v, NULL, l->console_log ? devnull : -1, -1,
-			!interactive, -1);
+	pid = sup_spawn(l->vmm_argv.v, NULL, console_path(l) ? devnull : -1,
+			l->ssh ? devnull : -1, !interactive, -1);
 	if (pid < 0) {
 		log_errno(pid, "starting '%s'", l->vmm_argv.v[0]);
 		return EXIT_LAUNCH_ERROR;
 	}
 	l->vmm_pid = pid;
+	l->vmm_exited = false;
+	started = now_ms();
+	ssh_deadline = started + (long long)l->ssh_timeout_sec * 1000;
+	next_probe = started + SSH_PROBE_MS;
 	log_info("started %s (pid %d)", l->vmm_argv.v[0], (int)pid);
 
 	for (;;) {
+		long long wake = deadline;
 		int sig;
 
 		if (l->server_pid > 0 && l->server_exited && result < 0) {
@@ -292,61 +383,129 @@ int sup_run_vm(struct launch *l)
 			log_error("erofs-nbd ended (%s) while the VM was running;"
 				  " stopping the VM", what);
 			result = EXIT_SERVER_DIED;
-			if (!l->vmm_exited) {
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
-			}
+			if (!l->vmm_exited)
+				escalate(l, &stage, &deadline);
 		}
 		if (l->vmm_exited)
 			break;
+		if (l->ssh && sstage == SSH_WAIT && stage == RUNNING && result < 0) {
+			if (now_ms() >= next_probe) {
+				if (ssh_probe(l) == 0) {
+					log_info("the guest's sshd answers (%lld s after start)",
+						 (now_ms() - started) / 1000);
+					sstage = SSH_RUN;
+					if (start_ssh(l) < 0)
+						result = EXIT_LAUNCH_ERROR;
+				} else if (now_ms() >= ssh_deadline) {
+					log_error("the guest's sshd did not answer within %u s"
+						  " (--ssh-timeout)", l->ssh_timeout_sec);
+					console_tail(l, 25);
+					result = EXIT_LAUNCH_ERROR;
+				}
+				next_probe = now_ms() + SSH_PROBE_MS;
+			}
+			if (result < 0 && sstage == SSH_WAIT)
+				wake = deadline < 0 || next_probe < deadline ? next_probe : deadline;
+		}
+		if (sstage == SSH_RUN && l->ssh_exited) {
+			sstage = SSH_DONE;
+			l->ssh_done = true;
+			if (result < 0)
+				result = WIFEXITED(l->ssh_status) ? WEXITSTATUS(l->ssh_status) :
+					 128 + WTERMSIG(l->ssh_status);
+			log_info("ssh ended with status %d; powering the guest off", result);
+		}
+		/* The session is over (or never came): power the guest off. */
+		if (l->ssh && stage == RUNNING && result >= 0) {
+			begin_stop(l, &stage, &deadline);
+			wake = deadline;
+		}
 		if (deadline >= 0 && now_ms() >= deadline) {
 			if (stage == GRACEFUL) {
 				log_warning("the guest did not power off within %u s;"
 					    " stopping it hard", l->grace_sec);
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
+				escalate(l, &stage, &deadline);
 			} else if (stage == HARD) {
 				log_warning("%s did not stop; killing it", l->vmm_argv.v[0]);
 				kill(l->vmm_pid, SIGKILL);
 				stage = KILLED;
 				deadline = -1;
 			}
+			wake = deadline;
 		}
-		sig = sup_poll(l, deadline, NULL);
+		sig = sup_poll(l, wake, NULL);
 		if (!sig || l->vmm_exited)
 			continue;
 		if (result < 0)
 			result = 128 + sig;
+		if (l->ssh_pid > 0 && !l->ssh_exited)
+			kill(l->ssh_pid, SIGTERM);	/* the session ends with the run */
 		if (stage == RUNNING) {
 			log_info("%s: stopping the VM", strsignal(sig));
-			if (graceful_stop(l)) {
-				stage = GRACEFUL;
-				deadline = now_ms() + (long long)l->grace_sec * 1000;
-			} else {
-				hard_stop(l);
-				stage = HARD;
-				deadline = now_ms() + HARD_STOP_MS;
-			}
+			begin_stop(l, &stage, &deadline);
 		} else if (stage == GRACEFUL) {
 			log_info("%s again: stopping the VM hard", strsignal(sig));
-			hard_stop(l);
-			stage = HARD;
-			deadline = now_ms() + HARD_STOP_MS;
+			escalate(l, &stage, &deadline);
 		}
 	}
 
+	/* The VM is gone: so is the session. */
+	if (l->ssh_pid > 0 && !l->ssh_exited) {
+		kill(l->ssh_pid, SIGTERM);
+		if (waitpid(l->ssh_pid, &l->ssh_status, 0) == l->ssh_pid)
+			l->ssh_exited = true;
+		if (result < 0) {
+			log_error("the VM ended while the ssh session ran");
+			result = EXIT_VMM_FAILED;
+		}
+	}
 	if (result < 0) {
 		char what[80];
 
-		if (WIFEXITED(l->vmm_status) && WEXITSTATUS(l->vmm_status) == 0)
-			return EXIT_VM_OK;
+		if (WIFEXITED(l->vmm_status) && WEXITSTATUS(l->vmm_status) == 0) {
+			if (!l->ssh)
+				return EXIT_VM_OK;
+			log_error("the guest powered off before its sshd answered");
+			return EXIT_LAUNCH_ERROR;
+		}
 		describe(l->vmm_status, what, sizeof(what));
+		if (may_retry && now_ms() - started < STARTUP_MS) {
+			log_warning("%s with KVM failed during start-up: %s", l->vmm_argv.v[0],
+				    what);
+			return -EAGAIN;
+		}
 		log_error("%s failed: %s", l->vmm_argv.v[0], what);
 		return EXIT_VMM_FAILED;
 	}
 	return result;
+}
+
+int sup_run_vm(struct launch *l)
+{
+	bool may_retry = l->vmm == VMM_QEMU && l->kvm_auto;
+	int r = run_vm_once(l, may_retry);
+
+	if (r == -EAGAIN) {
+		/* Nested KVM can crash QEMU as the vCPUs start (seen:
+		 * "kvm_buf_set_msrs: Assertion ... failed"), where
+		 * -accel kvm -accel tcg does not help: KVM initialised. */
+		log_warning("trying once more with TCG (--accel kvm forbids this,"
+			    " --accel tcg skips KVM)");
+		strv_free(&l->vmm_argv);
+		l->accel = "tcg";
+		r = qemu_build_argv(l);
+		if (r == 0 && qemu_prepare(l) < 0)
+			return EXIT_LAUNCH_ERROR;
+		if (r < 0) {
+			log_errno(r, "the QEMU command line");
+			return EXIT_LAUNCH_ERROR;
+		}
+		if (l->verbose >= 2)
+			for (size_t i = 0; i < l->vmm_argv.n; i++)
+				log_debug("vmm: %s", l->vmm_argv.v[i]);
+		r = run_vm_once(l, false);
+	}
+	return r;
 }
 
 void sup_stop_server(struct launch *l)

@@ -228,9 +228,11 @@ int fd_cloexec(int fd, bool nonblock)
 static int rundir_paths(struct launch *l)
 {
 	char **paths[] = { &l->nbd_sock, &l->notify_sock, &l->qmp_sock,
-			   &l->rest_sock, &l->efi_vars, &l->ssh_sock };
+			   &l->rest_sock, &l->efi_vars, &l->ssh_sock, &l->ssh_key,
+			   &l->ssh_key_pub, &l->known_hosts, &l->console_file };
 	const char *names[] = { "nbd.sock", "notify", "qmp.sock", "rest.sock",
-				l->vmm == VMM_QEMU ? "vars.fd" : "efivars", "ssh.sock" };
+				l->vmm == VMM_QEMU ? "vars.fd" : "efivars", "ssh.sock",
+				"ssh_key", "ssh_key.pub", "known_hosts", "console" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
 		*paths[i] = path_join(l->run_dir, names[i]);
@@ -325,6 +327,27 @@ void rundir_remove(struct launch *l)
 	else
 		log_debug("removed runtime directory '%s'", l->run_dir);
 	l->run_dir_created = false;
+}
+
+char *self_path(void)
+{
+#ifdef __linux__
+	char buf[4096];
+	ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+
+	if (n > 0) {
+		buf[n] = '\0';
+		return strdup(buf);
+	}
+#endif
+	return NULL;
+}
+
+const char *console_path(const struct launch *l)
+{
+	if (l->console_log)
+		return l->console_log;
+	return l->ssh ? l->console_file : NULL;
 }
 
 int unix_connect(const char *path, int timeout_ms)

@@ -59,14 +59,16 @@ int vfkit_build_argv(struct launch *l)
 
 	if (l->addr.host)
 		r = vfkit_check("--connect host", l->addr.host);
-	if (!r && l->console_log)
-		r = vfkit_check("--console-log", l->console_log);
+	if (!r && console_path(l))
+		r = vfkit_check("--console-log", console_path(l));
 	if (!r)
 		r = vfkit_check("runtime directory", l->run_dir);
 	if (!r && l->boot == BOOT_KERNEL) {
 		r = vfkit_check("kernel", l->boot_kernel);
 		if (!r)
 			r = vfkit_check("initramfs", l->boot_initrd);
+		if (!r && !strcmp(guest_arch(l), "aarch64"))
+			r = boot_check_vfkit_kernel(l);
 		if (!r && strpbrk(l->boot_cmdline, "\"\n")) {
 			log_error("--cmdline: vfkit's cmdline=\"...\" cannot carry '\"' or a newline");
 			r = -EINVAL;
@@ -95,15 +97,15 @@ int vfkit_build_argv(struct launch *l)
 	strv_addf(a, "nbd,uri=%s,deviceId=%s,readonly,timeout=%u,sync=none", uri,
 		  l->device_id, l->nbd_timeout_ms);
 	strv_add(a, "--device");
-	if (l->console_log)
-		strv_addf(a, "virtio-serial,logFilePath=%s", l->console_log);
+	if (console_path(l))
+		strv_addf(a, "virtio-serial,logFilePath=%s", console_path(l));
 	else
 		strv_add(a, "virtio-serial,stdio");
 	strv_add(a, "--device");
 	strv_add(a, "virtio-rng");
 	strv_add(a, "--device");
 	strv_add(a, "virtio-net,nat");
-	if (l->ssh_credential) {
+	if (l->ssh_credential || l->ssh) {
 		/* host -> guest vsock 22: sshd in the guest through
 		 * systemd-ssh-generator, no network needed (§1.9). */
 		strv_add(a, "--device");

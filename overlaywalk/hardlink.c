@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * hardlink.c - finds the inode already recorded for a (dev, ino) pair, so
- * that hard links become several dentries of one walk_inode.  Only
+ * hardlink.c - finds the inode already recorded for a (layer, dev, ino)
+ * triple, so that hard links become several dentries of one walk_inode.
+ * The layer is part of the key: names of two layers never form one image
+ * inode, even where deduplication (containers-storage's use_hard_links)
+ * made them share a disk inode (overlay-layers.md §3.7).  Only
  * non-directories with st_nlink > 1 go in, which keeps the table small; an
  * open-addressing table with linear probing, at most half full, keeps a
  * walk of a million entries linear.
@@ -12,9 +15,9 @@
 #include "overlaywalk/internal.h"
 
 /* A 64-bit mix (splitmix64's finalizer) of the identity. */
-static size_t link_hash(uint64_t dev, uint64_t ino)
+static size_t link_hash(uint32_t layer, uint64_t dev, uint64_t ino)
 {
-	uint64_t x = ino ^ (dev * 0x9e3779b97f4a7c15ULL);
+	uint64_t x = ino ^ (dev * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)layer << 40);
 
 	x ^= x >> 30;
 	x *= 0xbf58476d1ce4e5b9ULL;
@@ -24,7 +27,7 @@ static size_t link_hash(uint64_t dev, uint64_t ino)
 	return (size_t)x;
 }
 
-struct walk_inode *walk_links_find(const struct walk_links *links,
+struct walk_inode *walk_links_find(const struct walk_links *links, uint32_t layer,
 				   uint64_t dev, uint64_t ino)
 {
 	size_t mask, i;
@@ -32,10 +35,10 @@ struct walk_inode *walk_links_find(const struct walk_links *links,
 	if (!links->cap)
 		return NULL;
 	mask = links->cap - 1;
-	for (i = link_hash(dev, ino) & mask; links->slots[i]; i = (i + 1) & mask) {
+	for (i = link_hash(layer, dev, ino) & mask; links->slots[i]; i = (i + 1) & mask) {
 		struct walk_inode *p = links->slots[i];
 
-		if (p->dev == dev && p->ino == ino)
+		if (p->dev == dev && p->ino == ino && p->layer == layer)
 			return p;
 	}
 	return NULL;
@@ -46,7 +49,7 @@ static void links_insert(struct walk_inode **slots, size_t cap,
 {
 	size_t mask = cap - 1, i;
 
-	for (i = link_hash(inode->dev, inode->ino) & mask; slots[i];
+	for (i = link_hash(inode->layer, inode->dev, inode->ino) & mask; slots[i];
 	     i = (i + 1) & mask)
 		;
 	slots[i] = inode;

@@ -8,22 +8,26 @@
  * decodes the handle with open_by_handle_at(), which needs
  * CAP_DAC_READ_SEARCH and a file system that can decode handles (ext4,
  * xfs, btrfs, tmpfs do; overlayfs only with nfs_export=on).  Otherwise it
- * resolves the recorded path from the root fd with openat2() and
+ * resolves the recorded path from the root fd of the inode's layer (the
+ * merged path is the path inside the layer that provides the file: no
+ * redirects are followed) with openat2() and
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS (and
  * RESOLVE_NO_XDEV unless the walk crossed mounts), so a swapped-in
  * symlink or mount cannot lead it out of the tree.
  *
  * Either way the result is then checked against the walk: a regular file
- * with the same dev, ino, size and mtime (seconds and nanoseconds), or
- * the caller gets -EIO.  Nothing here is modified after the walk except
- * the atomic handles_broken flag, so any number of threads may call
- * walk_open_data() at once.
+ * with the same dev, ino, size, mtime and ctime (seconds and nanoseconds;
+ * the ctime cannot be set back, unlike the mtime), or the caller gets
+ * -EIO.  Nothing here is modified after the walk except the atomic
+ * handles_broken flag, so any number of threads may call walk_open_data()
+ * at once.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -129,8 +133,12 @@ static int open_by_handle(const struct walk_tree *tree,
 	fd = open_by_handle_at(priv->mounts[ro->mount].fd, &h.fh, flags);
 	if (fd >= 0)
 		return fd;
-	/* No capability or no decoding: don't try again for every read. */
-	if (errno == EPERM || errno == EOPNOTSUPP || errno == ENOSYS)
+	/*
+	 * No capability or no decoding: don't try again for every read.
+	 * (With O_NOATIME, EPERM may mean only that we don't own the file.)
+	 */
+	if ((errno == EPERM && !(flags & O_NOATIME)) || errno == EOPNOTSUPP ||
+	    errno == ENOSYS)
 		__atomic_store_n(&priv->handles_broken, 1, __ATOMIC_RELAXED);
 	return -errno;
 }
@@ -177,45 +185,65 @@ static int open_by_path(const struct walk_tree *tree,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 			   RESOLVE_NO_MAGICLINKS,
 	};
-	int fd;
+	int root_fd, fd;
 
+	if (inode->layer >= tree->priv->nlayers)
+		return -EINVAL;
+	root_fd = tree->priv->layers[inode->layer].root_fd;
 	if (!tree->priv->cross_mounts)
 		how.resolve |= RESOLVE_NO_XDEV;
-	fd = syscall(SYS_openat2, tree->root_fd, inode->path, &how, sizeof(how));
+	fd = syscall(SYS_openat2, root_fd, inode->path, &how, sizeof(how));
 	if (fd >= 0)
 		return fd;
 	if (errno == ENOSYS || errno == ENAMETOOLONG)
-		return open_by_components(tree->root_fd, inode->path, flags);
+		return open_by_components(root_fd, inode->path, flags);
 	return -errno;
 }
 
 /* The file is the one the walk saw, unchanged. */
 static bool same_file(int fd, const struct walk_inode *inode)
 {
-	struct stat st;
+	const unsigned int mask = STATX_TYPE | STATX_INO | STATX_SIZE |
+				  STATX_MTIME | STATX_CTIME;
+	struct statx stx;
 
-	if (fstat(fd, &st) < 0)
+	if (statx(fd, "", AT_EMPTY_PATH, mask, &stx) < 0 ||
+	    (stx.stx_mask & mask) != mask)
 		return false;
-	return S_ISREG(st.st_mode) && (uint64_t)st.st_dev == inode->dev &&
-	       (uint64_t)st.st_ino == inode->ino &&
-	       (uint64_t)st.st_size == inode->size &&
-	       (int64_t)st.st_mtim.tv_sec == inode->mtime_sec &&
-	       (uint32_t)st.st_mtim.tv_nsec == inode->mtime_nsec;
+	return S_ISREG(stx.stx_mode) &&
+	       makedev(stx.stx_dev_major, stx.stx_dev_minor) == inode->dev &&
+	       stx.stx_ino == inode->ino && stx.stx_size == inode->size &&
+	       stx.stx_mtime.tv_sec == inode->mtime_sec &&
+	       stx.stx_mtime.tv_nsec == inode->mtime_nsec &&
+	       stx.stx_ctime.tv_sec == inode->ctime_sec &&
+	       stx.stx_ctime.tv_nsec == inode->ctime_nsec;
 }
 
 int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
 {
-	/* O_NONBLOCK so that a FIFO swapped in by path cannot block us. */
-	const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+	const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
+	/*
+	 * O_NOATIME spares an atime update per read; the kernel allows it
+	 * only to the file's owner (or CAP_FOWNER), so ask only then.
+	 */
+	const int noatime = inode && inode->uid == (uint32_t)geteuid() ? O_NOATIME : 0;
 	_cleanup_close_ int fd = -1;
 	int fl;
 
 	if (!tree || !inode || !S_ISREG(inode->mode) || !inode->path)
 		return -EINVAL;
-	if (inode->reopen)
-		fd = open_by_handle(tree, inode->reopen, flags);
-	if (fd < 0)
-		fd = open_by_path(tree, inode, flags);
+	if (inode->reopen) {
+		/* A handle names this very inode: it cannot be a FIFO. */
+		fd = open_by_handle(tree, inode->reopen, flags | noatime);
+		if (fd == -EPERM && noatime)
+			fd = open_by_handle(tree, inode->reopen, flags);
+		if (fd >= 0)
+			return same_file(fd, inode) ? TAKE_FD(fd) : -EIO;
+	}
+	/* O_NONBLOCK so that a FIFO swapped in by path cannot block us. */
+	fd = open_by_path(tree, inode, flags | noatime | O_NONBLOCK);
+	if (fd == -EPERM && noatime)
+		fd = open_by_path(tree, inode, flags | O_NONBLOCK);
 	if (fd < 0) {
 		/* The path no longer leads to a file the way it did. */
 		if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP ||

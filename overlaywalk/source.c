@@ -21,5 +21,7 @@ void walk_region_source(const struct walk_tree *tree,
 		.size = inode->size,
 		.mtime_sec = inode->mtime_sec,
 		.mtime_nsec = inode->mtime_nsec,
+		.ctime_sec = inode->ctime_sec,
+		.ctime_nsec = inode->ctime_nsec,
 	};
 }

@@ -18,8 +18,8 @@ struct walk_source {
 
 /*
  * Fills *ws and *ret so that ret->open() reopens inode's data with
- * walk_open_data(tree, inode) (-EIO once it changed); name, size and
- * mtime come from the walk.  ws must outlive the region map the source
+ * walk_open_data(tree, inode) (-EIO once it changed); name, size, mtime
+ * and ctime come from the walk.  ws must outlive the region map the source
  * is registered in (give it to region_map_own() or an owned array).
  * Cannot fail.
  */

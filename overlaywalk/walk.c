@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * walk.c - walk_tree(): reads a directory tree into the tree model of
- * walk.h, and walk_tree_free().
+ * walk.c - walk_tree() and walk_layers(): reads a directory tree, or a
+ * stack of overlay layer directories merged on the fly, into the tree
+ * model of walk.h; and walk_tree_free().
  *
  * Every entry is reached from its parent's directory fd only: openat()
  * with O_PATH | O_NOFOLLOW, then statx() on that fd.  O_PATH has no side
@@ -9,27 +10,45 @@
  * opened as itself and never followed.  What the walk records comes from
  * the fd, so a name swapped between readdir and openat cannot mix two
  * files' metadata.  A directory is then reopened O_RDONLY through "." of
- * its O_PATH fd to list it and read its xattrs.  The only path string
- * handed to the kernel is the root path the caller gives.
+ * its O_PATH fd to list it and read its xattrs.  The only path strings
+ * handed to the kernel are the root paths the caller gives.
+ *
+ * Layers (walk_layers): a directory of the merged tree is a stack of
+ * directories, one per layer that contributes to it, top first (the
+ * kernel's ovl_entry lower stack).  All of them are listed, and the names
+ * sorted together with their layer; each name is then decided as the
+ * kernel's ovl_lookup() decides it (overlay-layers.md §1.2): the top-most
+ * layer that has the name provides it, unless it is a whiteout (then the
+ * name does not exist); a directory gathers the same-named directories of
+ * the layers below until a non-directory, a whiteout or an opaque
+ * directory stops it.  Only the providing entry is read in full (statx,
+ * xattrs, symlink target); a lower directory costs a statx, an open and a
+ * listxattr.  merge.c holds the per-entry rules.  The root merges every
+ * layer, whatever its opaque marks say, as the kernel's root does.  With
+ * one layer and no rules this is walk_tree(), the plain walk.
  *
  * Mounts: without opts->cross_mounts an entry whose mount id (statx
  * STATX_MNT_ID; st_dev for directories on kernels before 5.8) differs
- * from the root's is another file system.  A directory there is recorded
- * as an empty directory (a mount point, like tar --one-file-system); any
- * other entry there (a bind-mounted file) is left out.
+ * from its layer root's is another file system.  A directory there is
+ * recorded as an empty directory (a mount point, like tar
+ * --one-file-system); any other entry there (a bind-mounted file) is left
+ * out.
  *
  * Order: each directory is listed in full, sorted bytewise and walked in
  * that order, depth first, so tree->inodes comes out in pre-order and the
  * first dentry of a hard-linked inode is the first in that order.  Hard
- * links are found with a hash table of (dev, ino) over the non-directory
- * inodes with more than one link only.
+ * links are found with a hash table of (layer, dev, ino) over the
+ * non-directory inodes with more than one link only.
  *
- * Resources: one open directory fd per level of the directory being
- * walked (so a tree deeper than RLIMIT_NOFILE fails with -EMFILE, naming
- * the path), and memory for the tree only: no fd is kept per file.
+ * Resources: one open directory fd per layer of each directory level
+ * being walked (so a tree deeper than RLIMIT_NOFILE allows fails with
+ * -EMFILE, naming the path), and memory for the tree only: no fd is kept
+ * per file.
  *
  * Splits: arena.c (memory), readxattr.c (xattrs), reopen.c (file handles and
- * walk_open_data()), hardlink.c (the hash table).
+ * walk_open_data()), hardlink.c (the hash table), list.c (listing a merged
+ * directory), layers.c (the layers and their stacks), merge.c (the
+ * overlay rules for one entry).
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -48,31 +67,10 @@
 #include "overlaywalk/internal.h"
 #include "server/cleanup.h"
 
-#define STATX_WANT (STATX_BASIC_STATS | STATX_MNT_ID)
 #define PROGRESS_NSEC 100000000LL	/* at most 10 progress lines a second */
 
-struct walk_ctx {
-	struct walk_tree *tree;
-	struct walk_private *priv;
-	const struct walk_opts *opts;
-	size_t inodes_cap;
-
-	bool have_mnt_id;		/* the kernel fills stx_mnt_id */
-	bool reads_anything;		/* CAP_DAC_READ_SEARCH or _OVERRIDE in effect */
-	uint64_t root_mnt_id;
-	uint64_t root_dev;
-
-	struct walk_links links;	/* hard-link candidates */
-
-	char *path;			/* current entry, relative to the root */
-	size_t path_len, path_cap;
-
-	size_t nentries;		/* progress */
-	struct timespec last_progress;
-
-	char *errpath;			/* the entry that failed the walk */
-	const char *what;
-};
+#define _cleanup_stack_ _cleanup_(walk_dir_stack_free)
+#define _cleanup_names_ _cleanup_(walk_names_free)
 
 /*
  * Whether our effective capabilities let us open any file for reading
@@ -80,38 +78,20 @@ struct walk_ctx {
  * the per-file access check of the walk can be skipped.  Asks capget(2)
  * directly rather than linking libcap into the library.
  */
-static bool can_read_anything(void)
+static bool has_cap(unsigned int cap)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
 	struct __user_cap_data_struct data[2] = { 0 };
 
 	if (syscall(SYS_capget, &hdr, data) < 0)
 		return false;
-	return data[0].effective & ((1U << CAP_DAC_READ_SEARCH) | (1U << CAP_DAC_OVERRIDE));
+	return data[cap / 32].effective & (1U << (cap % 32));
 }
 
-/* A directory's names, sorted. */
-struct name_list {
-	char *buf;		/* names, each NUL-terminated */
-	size_t buf_len, buf_cap;
-	struct name_ref {
-		union {
-			size_t off;	/* while listing */
-			const char *name;	/* once sorted */
-		};
-		size_t len;
-	} *refs;
-	size_t n, cap;
-};
-
-static void name_list_free(struct name_list *l)
+static bool can_read_anything(void)
 {
-	free(l->buf);
-	free(l->refs);
-	memset(l, 0, sizeof(*l));
+	return has_cap(CAP_DAC_READ_SEARCH) || has_cap(CAP_DAC_OVERRIDE);
 }
-
-#define _cleanup_names_ _cleanup_(name_list_free)
 
 /* ---- path of the current entry ---- */
 
@@ -148,22 +128,43 @@ static void path_pop(struct walk_ctx *ctx, size_t old_len)
 /* ---- errors and progress ---- */
 
 /*
- * The current entry cannot be had (err < 0, what says which step): with
- * skip_unreadable warn and return 0 so the caller leaves it out, else
- * remember the path and return err.  Running out of memory is never
- * skipped.
+ * The path to name in messages: relative to the root for a plain walk,
+ * else the current layer's directory joined with it.  malloc'ed; NULL
+ * when out of memory.
  */
-static int fail_or_skip(struct walk_ctx *ctx, int err, const char *what)
+static char *message_path(const struct walk_ctx *ctx)
 {
-	if (err != -ENOMEM && ctx->opts->skip_unreadable) {
-		if (ctx->opts->warn)
-			ctx->opts->warn(ctx->opts->userdata, ctx->path, err, what);
-		return 0;
-	}
+	const struct walk_layer *l;
+	char *p;
+
+	if (!ctx->priv->merge)
+		return strdup(ctx->path ? ctx->path : "");
+	l = &ctx->priv->layers[ctx->cur_layer];
+	if (asprintf(&p, "%s%s%s", l->path, ctx->path_len ? "/" : "",
+		     ctx->path_len ? ctx->path : "") < 0)
+		return NULL;
+	return p;
+}
+
+int walk_fail_here(struct walk_ctx *ctx, int err, const char *what)
+{
 	free(ctx->errpath);
-	ctx->errpath = strdup(ctx->path);
+	ctx->errpath = message_path(ctx);
 	ctx->what = what;
 	return err;
+}
+
+int walk_fail_or_skip(struct walk_ctx *ctx, int err, const char *what)
+{
+	if (err != -ENOMEM && ctx->opts->skip_unreadable) {
+		if (ctx->opts->warn) {
+			_cleanup_free_ char *p = message_path(ctx);
+
+			ctx->opts->warn(ctx->opts->userdata, p ? p : ctx->path, err, what);
+		}
+		return 0;
+	}
+	return walk_fail_here(ctx, err, what);
 }
 
 static void progress_tick(struct walk_ctx *ctx)
@@ -181,98 +182,6 @@ static void progress_tick(struct walk_ctx *ctx)
 		return;
 	ctx->last_progress = now;
 	fprintf(stderr, "\r%zu entries", ctx->nentries);
-}
-
-/* ---- directory listing ---- */
-
-struct linux_dirent64 {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
-
-static int name_list_add(struct name_list *l, const char *name, size_t len)
-{
-	if (l->buf_len + len + 1 > l->buf_cap) {
-		size_t cap = l->buf_cap ? 2 * l->buf_cap : 4096;
-		char *p;
-
-		while (cap < l->buf_len + len + 1)
-			cap *= 2;
-		p = realloc(l->buf, cap);
-		if (!p)
-			return -ENOMEM;
-		l->buf = p;
-		l->buf_cap = cap;
-	}
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 64;
-		struct name_ref *p = realloc(l->refs, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		l->refs = p;
-		l->cap = cap;
-	}
-	l->refs[l->n].off = l->buf_len;
-	l->refs[l->n].len = len;
-	l->n++;
-	memcpy(l->buf + l->buf_len, name, len + 1);
-	l->buf_len += len + 1;
-	return 0;
-}
-
-/* Bytewise: memcmp on the common prefix, then the shorter name first. */
-static int name_ref_cmp(const void *a, const void *b)
-{
-	const struct name_ref *x = a, *y = b;
-	size_t n = x->len < y->len ? x->len : y->len;
-	int r = memcmp(x->name, y->name, n);
-
-	if (r)
-		return r;
-	return (x->len > y->len) - (x->len < y->len);
-}
-
-/* Reads every name of dirfd but "." and "..", sorted, into *l. */
-static int list_dir(int dirfd, struct name_list *l)
-{
-	_Alignas(8) char buf[32768];
-
-	for (;;) {
-		long n = syscall(SYS_getdents64, dirfd, buf, sizeof(buf));
-
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		for (long off = 0; off < n;) {
-			struct linux_dirent64 *d = (void *)(buf + off);
-			size_t max = offsetof(struct linux_dirent64, d_name);
-			size_t len;
-			int r;
-
-			if (d->d_reclen <= max || d->d_reclen > n - off)
-				return -EIO;	/* a broken record: don't loop */
-			max = d->d_reclen - max;
-			len = strnlen(d->d_name, max);
-			if (len == max)
-				return -EIO;	/* not terminated */
-			off += d->d_reclen;
-			if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, ".."))
-				continue;
-			r = name_list_add(l, d->d_name, len);
-			if (r < 0)
-				return r;
-		}
-	}
-	for (size_t i = 0; i < l->n; i++)
-		l->refs[i].name = l->buf + l->refs[i].off;
-	if (l->n > 1)
-		qsort(l->refs, l->n, sizeof(*l->refs), name_ref_cmp);
-	return 0;
 }
 
 /* ---- entries ---- */
@@ -298,6 +207,8 @@ static void fill_inode(struct walk_inode *ino, const struct statx *stx)
 	ino->blocks = stx->stx_blocks;
 	ino->mtime_sec = stx->stx_mtime.tv_sec;
 	ino->mtime_nsec = stx->stx_mtime.tv_nsec;
+	ino->ctime_sec = stx->stx_ctime.tv_sec;
+	ino->ctime_nsec = stx->stx_ctime.tv_nsec;
 	if (S_ISCHR(stx->stx_mode) || S_ISBLK(stx->stx_mode)) {
 		ino->rdev_major = stx->stx_rdev_major;
 		ino->rdev_minor = stx->stx_rdev_minor;
@@ -339,7 +250,7 @@ static int append_inode(struct walk_ctx *ctx, struct walk_inode *ino)
 
 	if (tree->ninodes == ctx->inodes_cap) {
 		size_t cap = ctx->inodes_cap ? 2 * ctx->inodes_cap : 1024;
-		struct walk_inode **p = realloc(tree->inodes, cap * sizeof(*p));
+		struct walk_inode **p = reallocarray(tree->inodes, cap, sizeof(*p));
 
 		if (!p)
 			return -ENOMEM;
@@ -350,7 +261,7 @@ static int append_inode(struct walk_ctx *ctx, struct walk_inode *ino)
 	return 0;
 }
 
-/* Asks opts->check about the current entry; 0 or fail_or_skip()'s answer,
+/* Asks opts->check about the current entry; 0 or walk_fail_or_skip()'s answer,
  * with *ret_rejected set when it must be left out. */
 static int run_check(struct walk_ctx *ctx, const struct walk_inode *ino,
 		     const char *name, size_t len, bool *ret_rejected)
@@ -365,54 +276,63 @@ static int run_check(struct walk_ctx *ctx, const struct walk_inode *ino,
 	if (r >= 0)
 		return 0;
 	*ret_rejected = true;
-	return fail_or_skip(ctx, r, what ? what : "checking entry");
+	return walk_fail_or_skip(ctx, r, what ? what : "checking entry");
 }
 
-static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir, int dirfd,
-		    struct name_list *names);
+static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
+		    const struct dir_stack *st, struct name_list *names);
 
 /*
- * Reads entry name of the directory dirfd (whose inode is parent) and,
- * for a directory, everything below it; adds its dentry to parent.
- * Returns 0 also when the entry is left out.
+ * Reads the entry named by group[0] (a name of the directory whose stack is
+ * pst, with parent its inode) and, for a directory, everything below it;
+ * adds its dentry to parent.  group[1..n-1] are the same name in the
+ * layers below (merge mode).  Returns 0 also when the entry is left out or
+ * turns out to be a whiteout.
  */
 static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
-		      int dirfd, const char *name, size_t len)
+		      const struct dir_stack *pst, const struct name_ref *group,
+		      size_t n)
 {
 	const struct walk_opts *opts = ctx->opts;
+	const struct name_ref *top = &group[0];
+	const struct dir_layer *dl = &pst->v[top->pos];
+	const char *name = top->name;
+	size_t len = top->len;
+	int dirfd = dl->fd;
 	_cleanup_close_ int opath = -1, fd = -1;
 	_cleanup_names_ struct name_list names = { 0 };
+	_cleanup_stack_ struct dir_stack st = { 0 };
+	struct walk_ovl_marks marks = { 0 };
 	struct walk_inode *ino;
 	struct walk_dentry *de;
 	struct statx stx;
-	bool is_dir, other_mount, rejected;
+	bool is_dir, other_mount, rejected, whiteout = false;
 	int r;
 
 	progress_tick(ctx);
+	ctx->cur_layer = dl->layer;
+	if (top->whiteout)
+		return 0;	/* AUFS whiteout in the top-most layer with the name */
 	if (len == 0 || len > 255)
-		return fail_or_skip(ctx, -ENAMETOOLONG, "reading directory");
+		return walk_fail_or_skip(ctx, -ENAMETOOLONG, "reading directory");
 
 	opath = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (opath < 0)
-		return fail_or_skip(ctx, -errno, "opening");
+		return walk_fail_or_skip(ctx, -errno, "opening");
 	if (statx(opath, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW |
-		  AT_NO_AUTOMOUNT, STATX_WANT, &stx) < 0)
-		return fail_or_skip(ctx, -errno, "statx");
+		  AT_NO_AUTOMOUNT, WALK_STATX_WANT, &stx) < 0)
+		return walk_fail_or_skip(ctx, -errno, "statx");
 	if (!type_known(stx.stx_mode))
-		return fail_or_skip(ctx, -EOPNOTSUPP, "unknown file type");
+		return walk_fail_or_skip(ctx, -EOPNOTSUPP, "unknown file type");
 	is_dir = S_ISDIR(stx.stx_mode);
 
-	if (ctx->have_mnt_id && (stx.stx_mask & STATX_MNT_ID))
-		other_mount = stx.stx_mnt_id != ctx->root_mnt_id;
-	else
-		other_mount = is_dir && makedev(stx.stx_dev_major,
-				stx.stx_dev_minor) != ctx->root_dev;
+	other_mount = walk_on_other_mount(ctx, dl->layer, &stx);
 	if (other_mount && !opts->cross_mounts && !is_dir)
 		return 0;	/* a bind-mounted file: not ours */
 
-	/* Another dentry of an inode already seen. */
+	/* Another dentry of an inode already seen (never a whiteout). */
 	if (!is_dir && stx.stx_nlink > 1) {
-		ino = walk_links_find(&ctx->links,
+		ino = walk_links_find(&ctx->links, dl->layer,
 				      makedev(stx.stx_dev_major, stx.stx_dev_minor),
 				      stx.stx_ino);
 		if (ino) {
@@ -435,6 +355,7 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 	if (!ino)
 		return -ENOMEM;
 	fill_inode(ino, &stx);
+	ino->layer = dl->layer;
 	ino->path = walk_arena_strndup(ctx->priv, ctx->path, ctx->path_len);
 	if (!ino->path)
 		return -ENOMEM;
@@ -442,25 +363,43 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 	if (S_ISLNK(stx.stx_mode)) {
 		r = read_symlink(ctx->priv, opath, stx.stx_size, ino);
 		if (r < 0)
-			return fail_or_skip(ctx, r, "reading symlink");
+			return walk_fail_or_skip(ctx, r, "reading symlink");
 	}
 	if (is_dir && !(other_mount && !opts->cross_mounts)) {
 		/* "." of the O_PATH fd: the very directory we statx'ed. */
 		fd = openat(opath, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (fd < 0)
-			return fail_or_skip(ctx, -errno, "opening directory");
+			return walk_fail_or_skip(ctx, -errno, "opening directory");
 		r = walk_read_xattrs(ctx->priv, fd, false, ino);
-		if (r < 0)
-			return fail_or_skip(ctx, r, "reading xattrs");
-		r = list_dir(fd, &names);
-		if (r < 0)
-			return fail_or_skip(ctx, r, "reading directory");
 	} else {
 		r = walk_read_xattrs(ctx->priv, opath, true, ino);
-		if (r < 0)
-			return fail_or_skip(ctx, r, "reading xattrs");
 	}
-	if (S_ISREG(stx.stx_mode)) {
+	if (r < 0)
+		return walk_fail_or_skip(ctx, r, "reading xattrs");
+	if (ctx->priv->merge) {
+		r = walk_overlay_rules(ctx, ino, &marks, &whiteout);
+		if (r < 0 || whiteout)
+			return r;
+	}
+	if (fd >= 0) {
+		bool bottom = dl->layer + 1 == ctx->priv->nlayers, skipped = false;
+		bool opaque = ctx->priv->merge && !bottom &&
+			      walk_dir_is_opaque(ctx, fd, marks.opaque);
+
+		r = walk_dir_stack_push(&st, dl->layer, TAKE_FD(fd));
+		if (r < 0)
+			return r;
+		if (ctx->priv->merge && !opaque) {
+			r = walk_gather_lower_dirs(ctx, pst, group, n, &st, &skipped);
+			if (r < 0 || skipped)
+				return r;
+		}
+		r = walk_list_stack(ctx, &st, &names);
+		if (r < 0)
+			return walk_fail_or_skip(ctx, r, "reading directory");
+		ctx->cur_layer = dl->layer;
+	}
+	if (S_ISREG(ino->mode)) {
 		/*
 		 * File data is read only when a client asks for it: make sure
 		 * now that we will be able to (with our effective ids and
@@ -469,10 +408,10 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		 */
 		if (!ctx->reads_anything &&
 		    faccessat(dirfd, name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
-			return fail_or_skip(ctx, -errno, "opening file");
+			return walk_fail_or_skip(ctx, -errno, "opening file");
 		r = walk_record_handle(ctx->tree, dirfd, opath, ino);
 		if (r < 0)
-			return fail_or_skip(ctx, r, "encoding file handle");
+			return walk_fail_or_skip(ctx, r, "encoding file handle");
 	}
 
 	r = run_check(ctx, ino, name, len, &rejected);
@@ -495,32 +434,38 @@ static int walk_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 
 	ino->parent = parent;
 	parent->nlink++;
-	if (fd < 0)
+	if (st.n == 0)
 		return 0;	/* mount point: recorded, not entered */
 	closep(&opath);
 	opath = -1;
-	return walk_dir(ctx, ino, fd, &names);
+	return walk_dir(ctx, ino, &st, &names);
 }
 
-/* Walks the sorted names of dir (open as dirfd) into dir->children. */
-static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir, int dirfd,
-		    struct name_list *names)
+/* Walks the sorted names of dir (whose layer directories are st) into
+ * dir->children, one entry per distinct name. */
+static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir,
+		    const struct dir_stack *st, struct name_list *names)
 {
-	if (names->n == 0)
+	size_t ngroups = 0;
+
+	for (size_t i = 0; i < names->n; i++)
+		if (i == 0 || walk_name_cmp(&names->refs[i - 1], &names->refs[i]))
+			ngroups++;
+	if (ngroups == 0)
 		return 0;
-	dir->children = walk_arena_alloc(ctx->priv,
-					 names->n * sizeof(*dir->children));
+	dir->children = walk_arena_alloc(ctx->priv, ngroups * sizeof(*dir->children));
 	if (!dir->children)
 		return -ENOMEM;
-	for (size_t i = 0; i < names->n; i++) {
+	for (size_t i = 0, j; i < names->n; i = j) {
 		size_t old_len = ctx->path_len;
 		int r;
 
+		for (j = i + 1; j < names->n && !walk_name_cmp(&names->refs[i], &names->refs[j]); j++)
+			;
 		r = path_push(ctx, names->refs[i].name, names->refs[i].len);
 		if (r < 0)
 			return r;
-		r = walk_entry(ctx, dir, dirfd, names->refs[i].name,
-			       names->refs[i].len);
+		r = walk_entry(ctx, dir, st, &names->refs[i], j - i);
 		path_pop(ctx, old_len);
 		if (r < 0)
 			return r;
@@ -530,36 +475,31 @@ static int walk_dir(struct walk_ctx *ctx, struct walk_inode *dir, int dirfd,
 
 /* ---- the root ---- */
 
-/* The root cannot be left out: remember it ("") as the culprit. */
-static int fail_root(struct walk_ctx *ctx, int err, const char *what)
+/* The root cannot be left out: remember its layer as the culprit. */
+static int fail_root(struct walk_ctx *ctx, uint32_t layer, int err, const char *what)
 {
-	free(ctx->errpath);
-	ctx->errpath = strdup("");
-	ctx->what = what;
-	return err;
+	ctx->cur_layer = layer;
+	return walk_fail_here(ctx, err, what);
 }
 
-static int walk_root(struct walk_ctx *ctx, const char *path)
+static int walk_root(struct walk_ctx *ctx, const struct walk_stack *stack)
 {
 	const struct walk_opts *opts = ctx->opts;
 	struct walk_tree *tree = ctx->tree;
-	_cleanup_close_ int fd = -1;
 	_cleanup_names_ struct name_list names = { 0 };
+	_cleanup_stack_ struct dir_stack st = { 0 };
+	struct walk_ovl_marks marks;
 	struct walk_inode *root;
 	struct statx stx;
+	bool whiteout;
 	int r;
 
-	/* The one path we resolve, and the user chose it: follow symlinks. */
-	tree->root_fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (tree->root_fd < 0)
-		return -errno;
-	if (statx(tree->root_fd, "", AT_EMPTY_PATH | AT_NO_AUTOMOUNT,
-		  STATX_WANT, &stx) < 0)
-		return fail_root(ctx, -errno, "statx");
-	ctx->have_mnt_id = stx.stx_mask & STATX_MNT_ID;
+	r = walk_open_layers(ctx, stack, stack->override_stat, &stx);
+	if (r < 0)
+		return r;
+	if (!S_ISDIR(stx.stx_mode))
+		return fail_root(ctx, 0, -ENOTDIR, "opening layer");
 	ctx->reads_anything = can_read_anything();
-	ctx->root_mnt_id = stx.stx_mnt_id;
-	ctx->root_dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 
 	root = walk_arena_alloc(ctx->priv, sizeof(*root));
 	if (!root)
@@ -571,40 +511,56 @@ static int walk_root(struct walk_ctx *ctx, const char *path)
 	root->parent = root;
 
 	progress_tick(ctx);
-	fd = openat(tree->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return fail_root(ctx, -errno, "opening directory");
-	r = walk_read_xattrs(ctx->priv, fd, false, root);
+	/* Every layer's root directory merges into the root. */
+	for (size_t i = 0; i < ctx->priv->nlayers; i++) {
+		int fd = openat(ctx->priv->layers[i].root_fd, ".",
+				O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+		if (fd < 0)
+			return fail_root(ctx, i, -errno, "opening directory");
+		r = walk_dir_stack_push(&st, i, fd);
+		if (r < 0)
+			return r;
+	}
+	r = walk_read_xattrs(ctx->priv, st.v[0].fd, false, root);
 	if (r < 0)
-		return fail_root(ctx, r, "reading xattrs");
-	r = list_dir(fd, &names);
+		return fail_root(ctx, 0, r, "reading xattrs");
+	if (ctx->priv->merge) {
+		ctx->cur_layer = 0;
+		r = walk_overlay_rules(ctx, root, &marks, &whiteout);
+		if (r < 0)
+			return r;
+		if (!S_ISDIR(root->mode))
+			return fail_root(ctx, 0, -EBADMSG, "user.containers.override_stat "
+					 "makes the root a non-directory");
+	}
+	r = walk_list_stack(ctx, &st, &names);
 	if (r < 0)
-		return fail_root(ctx, r, "reading directory");
+		return fail_root(ctx, ctx->cur_layer, r, "reading directory");
 	if (opts->check) {
 		const char *what = NULL;
 
 		r = opts->check(opts->userdata, root, "", 0, &what);
 		if (r < 0)
-			return fail_root(ctx, r, what ? what : "checking entry");
+			return fail_root(ctx, 0, r, what ? what : "checking entry");
 	}
 	r = append_inode(ctx, root);
 	if (r < 0)
 		return r;
 	tree->root = root;
-	return walk_dir(ctx, root, fd, &names);
+	return walk_dir(ctx, root, &st, &names);
 }
 
-int walk_tree(const char *path, const struct walk_opts *opts,
-	      struct walk_tree **ret_tree, char **ret_errpath,
-	      const char **ret_what)
+/* The common part of walk_tree() and walk_layers(). */
+static int walk_stack(const struct walk_stack *stack, bool merge,
+		      const struct walk_opts *opts, struct walk_tree **ret_tree,
+		      char **ret_errpath, const char **ret_what)
 {
 	static const struct walk_opts no_opts;
 	struct walk_ctx ctx = { .opts = opts ? opts : &no_opts };
 	struct walk_tree *tree;
 	int r;
 
-	if (!path || !ret_tree)
-		return -EINVAL;
 	tree = calloc(1, sizeof(*tree));
 	if (!tree)
 		return -ENOMEM;
@@ -615,12 +571,15 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 		return -ENOMEM;
 	}
 	tree->priv->cross_mounts = ctx.opts->cross_mounts;
+	tree->priv->merge = merge;
+	tree->priv->ns = stack->ns;
+	tree->priv->aufs_whiteouts = merge && stack->aufs_whiteouts;
 	ctx.tree = tree;
 	ctx.priv = tree->priv;
 	if (ctx.opts->progress)
 		clock_gettime(CLOCK_MONOTONIC, &ctx.last_progress);
 
-	r = walk_root(&ctx, path);
+	r = walk_root(&ctx, stack);
 
 	if (ctx.opts->progress)
 		fprintf(stderr, "\r%zu entries\n", ctx.nentries);
@@ -640,18 +599,63 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 	return 0;
 }
 
+int walk_tree(const char *path, const struct walk_opts *opts,
+	      struct walk_tree **ret_tree, char **ret_errpath,
+	      const char **ret_what)
+{
+	const char *layers[1] = { path };
+	struct walk_stack stack = { .layers = layers, .nlayers = 1 };
+
+	if (!path || !ret_tree)
+		return -EINVAL;
+	return walk_stack(&stack, false, opts, ret_tree, ret_errpath, ret_what);
+}
+
+int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
+		struct walk_tree **ret_tree, char **ret_errpath,
+		const char **ret_what)
+{
+	if (!stack || !ret_tree || stack->nlayers == 0 ||
+	    stack->nlayers > WALK_MAX_LAYERS)
+		return -EINVAL;
+	for (size_t i = 0; i < stack->nlayers; i++)
+		if (!stack->layers[i])
+			return -EINVAL;
+	/*
+	 * Without CAP_SYS_ADMIN, listxattr() silently leaves out trusted.*:
+	 * opaque directories and xattr whiteouts would go unseen and lower
+	 * files show through.  Refuse rather than merge wrongly.
+	 */
+	if (stack->ns == WALK_OVL_TRUSTED && !has_cap(CAP_SYS_ADMIN)) {
+		if (ret_errpath)
+			*ret_errpath = strdup(stack->layers[0]);
+		if (ret_what)
+			*ret_what = "reading trusted.overlay.* xattrs needs CAP_SYS_ADMIN "
+				    "(the systemd unit: README.md, \"systemd and podman machine\")";
+		return -EPERM;
+	}
+	return walk_stack(stack, true, opts, ret_tree, ret_errpath, ret_what);
+}
+
 void walk_tree_free(struct walk_tree *tree)
 {
 	if (!tree)
 		return;
-	if (tree->root_fd >= 0)
-		close(tree->root_fd);
 	if (tree->priv) {
+		/* tree->root_fd is layers[0].root_fd. */
+		for (size_t i = 0; i < tree->priv->nlayers; i++) {
+			if (tree->priv->layers[i].root_fd >= 0)
+				close(tree->priv->layers[i].root_fd);
+			free(tree->priv->layers[i].path);
+		}
+		free(tree->priv->layers);
 		for (size_t i = 0; i < tree->priv->nmounts; i++)
 			close(tree->priv->mounts[i].fd);
 		free(tree->priv->mounts);
 		walk_arena_free(tree->priv);
 		free(tree->priv);
+	} else if (tree->root_fd >= 0) {
+		close(tree->root_fd);
 	}
 	free(tree->inodes);
 	free(tree);

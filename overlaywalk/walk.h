@@ -19,6 +19,14 @@
  * for a given tree: children are sorted bytewise (memcmp, shorter prefix
  * first) and tree->inodes lists inodes in depth-first, sorted order.
  *
+ * walk_layers() reads a stack of overlay layer directories (a container
+ * image's layers as containers-storage keeps them, or any lowerdir= list)
+ * and merges them into the same tree model with the kernel overlayfs's
+ * lookup rules (whiteouts, opaque directories, type changes; see
+ * docs/design.md, "Layer stacks").  Builders cannot tell the two apart:
+ * each inode remembers which layer provides it (walk_inode.layer) and
+ * walk_open_data() reopens it there.
+ *
  * The module does not log; errors come back as -errno plus the offending
  * path, and warnings (--skip-unreadable) go to a callback.
  */
@@ -54,6 +62,8 @@ struct walk_inode {
 	uint64_t blocks;	/* st_blocks (512-byte units), to spot sparse files */
 	int64_t mtime_sec;
 	uint32_t mtime_nsec;	/* 0..999999999 */
+	uint32_t ctime_nsec;	/* status change time: for change checks only */
+	int64_t ctime_sec;
 	uint32_t rdev_major, rdev_minor;	/* character and block devices */
 
 	/*
@@ -73,6 +83,12 @@ struct walk_inode {
 	size_t nchildren;
 	struct walk_inode *parent;	/* S_IFDIR: parent directory; the root's is itself */
 
+	/*
+	 * The layer that provides this inode: an index into the stack given
+	 * to walk_layers() (0 = the top layer); 0 for walk_tree().
+	 */
+	uint32_t layer;
+
 	/* Private to overlaywalk: how walk_open_data() finds the file again. */
 	struct walk_reopen *reopen;
 
@@ -84,7 +100,8 @@ struct walk_tree {
 	struct walk_inode *root;
 	struct walk_inode **inodes;	/* every inode once, root first, depth-first in sorted order */
 	size_t ninodes;
-	int root_fd;			/* O_PATH|O_DIRECTORY fd of the root */
+	int root_fd;			/* O_PATH|O_DIRECTORY fd of the root (of the
+					 * top layer for walk_layers()) */
 	/* Private state (mount fd for file handles and the like) follows. */
 	struct walk_private *priv;
 };
@@ -119,15 +136,71 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 	      struct walk_tree **ret_tree, char **ret_errpath,
 	      const char **ret_what);
 
+/* The most layers a stack may have: the kernel's limit (OVL_MAX_STACK),
+ * which containers-storage also enforces. */
+#define WALK_MAX_LAYERS 500
+
+/* Which xattr namespace carries a stack's overlay metadata (overlayfs.rst
+ * "Non-standard behavior"; the kernel's userxattr mount option). */
+enum walk_ovl_ns {
+	WALK_OVL_TRUSTED,	/* trusted.overlay.* (rootful stores) */
+	WALK_OVL_USER,		/* user.overlay.* (rootless stores, -o userxattr) */
+};
+
+/* A stack of layer directories for walk_layers(). */
+struct walk_stack {
+	const char *const *layers;	/* directories, top first (the order of
+					 * lowerdir=, an upper dir first) */
+	size_t nlayers;			/* 1..WALK_MAX_LAYERS */
+	enum walk_ovl_ns ns;
+	/*
+	 * Also honour the OCI/AUFS whiteout files that stores with a mount
+	 * program (fuse-overlayfs) keep on disk: ".wh.NAME" hides NAME in the
+	 * layers below its own, ".wh..wh..opq" makes its directory opaque,
+	 * and no ".wh."-name is ever part of the tree.
+	 */
+	bool aufs_whiteouts;
+	/*
+	 * Apply user.containers.override_stat (containers-storage's
+	 * force_mask) in every layer.  Without it, only in layers whose root
+	 * directory carries that xattr, as fuse-overlayfs decides.
+	 */
+	bool override_stat;
+};
+
+/*
+ * Merges the layers of stack into one tree, as a read-only overlay mount
+ * of them would show it (docs/design.md, "Layer stacks";
+ * shared/docs/overlay-layers.md §1): per name, the top-most layer that has
+ * it decides; a whiteout (character device 0/0, or an empty regular file
+ * with overlay.whiteout) hides the name; only directories merge, down to
+ * the first opaque directory (overlay.opaque = "y"), non-directory or
+ * whiteout; the overlay's private xattrs of stack->ns are dropped and
+ * escaped ones (overlay.overlay.X) unescaped.  Hard links join names that
+ * share an inode within one layer; nlink counts the names that stay.
+ * user.containers.override_stat replaces owner, mode and type where it
+ * applies (see struct walk_stack) and is dropped.
+ *
+ * Errors as walk_tree(), with *ret_errpath the layer directory joined
+ * with the entry's path, plus: -EINVAL (no layers, too many),
+ * -EOPNOTSUPP for what only a mount with redirect_dir, metacopy or
+ * data-only layers could show (*ret_what names the xattr), -EBADMSG for
+ * an override_stat value that cannot be parsed or applied.
+ */
+int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
+		struct walk_tree **ret_tree, char **ret_errpath,
+		const char **ret_what);
+
 /* Frees a tree and closes its fds.  Accepts NULL. */
 void walk_tree_free(struct walk_tree *tree);
 
 /*
  * Reopens a regular file's data for reading, without following a path that
  * could have been swapped (by file handle where possible, else by walking
- * from the root fd with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
- * RESOLVE_NO_XDEV), then checks that it is the same file: dev, ino, size
- * and mtime must match the walk.  Returns an O_RDONLY|O_CLOEXEC fd, or
+ * from the root fd of the inode's layer with RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), then checks that it is the same
+ * file: dev, ino, size, mtime and ctime must match the walk.  Returns an
+ * O_RDONLY|O_CLOEXEC fd, or
  * -EIO if the file was replaced or changed, or another -errno.
  * Thread-safe: the server calls it from several threads.
  */

@@ -15,6 +15,7 @@
 #ifndef EROFS_NBD_SERVER_INTERNAL_H
 #define EROFS_NBD_SERVER_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,6 +45,17 @@
 #define SRV_INFLIGHT_BYTES	(2ULL << 20)
 #define SRV_INBUF_SIZE		(128U << 10)	/* bytes: receive buffer per connection */
 #define SRV_MAX_CLIENTS		1024U		/* connections at once; more are closed */
+#define SRV_SRC_MIN_FDS		8U		/* fds kept free of clients for source files */
+#define SRV_FD_WAIT_SEC		30		/* a read waits this long for a free fd */
+/*
+ * Socket send buffer (SO_SNDBUF) of each connection.  The default 208 KiB
+ * holds less than one 256 KiB reply: the sender then sleeps mid-reply and
+ * the reader is woken per 32 KiB skb, which doubled the client's cost with
+ * zero-copy (fast-path.md 1.9).  QEMU asks 2 MiB for NBD Unix sockets.
+ */
+#ifndef SRV_SNDBUF
+#define SRV_SNDBUF		(2 << 20)
+#endif
 #define SRV_SRC_MAX_OPEN	256U		/* source fds kept open per export, at least */
 #define SRV_META_CONTEXT_ID	1U		/* id of base:allocation after SET */
 #define SRV_HOLE_ALIGN		512U		/* zero runs are reported in whole sectors */
@@ -58,34 +70,44 @@
 _Static_assert(SRV_INBUF_SIZE >= sizeof(struct nbd_option) + SRV_OPT_SOFT_CAP,
 	       "a whole option must fit the receive buffer");
 
-/* source.c: per-export cache of open source fds. */
+/* source.c: the cache of open source fds, one for every export. */
 struct src_entry {
 	int fd;			/* cached fd, or -1 */
 	uint32_t refs;		/* reads in flight on fd */
-	uint32_t prev, next;	/* idle (refs == 0, fd open) LRU list; UINT32_MAX ends */
-	bool warned;		/* "changed since the walk" logged */
+	uint32_t slot;		/* index in src_cache.slots, or UINT32_MAX */
+	uint32_t last_use;	/* src_cache.now at the last get (wraps) */
+	uint32_t flags;		/* SRC_* in source.c */
 };
 
 struct src_cache {
 	pthread_mutex_t lock;
-	const struct region_map *map;
-	struct src_entry *entries;	/* one per map->sources[] */
-	uint32_t idle_head, idle_tail;	/* most / least recently used idle fd */
-	unsigned int nopen, max_open;
+	const struct region_source **srcs;	/* distinct sources of all maps */
+	struct src_entry *entries;		/* one per srcs[] */
+	uint32_t nsources;
+	uint32_t *slots;		/* ids of the sources with a cached fd */
+	unsigned int nopen, max_open;	/* slots used, fds the cache may keep */
+	unsigned int nonce, max_once;	/* one-shot fds (not cached) open, allowed */
+	uint32_t now;			/* gets so far (wraps): the clock of last_use */
+	bool all_stable;		/* --immutable-sources: every source may be spliced */
+	uint32_t rnd;			/* eviction's random state */
 };
 
 /* The server as srv_run() set it up: one context per export. */
 struct srv_export_ctx {
 	const struct srv_export *exp;
-	struct src_cache cache;
+	struct src_cache *cache;	/* the tree's, shared by every export */
+	uint32_t *src_ids;		/* exp->map->sources[i] is cache->srcs[src_ids[i]] */
 };
 
 struct srv_ctx {
 	const struct srv_config *cfg;
 	struct srv_export_ctx *exports;
 	size_t nexports;
+	struct src_cache cache;		/* source fds of every export */
 	unsigned long next_client_id;	/* atomic (__atomic builtins) */
 	unsigned int nclients;		/* atomic: connections open */
+	unsigned int max_clients;	/* accepting pauses at this many (the fd
+					 * limit, srv_client_limit()) */
 };
 
 /* A transmission request, host byte order (A7.1). */
@@ -100,7 +122,7 @@ struct srv_request {
 /* One source-file read that fills part of a READ reply. */
 struct srv_read_seg {
 	struct srv_reply *rp;	/* the reply it belongs to */
-	uint32_t source;	/* index into map->sources */
+	uint32_t source;	/* index into the cache's srcs[] (not the map's) */
 	int fd;			/* pinned in the cache while the read runs */
 	uint64_t file_off;	/* bytes into the source */
 	size_t buf_off;		/* bytes into rp->buf */
@@ -130,7 +152,9 @@ struct srv_reply {
 	size_t nsegs;
 	unsigned int pending;		/* reads in flight (uring.c) */
 	size_t next_seg;		/* first segment not started (uring.c) */
+	int64_t parked_since;		/* waiting for a free fd since (uring.c), or 0 */
 	int err;			/* -errno of the first failed read */
+	bool zc;			/* segs are spliced (splice.c), fds pinned */
 	struct srv_read_seg inline_segs[2];
 	uint8_t small[128];
 };
@@ -289,33 +313,120 @@ int srv_block_status(const struct srv_conn *c, const struct srv_request *rq,
 
 /* source.c: lazily opened source fds. */
 
-/* Sets up an empty cache for map's sources; 0 or -ENOMEM. */
-int src_cache_init(struct src_cache *sc, const struct region_map *map,
-		   unsigned int max_open);
+/*
+ * Sets up one cache for the sources of nmaps maps.  Sources of different
+ * maps with the same open() and opaque are one source.  On success
+ * ret_ids[m] (malloc'ed, NULL for a map without sources) maps
+ * maps[m]->sources[i] to its id in the cache.  At most max_open fds are
+ * kept open.  Returns 0, -ENOMEM or -EOVERFLOW.
+ */
+int src_cache_init(struct src_cache *sc, const struct region_map *const *maps,
+		   size_t nmaps, uint32_t **ret_ids, unsigned int max_open);
 
 /* Closes every cached fd and frees the cache. */
 void src_cache_free(struct src_cache *sc);
 
 /*
+ * Fits the cache to fds source files may use at once (>= 2): at most
+ * three quarters are kept open, the rest are for one-shot reads.  Only
+ * lowers the limits set by src_cache_init(); call it before the first read.
+ */
+void src_cache_limit(struct src_cache *sc, unsigned int fds);
+
+/*
  * Returns an fd for source id, pinned until src_cache_put(): the cached
- * one, or a new one from the source's open() (evicting the least recently
- * used idle fd when the cache is full).  -errno from open(), -EIO (logged
- * once per source) when the source changed.
+ * one, or a new one from the source's open(), cached (in a free slot, or
+ * in place of an fd left idle for longer than a pass over every source)
+ * or else used for this read only (one-shot).  Source fds never exceed
+ * max_open + max_once: with every slot pinned and no one-shot fd to be
+ * had, returns -EAGAIN and the caller waits for a read to end (so does it
+ * on -EMFILE or -ENFILE, when the process ran out of fds anyway).  Other
+ * errors: -errno from open(), -EIO (logged once per source) when the
+ * source changed.
  */
 int src_cache_get(struct src_cache *sc, uint32_t id);
+
+/* True for src_cache_get()'s "no fd now, wait for a read to end" errors. */
+static inline bool src_cache_busy(int err)
+{
+	return err == -EAGAIN || err == -EMFILE || err == -ENFILE;
+}
+
+/*
+ * src_cache_get(), but while no fd can be had (src_cache_busy(): every
+ * fd pinned by a read in flight) it waits for one, up to
+ * SRV_FD_WAIT_SEC, instead of failing.  For callers
+ * that may block (the plain loop's read pool); the io_uring loop parks the
+ * reply instead (uring.c).  Then logs the failure once per source.
+ */
+int src_cache_get_wait(struct src_cache *sc, uint32_t id);
+
+/* src_cache_get()'s failure err for source id, logged once per source. */
+void src_cache_give_up(struct src_cache *sc, uint32_t id, int err);
 
 /* Unpins fd from src_cache_get(); closes it if the cache does not keep it. */
 void src_cache_put(struct src_cache *sc, uint32_t id, int fd);
 
 /*
  * Checks, after a read, that fd still is the file the layout used
- * (region_source_check).  On failure logs the path once.  Returns 0 or
- * -errno (-EIO when the file changed).
+ * (region_source_check), and notes an immutable or fs-verity file.  On
+ * failure logs the path once.  Returns 0 or -errno (-EIO when the file
+ * changed).
  */
 int src_cache_check(struct src_cache *sc, uint32_t id, int fd);
 
 /* Records a failed or short read (err < 0): logs the path once. */
 void src_cache_failed(struct src_cache *sc, uint32_t id, int fd, int err);
+
+/*
+ * True if source id may be spliced (zero-copy): it was promised immutable
+ * (--immutable-sources), or a src_cache_check() found the immutable or
+ * fs-verity attribute with the walk's ctime (so until its first read, the
+ * copy path's, a file is not spliced).
+ */
+bool src_cache_zc(struct src_cache *sc, uint32_t id);
+
+/* splice.c: zero-copy READ replies through a per-connection pipe. */
+struct zc_pipe {
+	int rd, wr;		/* both ends non-blocking; -1 before zc_pipe_open */
+	size_t queued;		/* bytes in the pipe, not yet in the socket */
+};
+
+/* Opens the pipe (1 MiB if allowed); 0 or -errno. */
+int zc_pipe_open(struct zc_pipe *zp);
+/* Closes it; fine on a closed one. */
+void zc_pipe_close(struct zc_pipe *zp);
+
+/*
+ * Decides whether READ reply rp (laid out by srv_read_prepare, with file
+ * segments) goes zero-copy: every segment's source may be spliced
+ * (src_cache_zc), still matches the walk (region_source_check) and its
+ * range is in the page cache (cachestat, else RWF_NOWAIT probes).  Returns
+ * 1 with rp->zc set and every segment's fd pinned; 0 for the copy path
+ * (nothing pinned); -1 with rp->err set when a source failed (an open
+ * error, or -EIO: it changed), nothing pinned.
+ */
+int zc_prepare(struct src_cache *sc, struct srv_reply *rp);
+
+/* Unpins a zero-copy reply's fds (once filled, or when dropped). */
+void zc_release(struct srv_reply *rp);
+
+/*
+ * Moves rp's bytes from rp->sent on into the pipe: buffer bytes (headers,
+ * metadata, padding) by write(), file segments by splice().  Returns 1
+ * when all of rp is in the pipe, 0 when the pipe is full, -errno on error
+ * (-EIO: a source came up short); then the connection must be dropped,
+ * since part of the reply may be queued already.
+ */
+int zc_fill(struct zc_pipe *zp, struct srv_reply *rp);
+
+/*
+ * Splices the pipe's bytes into the socket sock (O_NONBLOCK).  Returns 0
+ * once the pipe is empty, -EAGAIN when the socket is full, or -errno.
+ * zc_drain_blocking() is the same for a blocking socket.
+ */
+int zc_drain(struct zc_pipe *zp, int sock);
+int zc_drain_blocking(struct zc_pipe *zp, int sock);
 
 /* serve.c / uring.c / plain.c: the loops. */
 
@@ -327,8 +438,8 @@ int srv_plain_run(struct srv_ctx *srv);
 
 /*
  * Socket options for an accepted connection (serve.c): TCP_NODELAY and
- * SO_KEEPALIVE (A2, A14).  The send buffer stays at its default: larger
- * ones made nbdcopy slower over Unix sockets.
+ * SO_KEEPALIVE (A2, A14), and a send buffer of SRV_SNDBUF bytes (warns
+ * once when net.core.wmem_max clamps it).
  */
 void srv_socket_setup(int fd);
 
@@ -339,6 +450,18 @@ void srv_socket_setup(int fd);
  */
 bool srv_client_enter(struct srv_ctx *srv);
 void srv_client_leave(struct srv_ctx *srv);
+
+/*
+ * Sets srv->max_clients from RLIMIT_NOFILE (serve.c), once the loop's own
+ * fds exist but for extra_fds still to come (rings of loops not started
+ * yet): the limit less the fds open now, less extra_fds, less a reserve
+ * for source files (SRV_SRC_MIN_FDS), splice pipes and accepts already
+ * armed (accept_slack).  Between 1 and SRV_MAX_CLIENTS.  A loop stops
+ * accepting while srv_clients_full(): new clients wait in the listen
+ * backlog instead of taking the fds every open connection's reads need.
+ */
+void srv_client_limit(struct srv_ctx *srv, unsigned int extra_fds, unsigned int accept_slack);
+bool srv_clients_full(struct srv_ctx *srv);
 
 /* Sets srv up from cfg (serve.c); 0 or -ENOMEM.  srv_ctx_free undoes it. */
 int srv_ctx_init(struct srv_ctx *srv, const struct srv_config *cfg);

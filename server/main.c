@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * main.c - the erofs-nbd program: parses options, walks the tree
- * (overlaywalk/), lays out the EROFS image as a region map (erofs/),
+ * main.c - the erofs-nbd program: parses options, walks the tree or
+ * merges the layer stack (overlaywalk/; --image finds the stack in
+ * containers-storage, overlaywalk/storage.h), lays out the EROFS image as
+ * a region map (erofs/),
  * the EFI System Partition (fat/esp.c) and the GPT disk around both
  * (gpt/), opens the listeners (listen.c) and serves the maps over NBD
  * (srv_run) as the exports "disk" (also ""), "root" and "esp".
@@ -45,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -53,6 +56,7 @@
 #include "erofs/erofs.h"
 #include "fat/esp.h"
 #include "gpt/gpt.h"
+#include "overlaywalk/storage.h"
 #include "overlaywalk/walk.h"
 #include "server/caps.h"
 #include "server/cleanup.h"
@@ -84,13 +88,18 @@ struct listen_arg {
 };
 
 struct options {
+	/* The tree: exactly one of export_dir, lowerdir, image. */
 	const char *export_dir;
+	const char *lowerdir, *upperdir;	/* --lowerdir, --upperdir */
+	const char *image, *storage_root;	/* --image, --storage-root */
+	bool userxattr, aufs_whiteouts;		/* --userxattr, --aufs-whiteouts */
 	struct listen_arg *listens;
 	size_t nlistens;
 	bool cross_mounts;
 	bool skip_unreadable;
 	bool foreground;
 	bool use_io_uring;
+	bool immutable_sources;
 	unsigned int blkszbits;
 	const char *label;
 	bool no_inline_data;
@@ -111,6 +120,10 @@ struct options {
 
 /* Everything a run owns, released by program_free() on every path. */
 struct program {
+	/* What is served, for messages ("DIR", "image 'NAME'") and for the
+	 * export descriptions (DIR made absolute, the image and its ID, the
+	 * stack). */
+	char *source_name, *source_desc;
 	struct walk_tree *tree;
 	struct region_map map;
 	bool map_init;
@@ -151,6 +164,7 @@ enum {
 	OPT_CMDLINE,
 	OPT_RUN,
 	OPT_NO_IO_URING,
+	OPT_IMMUTABLE_SOURCES,
 	OPT_NO_INLINE_DATA,
 	OPT_HANDSHAKE_TIMEOUT,
 	OPT_VSOCK,
@@ -158,10 +172,22 @@ enum {
 	OPT_EXIT_WITH_PARENT,
 	OPT_USER,
 	OPT_GROUP,
+	OPT_LOWERDIR,
+	OPT_UPPERDIR,
+	OPT_IMAGE,
+	OPT_STORAGE_ROOT,
+	OPT_USERXATTR,
+	OPT_AUFS_WHITEOUTS,
 };
 
 static const struct option long_options[] = {
 	{ "export", required_argument, NULL, OPT_EXPORT },
+	{ "lowerdir", required_argument, NULL, OPT_LOWERDIR },
+	{ "upperdir", required_argument, NULL, OPT_UPPERDIR },
+	{ "image", required_argument, NULL, OPT_IMAGE },
+	{ "storage-root", required_argument, NULL, OPT_STORAGE_ROOT },
+	{ "userxattr", no_argument, NULL, OPT_USERXATTR },
+	{ "aufs-whiteouts", no_argument, NULL, OPT_AUFS_WHITEOUTS },
 	{ "unix", required_argument, NULL, 'U' },
 	{ "tcp", required_argument, NULL, OPT_TCP },
 	{ "cross-mounts", no_argument, NULL, OPT_CROSS_MOUNTS },
@@ -179,6 +205,7 @@ static const struct option long_options[] = {
 	{ "run", required_argument, NULL, OPT_RUN },
 	{ "foreground", no_argument, NULL, 'f' },
 	{ "no-io-uring", no_argument, NULL, OPT_NO_IO_URING },
+	{ "immutable-sources", no_argument, NULL, OPT_IMMUTABLE_SOURCES },
 	{ "no-inline-data", no_argument, NULL, OPT_NO_INLINE_DATA },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "vsock", required_argument, NULL, OPT_VSOCK },
@@ -195,16 +222,31 @@ static const struct option long_options[] = {
 static void usage(void)
 {
 	printf(
-"Usage: erofs-nbd --export DIR [OPTION]...\n"
-"Serve the directory tree DIR as a read-only EROFS file system over NBD,\n"
-"inside a bootable GPT disk with an EFI System Partition (systemd-boot,\n"
-"the tree's kernel and initramfs).  The images are laid out in memory;\n"
-"file data is read from DIR on demand.\n"
+"Usage: erofs-nbd (--export DIR | --lowerdir TOP:...:BOTTOM | --image NAME)\n"
+"                 [OPTION]...\n"
+"Serve the directory tree DIR, a stack of overlay layers or a container\n"
+"image as a read-only EROFS file system over NBD, inside a bootable GPT\n"
+"disk with an EFI System Partition (systemd-boot, the tree's kernel and\n"
+"initramfs).  The images are laid out in memory; file data is read from\n"
+"the tree or the layers on demand.\n"
 "\n"
-"Tree and image:\n"
-"  --export DIR            the tree to serve (required).  Exports: \"disk\"\n"
-"                          (the GPT disk, also the default export \"\"),\n"
-"                          \"root\" (the EROFS alone), \"esp\" (the FAT ESP)\n"
+"Tree (exactly one of --export, --lowerdir, --image):\n"
+"  --export DIR            the tree to serve.  Exports: \"disk\" (the GPT\n"
+"                          disk, also the default export \"\"), \"root\"\n"
+"                          (the EROFS alone), \"esp\" (the FAT ESP)\n"
+"  --lowerdir TOP:...:BOTTOM  merge these layer directories as a read-only\n"
+"                          overlay mount would (\\: for a colon in a name)\n"
+"  --upperdir DIR          with --lowerdir: one more layer on top (a\n"
+"                          container's upper directory)\n"
+"  --image NAME|ID         serve an image of podman's containers-storage,\n"
+"                          merged from its layers\n"
+"  --storage-root DIR      with --image: the store (default: podman's, from\n"
+"                          storage.conf)\n"
+"  --userxattr             the layers' overlay marks are user.overlay.*\n"
+"                          (default: trusted.overlay.*, but user.overlay.*\n"
+"                          inside a user namespace such as podman unshare)\n"
+"  --aufs-whiteouts        with --lowerdir: also honour .wh.NAME and\n"
+"                          .wh..wh..opq files (fuse-overlayfs stores)\n"
 "  --cross-mounts          descend into other mounted file systems\n"
 "                          (default: stay on DIR's file system)\n"
 "  --skip-unreadable       warn about and leave out entries that cannot be\n"
@@ -251,6 +293,8 @@ static void usage(void)
 "                          $port set; serve until it exits, then exit with\n"
 "                          its status\n"
 "  --no-io-uring           use the thread-per-connection loop, not io_uring\n"
+"  --immutable-sources     promise that no file served changes: send file\n"
+"                          data zero-copy (splice) from the page cache\n"
 "  --handshake-timeout SECS  drop clients that do not finish the handshake\n"
 "                          in SECS seconds (default: 10)\n"
 "  --pidfile FILE          write the server's pid to FILE once it serves;\n"
@@ -363,11 +407,26 @@ static int parse_options(int argc, char **argv, struct options *o)
 	while ((c = getopt_long(argc, argv, ":fvhVU:", long_options, NULL)) != -1) {
 		switch (c) {
 		case OPT_EXPORT:
-			if (o->export_dir)
-				return usage_error("--export given twice");
-			if (!*optarg)
-				return usage_error("--export: empty path");
-			o->export_dir = optarg;
+		case OPT_LOWERDIR:
+		case OPT_UPPERDIR:
+		case OPT_IMAGE:
+		case OPT_STORAGE_ROOT: {
+			const char **slot = c == OPT_EXPORT ? &o->export_dir :
+					    c == OPT_LOWERDIR ? &o->lowerdir :
+					    c == OPT_UPPERDIR ? &o->upperdir :
+					    c == OPT_IMAGE ? &o->image : &o->storage_root;
+			if (*slot)
+				return usage_error("%s given twice", argv[optind - 1]);
+			/* Empty counts as not given, so that a systemd unit can
+			 * pass --export=${A} --image=${B} and set one of them. */
+			*slot = *optarg ? optarg : NULL;
+			break;
+		}
+		case OPT_USERXATTR:
+			o->userxattr = true;
+			break;
+		case OPT_AUFS_WHITEOUTS:
+			o->aufs_whiteouts = true;
 			break;
 		case 'U':
 			if (!*optarg)
@@ -452,6 +511,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case OPT_NO_IO_URING:
 			o->use_io_uring = false;
 			break;
+		case OPT_IMMUTABLE_SOURCES:
+			o->immutable_sources = true;
+			break;
 		case OPT_HANDSHAKE_TIMEOUT:
 			if (opt_parse_uint(optarg, 86400, &v) < 0 || v == 0)
 				return usage_error("--handshake-timeout '%s': expected seconds, "
@@ -505,8 +567,18 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!o->export_dir)
-		return usage_error("--export DIR is required");
+	if (!!o->export_dir + !!o->lowerdir + !!o->image != 1)
+		return usage_error("give exactly one of --export DIR, --lowerdir TOP:...:BOTTOM "
+				   "and --image NAME");
+	if (o->upperdir && !o->lowerdir)
+		return usage_error("--upperdir goes with --lowerdir");
+	if (o->storage_root && !o->image)
+		return usage_error("--storage-root goes with --image");
+	if (o->aufs_whiteouts && !o->lowerdir)
+		return usage_error("--aufs-whiteouts goes with --lowerdir (--image "
+				   "reads it from the store)");
+	if (o->userxattr && o->export_dir)
+		return usage_error("--userxattr goes with --lowerdir or --image");
 	if (o->image_export && !o->write_image)
 		return usage_error("--image-export goes with --write-image");
 	if (o->write_image && (o->run_cmd || o->nlistens))
@@ -542,16 +614,219 @@ static void walk_warn(void *userdata, const char *path, int err, const char *wha
 
 /*
  * Logs "'path': what: reason" for a builder error, with path the entry to
- * blame or else DIR itself, and what the failing step if known; returns err.
+ * blame, or else "source: what: reason" (source is p->source_name, quoted
+ * already); what is the failing step if known.  Returns err.
  */
-static int log_build_error(int err, const char *dir, const char *errpath,
+static int log_build_error(int err, const char *source, const char *errpath,
 			   const char *what)
 {
-	const char *path = errpath && *errpath ? errpath : dir;
+	if (errpath && *errpath)
+		return what ? log_errno(err, "'%s': %s", errpath, what) :
+			      log_errno(err, "'%s'", errpath);
+	return what ? log_errno(err, "%s: %s", source, what) : log_errno(err, "%s", source);
+}
 
-	if (what)
-		return log_errno(err, "'%s': %s", path, what);
-	return log_errno(err, "'%s'", path);
+/* How long --image waits for a podman pull or build to release the store. */
+#define STORE_LOCK_TIMEOUT_MS 10000
+
+/* path made absolute if it can be, with '\\' and ':' escaped as lowerdir=
+ * needs them; malloc'ed, NULL when out of memory. */
+static char *lowerdir_escape(const char *path)
+{
+	_cleanup_free_ char *real = realpath(path, NULL);
+	const char *s = real ? real : path;
+	char *out = malloc(2 * strlen(s) + 1), *d = out;
+
+	if (!out)
+		return NULL;
+	for (; *s; s++) {
+		if (*s == ':' || *s == '\\')
+			*d++ = '\\';
+		*d++ = *s;
+	}
+	*d = '\0';
+	return out;
+}
+
+/*
+ * Sets p->source_name (for messages) and, except for --image, whose
+ * description needs the store, p->source_desc (for the export
+ * descriptions NBD_OPT_LIST shows).  Logs its errors.
+ */
+static int describe_source(const struct options *o, struct program *p)
+{
+	_cleanup_free_ char *upper = NULL, *real = NULL;
+	char **dirs = NULL;
+	int n, r = 0;
+
+	if (o->export_dir) {
+		real = realpath(o->export_dir, NULL);
+		if (asprintf(&p->source_name, "'%s'", o->export_dir) < 0 ||
+		    !(p->source_desc = strdup(real ? real : o->export_dir)))
+			r = -ENOMEM;
+	} else if (o->image) {
+		if (asprintf(&p->source_name, "--image '%s'", o->image) < 0)
+			r = -ENOMEM;
+	} else {
+		/* The stack, absolute, in the syntax it was given in. */
+		n = storage_parse_lowerdir(o->lowerdir, &dirs);
+		if (n == -ENOMEM)
+			return log_errno(n, "--lowerdir");
+		if (n < 0)
+			return log_errno(n, "--lowerdir '%s': %s", o->lowerdir, n == -EOPNOTSUPP ?
+					 "data-only layers (\"::\") are not supported" :
+					 "expected TOP:...:BOTTOM, at most 500 non-empty layers, "
+					 "\\: for a colon in a name");
+		if (asprintf(&p->source_name, "--lowerdir '%s'", o->lowerdir) < 0)
+			r = -ENOMEM;
+		p->source_desc = strdup("overlay lowerdir=");
+		for (int i = 0; r == 0 && p->source_desc && i < n; i++) {
+			_cleanup_free_ char *e = lowerdir_escape(dirs[i]);
+			char *d = NULL;
+
+			if (!e || asprintf(&d, "%s%s%s", p->source_desc, i ? ":" : "", e) < 0)
+				r = -ENOMEM;
+			free(p->source_desc);
+			p->source_desc = d;
+		}
+		storage_strv_free(dirs, n);
+		if (r == 0 && p->source_desc && o->upperdir) {
+			char *d = NULL;
+
+			real = realpath(o->upperdir, NULL);
+			if (asprintf(&d, "%s,upperdir=%s", p->source_desc,
+				     real ? real : o->upperdir) < 0)
+				r = -ENOMEM;
+			free(p->source_desc);
+			p->source_desc = d;
+		}
+		if (!p->source_desc)
+			r = -ENOMEM;
+	}
+	if (r < 0)
+		return log_errno(r, "starting");
+	return 0;
+}
+
+/*
+ * walk_layers() with the soft RLIMIT_NOFILE raised to the hard one for
+ * the walk: it keeps a directory fd per layer per level it is in (500
+ * layers sharing a few directories need more than the usual 1024), then
+ * the limit is put back for the server to size its caches by.
+ */
+static int walk_layers_nofile(const struct walk_stack *st, const struct walk_opts *wo,
+			      struct walk_tree **ret_tree, char **ret_errpath,
+			      const char **ret_what)
+{
+	struct rlimit old, raised;
+	bool changed = false;
+	int r;
+
+	if (getrlimit(RLIMIT_NOFILE, &old) == 0 && old.rlim_cur < old.rlim_max) {
+		raised = (struct rlimit){ .rlim_cur = old.rlim_max, .rlim_max = old.rlim_max };
+		changed = setrlimit(RLIMIT_NOFILE, &raised) == 0;
+	}
+	r = walk_layers(st, wo, ret_tree, ret_errpath, ret_what);
+	if (changed)
+		(void)setrlimit(RLIMIT_NOFILE, &old);
+	return r;
+}
+
+/* --lowerdir [--upperdir]: merges the stack into p->tree.  Logs its errors. */
+static int walk_lowerdir(const struct options *o, struct program *p,
+			 const struct walk_opts *wo)
+{
+	_cleanup_free_ const char **layers = NULL;
+	struct walk_stack st = {
+		.ns = o->userxattr ? WALK_OVL_USER : storage_default_ns(),
+		.aufs_whiteouts = o->aufs_whiteouts,
+	};
+	char **dirs = NULL, *errpath = NULL;
+	const char *what = NULL;
+	size_t k = 0;
+	int n, r;
+
+	n = storage_parse_lowerdir(o->lowerdir, &dirs);
+	if (n < 0)
+		return log_errno(n, "--lowerdir");	/* describe_source() parsed it */
+	layers = calloc(n + 1, sizeof(*layers));
+	if (!layers) {
+		storage_strv_free(dirs, n);
+		return log_errno(-ENOMEM, "--lowerdir");
+	}
+	if (o->upperdir)
+		layers[k++] = o->upperdir;
+	for (int i = 0; i < n; i++)
+		layers[k++] = dirs[i];
+	st.layers = layers;
+	st.nlayers = k;
+	if (st.nlayers > WALK_MAX_LAYERS) {
+		storage_strv_free(dirs, n);
+		return log_errno(-E2BIG, "--lowerdir: more than %d layers", WALK_MAX_LAYERS);
+	}
+	log_info("%s: %zu layers, overlay marks in %s.overlay.*%s", p->source_name,
+		 st.nlayers, st.ns == WALK_OVL_USER ? "user" : "trusted",
+		 st.aufs_whiteouts ? ", AUFS whiteouts" : "");
+	r = walk_layers_nofile(&st, wo, &p->tree, &errpath, &what);
+	if (r < 0)
+		log_build_error(r, p->source_name, errpath, what);
+	free(errpath);
+	storage_strv_free(dirs, n);
+	return r;
+}
+
+/* --image: finds the image in the store and merges its layers into
+ * p->tree, under the store's locks.  Logs its errors. */
+static int walk_image(const struct options *o, struct program *p,
+		      const struct walk_opts *wo)
+{
+	struct storage_opts so = {
+		.storage_root = o->storage_root,
+		.lock_timeout_ms = STORE_LOCK_TIMEOUT_MS,
+	};
+	struct storage_image img;
+	const struct storage_chain *c = &img.chain;
+	char *err = NULL, *errpath = NULL;
+	const char *what = NULL;
+	int r;
+
+	r = storage_find_image(o->image, &so, &img, &err);
+	if (r < 0) {
+		/* The message says what failed and why. */
+		log_error("--image '%s': %s", o->image, err ? err : strerror(-r));
+		free(err);
+		return r;
+	}
+	r = asprintf(&p->source_desc, "image %s (ID %.12s, %zu layer%s, %s store %s)",
+		     c->image_name ? c->image_name : o->image, c->image_id, c->nlayers,
+		     c->nlayers == 1 ? "" : "s", img.driver, img.graphroot);
+	if (r < 0) {
+		p->source_desc = NULL;
+		storage_image_free(&img);
+		return log_errno(-ENOMEM, "--image");
+	}
+	log_info("--image '%s': %s; storage.conf %s%s%s", o->image, p->source_desc,
+		 img.conf_path ? img.conf_path : "(none)",
+		 img.aufs_whiteouts ? ", AUFS whiteouts (mount program)" : "",
+		 img.override_stat ? ", force_mask" : "");
+	if (!strcmp(img.driver, "vfs")) {
+		r = walk_tree(img.layer_dirs[0], wo, &p->tree, &errpath, &what);
+	} else {
+		struct walk_stack st = {
+			.layers = (const char *const *)img.layer_dirs,
+			.nlayers = img.nlayer_dirs,
+			.ns = o->userxattr ? WALK_OVL_USER : img.ns,
+			.aufs_whiteouts = img.aufs_whiteouts,
+			.override_stat = img.override_stat,
+		};
+		r = walk_layers_nofile(&st, wo, &p->tree, &errpath, &what);
+	}
+	if (r < 0)
+		log_build_error(r, p->source_name, errpath, what);
+	free(errpath);
+	/* The walk is done: podman may change the store again. */
+	storage_image_free(&img);
+	return r;
 }
 
 /* The EROFS superblock's UUID (erofs-format.md: superblock at byte 1024, uuid at 0x30). */
@@ -583,7 +858,7 @@ static int build_disk(const struct options *o, struct program *p)
 	struct gpt_partition parts[2];
 	uint64_t first_lba[2];
 	enum esp_arch arch = o->arch;
-	char root_uuid[37], *what = NULL, *real;
+	char root_uuid[37], *what = NULL;
 	uint8_t seed[16];
 	size_t n = 0;
 	int r;
@@ -615,12 +890,12 @@ static int build_disk(const struct options *o, struct program *p)
 	};
 	r = esp_build(p->tree, &eo, &p->esp_map, &er, &what);
 	if (r == -ENOENT && !asked) {
-		log_warning("'%s': %s: the disk has no EFI System Partition",
-			    o->export_dir, what ? what : "no kernel");
+		log_warning("%s: %s: the disk has no EFI System Partition",
+			    p->source_name, what ? what : "no kernel");
 		region_map_free(&p->esp_map);
 		region_map_init(&p->esp_map);
 	} else if (r < 0) {
-		log_error("'%s': building the EFI System Partition: %s", o->export_dir,
+		log_error("%s: building the EFI System Partition: %s", p->source_name,
 			  what ? what : strerror(-r));
 		free(what);
 		return r;
@@ -678,15 +953,13 @@ static int build_disk(const struct options *o, struct program *p)
 		log_info("export 'disk': %" PRIu64 " bytes; root partition at byte %" PRIu64
 			 ", no EFI System Partition", p->disk_map.size, first_lba[0] * 512);
 
-	real = realpath(o->export_dir, NULL);
 	r = asprintf(&p->disk_description, "GPT disk: %sEROFS root of %s",
-		     p->has_esp ? "EFI System Partition + " : "", real ? real : o->export_dir);
+		     p->has_esp ? "EFI System Partition + " : "", p->source_desc);
 	if (r < 0)
 		p->disk_description = NULL;
 	if (r >= 0 && p->has_esp)
 		r = asprintf(&p->esp_description, "EFI System Partition (FAT32) for %s",
-			     real ? real : o->export_dir);
-	free(real);
+			     p->source_desc);
 	if (r < 0) {
 		p->esp_description = NULL;	/* asprintf() leaves it undefined */
 		return log_errno(-ENOMEM, "building the disk");
@@ -718,12 +991,18 @@ static int build_export(const struct options *o, struct program *p)
 		.check = erofs_check_entry,
 		.userdata = &eo,
 	};
-	r = walk_tree(o->export_dir, &wo, &p->tree, &errpath, &what);
-	if (r < 0) {
-		log_build_error(r, o->export_dir, errpath, what);
+	if (o->image)
+		r = walk_image(o, p, &wo);
+	else if (o->lowerdir)
+		r = walk_lowerdir(o, p, &wo);
+	else {
+		r = walk_tree(o->export_dir, &wo, &p->tree, &errpath, &what);
+		if (r < 0)
+			log_build_error(r, p->source_name, errpath, what);
 		free(errpath);
-		return r;
 	}
+	if (r < 0)
+		return r;
 
 	region_map_init(&p->map);
 	p->map_init = true;
@@ -731,7 +1010,7 @@ static int build_export(const struct options *o, struct program *p)
 	what = NULL;
 	r = erofs_build(p->tree, &eo, &p->map, &errpath, &what);
 	if (r < 0) {
-		log_build_error(r, o->export_dir, errpath,
+		log_build_error(r, p->source_name, errpath,
 				what ? what : "building the EROFS image");
 		free(errpath);
 		return r;
@@ -740,10 +1019,14 @@ static int build_export(const struct options *o, struct program *p)
 	if (r < 0)
 		return log_errno(r, "building the EROFS image");
 
+	uint64_t meta = 0;
+	for (size_t i = 0; i < p->map.nregions; i++)
+		if (p->map.regions[i].type == REGION_MEM)
+			meta += p->map.regions[i].len;
 	log_info("export '%s': %" PRIu64 " bytes (%" PRIu64 " KiB), %zu inodes, "
-		 "%zu files with data, %zu regions", EXPORT_NAME, p->map.size,
-		 p->map.size >> 10, p->tree->ninodes, p->map.nsources,
-		 p->map.nregions);
+		 "%zu files with data, %zu regions, %" PRIu64 " metadata bytes",
+		 EXPORT_NAME, p->map.size, p->map.size >> 10, p->tree->ninodes,
+		 p->map.nsources, p->map.nregions, meta);
 	return build_disk(o, p);
 }
 
@@ -1013,6 +1296,7 @@ static int serve(const struct options *o, struct program *p)
 		.nlisten = p->nlisteners,
 		.stop_fd = p->sigfd,
 		.use_io_uring = o->use_io_uring,
+		.immutable_sources = o->immutable_sources,
 		.handshake_timeout_sec = o->handshake_timeout_sec,
 	};
 	int r;
@@ -1130,6 +1414,8 @@ static void program_free(struct program *p)
 	free(p->runtime_dir);
 	free(p->uri);
 	free(p->description);
+	free(p->source_name);
+	free(p->source_desc);
 	if (p->sigfd >= 0)
 		close(p->sigfd);
 	if (p->pidfile && unlink(p->pidfile) < 0 && errno != ENOENT)
@@ -1171,6 +1457,8 @@ int main(int argc, char **argv)
 
 	if (take_environment(&o, &p) < 0)
 		goto out;
+	if (describe_source(&o, &p) < 0)
+		goto out;
 	if (build_export(&o, &p) < 0)
 		goto out;
 	if (o.write_image) {
@@ -1185,16 +1473,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	{
-		char *real = realpath(o.export_dir, NULL);
-		r = asprintf(&p.description, "EROFS root file system of %s",
-			     real ? real : o.export_dir);
-		free(real);
-		if (r < 0) {
-			p.description = NULL;
-			log_errno(-ENOMEM, "starting");
-			goto out;
-		}
+	r = asprintf(&p.description, "EROFS root file system of %s", p.source_desc);
+	if (r < 0) {
+		p.description = NULL;
+		log_errno(-ENOMEM, "starting");
+		goto out;
 	}
 
 	/*

@@ -150,7 +150,7 @@ static void *sender_thread(void *arg)
 /* Reads one segment into its reply buffer; 0 or -errno (-EIO if short). */
 static int read_seg(struct srv_export_ctx *ex, struct srv_read_seg *s)
 {
-	int fd = src_cache_get(&ex->cache, s->source);
+	int fd = src_cache_get_wait(ex->cache, s->source);
 	int r = 0;
 
 	if (fd < 0)
@@ -163,14 +163,14 @@ static int read_seg(struct srv_export_ctx *ex, struct srv_read_seg *s)
 		if (n <= 0) {
 			/* A short read: the file shrank under us. */
 			r = n < 0 ? -errno : -EIO;
-			src_cache_failed(&ex->cache, s->source, fd, r);
+			src_cache_failed(ex->cache, s->source, fd, r);
 			break;
 		}
 		s->done += (size_t)n;
 	}
 	if (r == 0)
-		r = src_cache_check(&ex->cache, s->source, fd);
-	src_cache_put(&ex->cache, s->source, fd);
+		r = src_cache_check(ex->cache, s->source, fd);
+	src_cache_put(ex->cache, s->source, fd);
 	return r;
 }
 
@@ -438,7 +438,11 @@ static void accept_one(struct srv_ctx *srv, int lfd)
 		if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
 			return;
 		/* EMFILE and the like: let connections finish, do not spin. */
-		log_errno(-errno, "accept, retrying in a second");
+		static bool said;
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			log_errno(-errno, "accept: new clients wait, retrying every second");
+		else
+			log_debug("accept: %m, retrying in a second");
 		sleep(1);
 		return;
 	}
@@ -502,10 +506,18 @@ int srv_plain_run(struct srv_ctx *srv)
 	}
 	pfd[cfg->nlisten] = (struct pollfd){ .fd = cfg->stop_fd, .events = POLLIN };
 	pool_start();
+	srv_client_limit(srv, 0, 1);
 
 	int ret = 0;
 	for (;;) {
-		int r = poll(pfd, cfg->stop_fd >= 0 ? n : n - 1, -1);
+		/*
+		 * With all the clients the fd limit allows, new ones wait in
+		 * the backlog: look at the stop fd only, and again soon.
+		 */
+		bool full = srv_clients_full(srv);
+		for (size_t i = 0; i < cfg->nlisten; i++)
+			pfd[i].events = full ? 0 : POLLIN;
+		int r = poll(pfd, cfg->stop_fd >= 0 ? n : n - 1, full ? 100 : -1);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -514,7 +526,7 @@ int srv_plain_run(struct srv_ctx *srv)
 		}
 		if (cfg->stop_fd >= 0 && pfd[cfg->nlisten].revents)
 			break;
-		for (size_t i = 0; i < cfg->nlisten; i++)
+		for (size_t i = 0; i < cfg->nlisten && !full; i++)
 			if (pfd[i].revents)
 				accept_one(srv, pfd[i].fd);
 	}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "server/cleanup.h"
@@ -190,17 +191,43 @@ ssize_t region_find(const struct region_map *map, uint64_t offset)
 	return (ssize_t)lo;
 }
 
+int region_source_check_attrs(const struct region_source *src, int fd,
+			      uint64_t *ret_attrs)
+{
+	const unsigned int mask = STATX_TYPE | STATX_SIZE | STATX_MTIME | STATX_CTIME;
+	static int null_path_ok = 1;
+	struct statx stx;
+	int r = -1;
+
+	/*
+	 * A NULL path with AT_EMPTY_PATH (Linux 6.11+) spares the kernel
+	 * copying in ""; older kernels fail it with EFAULT.
+	 */
+	if (__atomic_load_n(&null_path_ok, __ATOMIC_RELAXED)) {
+		r = (int)syscall(SYS_statx, fd, NULL, AT_EMPTY_PATH, mask, &stx);
+		if (r < 0 && errno == EFAULT)
+			__atomic_store_n(&null_path_ok, 0, __ATOMIC_RELAXED);
+	}
+	if (r < 0 && statx(fd, "", AT_EMPTY_PATH, mask, &stx) < 0)
+		return -errno;
+	if ((stx.stx_mask & mask) != mask)
+		return -EIO;
+	if (!S_ISREG(stx.stx_mode) || stx.stx_size != src->size ||
+	    stx.stx_mtime.tv_sec != src->mtime_sec ||
+	    stx.stx_mtime.tv_nsec != src->mtime_nsec)
+		return -EIO;
+	if ((src->ctime_sec || src->ctime_nsec) &&
+	    (stx.stx_ctime.tv_sec != src->ctime_sec ||
+	     stx.stx_ctime.tv_nsec != src->ctime_nsec))
+		return -EIO;
+	if (ret_attrs)
+		*ret_attrs = stx.stx_attributes & stx.stx_attributes_mask;
+	return 0;
+}
+
 int region_source_check(const struct region_source *src, int fd)
 {
-	struct stat st;
-
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != src->size ||
-	    st.st_mtim.tv_sec != src->mtime_sec ||
-	    (uint32_t)st.st_mtim.tv_nsec != src->mtime_nsec)
-		return -EIO;
-	return 0;
+	return region_source_check_attrs(src, fd, NULL);
 }
 
 /* Reads len bytes of source src at offset, all of them or -EIO. */

@@ -46,7 +46,7 @@ enum region_type {
 struct region_source {
 	/*
 	 * Opens the source for reading and checks that it is still the file
-	 * the layout was computed from (identity, size, mtime).  Returns a
+	 * the layout was computed from (identity, size, ctime).  Returns a
 	 * new O_RDONLY|O_CLOEXEC fd, or -errno: -EIO when the file changed.
 	 */
 	int (*open)(const struct region_source *src);
@@ -55,6 +55,14 @@ struct region_source {
 	uint64_t size;		/* bytes the layout expects the file to hold */
 	int64_t mtime_sec;	/* mtime recorded by the walk, for re-checks */
 	uint32_t mtime_nsec;
+	/*
+	 * ctime recorded by the walk, for re-checks; 0/0 if the builder did
+	 * not record it (then only size and mtime are compared).  Unlike the
+	 * mtime, no one can set it back: every write, truncate, utimensat,
+	 * chmod or rename of the inode moves it.
+	 */
+	uint32_t ctime_nsec;
+	int64_t ctime_sec;
 };
 
 struct region {
@@ -136,11 +144,22 @@ ssize_t region_find(const struct region_map *map, uint64_t offset);
 
 /*
  * Checks an fd opened through src->open() against the layout again: it
- * must still be a regular file of src->size bytes with src->mtime.  The
- * server calls it around reads so that a file changed after it was opened
- * gives EIO instead of wrong bytes.  Returns 0, -EIO, or -errno of fstat.
+ * must still be a regular file of src->size bytes with src->mtime and
+ * src->ctime (when recorded).  One statx() with the least mask.  The
+ * server calls it after reads so that a file changed after it was opened
+ * gives EIO instead of wrong bytes: a write() updates the times before it
+ * changes any byte, so unchanged times after the read mean the bytes read
+ * predate any change.  Returns 0, -EIO, or -errno of statx.
  */
 int region_source_check(const struct region_source *src, int fd);
+
+/*
+ * The same, also returning the file's statx attributes that its file
+ * system reports (STATX_ATTR_IMMUTABLE, STATX_ATTR_VERITY, ...) in
+ * *ret_attrs on success.
+ */
+int region_source_check_attrs(const struct region_source *src, int fd,
+			      uint64_t *ret_attrs);
 
 /*
  * Copies count bytes at offset into buf, reading source files through

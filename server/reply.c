@@ -43,6 +43,7 @@ void srv_reply_free(struct srv_reply *rp)
 	assert(__atomic_load_n(&c->inflight, __ATOMIC_RELAXED) > 0);
 	__atomic_sub_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&c->inflight_bytes, rp->cost, __ATOMIC_RELAXED);
+	zc_release(rp);
 	if (rp->segs != rp->inline_segs)
 		free(rp->segs);
 	free(rp->heap);
@@ -279,7 +280,8 @@ static int fill_data(const struct region_map *map, struct srv_reply *rp,
 			memcpy(rp->buf + buf_off, r->u.mem + skip, n);
 			break;
 		case REGION_FILE:
-			ret = add_seg(rp, r->u.file.source, r->u.file.offset + skip,
+			ret = add_seg(rp, rp->ex->src_ids[r->u.file.source],
+				      r->u.file.offset + skip,
 				      buf_off, n);
 			if (ret < 0)
 				return ret;

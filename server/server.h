@@ -33,6 +33,13 @@ struct srv_config {
 	 */
 	int stop_fd;
 	bool use_io_uring;		/* false: the plain (thread-per-connection) loop */
+	/*
+	 * The operator promises that no source file changes while served
+	 * (e.g. a containers-storage image layer): file data may then be
+	 * sent zero-copy (splice) from the page cache.  Without it only files
+	 * with the immutable or fs-verity attribute are.
+	 */
+	bool immutable_sources;
 	unsigned int handshake_timeout_sec;	/* 10 by default */
 };
 

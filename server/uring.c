@@ -9,7 +9,9 @@
  *
  *   ACCEPT  struct listener   one plain accept per listening socket, re-armed
  *   RECV    struct uconn      one recv per connection into its input buffer
- *   SEND    struct uconn      one sendmsg per connection: the queued replies
+ *   SEND    struct uconn      one sendmsg per connection: the queued replies;
+ *                             or, while uc->pollout_armed, a POLLOUT poll of
+ *                             a socket that zero-copy splicing filled
  *   READ    struct srv_read_seg  source-file bytes into a READ reply's buffer
  *   STOP    -                 poll on cfg->stop_fd
  *   TICK    -                 1 s timeout: handshake deadlines, accept retry
@@ -24,12 +26,19 @@
  * freed only once it is closing and nops is 0, at the end of the handler
  * of its last CQE; a buffer belongs to its reply until its send completed.
  *
+ * Zero-copy (splice.c): a READ reply whose sources may be spliced and are
+ * cached goes through the connection's pipe instead; zc_pump() fills and
+ * drains it with synchronous non-blocking calls from this loop, and waits
+ * for POLLOUT when the socket is full.  Replies queued behind zero-copy
+ * ones go through the pipe or wait for it to empty, so order is kept.
+ *
  * Back-pressure: when a connection's in-flight budget is used up
  * (srv_conn_can_take) no recv is armed; parsing resumes as sends complete.
  *
  * Stop: every loop polls stop_fd itself; see begin_stop().
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -90,10 +99,14 @@ struct uconn {
 	size_t in_len;
 	unsigned int nops;		/* SQEs in flight for this connection */
 	bool recv_armed, send_armed;
+	bool pollout_armed;		/* the SEND op in flight is a POLLOUT poll */
+	struct zc_pipe zp;		/* zero-copy send queue, opened on first use */
+	bool zp_failed;			/* no pipe to be had: copy path only */
 	bool paused;			/* budget used up: input waits */
 	bool eof;			/* read nothing more; close when drained */
 	bool closing;			/* dropping: free once nops == 0 */
 	unsigned int reads_pending;	/* READ replies waiting for file reads */
+	unsigned int nparked;		/* of those, parked on loop->fd_wait */
 	int64_t deadline;		/* handshake deadline, CLOCK_MONOTONIC s */
 	struct srv_reply *sq_head, *sq_tail;	/* replies to send, in order */
 	struct msghdr msg;		/* the send in flight */
@@ -111,6 +124,10 @@ struct uring_loop {
 	bool stopping;
 	int64_t stop_time;
 	struct __kernel_timespec tick;
+	/* READ replies waiting for a free fd (out of fds), linked by ->next. */
+	struct srv_reply *fd_wait;
+	struct __kernel_timespec wake;	/* retry them this soon ... */
+	bool wake_armed;		/* ... with this timeout in flight */
 };
 
 static int64_t now_sec(void)
@@ -143,11 +160,36 @@ static void arm_accept(struct uring_loop *l, struct listener *ls)
 	l->naccepts++;
 }
 
+/*
+ * Arms an accept on ls unless the server has all the clients its fd limit
+ * allows (srv_clients_full()): then new clients wait in the backlog, and
+ * the accept is armed again when one leaves or on the next tick.
+ */
+static void arm_accept_if_room(struct uring_loop *l, struct listener *ls)
+{
+	if (srv_clients_full(l->srv)) {
+		ls->retry = true;
+		return;
+	}
+	arm_accept(l, ls);
+}
+
 static void arm_tick(struct uring_loop *l)
 {
 	struct io_uring_sqe *sqe = get_sqe(l);
 	io_uring_prep_timeout(sqe, &l->tick, 0, 0);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_TICK, NULL));
+}
+
+/* Arms the short timeout that retries parked replies (OP_TICK, &l->wake). */
+static void arm_wake(struct uring_loop *l)
+{
+	if (l->wake_armed)
+		return;
+	struct io_uring_sqe *sqe = get_sqe(l);
+	io_uring_prep_timeout(sqe, &l->wake, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_TICK, &l->wake));
+	l->wake_armed = true;
 }
 
 static void cancel_op(struct uring_loop *l, uint64_t ud)
@@ -169,13 +211,70 @@ static void arm_recv(struct uconn *uc)
 	uc->nops++;
 }
 
+static void conn_drop(struct uconn *uc);
+
+static void arm_pollout(struct uconn *uc)
+{
+	struct io_uring_sqe *sqe = get_sqe(uc->loop);
+	io_uring_prep_poll_add(sqe, uc->fd, POLLOUT);
+	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, uc));
+	uc->send_armed = true;
+	uc->pollout_armed = true;
+	uc->nops++;
+}
+
+/*
+ * Moves zero-copy replies at the head of the queue into the pipe and the
+ * pipe into the socket, until the queue's head is a copy-path reply (sent
+ * by sendmsg once the pipe is empty) or the socket is full (then POLLOUT
+ * is awaited).  Returns true if kick_send may go on with a sendmsg.
+ */
+static bool zc_pump(struct uconn *uc)
+{
+	int r;
+
+	for (;;) {
+		struct srv_reply *rp;
+		while ((rp = uc->sq_head) && rp->zc) {
+			r = zc_fill(&uc->zp, rp);
+			if (r < 0) {
+				/* Part of the reply may be queued: only a drop is safe. */
+				log_errno(r, "client %lu: splicing a reply, dropping", uc->c.id);
+				conn_drop(uc);
+				return false;
+			}
+			if (r == 0)
+				break;	/* the pipe is full */
+			uc->sq_head = rp->next;
+			if (!uc->sq_head)
+				uc->sq_tail = NULL;
+			srv_reply_free(rp);
+		}
+		if (uc->zp.queued == 0)
+			return uc->sq_head != NULL;
+		r = zc_drain(&uc->zp, uc->fd);
+		if (r == -EAGAIN) {
+			arm_pollout(uc);
+			return false;
+		}
+		if (r < 0) {
+			log_debug("client %lu: splice to the socket: %s", uc->c.id, strerror(-r));
+			conn_drop(uc);
+			return false;
+		}
+	}
+}
+
 /* Sends as many queued replies as fit one sendmsg, if none is in flight. */
 static void kick_send(struct uconn *uc)
 {
-	if (uc->send_armed || uc->closing || !uc->sq_head)
+	if (uc->send_armed || uc->closing || (!uc->sq_head && !uc->zp.queued))
+		return;
+	if ((uc->zp.queued || uc->sq_head->zc) && !zc_pump(uc))
 		return;
 	size_t n = 0;
-	for (struct srv_reply *rp = uc->sq_head; rp && n < SEND_MAX_IOV; rp = rp->next) {
+	for (struct srv_reply *rp = uc->sq_head; rp && n < SEND_MAX_IOV && !rp->zc;
+	     rp = rp->next) {
 		uc->iov[n].iov_base = rp->buf + rp->sent;
 		uc->iov[n].iov_len = rp->len - rp->sent;
 		n++;
@@ -184,7 +283,13 @@ static void kick_send(struct uconn *uc)
 	}
 	uc->msg = (struct msghdr){ .msg_iov = uc->iov, .msg_iovlen = n };
 	struct io_uring_sqe *sqe = get_sqe(uc->loop);
-	io_uring_prep_sendmsg(sqe, uc->fd, &uc->msg, MSG_NOSIGNAL);
+	/*
+	 * MSG_WAITALL: the kernel retries a partial send itself (poll-driven,
+	 * 5.19+) and completes once, instead of a CQE, a re-arm and an EAGAIN
+	 * each time the socket buffer fills.  A drop's shutdown() still ends
+	 * it.
+	 */
+	io_uring_prep_sendmsg(sqe, uc->fd, &uc->msg, MSG_NOSIGNAL | MSG_WAITALL);
 	io_uring_sqe_set_data64(sqe, ud_pack(OP_SEND, uc));
 	uc->send_armed = true;
 	uc->nops++;
@@ -203,14 +308,14 @@ static void conn_drop(struct uconn *uc)
 /* Frees uc if it is closing and idle; true if it was freed. */
 static bool conn_reap(struct uconn *uc)
 {
-	if (!uc->closing && uc->eof && !uc->sq_head && !uc->send_armed &&
+	if (!uc->closing && uc->eof && !uc->sq_head && !uc->send_armed && !uc->zp.queued &&
 	    uc->reads_pending == 0) {
 		/* Drained after DISC, ABORT, EOF or a stop. */
 		uc->closing = true;
 		if (uc->recv_armed)
 			cancel_op(uc->loop, ud_pack(OP_RECV, uc));
 	}
-	if (!uc->closing || uc->nops > 0)
+	if (!uc->closing || uc->nops > 0 || uc->nparked > 0)
 		return false;
 
 	struct uring_loop *l = uc->loop;
@@ -220,6 +325,7 @@ static bool conn_reap(struct uconn *uc)
 		srv_reply_free(rp);
 	}
 	close(uc->fd);
+	zc_pipe_close(&uc->zp);
 	free(uc->in);
 	if (uc->prev)
 		uc->prev->next = uc->next;
@@ -231,6 +337,10 @@ static bool conn_reap(struct uconn *uc)
 	srv_client_leave(l->srv);
 	log_info("client %lu: disconnected", uc->c.id);
 	free(uc);
+	/* Room for a client that waits in the backlog, and fds for reads. */
+	for (size_t i = 0; i < l->nlisten; i++)
+		if (l->listeners[i].retry && !l->stopping)
+			arm_accept_if_room(l, &l->listeners[i]);
 	return true;
 }
 
@@ -248,6 +358,7 @@ static void process_input(struct uconn *uc)
 		}
 		ssize_t n = srv_conn_step(c, uc->in + used, uc->in_len - used);
 		if (n < 0) {
+			log_debug("client %lu: %s, dropping", c->id, strerror((int)-n));
 			conn_drop(uc);
 			return;
 		}
@@ -301,21 +412,64 @@ static void submit_read(struct uconn *uc, struct srv_read_seg *s)
 }
 
 /*
+ * Out of fds, with none of rp's reads in flight to free one: parks rp on
+ * the loop's fd_wait list, retried on every read completion of the loop
+ * and every 10 ms (retry_parked()).  After SRV_FD_WAIT_SEC without progress it gives
+ * up instead: err becomes rp's error and false is returned.
+ */
+static bool park(struct uconn *uc, struct srv_reply *rp, uint32_t source, int err)
+{
+	static bool said;
+	struct uring_loop *l = uc->loop;
+	int64_t now = now_sec();
+
+	if (!rp->parked_since) {
+		rp->parked_since = now;
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			log_warning("out of file descriptors: reads wait for one"
+				    " (raise the open file limit), continuing");
+	} else if (now - rp->parked_since >= SRV_FD_WAIT_SEC) {
+		err = err == -EAGAIN ? -EMFILE : err;	/* what the log should say */
+		src_cache_give_up(rp->ex->cache, source, err);
+		rp->err = err;
+		return false;
+	}
+	rp->next = l->fd_wait;
+	l->fd_wait = rp;
+	uc->nparked++;
+	arm_wake(l);
+	return true;
+}
+
+/*
  * Starts rp's next file reads, at most READ_WINDOW at a time, so that a
  * READ over thousands of small files never pins thousands of fds.  After
  * a failure nothing more starts; the reply ends once its reads in flight
- * are back.  Returns true if rp is finished (nothing in flight).
+ * are back.  Out of fds, it waits: for its own reads in flight to end, or
+ * parked (park()).  Returns true if rp is finished (nothing in flight,
+ * not parked).
  */
 static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 {
 	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
 	       !uc->closing) {
-		struct srv_read_seg *s = &rp->segs[rp->next_seg++];
-		s->fd = src_cache_get(&rp->ex->cache, s->source);
+		struct srv_read_seg *s = &rp->segs[rp->next_seg];
+		s->fd = src_cache_get(rp->ex->cache, s->source);
+		if (src_cache_busy(s->fd)) {
+			int err = s->fd;
+			s->fd = -1;
+			if (rp->pending > 0)
+				return false;	/* on_read() calls again */
+			if (park(uc, rp, s->source, err))
+				return false;
+			break;
+		}
 		if (s->fd < 0) {
 			rp->err = s->fd;
 			break;
 		}
+		rp->next_seg++;
+		rp->parked_since = 0;
 		rp->pending++;
 		submit_read(uc, s);
 	}
@@ -324,10 +478,45 @@ static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 	return rp->pending == 0;
 }
 
+/*
+ * True if rp may go zero-copy: its first source may be spliced (a cheap
+ * look before zc_prepare() pins every fd), and the pipe is there.
+ */
+static bool zc_candidate(struct uconn *uc, struct srv_reply *rp)
+{
+	struct src_cache *sc = rp->ex->cache;
+
+	if (!sc->all_stable && !src_cache_zc(sc, rp->segs[0].source))
+		return false;
+	if (uc->zp.rd < 0) {
+		if (uc->zp_failed)
+			return false;
+		/* splice() to the socket must not block this loop. */
+		int fl = fcntl(uc->fd, F_GETFL);
+		if (fl < 0 || fcntl(uc->fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+		    zc_pipe_open(&uc->zp) < 0) {
+			log_debug("client %lu: no zero-copy: %m", uc->c.id);
+			uc->zp_failed = true;
+			return false;
+		}
+		log_info("client %lu: sending file data zero-copy (splice)", uc->c.id);
+	}
+	return true;
+}
+
 static void uring_read(struct srv_conn *c, struct srv_reply *rp)
 {
 	struct uconn *uc = (struct uconn *)c;
 
+	if (zc_candidate(uc, rp)) {
+		int z = zc_prepare(rp->ex->cache, rp);
+		if (z != 0) {
+			if (z < 0)
+				srv_read_finish(rp);	/* an error reply */
+			uring_send(c, rp);
+			return;
+		}
+	}
 	uc->reads_pending++;
 	rp->pending = 0;
 	rp->next_seg = 0;
@@ -340,11 +529,30 @@ static const struct srv_conn_ops uring_ops = {
 	.read = uring_read,
 };
 
+/* Gives every parked READ reply another go (see park()). */
+static void retry_parked(struct uring_loop *l)
+{
+	struct srv_reply *rp = l->fd_wait;
+
+	l->fd_wait = NULL;
+	while (rp) {
+		struct srv_reply *next = rp->next;
+		struct uconn *uc = (struct uconn *)rp->conn;
+
+		rp->next = NULL;
+		uc->nparked--;
+		if (submit_more(uc, rp))
+			read_done(uc, rp);
+		conn_reap(uc);
+		rp = next;
+	}
+}
+
 static void on_read(struct srv_read_seg *s, int res)
 {
 	struct srv_reply *rp = s->rp;
 	struct uconn *uc = (struct uconn *)rp->conn;
-	struct src_cache *sc = &rp->ex->cache;
+	struct src_cache *sc = rp->ex->cache;
 	int err;
 
 	uc->nops--;
@@ -373,6 +581,8 @@ static void on_read(struct srv_read_seg *s, int res)
 	if (submit_more(uc, rp))
 		read_done(uc, rp);
 	conn_reap(uc);
+	if (uc->loop->fd_wait)
+		retry_parked(uc->loop);	/* an fd may have come free */
 }
 
 static void on_send(struct uconn *uc, int res)
@@ -409,6 +619,22 @@ static void on_send(struct uconn *uc, int res)
 	kick_send(uc);
 	if (uc->paused && srv_conn_can_take(&uc->c))
 		process_input(uc);
+	conn_reap(uc);
+}
+
+static void on_pollout(struct uconn *uc, int res)
+{
+	uc->nops--;
+	uc->send_armed = false;
+	uc->pollout_armed = false;
+	if (res < 0 && res != -EINTR && res != -EAGAIN) {
+		log_debug("client %lu: poll: %s", uc->c.id, strerror(-res));
+		conn_drop(uc);
+	} else {
+		kick_send(uc);
+		if (uc->paused && srv_conn_can_take(&uc->c))
+			process_input(uc);
+	}
 	conn_reap(uc);
 }
 
@@ -461,11 +687,15 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 			return;
 		}
 		/* EMFILE and the like: wait for the next tick, do not spin. */
-		log_errno(res, "accept, retrying in a second");
+		static bool said;
+		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
+			log_errno(res, "accept: new clients wait, retrying every second");
+		else
+			log_debug("accept: %s, retrying in a second", strerror(-res));
 		ls->retry = true;
 		return;
 	}
-	arm_accept(l, ls);
+	arm_accept_if_room(l, ls);
 	if (!srv_client_enter(l->srv)) {
 		close(res);
 		return;
@@ -483,6 +713,7 @@ static void on_accept(struct uring_loop *l, struct listener *ls, int res)
 		return;
 	}
 	uc->fd = res;
+	uc->zp = (struct zc_pipe){ .rd = -1, .wr = -1 };
 	uc->in = in;
 	uc->loop = l;
 	unsigned int t = l->srv->cfg->handshake_timeout_sec;
@@ -530,9 +761,12 @@ static void on_tick(struct uring_loop *l)
 {
 	int64_t now = now_sec();
 
+	if (l->fd_wait)
+		retry_parked(l);
+
 	for (size_t i = 0; i < l->nlisten; i++)
 		if (l->listeners[i].retry && !l->stopping)
-			arm_accept(l, &l->listeners[i]);
+			arm_accept_if_room(l, &l->listeners[i]);
 	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
 		next = uc->next;
 		bool late = uc->c.phase < SRV_PH_TRANSMISSION && now >= uc->deadline;
@@ -560,7 +794,10 @@ static void handle_cqe(struct uring_loop *l, const struct io_uring_cqe *cqe)
 		on_recv(ptr, cqe->res);
 		break;
 	case OP_SEND:
-		on_send(ptr, cqe->res);
+		if (((struct uconn *)ptr)->pollout_armed)
+			on_pollout(ptr, cqe->res);
+		else
+			on_send(ptr, cqe->res);
 		break;
 	case OP_READ:
 		on_read(ptr, cqe->res);
@@ -572,7 +809,13 @@ static void handle_cqe(struct uring_loop *l, const struct io_uring_cqe *cqe)
 			begin_stop(l);
 		break;
 	case OP_TICK:
-		on_tick(l);
+		if (ptr == &l->wake) {
+			l->wake_armed = false;
+			if (l->fd_wait)
+				retry_parked(l);
+		} else {
+			on_tick(l);
+		}
 		break;
 	case OP_CANCEL:
 		break;
@@ -644,6 +887,7 @@ static int loop_run(struct uring_loop *l)
 	int r;
 
 	l->tick.tv_sec = 1;
+	l->wake.tv_nsec = 10 * 1000 * 1000;
 	l->listeners = calloc(cfg->nlisten, sizeof(*l->listeners));
 	if (!l->listeners) {
 		io_uring_queue_exit(&l->ring);
@@ -652,7 +896,7 @@ static int loop_run(struct uring_loop *l)
 	l->nlisten = cfg->nlisten;
 	for (size_t i = 0; i < l->nlisten; i++) {
 		l->listeners[i].fd = cfg->listen_fds[i];
-		arm_accept(l, &l->listeners[i]);
+		arm_accept_if_room(l, &l->listeners[i]);
 	}
 	if (cfg->stop_fd >= 0) {
 		struct io_uring_sqe *sqe = get_sqe(l);
@@ -699,6 +943,7 @@ static int loop_run(struct uring_loop *l)
 			srv_reply_free(rp);
 		}
 		close(uc->fd);
+		zc_pipe_close(&uc->zp);
 		free(uc->in);
 		free(uc);
 	}
@@ -706,7 +951,9 @@ static int loop_run(struct uring_loop *l)
 	return r;
 }
 
+#ifndef LOOPS_PER_CPU
 #define LOOPS_PER_CPU 4
+#endif
 #define MAX_LOOPS 16
 
 struct loop_thread {
@@ -760,6 +1007,8 @@ int srv_uring_run(struct srv_ctx *srv)
 	}
 	for (size_t i = 0; i < n; i++)
 		t[i].loop.srv = srv;
+	/* n - 1 rings to come; each loop arms an accept per listener. */
+	srv_client_limit(srv, (unsigned int)n - 1, (unsigned int)(n * srv->cfg->nlisten));
 	for (size_t i = 1; i < n; i++) {
 		int e = pthread_create(&t[i].tid, NULL, loop_thread_main, &t[i]);
 		if (e != 0) {

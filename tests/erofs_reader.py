@@ -2,10 +2,12 @@
 """erofs_reader.py - a small, independent reader of uncompressed EROFS images.
 
 Used by treecmp.py --image to check images the running kernel cannot mount
-(block sizes above PAGE_SIZE) and as a second opinion on the others.  It
-reads the format as described in shared/docs/erofs-format.md (superblock
-at byte 1024, 32/64-byte inodes by nid, FLAT_PLAIN / FLAT_INLINE /
-CHUNK_BASED data, inline and shared xattrs, directory blocks) and checks
+(block sizes above PAGE_SIZE), as a second opinion on the others, and from
+the command line (main()) to say which image blocks hold a file, for the
+fault tests.  It reads the format as described in
+shared/docs/erofs-format.md (superblock at byte 1024, 32/64-byte inodes
+by nid, FLAT_PLAIN / FLAT_INLINE / CHUNK_BASED data, inline and shared
+xattrs, directory blocks) and checks
 the structural rules the kernel and fsck.erofs enforce while it reads:
 
   - magic, no unknown incompat bits, dirblkbits 0, 9 <= blkszbits <= 16,
@@ -411,3 +413,38 @@ class ErofsFile:
 
     def __exit__(self, *a):
         pass
+
+
+def file_blocks(img, ino):
+    """Yields (start, end) byte ranges of the image, rounded out to whole
+    blocks, that hold a regular file's data, its inline tail included:
+    what reads as EIO when the server finds the file changed."""
+    bs = img.bs
+    for _foff, ioff, ln in img.extents(ino):
+        if ioff is not None:
+            yield (ioff // bs * bs, -(-(ioff + ln) // bs) * bs)
+
+
+def main():
+    import argparse
+    ap = argparse.ArgumentParser(
+        description='Prints, for each PATH of the EROFS image IMG, the byte '
+        'ranges "START END" (END exclusive, whole blocks, shifted by '
+        '--offset) that hold its data and inline tail.')
+    ap.add_argument('--offset', type=int, default=0,
+                    help='the image\'s byte offset in the export (a partition)')
+    ap.add_argument('img')
+    ap.add_argument('paths', nargs='+', help='paths relative to the root')
+    a = ap.parse_args()
+    img = ErofsImage(a.img)
+    entries = img.walk()
+    for p in a.paths:
+        ino = entries.get(p.strip('/').encode())
+        if ino is None or not stat.S_ISREG(ino.st_mode):
+            raise SystemExit('erofs_reader: %s: no regular file of that name' % p)
+        for start, end in file_blocks(img, ino):
+            print(a.offset + start, a.offset + end)
+
+
+if __name__ == '__main__':
+    main()

@@ -44,6 +44,19 @@
 #                          on exit.
 #   nbdfuse_start URI DIR  expose the export as DIR/nbd with nbdfuse -r
 #                          (bounded wait), unmounted on exit.
+#   use_asan_server        point EROFS_NBD at the ASan+UBSan build of the
+#                          server, whatever O is (the soak and fault tests
+#                          run it): $EROFS_NBD itself if it is one, else
+#                          build-asan/erofs-nbd, made first with `make
+#                          SANITIZE=1` (a no-op when it is up to date).
+#                          Sets ASAN_OPTIONS for servers: leaks are errors,
+#                          a small quarantine (so RSS settles).
+#   server_sockets [PID]   print how many sockets the server holds open
+#                          (listeners + connections; source files may stay
+#                          open in its fd cache, so only sockets count).
+#   wait_server_sockets N [PID]
+#                          wait (at most 10 s) until the server holds at
+#                          most N sockets; fails (returns 1) otherwise.
 #   export_uri NAME [URI]  print URI (default $SRV_URI) naming export NAME
 #                          instead: nbd+unix:///NAME?socket=... or
 #                          nbd://HOST:PORT/NAME.  The default export "" is
@@ -235,6 +248,38 @@ nbdfuse_start()
 		sleep 0.1
 	done
 	fail "nbdfuse did not expose $dir/nbd within 30 s"
+}
+
+use_asan_server()
+{
+	local top
+	top=$(cd "$TESTS_DIR/.." && pwd)
+	if ! ldd "$EROFS_NBD" 2>/dev/null | grep -q libasan; then
+		check "building the sanitizer build (make SANITIZE=1) for this test"
+		make -C "$top" -j2 --no-print-directory SANITIZE=1 build-asan/erofs-nbd \
+			>/dev/null || fail "make SANITIZE=1 failed"
+		EROFS_NBD=$top/build-asan/erofs-nbd
+	fi
+	ldd "$EROFS_NBD" | grep -q libasan || fail "$EROFS_NBD is not a sanitizer build"
+	export EROFS_NBD
+	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=16:abort_on_error=0}
+	export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+}
+
+server_sockets()
+{
+	local pid=${1:-$SRV_PID}
+	find "/proc/$pid/fd" -mindepth 1 -printf '%l\n' 2>/dev/null | grep -c '^socket:' || true
+}
+
+wait_server_sockets()
+{
+	local n=$1 pid=${2:-$SRV_PID} i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(server_sockets "$pid")" -le "$n" ] && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
 export_uri()

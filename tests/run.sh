@@ -6,10 +6,17 @@
 # Each test's output goes to $O/tests/logs/NAME.log and is printed when it
 # fails.  The last line is "N passed, N failed, N skipped".
 #
+# A script whose header has a line "# slow: WHY" is a slow system check (a
+# VM boot, a fresh-root set-up, a soak, fuzzing).  QUICK=1 leaves those out
+# (they are listed as skipped), so that CI runs them once per run rather
+# than once per build variant.
+#
 #   O=build tests/run.sh [NAME-PATTERN...]    e.g. tests/run.sh vm protocol
+#   QUICK=1 O=build-asan tests/run.sh         all but the slow checks
 set -u
 cd "$(dirname "$0")/.."
 O=${O:-build}
+QUICK=${QUICK:-0}
 export EROFS_NBD="$PWD/$O/erofs-nbd"
 export O
 logs="$O/tests/logs"
@@ -32,6 +39,11 @@ for t in "${tests[@]}"; do
 	name=$(basename "$t" .sh)
 	case $t in *.sh) kind=integration ;; *) kind=unit ;; esac
 	log="$logs/$name.log"
+	if [ "$QUICK" = 1 ] && [[ $t == *.sh ]] && head -n 30 "$t" | grep -q '^# slow:'; then
+		skip=$((skip + 1))
+		printf 'SKIP  %-32s %-11s %s\n' "$name" "$kind" "slow check left out (QUICK=1)"
+		continue
+	fi
 	start=$SECONDS
 	"$t" >"$log" 2>&1 </dev/null
 	rc=$?

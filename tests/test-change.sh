@@ -5,8 +5,9 @@
 #
 # The image is laid out once, so a file that is truncated, extended,
 # rewritten, touched, deleted or replaced (rename over it) after the walk
-# no longer matches
-# its layout.  Reading it through the export must fail (NBD EIO; a mounted
+# no longer matches its layout; so does one rewritten in place with its
+# size kept and its mtime set back (utimensat, `touch -r`), which only the
+# ctime gives away.  Reading it through the export must fail (NBD EIO; a mounted
 # file's read fails with EIO) and the server must log its path, while the
 # other files still read correctly.  Checked with raw NBD READs of each
 # file's extents (tests/nbd_evil.py's client, extents from
@@ -15,11 +16,15 @@
 # Also covers a file that changes after the server has already read it
 # (and may keep it open).
 #
-# Run twice: with --no-inline-data every unchanged file must stay fully
-# usable through the mount; with the default layout (small files and tails
-# inline after their inode, so metadata blocks hold file bytes) a changed
-# file may also make the inodes that share its metadata block unreadable:
-# there unchanged files must read back right or fail, never differ.
+# Run three times: with --no-inline-data every unchanged file must stay
+# fully usable through the mount; with the default layout (small files and
+# tails inline after their inode, so metadata blocks hold file bytes) a
+# changed file may also make the inodes that share its metadata block
+# unreadable: there unchanged files must read back right or fail, never
+# differ.  The third run takes the zero-copy path (--immutable-sources:
+# file data spliced from the page cache, the io_uring loop): a file changed
+# before a read must still give EIO there, since the promise covers only
+# the time bytes are in flight; the server must say it spliced.
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 
@@ -110,31 +115,54 @@ read_mounted()
 	done
 }
 
-for mode in no-inline-data inline; do
+for mode in no-inline-data inline zero-copy; do
 	W=$T/$mode
 	src=$W/src
 	mkdir -p "$src"
 	args=()
 	[ $mode = no-inline-data ] && args=(--no-inline-data)
+	[ $mode = zero-copy ] && args=(--immutable-sources -v)
 	check "[$mode] building a tree of files to change"
-	for f in a-truncate a-extend a-replace a-rewrite a-touch a-delete b-rewrite b-truncate \
-		b-delete stable1 stable2; do
+	for f in a-truncate a-extend a-replace a-rewrite a-touch a-delete a-setback b-rewrite \
+		b-truncate b-delete b-setback stable1 stable2; do
 		head -c $((1024 * 1024 + 123)) /dev/urandom >"$src/$f"
 	done
 	printf 'small inline file\n' >"$src/a-small"
 	printf 'small stable file\n' >"$src/stable-small"
 	mkdir "$src/dir"
 	head -c 100000 /dev/urandom >"$src/dir/stable3"
+	# Without the promise, files with the immutable attribute are spliced:
+	# one of them, where chattr works (root, ext4/xfs/btrfs).
+	immutable=
+	if [ $mode = inline ]; then
+		head -c 300000 /dev/urandom >"$src/immutable"
+		if chattr +i "$src/immutable" 2>/dev/null; then
+			immutable=immutable
+			cleanup_fn chattr -i "$src/immutable"
+			args=(-v)
+		fi
+	fi
+
 	cp -a "$src" "$W/orig"
-	"$EROFS_NBD" --export "$src" "${args[@]}" --image-export root --write-image "$W/ref.img" || fail "--write-image failed"
+	"$EROFS_NBD" --export "$src" "${args[@]}" --image-export root --write-image "$W/ref.img" 2>/dev/null ||
+		fail "--write-image failed"
 
 	start_server "$src" "${args[@]}"
 	SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 
 	check "[$mode] unchanged files read back correctly"
-	expect_read ok stable1 b-rewrite b-truncate b-delete a-small
+	expect_read ok stable1 b-rewrite b-truncate b-delete b-setback a-small $immutable
+	if [ -n "$immutable" ]; then
+		check "[$mode] a file with the immutable attribute was spliced, the others not"
+		[ "$(grep -c 'zero-copy (splice)' "$SRV_LOG")" = 1 ] ||
+			fail "[$mode] zero-copy replies" "1 connection splicing (the immutable file's)" \
+				"$(grep -c 'zero-copy (splice)' "$SRV_LOG")"
+		ok "spliced"
+	elif [ $mode = inline ]; then
+		echo "NOTE: chattr +i refused here: the immutable-attribute case is skipped"
+	fi
 
-	check "[$mode] changing files under the server: truncate, extend, rewrite, replace, touch, delete"
+	check "[$mode] changing files under the server: truncate, extend, rewrite, replace, touch, delete, rewrite + mtime set back"
 	truncate -s 1000 "$src/a-truncate"
 	head -c 4096 /dev/urandom >>"$src/a-extend"
 	head -c $((1024 * 1024 + 123)) /dev/urandom >"$W/new"
@@ -143,21 +171,36 @@ for mode in no-inline-data inline; do
 	touch -d '2001-02-03 04:05:06' "$src/a-touch"		# only the mtime
 	printf 'SMALL inline file\n' >"$src/a-small"		# same size
 	rm "$src/a-delete"
+	# Same size, and mtime (and atime) put back to the walk's: utimensat.
+	dd if=/dev/urandom of="$src/a-setback" bs=4096 count=1 seek=5 conv=notrunc status=none
+	touch -r "$W/orig/a-setback" "$src/a-setback"
+	[ "$(stat -c '%s %y' "$src/a-setback")" = "$(stat -c '%s %y' "$W/orig/a-setback")" ] ||
+		fail "touch -r did not set a-setback's mtime back"
 	# These were read (and may be held open) by the server already.
 	dd if=/dev/urandom of="$src/b-rewrite" bs=4096 count=1 seek=3 conv=notrunc status=none
+	dd if=/dev/urandom of="$src/b-setback" bs=4096 count=1 seek=7 conv=notrunc status=none
+	touch -r "$W/orig/b-setback" "$src/b-setback"
 	truncate -s 4096 "$src/b-truncate"
 	rm "$src/b-delete"
 
 	check "[$mode] changed files give EIO, never other bytes"
-	expect_read error a-truncate a-extend a-replace a-rewrite a-touch a-delete b-rewrite b-truncate
+	expect_read error a-truncate a-extend a-replace a-rewrite a-touch a-delete a-setback \
+		b-rewrite b-truncate b-setback
 	# An open fd still reads a deleted file's original bytes: either is fine.
 	expect_read notwrong b-delete a-small
 	check "[$mode] the other files still read fine"
 	expect_read ok stable1 stable2 stable-small dir/stable3
 	server_alive || fail "the server died"
 
+	if [ $mode = zero-copy ]; then
+		check "[$mode] the server spliced"
+		grep -q 'zero-copy (splice)' "$SRV_LOG" ||
+			fail "[$mode] no zero-copy reply" "a 'zero-copy (splice)' line" "none"
+		ok "spliced"
+	fi
+
 	check "[$mode] the server logged the changed paths"
-	for f in a-truncate a-extend a-replace a-rewrite b-rewrite; do
+	for f in a-truncate a-extend a-replace a-rewrite a-setback b-rewrite b-setback; do
 		grep -qF "$f" "$SRV_LOG" || fail "the server's log does not name $f" \
 			"a line naming $f" "$(tail -n 5 "$SRV_LOG" | tr '\n' '|')"
 	done
@@ -178,7 +221,8 @@ for mode in no-inline-data inline; do
 		check "[$mode] through a live mount: changed files fail with EIO"
 		nbdfuse_start "$SRV_URI" "$W/fuse"
 		mount_image "$W/fuse/nbd" "$W/mnt"
-		read_mounted error a-truncate a-extend a-replace a-rewrite a-touch a-delete b-rewrite
+		read_mounted error a-truncate a-extend a-replace a-rewrite a-touch a-delete a-setback \
+			b-rewrite b-setback
 		if [ $mode = no-inline-data ]; then
 			check "[$mode] unchanged files stay fully usable through the mount"
 			for f in stable1 stable2 stable-small dir/stable3; do

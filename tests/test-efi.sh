@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# slow: boots a QEMU guest through OVMF
 # tests/test-efi.sh - boots a whole served GPT disk through UEFI firmware:
 # OVMF (Debian's ovmf package) reads the `disk` export over QEMU's NBD
 # client on a Unix socket, runs systemd-boot from the ESP erofs-nbd built,

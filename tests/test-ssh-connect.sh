@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# slow: boots a QEMU guest through an ssh forward
 # tests/test-ssh-connect.sh - the podman machine path in miniature: the
 # server listens on a root-only Unix socket "inside the machine" and a
 # client on the "host" reaches it through `ssh -L LOCAL.sock:REMOTE.sock`,

@@ -173,7 +173,7 @@ $tree
 --kver
 6.1.0-9-amd64
 --cmdline
-console=hvc0
+console=hvc0 systemd.volatile=overlay
 EOF
 
 # Without --runtime-dir the launcher makes (and removes) a private one.
@@ -194,7 +194,7 @@ vfkit
 --memory
 2048
 --bootloader
-linux,kernel=$tree/boot/vmlinuz-6.10.0-1-amd64,initrd=$tree/boot/initrd.img-6.10.0-1-amd64,cmdline="root=/dev/vda rootfstype=erofs ro console=hvc0 quiet rd.shell=0,1"
+linux,kernel=$tree/boot/vmlinuz-6.10.0-1-amd64,initrd=$tree/boot/initrd.img-6.10.0-1-amd64,cmdline="root=/dev/vda rootfstype=erofs ro console=hvc0 systemd.volatile=overlay quiet rd.shell=0,1"
 --device
 nbd,uri=nbd+unix:///root?socket=$run/nbd.sock,deviceId=erofsroot,readonly,timeout=15000,sync=none
 --device
@@ -208,13 +208,13 @@ unix://$run/rest.sock
 EOF
 
 dry kver --boot kernel --export "$tree" --runtime-dir "$run" --kver 6.9.1-200.fc40.x86_64
-grep -qx "linux,kernel=$tree/usr/lib/modules/6.9.1-200.fc40.x86_64/vmlinuz,initrd=$tree/usr/lib/modules/6.9.1-200.fc40.x86_64/initramfs.img,cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0\"" \
+grep -qx "linux,kernel=$tree/usr/lib/modules/6.9.1-200.fc40.x86_64/vmlinuz,initrd=$tree/usr/lib/modules/6.9.1-200.fc40.x86_64/initramfs.img,cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0 systemd.volatile=overlay\"" \
 	"$T/kver.out" || fail "kver: --kver did not pick usr/lib/modules/6.9.1-200.fc40.x86_64"
 ok "kver: --kver picks usr/lib/modules/KVER/vmlinuz + initramfs.img"
 
 dry kfiles --boot kernel --export "$tree" --runtime-dir "$run" \
 	--kernel "$tree/boot/vmlinuz-6.1.0-9-amd64" --initrd "$tree/boot/initrd.img-6.1.0-9-amd64"
-grep -qx "linux,kernel=$tree/boot/vmlinuz-6.1.0-9-amd64,initrd=$tree/boot/initrd.img-6.1.0-9-amd64,cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0\"" \
+grep -qx "linux,kernel=$tree/boot/vmlinuz-6.1.0-9-amd64,initrd=$tree/boot/initrd.img-6.1.0-9-amd64,cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0 systemd.volatile=overlay\"" \
 	"$T/kfiles.out" || fail "kfiles: --kernel/--initrd not used"
 ok "kfiles: --kernel and --initrd are used as given"
 
@@ -242,7 +242,8 @@ key='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ5p0Wc9zQ7xq3Yb8Fh2Lk4Mn6Rt1Uv0Wx9Yz8A
 printf '%s\n' "$key" >"$T/key.pub"
 cred=$(printf '%s\n' "$key" | base64 -w0)
 dry ssh-kernel --boot kernel --export "$tree" --runtime-dir "$run" --ssh-key "$T/key.pub"
-grep -q "cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0 systemd.set_credential_binary=ssh.authorized_keys.root:$cred\"\$" \
+# (vfkit's cmdline="..." cannot carry quotes: only the base64 form.)
+grep -q "cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0 systemd.volatile=overlay systemd.set_credential_binary=ssh.authorized_keys.root:$cred\"\$" \
 	"$T/ssh-kernel.out" || fail "ssh-kernel: no credential on the kernel command line"
 grep -qx "virtio-vsock,port=22,socketURL=$run/ssh.sock,connect" "$T/ssh-kernel.out" ||
 	fail "ssh-kernel: no vsock port 22 for ssh"
@@ -251,7 +252,8 @@ ok "ssh-kernel: credential on the command line, vsock 22 at $run/ssh.sock"
 # server's argv on stderr.
 dry ssh-efi -v --boot efi --export "$tree" --runtime-dir "$run" --ssh-key "$T/key.pub" \
 	--cmdline "quiet"
-grep -qx "erofs-nbd-launch: server: console=hvc0 quiet systemd.set_credential_binary=ssh.authorized_keys.root:$cred" \
+# A loader entry carries quotes: the text form too, for systemd 252.
+grep -qxF "erofs-nbd-launch: server: console=hvc0 systemd.volatile=overlay systemd.set_credential_binary=ssh.authorized_keys.root:$cred \"systemd.set_credential=ssh.authorized_keys.root:$key\" quiet" \
 	"$T/ssh-efi.err" || fail "ssh-efi: the server was not given the credential with --cmdline"
 grep -qx "erofs-nbd-launch: server: --exit-with-parent" "$T/ssh-efi.err" ||
 	fail "ssh-efi: the server is not started with --exit-with-parent"
@@ -280,5 +282,42 @@ refused accel 2 "QEMU option" --boot efi --export "$tree" --accel kvm
 refused nbds 2 "TLS" --boot efi --connect 'nbds://h/'
 refused ssh-remote-esp 2 "needs SMBIOS" --boot efi --connect "nbd://127.0.0.1/" --ssh-key "$T/key.pub"
 [ ! -e "$T/run,x" ] || fail "comma-run: the refused runtime directory was created"
+
+# --- arm64 direct kernel boot: vfkit needs an uncompressed Image ----------------------------
+check "arm64 kernel boot: compressed kernels refused, an Image accepted"
+# kernel_file NAME HEAD: 4 KiB of zeros with HEAD (printf format) at offset 0.
+kernel_file() {
+	head -c 4096 /dev/zero >"$T/$1"
+	printf "$2" | dd of="$T/$1" conv=notrunc status=none
+}
+kernel_file Image.gz '\x1f\x8b\x08\x00'
+kernel_file Image.zst '\x28\xb5\x2f\xfd'
+kernel_file vmlinuz.zboot 'MZ\x00\x00zimg'
+kernel_file bzImage 'MZ\xea\x07'
+kernel_file Image 'MZ'
+printf 'ARM\x64' | dd of="$T/Image" bs=1 seek=56 conv=notrunc status=none
+echo initrd >"$T/initrd"
+for k in Image.gz:gzip Image.zst:zstd vmlinuz.zboot:zboot "bzImage:not an arm64 Image"; do
+	refused "arm64-${k%%:*}" 1 "${k#*:}" --boot kernel --arch aarch64 --export "$tree" \
+		--runtime-dir "$run" --kernel "$T/${k%%:*}" --initrd "$T/initrd"
+	grep -q -- "--boot efi" "$T/arm64-${k%%:*}.err" ||
+		fail "arm64-${k%%:*}: the message does not suggest EFI boot"
+done
+dry arm64-image --boot kernel --arch aarch64 --export "$tree" --runtime-dir "$run" \
+	--kernel "$T/Image" --initrd "$T/initrd"
+grep -q "^linux,kernel=$T/Image,initrd=$T/initrd," "$T/arm64-image.out" ||
+	fail "arm64-image: an uncompressed Image was not booted"
+ok "arm64-image: an uncompressed Image ('ARM\\x64' at 0x38) is accepted"
+
+# --- a COMMAND over SSH: vsock 22, the console off the terminal -----------------------------
+check "ssh-command: -- COMMAND with vfkit"
+dry ssh-cmd --boot efi --export "$tree" --runtime-dir "$run" -- cat /etc/os-release
+grep -qx "virtio-vsock,port=22,socketURL=$run/ssh.sock,connect" "$T/ssh-cmd.out" ||
+	fail "ssh-cmd: no vsock port 22 for ssh"
+grep -qx "virtio-serial,logFilePath=$run/console" "$T/ssh-cmd.out" ||
+	fail "ssh-cmd: the console is not in the runtime directory (the terminal is the session's)"
+ok "ssh-cmd: vsock 22 at $run/ssh.sock, console to $run/console"
+refused no-command 2 "no COMMAND" --boot efi --export "$tree" --
+refused bare-command 2 "goes after '--'" --boot efi --export "$tree" cat /etc/os-release
 
 echo "PASS: vfkit dry runs follow the documented syntax"

@@ -1,5 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
+# slow: boots a QEMU guest (TCG unless KVM works)
 # tests/test-vm.sh - boots a real kernel from an erofs-nbd export: the
 # Linux stand-in for vfkit's NBD disk attachment.
 #
@@ -18,7 +19,10 @@
 # bounds the boot (default 120 with KVM, 300 with TCG);
 # EROFS_NBD_VM_EXPECT overrides the expected marker (to see the test
 # fail); EROFS_NBD_VM_SERVER_ARGS adds erofs-nbd options (e.g.
-# --no-io-uring); EROFS_NBD_VM_KEEP=1 keeps the work directory.
+# --no-io-uring); EROFS_NBD_VM_KEEP=1 keeps the work directory;
+# EROFS_NBD_VM_SOURCE=CMD serves the tree another way: `CMD TREE WORKDIR`
+# prints the erofs-nbd options that serve the same files, one per line
+# (tests/test-image-vm.sh: --image of a podman image made of them).
 #
 # Exit: 0 pass, 77 skip (no kernel, modules, QEMU or busybox), 1 fail.
 set -euo pipefail
@@ -128,7 +132,14 @@ esac
 
 # --- serve and boot ----------------------------------------------------------------
 read -r -a server_args <<<"${EROFS_NBD_VM_SERVER_ARGS:-}"
-start_server "$tree" ${server_args[@]+"${server_args[@]}"}
+if [ -n "${EROFS_NBD_VM_SOURCE:-}" ]; then
+	"$EROFS_NBD_VM_SOURCE" "$tree" "$work" >"$work/source.args" ||
+		fail "EROFS_NBD_VM_SOURCE '$EROFS_NBD_VM_SOURCE' failed"
+	mapfile -t source_args <"$work/source.args"
+	start_server "" "${source_args[@]}" ${server_args[@]+"${server_args[@]}"}
+else
+	start_server "$tree" ${server_args[@]+"${server_args[@]}"}
+fi
 SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
 sock=$SRV_SOCK
 [ -S "$sock" ] || fail "no socket at '$sock' (URI '$SRV_URI')"

@@ -3,7 +3,7 @@
 """treecmp.py - compares two directory trees completely.
 
     treecmp.py [--no-content] [--no-xattrs] [--no-nlink] [--max-diffs N]
-               [--image] EXPECTED ACTUAL
+               [--image] [--overlay] EXPECTED ACTUAL
 
 EXPECTED is the source tree, ACTUAL the tree read back (an EROFS mount),
 or with --image an EROFS image file read by erofs_reader.py (which also
@@ -14,6 +14,15 @@ mtime (seconds and nanoseconds), link count, rdev of devices, the size of
 regular files and symlinks, symlink targets, every xattr of every namespace
 (names and values, binary-safe), hard-link groups (two names share an inode
 in ACTUAL exactly when they do in EXPECTED) and the bytes of regular files.
+
+With --overlay, EXPECTED is a kernel overlayfs mount of a layer stack
+and ACTUAL our merge of the same layers (overlay-layers.md §1.6, §1.12):
+names are compared by lookup (a name the kernel lists but cannot lstat,
+a whiteout left in a directory of one layer, does not exist), a
+directory's link count is not compared (the kernel reports 1 for merged
+directories), and a non-directory's link count in ACTUAL must be the
+number of names of its hard-link group that stay visible (the kernel
+reports the count of the layer it comes from).
 
 Each difference is printed as "path: what: expected X, actual Y".  Exit
 status: 0 when the trees match, 1 when they differ, 2 on a usage error.
@@ -40,9 +49,9 @@ def show(path):
 class FsTree:
     """A directory tree on a mounted file system."""
 
-    def __init__(self, root):
+    def __init__(self, root, by_lookup=False):
         self.root = os.fsencode(root)
-        self.entries = walk(self.root)
+        self.entries = walk(self.root, by_lookup)
 
     def path(self, rel):
         return os.path.join(self.root, rel) if rel else self.root
@@ -78,8 +87,10 @@ class ImageTree:
         return self.mod.ErofsFile(self.img, self.entries[rel])
 
 
-def walk(root):
-    """Returns {relpath: os.stat_result} for every entry under root."""
+def walk(root, by_lookup=False):
+    """Returns {relpath: os.stat_result} for every entry under root.  With
+    by_lookup, names that readdir lists but lstat cannot find are left
+    out (an overlay mount's stray whiteouts)."""
     entries = {b'': os.lstat(root)}
     stack = [b'']
     while stack:
@@ -88,7 +99,12 @@ def walk(root):
         with os.scandir(full) as it:
             for de in it:
                 r = os.path.join(rel, de.name) if rel else de.name
-                st = os.lstat(de.path)
+                try:
+                    st = os.lstat(de.path)
+                except FileNotFoundError:
+                    if by_lookup:
+                        continue
+                    raise
                 entries[r] = st
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(r)
@@ -203,11 +219,14 @@ def main():
                     help='stop printing after this many differences')
     ap.add_argument('--image', action='store_true',
                     help='ACTUAL is an EROFS image file, read with erofs_reader.py')
+    ap.add_argument('--overlay', action='store_true',
+                    help='EXPECTED is a kernel overlay mount: compare by lookup, '
+                    'link counts as a merge must recompute them')
     ap.add_argument('expected')
     ap.add_argument('actual')
     args = ap.parse_args()
 
-    A = FsTree(args.expected)
+    A = FsTree(args.expected, by_lookup=args.overlay)
     if args.image:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import erofs_reader
@@ -263,7 +282,12 @@ def main():
         if sa.st_mtime_ns != sb.st_mtime_ns:
             diff(p, 'mtime', '%d.%09d' % divmod(sa.st_mtime_ns, 10**9),
                  '%d.%09d' % divmod(sb.st_mtime_ns, 10**9))
-        if not args.no_nlink and sa.st_nlink != sb.st_nlink:
+        if args.overlay:
+            # Merged directories say 1; a file says its layer's count.
+            if not args.no_nlink and not stat.S_ISDIR(sa.st_mode) and \
+                    ga[p][1] != sb.st_nlink:
+                diff(p, 'nlink (visible names)', ga[p][1], sb.st_nlink)
+        elif not args.no_nlink and sa.st_nlink != sb.st_nlink:
             diff(p, 'nlink', sa.st_nlink, sb.st_nlink)
         if stat.S_ISCHR(sa.st_mode) or stat.S_ISBLK(sa.st_mode):
             ra = (os.major(sa.st_rdev), os.minor(sa.st_rdev))

@@ -18,8 +18,10 @@
 #
 #   tests/efi/mktree.sh KVER TREE MARKER
 #
-# TREE must not exist yet.  EFI_LOADER and BUSYBOX override the boot loader
-# and busybox binaries copied in.  Exits 77 when a prerequisite is missing
+# TREE must not exist yet.  EFI_LOADER, BUSYBOX (BUSYBOX_LIST: one that runs
+# here, to list the applets) and EFI_KERNEL override the
+# boot loader, busybox and kernel copied in (MKINITRAMFS_MODDIR the modules:
+# tests/test-arm64-vm.sh builds an arm64 tree this way).  Exits 77 when a prerequisite is missing
 # (kernel, modules, systemd-boot, busybox), 1 on error.
 set -euo pipefail
 
@@ -31,7 +33,7 @@ kver=$1
 tree=$2
 marker=$3
 here=$(cd "$(dirname "$0")" && pwd)
-kernel=/boot/vmlinuz-$kver
+kernel=${EFI_KERNEL:-/boot/vmlinuz-$kver}
 sdboot=${EFI_LOADER:-/usr/lib/systemd/boot/efi/systemd-bootx64.efi}
 busybox=${BUSYBOX:-/bin/busybox}
 
@@ -43,14 +45,14 @@ busybox=${BUSYBOX:-/bin/busybox}
 mkdir -p "$tree"/{bin,sbin,boot,dev,proc,sys,tmp,run,newroot,etc}
 mkdir -p "$tree/usr/lib/systemd/boot/efi"
 cp "$busybox" "$tree/bin/busybox"
-for applet in $("$busybox" --list); do
+for applet in $("${BUSYBOX_LIST:-$busybox}" --list); do
 	[ "$applet" = busybox ] || ln -s busybox "$tree/bin/$applet"
 done
 install -m 0755 "$here/root-init" "$tree/sbin/init"
 echo "$marker" >"$tree/marker"
 echo efitest >"$tree/etc/hostname"
 cp "$kernel" "$tree/boot/vmlinuz-$kver"
-cp "$sdboot" "$tree/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+cp "$sdboot" "$tree/usr/lib/systemd/boot/efi/$(basename "$sdboot")"
 
 MKINITRAMFS_INIT=$here/init MKINITRAMFS_MODULES=efivarfs \
 	"$here/../vm/mkinitramfs.sh" "$kver" "$tree/boot/initrd.img-$kver" &&

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test-esp.c - fat/esp.c: the version order (checked against the order
- * the UAPI version format specification and `sort -V` give), command-line
+ * test-esp.c - fat/esp.c (the version order and kernel rule it shares
+ * with the launcher are tested in test-bootcfg.c): command-line
  * validation, the PE header check (on headers built here from the PE/COFF
  * layout, and on the real systemd-boot and kernel when installed), name
  * checks, symlink resolution inside the tree model, and esp_build() on
@@ -29,66 +29,6 @@
 #include "fat/esp.c"
 
 #define PARTUUID "4f1c5d2a-0b7e-4c3d-9a8b-112233445566"
-
-/* ------------------------------------------------------------------ */
-/* Version order                                                       */
-/* ------------------------------------------------------------------ */
-
-/* Each list is in ascending order; every pair is checked both ways. */
-static void check_ascending(const char *const *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		for (size_t j = 0; j < n; j++) {
-			int r = esp_vercmp(v[i], v[j]);
-			int want = i < j ? -1 : i > j;
-			if ((r > 0) - (r < 0) != want)
-				fail_msg("esp_vercmp(\"%s\", \"%s\") = %d, expected %d",
-					 v[i], v[j], r, want);
-		}
-	}
-}
-
-static void test_vercmp_kernels(void **state)
-{
-	/* The order `sort -V` prints for these names. */
-	static const char *const v[] = {
-		"5.10.0-28-amd64",
-		"6.1.0-9-amd64",
-		"6.1.0-9-cloud-amd64",
-		"6.1.0-10-amd64",
-		"6.1.76",
-		"6.9.12-200.fc40.x86_64",
-		"6.10.0-0.rc1",
-		"6.10.1",
-	};
-	check_ascending(v, ARRAY_SIZE(v));
-}
-
-static void test_vercmp_uapi(void **state)
-{
-	/*
-	 * The UAPI version format rules: '~' before the end, the end before
-	 * '-', '-' before '^', '^' before '.', letters before numbers,
-	 * leading zeros ignored.
-	 */
-	static const char *const v[] = {
-		"122.9",
-		"123~rc1",
-		"123",
-		"123-a",
-		"123-a1",
-		"123-3",
-		"123^1",
-		"123.1",
-		"123a",
-		"0124",
-	};
-	check_ascending(v, ARRAY_SIZE(v));
-	assert_int_equal(esp_vercmp("0010", "10"), 0);
-	assert_int_equal(esp_vercmp("6.1+x", "6.1x"), 0);	/* "+" is skipped */
-	assert_true(esp_vercmp("1_2", "12") < 0);	/* 1, 2 < 12 */
-	assert_true(esp_vercmp("1.0", "1") > 0);
-}
 
 /* ------------------------------------------------------------------ */
 /* Command line, names, PE headers                                     */
@@ -390,6 +330,40 @@ static void test_build_debian(void **state)
 	free(what);
 }
 
+/* The tree's own kernel arguments go between "root=... ro" and --cmdline. */
+static void test_build_kargs(void **state)
+{
+	struct fixture *fx = *state;
+	struct esp_opts o = { .cmdline = "console=ttyS0" };
+	struct esp_result res;
+	static const char cmdline[] = "root=UUID=x ro quiet\n";
+	static const char toml[] = "kargs = [\"mitigations=auto\"]\n"
+				   "match-architectures = [\"x86_64\"]\n";
+	static const char arm[] = "kargs = [\"arm=1\"]\nmatch-architectures = [\"aarch64\"]\n";
+	static const char bad[] = "kargs = [\"a b\"]\n";
+	char *what;
+
+	put_pe(fx->dir, "boot/vmlinuz-6.1.0-10-amd64", 0x8664);
+	put(fx->dir, "boot/initrd.img-6.1.0-10-amd64", "initrd", 6);
+	put_pe(fx->dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi", 0x8664);
+	put(fx->dir, "etc/kernel/cmdline", cmdline, sizeof(cmdline) - 1);
+	put(fx->dir, "usr/lib/bootc/kargs.d/10-x86.toml", toml, sizeof(toml) - 1);
+	put(fx->dir, "usr/lib/bootc/kargs.d/20-arm.toml", arm, sizeof(arm) - 1);
+	walk(fx);
+	if (build(fx, &o, &res, &what) < 0)
+		fail_msg("esp_build: %s", what);
+	assert_string_equal(res.cmdline, "root=PARTUUID=" PARTUUID " rootfstype=erofs ro"
+			    " quiet mitigations=auto console=ttyS0");
+	esp_result_free(&res);
+
+	put(fx->dir, "usr/lib/bootc/kargs.d/30-bad.toml", bad, sizeof(bad) - 1);
+	walk(fx);
+	assert_int_equal(build(fx, &o, &res, &what), -EINVAL);
+	assert_non_null(strstr(what, "usr/lib/bootc/kargs.d/30-bad.toml"));
+	assert_non_null(strstr(what, "whitespace"));
+	free(what);
+}
+
 static void test_build_bootc(void **state)
 {
 	struct fixture *fx = *state;
@@ -468,14 +442,13 @@ static void test_build_missing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vercmp_kernels),
-		cmocka_unit_test(test_vercmp_uapi),
 		cmocka_unit_test(test_cmdline),
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_pe_arch),
 		cmocka_unit_test(test_pe_arch_real),
 		cmocka_unit_test_setup_teardown(test_tree_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_debian, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_kargs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_bootc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_missing, setup, teardown),
 	};

@@ -58,7 +58,7 @@ static void cap_read(struct srv_conn *c, struct srv_reply *rp)
 {
 	for (size_t i = 0; i < rp->nsegs && !rp->err; i++) {
 		struct srv_read_seg *s = &rp->segs[i];
-		int fd = src_cache_get(&rp->ex->cache, s->source);
+		int fd = src_cache_get(rp->ex->cache, s->source);
 		if (fd < 0) {
 			rp->err = fd;
 			break;
@@ -66,11 +66,11 @@ static void cap_read(struct srv_conn *c, struct srv_reply *rp)
 		ssize_t n = pread(fd, rp->buf + s->buf_off, s->len, (off_t)s->file_off);
 		if (n != (ssize_t)s->len) {
 			rp->err = -EIO;
-			src_cache_failed(&rp->ex->cache, s->source, fd, -EIO);
+			src_cache_failed(rp->ex->cache, s->source, fd, -EIO);
 		} else {
-			rp->err = src_cache_check(&rp->ex->cache, s->source, fd);
+			rp->err = src_cache_check(rp->ex->cache, s->source, fd);
 		}
-		src_cache_put(&rp->ex->cache, s->source, fd);
+		src_cache_put(rp->ex->cache, s->source, fd);
 	}
 	srv_read_finish(rp);
 	cap_send(c, rp);

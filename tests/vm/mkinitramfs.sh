@@ -10,7 +10,12 @@
 #
 # KVER names /lib/modules/KVER (e.g. 6.1.0-56-amd64).  Exits 77 when
 # something it needs (busybox, modules, cpio) is missing, 1 on error.
-# Environment (both optional; tests/test-efi.sh uses them):
+# Environment (all optional; tests/test-efi.sh and tests/test-arm64-vm.sh use them):
+#   BUSYBOX=PATH, BUSYBOX_LIST=PATH  the busybox to install (default
+#                             /bin/busybox) and one this machine can run
+#                             to list its applets (default: the same)
+#   MKINITRAMFS_MODDIR=DIR    the modules of KVER (default /lib/modules/KVER;
+#                             another architecture's, extracted from its package)
 #   MKINITRAMFS_INIT=PATH     the script to install as /init (default
 #                             tests/vm/init next to this script)
 #   MKINITRAMFS_MODULES=NAMES more modules to include (space-separated,
@@ -24,7 +29,7 @@ skip() { echo "mkinitramfs: SKIP: $*" >&2; exit 77; }
 kver=$1
 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
-moddir=/lib/modules/$kver
+moddir=${MKINITRAMFS_MODDIR:-/lib/modules/$kver}
 busybox=${BUSYBOX:-/bin/busybox}
 init=${MKINITRAMFS_INIT:-$here/init}
 [ -r "$init" ] || die "no init script '$init'"
@@ -91,7 +96,7 @@ root=$work/root
 mkdir -p "$root"/{bin,dev,proc,sys,newroot,lib/modules}
 
 cp "$busybox" "$root/bin/busybox"
-for applet in $("$busybox" --list); do
+for applet in $("${BUSYBOX_LIST:-$busybox}" --list); do
 	[ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
 install -m 0755 "$init" "$root/init"

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test-source.c - the server's source fd cache (server/source.c): sources
+ * shared by several maps are one entry, a pinned fd is never closed, and a
+ * sequential scan of more files than the cache holds keeps hitting on the
+ * share of them that fits (LRU would reopen every file on every pass).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "server/internal.h"
+
+static unsigned int opens;
+static int tags[1000];	/* opaque pointers: one per source file */
+
+static int open_null(const struct region_source *src)
+{
+	(void)src;
+	opens++;
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* A map with n sources of one byte each, tags from first on. */
+static void make_map(struct region_map *map, size_t first, size_t n)
+{
+	region_map_init(map);
+	for (size_t i = 0; i < n; i++) {
+		struct region_source src = {
+			.open = open_null, .opaque = &tags[first + i], .name = "f", .size = 1,
+		};
+		uint32_t id;
+		assert_int_equal(region_add_source(map, &src, &id), 0);
+		assert_int_equal(region_add_file(map, id, 0, 1), 0);
+	}
+}
+
+/* The disk re-registers the root's sources: one cache entry each. */
+static void test_dedup(void **state)
+{
+	struct region_map root, disk, esp;
+	struct src_cache sc;
+	uint32_t *ids[3];
+	(void)state;
+
+	make_map(&root, 0, 10);
+	make_map(&esp, 100, 3);
+	region_map_init(&disk);
+	assert_int_equal(region_append_map(&disk, &esp), 0);
+	assert_int_equal(region_append_map(&disk, &root), 0);
+	const struct region_map *maps[] = { &root, &disk, &esp };
+	assert_int_equal(src_cache_init(&sc, maps, 3, ids, 100), 0);
+	assert_int_equal(sc.nsources, 13);
+	for (size_t i = 0; i < 10; i++)
+		assert_int_equal(ids[1][3 + i], ids[0][i]);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(ids[1][i], ids[2][i]);
+
+	/* One open serves both exports. */
+	opens = 0;
+	int fd = src_cache_get(&sc, ids[0][4]);
+	assert_true(fd >= 0);
+	src_cache_put(&sc, ids[0][4], fd);
+	int fd2 = src_cache_get(&sc, ids[1][7]);
+	assert_int_equal(fd2, fd);
+	src_cache_put(&sc, ids[1][7], fd2);
+	assert_int_equal(opens, 1);
+
+	src_cache_free(&sc);
+	for (size_t i = 0; i < 3; i++)
+		free(ids[i]);
+	region_map_free(&root);
+	region_map_free(&disk);
+	region_map_free(&esp);
+}
+
+/*
+ * Pinned fds stay open.  With every cached fd pinned, a get still works
+ * through one-shot fds, up to their limit; past it, -EAGAIN (wait), never
+ * an fd beyond the budget; and once a read ends, a get works again.
+ */
+static void test_pinned(void **state)
+{
+	struct region_map map;
+	struct src_cache sc;
+	uint32_t *ids;
+	int fds[8];
+	(void)state;
+
+	make_map(&map, 200, 8);
+	const struct region_map *maps[] = { &map };
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, 6), 0);
+	src_cache_limit(&sc, 6);	/* 5 kept open (6 - 6/4), 1 one-shot */
+	assert_int_equal(sc.max_open, 5);
+	assert_int_equal(sc.max_once, 1);
+	for (int i = 0; i < 6; i++) {
+		fds[i] = src_cache_get(&sc, ids[i]);
+		assert_true(fds[i] >= 0);
+	}
+	assert_int_equal(sc.nopen, 5);	/* the sixth is a one-shot fd */
+	assert_int_equal(sc.nonce, 1);
+	/* Every fd pinned, no one-shot fd left: wait. */
+	assert_int_equal(src_cache_get(&sc, ids[6]), -EAGAIN);
+	assert_true(src_cache_busy(-EAGAIN));
+	for (int i = 5; i >= 0; i--)
+		src_cache_put(&sc, ids[i], fds[i]);
+	/* The one-shot fd was closed by put; the cached ones are still open. */
+	assert_int_equal(sc.nopen, 5);
+	assert_int_equal(sc.nonce, 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(fcntl(fds[i], F_GETFD) >= 0, i < 5);
+	/* A cached fd is reused, not reopened. */
+	opens = 0;
+	int fd = src_cache_get(&sc, ids[2]);
+	assert_int_equal(fd, fds[2]);
+	src_cache_put(&sc, ids[2], fd);
+	assert_int_equal(opens, 0);
+	/* Nothing pinned now: the source that had to wait gets an fd. */
+	fd = src_cache_get(&sc, ids[6]);
+	assert_true(fd >= 0);
+	src_cache_put(&sc, ids[6], fd);
+	src_cache_free(&sc);
+	free(ids);
+	region_map_free(&map);
+}
+
+/*
+ * Five sequential passes over 400 files with room for 100: after the
+ * first pass, at least 20% of gets must hit (ideal 25%); LRU gets 0.
+ */
+static void test_scan(void **state)
+{
+	enum { N = 400, ROOM = 100, PASSES = 5 };
+	struct region_map map;
+	struct src_cache sc;
+	uint32_t *ids;
+	(void)state;
+
+	make_map(&map, 300, N);
+	const struct region_map *maps[] = { &map };
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, ROOM), 0);
+	opens = 0;
+	for (int p = 0; p < PASSES; p++)
+		for (int i = 0; i < N; i++) {
+			int fd = src_cache_get(&sc, ids[i]);
+			assert_true(fd >= 0);
+			src_cache_put(&sc, ids[i], fd);
+		}
+	unsigned int later_opens = opens - N;
+	unsigned int later_gets = (PASSES - 1) * N;
+	print_message("scan: %u opens for %u gets after the first pass (%.0f%% hits)\n",
+		      later_opens, later_gets, 100.0 * (later_gets - later_opens) / later_gets);
+	assert_true(later_gets - later_opens >= later_gets / 5);
+	src_cache_free(&sc);
+	free(ids);
+	region_map_free(&map);
+}
+
+/* A working set that fits is never reopened, whatever the order. */
+static void test_fits(void **state)
+{
+	enum { N = 50 };
+	struct region_map map;
+	struct src_cache sc;
+	uint32_t *ids;
+	(void)state;
+
+	make_map(&map, 800, N);
+	const struct region_map *maps[] = { &map };
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, 64), 0);
+	opens = 0;
+	for (int i = 0; i < 2000; i++) {
+		uint32_t id = ids[(i * 7919u) % N];
+		int fd = src_cache_get(&sc, id);
+		assert_true(fd >= 0);
+		src_cache_put(&sc, id, fd);
+	}
+	assert_int_equal(opens, N);
+	src_cache_free(&sc);
+	free(ids);
+	region_map_free(&map);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_dedup),
+		cmocka_unit_test(test_pinned),
+		cmocka_unit_test(test_scan),
+		cmocka_unit_test(test_fits),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
