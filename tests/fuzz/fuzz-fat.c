@@ -21,8 +21,10 @@
  * Input: an options byte (bit 0: names of any bytes, bits 1-4: the label,
  * bit 5: a minimum size, bit 6: pass the command line, bit 7: invalid
  * trees too), the command line (a length byte, 255 for a long one), the
- * volume serial (u32), the minimum size in MiB (u16, with bit 5), the
- * architecture and --kver choices (a byte each), then the tree (tree.c).
+ * volume serial (u32), the minimum size (u16, with bit 5: with both top
+ * bits set, the big mode, in 4 MiB units; else its low 9 bits in MiB),
+ * the architecture and --kver choices (a byte each), then the tree
+ * (tree.c).  Files total 16 MiB, or 4 GiB + 1 MiB in the big mode.
  * Seeds: corpus/fat/.
  */
 #include <errno.h>
@@ -39,6 +41,14 @@
 
 #define PARTUUID "0a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9"
 #define CMDLINE_PREFIX "root=PARTUUID=" PARTUUID " rootfstype=erofs ro"
+
+/*
+ * Volumes built, in bytes (files with hard links counted once per link,
+ * plus the minimum size): 512 MiB in the small mode, 72 GiB in the big
+ * one (a 64 GiB minimum, 32 KiB clusters, plus a file near 4 GiB).
+ */
+#define VOLUME_BUDGET		(512ULL << 20)
+#define VOLUME_BUDGET_BIG	(72ULL << 30)
 
 /* The fat_node tree of a walk tree: directories and regular files. */
 struct conv {
@@ -84,6 +94,15 @@ static void convert(struct conv *cv, const struct walk_inode *dir, struct fat_no
 			cv->total += (wi->size + 32767) & ~(uint64_t)32767;
 		}
 	}
+}
+
+static void free_conv(struct conv *cv)
+{
+	for (size_t i = 0; i < cv->narrays; i++)
+		free(cv->arrays[i]);
+	free(cv->arrays);
+	free(cv->srcs);
+	free(cv->ws);
 }
 
 /* A long name FAT takes (A.12), by our own reading of the rules. */
@@ -188,6 +207,7 @@ struct options {
 	uint8_t opts;
 	uint32_t volume_id;
 	uint64_t min_bytes;
+	uint64_t volume_budget;	/* bytes: bigger volumes under 2 TiB are not built */
 	enum esp_arch arch;
 	const char *kver;
 	char cmdline[4200];
@@ -224,6 +244,15 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 		verdict = -1;
 	else if (cv.total >= 1ULL << 40 && verdict > 0)
 		verdict = 0;
+	/*
+	 * Hard links multiply the volume past the budget the input's sizes
+	 * keep to: not worth the seconds it takes to build and check, below
+	 * the 2 TiB that fat_build must refuse (cheaply, before any layout).
+	 */
+	if (cv.total < 2ULL << 40 && cv.total + fo.min_bytes > o->volume_budget) {
+		free_conv(&cv);
+		return;
+	}
 
 	struct region_map map;
 	region_map_init(&map);
@@ -244,11 +273,7 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 		check_fat(&map, 0, map.size, &root, label, fo.volume_id);
 	}
 	region_map_free(&map);
-	for (size_t i = 0; i < cv.narrays; i++)
-		free(cv.arrays[i]);
-	free(cv.arrays);
-	free(cv.srcs);
-	free(cv.ws);
+	free_conv(&cv);
 }
 
 /* The regular file at path in the tree (no symlinks followed), or NULL. */
@@ -400,13 +425,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	o.cmdline[cl] = '\0';
 	o.volume_id = fz_u32(&f);
-	o.min_bytes = o.opts & 0x20 ? (uint64_t)fz_u16(&f) << 20 : 0;
+	/*
+	 * The cost of an input is the volume's cluster count (the FAT is
+	 * built and checked slot by slot), so sizes near the limits come
+	 * only in the big mode (bit 5 and the two top bits of the u16): up to
+	 * a 64 GiB minimum and files up to 4 GiB each.  Otherwise a minimum
+	 * under 512 MiB and 16 MiB of files in all.
+	 */
+	bool big = false;
+	if (o.opts & 0x20) {
+		uint16_t v = fz_u16(&f);
+		big = (v & 0xc000) == 0xc000;
+		o.min_bytes = big ? (uint64_t)(v & 0x3fff) << 22 : (uint64_t)(v & 0x1ff) << 20;
+	} else {
+		o.min_bytes = 0;
+	}
+	o.volume_budget = big ? VOLUME_BUDGET_BIG : VOLUME_BUDGET;
 	o.arch = (enum esp_arch)(fz_u8(&f) % 3);
 	o.kver = kvers[fz_u8(&f) % ARRAY_SIZE(kvers)];
 
 	struct tree_limits lim = {
 		.max_inodes = 2000, .max_depth = 60,
-		.max_file_size = (1ULL << 32) + 100, .max_total_size = 16ULL << 30,
+		.max_file_size = (1ULL << 32) + 100,
+		.max_total_size = big ? (4ULL << 30) + (1 << 20) : 16 << 20,
 		.max_data = 1 << 20, .max_xattrs = 4, .fat_names = !(o.opts & 1),
 		.invalid = o.opts & 0x80,
 	};

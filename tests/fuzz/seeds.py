@@ -322,7 +322,7 @@ def erofs_seeds():
     write('erofs', 'hardlinks', b'\x08' + t.bytes())
     # 65536 + 1 links: nlink past the compact inode's 16 bits (§5.6).
     t = Tree().dir('links').file('target', 5000)
-    t.b += bytes([6 | 8 << 4]) + struct.pack('<H', 65535) + bytes([3])
+    t.b += bytes([6 | 15 << 4]) + struct.pack('<H', 65535) + bytes([3])
     write('erofs', 'nlink', b'\x08' + t.bytes())
     t = Tree(invalid_lim=True).file('ok', 5)
     t.b += bytes([0, 0xfe, 2]) + b'..' + Tree.size(1)       # a raw name ".."
@@ -331,10 +331,14 @@ def erofs_seeds():
 
 
 def fat_seeds():
-    def pre(opts, cmdline=b'', volume_id=0x12345678, arch=0, kver=0):
+    # minsize: MiB (under 512), or BIG | 4 MiB units for the big mode
+    # (files up to 4 GiB).
+    BIG = 0xc000
+
+    def pre(opts, cmdline=b'', volume_id=0x12345678, arch=0, kver=0, minsize=300):
         out = bytes([opts, len(cmdline)]) + cmdline + struct.pack('<I', volume_id)
         if opts & 0x20:
-            out += struct.pack('<H', 300)
+            out += struct.pack('<H', minsize)
         return out + bytes([arch, kver])
     write('fat', 'esp', pre(0x44, b'quiet console=ttyS0') + rootfs().bytes())
     write('fat', 'esp-badcmdline', pre(0x44, b'quiet\ninitrd /evil') + rootfs().bytes())
@@ -353,8 +357,9 @@ def fat_seeds():
     t.dir('Wide').many(0, 700).up().file('big', (1 << 32) - 1)
     # tree.c's UTF-8 picks: 0xf0 "é" (2 bytes), 0xf2 "日" (3), 0xf3 "😀" (4).
     t.b += bytes([14, 4]) + b'caf\xf0' + bytes([14, 6]) + b'\xf2\xf3'
-    write('fat', 'names', pre(0x24) + t.bytes())
-    write('fat', 'toobig', pre(0x04) + Tree().file('max', 1 << 32).bytes())
+    write('fat', 'names', pre(0x24, minsize=BIG | 75) + t.bytes())
+    write('fat', 'small-min', pre(0x24) + Tree().file('a', 1).bytes())
+    write('fat', 'toobig', pre(0x24, minsize=BIG) + Tree().file('max', 1 << 32).bytes())
     write('fat', 'casedup', pre(0x04) + Tree().empty('Linux').empty('LINUX').bytes())
     t = Tree().dir('a').dir('b').dir('c').file('d', 1).up(3).empty('x.y.z').empty('.dot')
     write('fat', 'nested', pre(0x06) + t.bytes())

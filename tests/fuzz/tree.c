@@ -30,6 +30,10 @@
 #define PE_HEAD		0x48	/* bytes of the fake PE header */
 #define MAX_DENTRIES	70000	/* one directory past 65536 entries, not more */
 #define HEAD_BYTES	4096	/* what walk_open_data() writes of a file's start */
+/* Xattrs of a tree: enough for one inode past the 16-bit icount of its
+ * inline area (256 KiB, erofs-format.md §7.1); more only costs time. */
+#define MAX_XATTRS	4096
+#define MAX_XATTR_BYTES	(384u << 10)
 
 /* ------------------------------------------------------------------ */
 /* File contents                                                       */
@@ -178,6 +182,7 @@ struct dec {
 	size_t depth;
 	struct fake_inode *last;	/* the last inode made */
 	uint64_t total_size, total_data, xattr_bytes;
+	size_t nxattrs;			/* in the whole tree */
 	unsigned int many_next;		/* MANY names count on across operations */
 	int64_t base_mtime;
 };
@@ -437,8 +442,9 @@ static void add_xattr(struct dec *d, struct fake_inode *fi, bool many, unsigned 
 	char suffix[300];
 	size_t sl;
 
-	if (w->nxattrs >= d->lim->max_xattrs)
+	if (w->nxattrs >= d->lim->max_xattrs || d->nxattrs >= MAX_XATTRS)
 		return;
+	d->nxattrs++;
 	if (d->lim->invalid && pc >= 0xf8)
 		prefix = pc & 1 ? "system.nfs4_acl" : "lustre.";
 	if (!strncmp(prefix, "system.", 7) || !strcmp(prefix, "security.selinux")) {
@@ -462,7 +468,7 @@ static void add_xattr(struct dec *d, struct fake_inode *fi, bool many, unsigned 
 	case 2: vl = fz_u16(d->f); break;
 	default: vl = 65535 + (d->lim->invalid && (vc & 0x80)); break;
 	}
-	if (vl > (2u << 20) - d->xattr_bytes)
+	if (vl > MAX_XATTR_BYTES - d->xattr_bytes)
 		vl = 0;
 	d->xattr_bytes += vl;
 
@@ -673,8 +679,9 @@ static void finish(struct dec *d, bool keep_dups)
  *   4  SYMLINK         name, target (1..4095 bytes; 0 or 4096+ if invalid)
  *   5  SPECIAL         name; aux & 3: char, block, FIFO, socket; rdev
  *   6  HARDLINK        name, u16: another dentry for an earlier non-directory;
- *                      with aux >= 8: 1 + u16 (up to 65536) dentries "hN" for
- *                      the last inode (nlink past 16 bits)
+ *                      with aux >= 8: 1 + u8 * (aux - 7) dentries "hN" for the
+ *                      last inode, with aux 15: 1 + u16 (up to 65536: nlink
+ *                      past 16 bits)
  *   7  XATTR           on the last inode (aux & 1: on the current directory)
  *   8  MANY            1 + u8 * (aux / 4 + 1) entries of kind aux % 4 (files,
  *                      directories, symlinks, FIFOs) named "fN", "dN", ...
@@ -768,8 +775,10 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 		}
 		case 6: {
 			if (aux >= 8) {
-				/* Many links to the last inode: nlink past 16 bits. */
-				unsigned int n = 1 + fz_u16(f);
+				/* Many links to the last inode: nlink past 16 bits
+				 * (aux 15), or a few hundred (cheaper, so more often). */
+				unsigned int n = aux == 15 ? 1 + fz_u16(f) :
+						 1 + fz_u8(f) * (aux - 7);
 				struct fake_inode *target = d.last;
 				if (S_ISDIR(target->wi.mode))
 					break;
