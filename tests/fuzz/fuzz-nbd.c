@@ -489,6 +489,21 @@ static void e_err(struct expect *e, uint32_t t)
 	e->nerrs = 1;
 }
 
+/*
+ * The export an option names, if its data was well formed (ok); else
+ * NULL, with the error reply it gets in e: INVALID, or UNKNOWN for a
+ * name no export has.
+ */
+static const struct srv_export *m_export(const struct model *m, bool ok, const uint8_t *name,
+					 size_t len, struct expect *e)
+{
+	const struct srv_export *ex = ok ? m_find(m, name, len) : NULL;
+
+	if (!ex)
+		e_err(e, ok ? NBD_REP_ERR_UNKNOWN : NBD_REP_ERR_INVALID);
+	return ex;
+}
+
 /* Options (A3.3, A4): fills e; returns false to drop the client. */
 static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t len,
 		     struct expect *e)
@@ -540,15 +555,10 @@ static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t l
 			return true;
 		}
 		uint16_t nreq = get_be16(d + 4 + nl);
-		if (len != 6 + nl + 2 * (uint32_t)nreq || !m_string_ok(d + 4, nl)) {
-			e_err(e, NBD_REP_ERR_INVALID);
+		const struct srv_export *ex = m_export(m, len == 6 + nl + 2 * (uint32_t)nreq &&
+						       m_string_ok(d + 4, nl), d + 4, nl, e);
+		if (!ex)
 			return true;
-		}
-		const struct srv_export *ex = m_find(m, d + 4, nl);
-		if (!ex) {
-			e_err(e, NBD_REP_ERR_UNKNOWN);
-			return true;
-		}
 		e->res = R_INFO;
 		e->ex = ex;
 		for (uint16_t i = 0; i < nreq; i++) {
@@ -610,15 +620,9 @@ static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t l
 				match = true;
 			pos += ql;
 		}
-		if (pos != len) {
-			e_err(e, NBD_REP_ERR_INVALID);
+		const struct srv_export *ex = m_export(m, pos == len, d + 4, nl, e);
+		if (!ex)
 			return true;
-		}
-		const struct srv_export *ex = m_find(m, d + 4, nl);
-		if (!ex) {
-			e_err(e, NBD_REP_ERR_UNKNOWN);
-			return true;
-		}
 		e->res = R_META;
 		e->meta_match = match;
 		e->meta_list = list;
