@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.volume_name = label;
 	}
 	struct tree_limits lim = {
-		.max_inodes = 6000, .max_depth = 600,
+		.max_inodes = 3000, .max_depth = 600,
 		.max_file_size = 1ULL << 50, .max_total_size = 1ULL << 53,
 		.max_data = 1 << 20, .max_xattrs = 300, .invalid = b & 0x80,
 	};
