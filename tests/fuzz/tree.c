@@ -29,6 +29,7 @@
 
 #define PE_HEAD		0x48	/* bytes of the fake PE header */
 #define MAX_DENTRIES	70000	/* one directory past 65536 entries, not more */
+#define FEW_DENTRIES	4096	/* until an input asks for 65536 hard links */
 #define HEAD_BYTES	4096	/* what walk_open_data() writes of a file's start */
 /* Xattrs of a tree: enough for one inode past the 16-bit icount of its
  * inline area (256 KiB, erofs-format.md §7.1); more only costs time. */
@@ -178,6 +179,7 @@ struct dec {
 	size_t nall, all_cap;
 	size_t *child_cap;		/* per inode (directories) */
 	size_t ndentries;
+	bool wide;			/* MAX_DENTRIES, not FEW_DENTRIES */
 	struct fake_inode *stack[4096];	/* the current directory and its parents */
 	size_t depth;
 	struct fake_inode *last;	/* the last inode made */
@@ -305,7 +307,7 @@ static void add_dentry(struct dec *d, struct fake_inode *dir, char *name, size_t
 	size_t di = index_of(d, dir);
 	struct walk_inode *w = &dir->wi;
 
-	if (d->ndentries >= MAX_DENTRIES)
+	if (d->ndentries >= (d->wide ? MAX_DENTRIES : FEW_DENTRIES))
 		return;		/* a bigger tree only makes the input slow */
 	d->ndentries++;
 
@@ -681,7 +683,8 @@ static void finish(struct dec *d, bool keep_dups)
  *   6  HARDLINK        name, u16: another dentry for an earlier non-directory;
  *                      with aux >= 8: 1 + u8 * (aux - 7) dentries "hN" for the
  *                      last inode, with aux 15: 1 + u16 (up to 65536: nlink
- *                      past 16 bits)
+ *                      past 16 bits).  A tree has at most FEW_DENTRIES
+ *                      dentries, MAX_DENTRIES once aux 15 came.
  *   7  XATTR           on the last inode (aux & 1: on the current directory)
  *   8  MANY            1 + u8 * (aux / 4 + 1) entries of kind aux % 4 (files,
  *                      directories, symlinks, FIFOs) named "fN", "dN", ...
@@ -782,6 +785,7 @@ struct fake_tree *fake_tree_decode(struct fz *f, const struct tree_limits *lim)
 				struct fake_inode *target = d.last;
 				if (S_ISDIR(target->wi.mode))
 					break;
+				d.wide |= aux == 15;
 				for (unsigned int i = 0; i < n; i++) {
 					char *nm = t_alloc(t, 16);
 					size_t len = (size_t)snprintf(nm, 16, "h%u", d.many_next++);
