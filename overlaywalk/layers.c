@@ -50,7 +50,7 @@ bool walk_on_other_mount(const struct walk_ctx *ctx, uint32_t layer,
 {
 	const struct walk_layer *l = &ctx->priv->layers[layer];
 
-	if (ctx->have_mnt_id && (stx->stx_mask & STATX_MNT_ID))
+	if (ctx->have_mnt_id && (stx->stx_mask & STATX_MNT_ID) && stx->stx_mnt_id)
 		return stx->stx_mnt_id != l->mnt_id;
 	return S_ISDIR(stx->stx_mode) &&
 	       makedev(stx->stx_dev_major, stx->stx_dev_minor) != l->dev;
@@ -90,7 +90,12 @@ int walk_open_layers(struct walk_ctx *ctx, const struct walk_stack *stack,
 			  WALK_STATX_WANT, &stx) < 0)
 			return fail_layer(ctx, i, -errno, "statx");
 		if (i == 0) {
-			ctx->have_mnt_id = stx.stx_mask & STATX_MNT_ID;
+			/*
+			 * Mount ids start at 1; a 0 with the mask bit set
+			 * (qemu-user's statx emulation) means unknown.
+			 */
+			ctx->have_mnt_id = (stx.stx_mask & STATX_MNT_ID) &&
+					   stx.stx_mnt_id != 0;
 			*ret_top = stx;
 		}
 		l->mnt_id = stx.stx_mnt_id;

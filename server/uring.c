@@ -552,6 +552,7 @@ static void on_read(struct srv_read_seg *s, int res)
 {
 	struct srv_reply *rp = s->rp;
 	struct uconn *uc = (struct uconn *)rp->conn;
+	struct uring_loop *l = uc->loop;	/* conn_reap() may free uc */
 	struct src_cache *sc = rp->ex->cache;
 	int err;
 
@@ -581,8 +582,8 @@ static void on_read(struct srv_read_seg *s, int res)
 	if (submit_more(uc, rp))
 		read_done(uc, rp);
 	conn_reap(uc);
-	if (uc->loop->fd_wait)
-		retry_parked(uc->loop);	/* an fd may have come free */
+	if (l->fd_wait)
+		retry_parked(l);	/* an fd may have come free */
 }
 
 static void on_send(struct uconn *uc, int res)

@@ -654,12 +654,16 @@ def close_mid_request(a):
     c.handshake()
     c.request(CMD_WRITE, 0, 65536, 1, payload=b'x' * 1000)    # payload cut short
     c.close()
-    c = Conn(a.unix)
-    c.handshake()
-    for i in range(64):                                         # replies never read
-        c.request(CMD_READ, 0, 1 << 20, i)
-    c.close()
-    return 'three abrupt closes'
+    # Replies never read: the connection goes while its file reads are in
+    # flight, so the last read to complete frees it; a few sizes, so that
+    # the close lands at different points of the reads.
+    for n, ln in ((64, 1 << 20), (16, 65536), (4, 4096), (128, 1 << 16)):
+        c = Conn(a.unix)
+        c.handshake()
+        for i in range(n):
+            c.request(CMD_READ, (i * 7919 * 4096) % max(a.size - ln, 1), ln, i)
+        c.close()
+    return 'six abrupt closes'
 
 
 def check_infos(infos, size, what):

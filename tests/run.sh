@@ -58,6 +58,10 @@ for t in "${tests[@]}"; do
 	esac
 done
 
-[ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"
+# Each failure's reason again at the end, where a truncated CI log keeps it.
+for name in "${failed[@]}"; do
+	why=$(grep -m1 -E '^(FAIL|ERROR)|==[0-9]+==ERROR|^\[  ERROR' "$logs/$name.log" | cut -c1-200)
+	echo "failed: $name: ${why:-see $logs/$name.log}"
+done
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ] && [ $pass -gt 0 ]
