@@ -245,15 +245,6 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 	FZ_CHECK(cv.srcs && cv.ws && cv.arrays, "out of memory");
 	convert(&cv, t->tree.root, &root, "");
 
-	bool has_label = label && *label && strcasecmp(label, "NO NAME");
-	int verdict = fat_holdable(&root, has_label ? 1 : 0);
-	if (cv.too_big || !label_ok(label))
-		verdict = -1;
-	/* A.5, A.7: FAT32 ends at 2^32 sectors (2 TiB); near it, either. */
-	if (cv.total >= 2ULL << 40)
-		verdict = -1;
-	else if (cv.total >= 1ULL << 40 && verdict > 0)
-		verdict = 0;
 	/*
 	 * Hard links multiply the volume past the budget the input's sizes
 	 * keep to: not worth the seconds it takes to build and check, below
@@ -263,6 +254,15 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 		free_conv(&cv);
 		return;
 	}
+	bool has_label = label && *label && strcasecmp(label, "NO NAME");
+	int verdict = fat_holdable(&root, has_label ? 1 : 0);
+	if (cv.too_big || !label_ok(label))
+		verdict = -1;
+	/* A.5, A.7: FAT32 ends at 2^32 sectors (2 TiB); near it, either. */
+	if (cv.total >= 2ULL << 40)
+		verdict = -1;
+	else if (cv.total >= 1ULL << 40 && verdict > 0)
+		verdict = 0;
 
 	struct region_map map;
 	region_map_init(&map);

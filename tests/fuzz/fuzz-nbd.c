@@ -38,7 +38,9 @@
 #define MAX_STREAM	(1u << 20)	/* bytes of client stream */
 #define MAX_DEFERRED	64
 #define MAX_REPEATS	128		/* REPEAT copies per input */
-#define READ_BUDGET	(64u << 20)	/* READ bytes checked per input */
+/* READ bytes checked per input: past it the client is dropped, so one
+ * READ of the 32 MiB maximum still comes, but not one after another. */
+#define READ_BUDGET	(4u << 20)
 
 /* ------------------------------------------------------------------ */
 /* Exports                                                             */
