@@ -5,6 +5,8 @@
 #   make check           unit tests (cmocka) and integration tests (tests/run.sh)
 #   make demo            serve the bundled default tree and read it back
 #   make bench           compare against mkfs.erofs and nbdkit (bench/run.sh)
+#   make fuzz            build the libFuzzer harnesses (tests/fuzz/) and run
+#                        each for FUZZ_SECONDS (60) on its corpus
 #   make install         PREFIX=/usr/local DESTDIR=
 #
 # Knobs: SANITIZE=1 (ASan+UBSan), WERROR=1 (CI), V=1 (echo commands),
@@ -70,7 +72,8 @@ UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
-.PHONY: all check unit deps demo bench install uninstall clean check-aarch64 check-arm64-os
+.PHONY: all check unit deps demo bench install uninstall clean check-aarch64 check-arm64-os \
+	fuzz fuzz-build
 all: $(BIN) $(LAUNCH_BIN)
 
 # With `deps` among the goals, nothing compiles before it has run, even
@@ -112,6 +115,55 @@ $(SOAK_BIN): tests/soak/nbd-soak.c | $(DEPS_FIRST)
 check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS) $(SOAK_BIN)
 	$(Q)O=$(O) QUICK=$(QUICK) tests/run.sh
 
+# Fuzzing (tests/fuzz/README.md): each tests/fuzz/fuzz-NAME.c is a
+# libFuzzer harness with its seed corpus in tests/fuzz/corpus/NAME/; the
+# other tests/fuzz/*.c are helpers linked into every harness (as an
+# archive: a harness gets only what it uses).  The library (and the
+# launcher, without its main) is built again with clang, ASan, UBSan and
+# coverage into $(FUZZ_O), apart from build/ and build-asan/.
+FUZZ_CC ?= clang-14
+FUZZ_O := build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+FUZZ_CFLAGS := -O1 -g $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_HELPERS := $(filter-out $(FUZZ_SRCS),$(wildcard tests/fuzz/*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_O)/tests/fuzz/%)
+FUZZ_LIB := $(FUZZ_O)/liberofsnbd.a
+FUZZ_LAUNCH_LIB := $(FUZZ_O)/liblaunch.a
+FUZZ_HELPER_LIB := $(FUZZ_O)/libfuzzhelp.a
+
+$(FUZZ_O)/%.o: %.c | $(DEPS_FIRST)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(CFLAGS) $(FUZZ_CFLAGS) -c -o $@ $<
+
+# The harnesses themselves get no coverage instrumentation: coverage
+# should steer the fuzzer through the product, and the checkers' loops
+# would only slow it down.
+$(FUZZ_O)/tests/fuzz/%.o: FUZZ_CFLAGS := -O1 -g $(FUZZ_SAN)
+
+$(FUZZ_LIB): $(LIB_SRCS:%.c=$(FUZZ_O)/%.o)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+$(FUZZ_LAUNCH_LIB): $(filter-out %/main.o,$(LAUNCH_SRCS:%.c=$(FUZZ_O)/%.o))
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+$(FUZZ_HELPER_LIB): $(FUZZ_HELPERS:%.c=$(FUZZ_O)/%.o)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ_O)/tests/fuzz/fuzz-%: $(FUZZ_O)/tests/fuzz/fuzz-%.o $(FUZZ_HELPER_LIB) \
+		$(FUZZ_LAUNCH_LIB) $(FUZZ_LIB)
+	@$(if $(Q),echo "  FUZZLD  $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+fuzz-build: $(FUZZ_BINS)
+.SECONDARY: $(FUZZ_SRCS:%.c=$(FUZZ_O)/%.o)
+
+# Runs every harness for FUZZ_SECONDS on its committed corpus plus a
+# scratch corpus outside the tree; a crash fails with the reproducer.
+fuzz: fuzz-build
+	$(Q)tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BINS)
+
 # Debian 12 packages: build (compiler, liburing, libxxhash, libcap, zlib
 # for the GPT's CRC32), unit tests (cmocka), integration tests and bench
 # (libnbd tools, nbdkit, erofs-utils, fio, qemu, fuse3, attr/acl for
@@ -124,7 +176,8 @@ check: $(BIN) $(LAUNCH_BIN) $(UNIT_BINS) $(SOAK_BIN)
 # build: its compiler, the :arm64 -dev packages, qemu-user-static for the
 # unit tests and the arm64 debootstrap, qemu-system-arm and AAVMF for
 # arm64 boots; gnuplot-nox for the bench's plot; groff-base and mandoc to
-# check the manuals).
+# check the manuals; clang-14 with its libFuzzer and sanitizer runtimes
+# and llvm-14's llvm-symbolizer for make fuzz).
 DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	libcap-dev libcmocka-dev libnbd-dev libnbd-bin nbdkit erofs-utils fio \
 	qemu-utils qemu-system-x86 fuse3 attr acl kmod cpio python3 \
@@ -135,7 +188,7 @@ DEB_PACKAGES := build-essential pkg-config git liburing-dev libxxhash-dev \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static binfmt-support \
 	qemu-system-arm qemu-efi-aarch64 liburing-dev:arm64 libxxhash-dev:arm64 \
 	libcap-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64 libjansson-dev:arm64 \
-	gnuplot-nox
+	gnuplot-nox clang-14 libclang-rt-14-dev llvm-14
 
 deps:
 	$(Q)dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
@@ -184,6 +237,7 @@ uninstall:
 	rm -f $(DESTDIR)$(UNITDIR)/erofs-nbd@.socket $(DESTDIR)$(UNITDIR)/erofs-nbd@.service
 
 clean:
-	rm -rf build build-asan build-aarch64
+	rm -rf build build-asan build-aarch64 $(FUZZ_O)
 
 -include $(LIB_OBJS:.o=.d) $(O)/server/main.d $(LAUNCH_SRCS:%.c=$(O)/%.d)
+-include $(wildcard $(FUZZ_O)/*/*.d $(FUZZ_O)/*/*/*.d)

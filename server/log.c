@@ -9,7 +9,8 @@
 
 int log_max_level = LOG_WARNING;
 
-static void vlog(int level, int err, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 3, 0)))
+vlog(int level, int err, const char *fmt, va_list ap)
 {
 	static const char *const prefix[] = {
 		[LOG_ERR] = "error: ", [LOG_WARNING] = "warning: ",
