@@ -311,22 +311,3 @@ char *walk_inode_path(const struct walk_inode *inode)
 		walk_path_fill(inode, len, depth, p);
 	return p;
 }
-
-int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
-{
-	_cleanup_free_ char *path = NULL;
-
-	if (!tree || !inode || !S_ISREG(inode->mode))
-		return -EINVAL;
-	path = walk_inode_path(inode);
-	if (!path)
-		return -ENOMEM;
-	struct walk_stamp st = {
-		.dev = inode->dev, .ino = inode->ino, .size = inode->size,
-		.mtime_sec = inode->mtime_sec, .mtime_nsec = inode->mtime_nsec,
-		.ctime_sec = inode->ctime_sec, .ctime_nsec = inode->ctime_nsec,
-		.uid = inode->uid, .layer = inode->layer, .reopen = inode->reopen,
-		.path = path,
-	};
-	return walk_open_stamp(tree->priv, &st);
-}

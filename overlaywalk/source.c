@@ -14,7 +14,7 @@
 #include "overlaywalk/source.h"
 
 struct walk_source {
-	const struct walk_private *priv;	/* NULL: a tree made by hand */
+	const struct walk_private *priv;
 	uint64_t dev, ino;
 	uint32_t uid;
 	uint16_t layer;
@@ -35,8 +35,6 @@ static int walk_source_open(const struct region_source *src)
 		.uid = ws->uid, .layer = ws->layer, .path = src->name,
 	};
 
-	if (!ws->priv)
-		return -EINVAL;	/* a tree made by hand: nothing to open */
 	if (ws->handle_bytes) {
 		ro->mount = ws->mount;
 		ro->handle_type = ws->handle_type;
@@ -47,10 +45,16 @@ static int walk_source_open(const struct region_source *src)
 	return walk_open_stamp(ws->priv, &st);
 }
 
+/* A tree made by hand has no layer to reopen a file from. */
+static int by_hand_open(const struct region_source *src)
+{
+	(void)src;
+	return -EINVAL;
+}
+
 int walk_region_source(const struct walk_tree *tree,
 		       const struct walk_inode *inode, struct region_source *ret)
 {
-	static const struct walk_source by_hand = { 0 };
 	const struct walk_reopen *ro = inode->reopen;
 	size_t hb = ro ? ro->handle_bytes : 0, len, depth;
 	struct walk_source *ws;
@@ -58,9 +62,10 @@ int walk_region_source(const struct walk_tree *tree,
 
 	if (!tree->priv) {
 		/* A tree made by hand (tests): no layer to reopen from, and
-		 * nowhere to keep a path: the name is the inode's own. */
+		 * nowhere to keep a path: the name is the inode's own, and
+		 * opaque the inode, so that a test finds its file again. */
 		*ret = (struct region_source){
-			.open = walk_source_open, .opaque = &by_hand,
+			.open = by_hand_open, .opaque = inode,
 			.name = inode->name ? inode->name : "",
 			.size = inode->size, .mtime_sec = inode->mtime_sec,
 			.mtime_nsec = inode->mtime_nsec,

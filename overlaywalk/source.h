@@ -19,6 +19,9 @@
  * path relative to the root), size, mtime and ctime come from the walk.
  * What ret->opaque and ret->name point at is kept by the tree until
  * walk_tree_free(), which must come after the region map's last use.
+ * For a tree made by hand (tree->priv NULL: tests, fuzzing) ret->opaque is
+ * the inode itself, ret->name its own name and ret->open() fails with
+ * -EINVAL.
  * Not thread-safe (builders run one at a time).  Returns 0 or -ENOMEM.
  */
 int walk_region_source(const struct walk_tree *tree,

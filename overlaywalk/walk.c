@@ -68,8 +68,8 @@
  * allows fails with -EMFILE, naming the path), and memory for the tree
  * only: no fd is kept per file.
  *
- * Splits: arena.c (memory), readxattr.c (xattrs), reopen.c (file handles and
- * walk_open_data()), hardlink.c (the hash table), list.c (listing a merged
+ * Splits: arena.c (memory), readxattr.c (xattrs), reopen.c (file handles,
+ * reopening), opendata.c (walk_open_data()), hardlink.c (the hash table), list.c (listing a merged
  * directory), layers.c (the layers and their stacks), merge.c (the
  * overlay rules for one entry).
  */

@@ -267,7 +267,7 @@ static void read_inode(struct ck *c, uint64_t nid, const struct walk_inode *wi,
 		 (unsigned long long)nid, ei->mode);
 
 	/* The tree's inode, as a client of the mounted image would see it. */
-	const char *path = wi->path;
+	const char *path = fake_of(wi)->path;
 	FZ_CHECK(ei->mode == (wi->mode & 0xffff), "'%s': mode 0%o, tree 0%o", path, ei->mode,
 		 wi->mode);
 	FZ_CHECK(ei->uid == wi->uid && ei->gid == wi->gid, "'%s': owner %u:%u, tree %u:%u",
@@ -319,7 +319,7 @@ static void check_layout(struct ck *c, const struct einode *ei)
 {
 	uint64_t nblocks = (ei->size + c->bs - 1) / c->bs;
 	uint64_t tail = 0, rec = ei->isize + (uint64_t)ei->xattr_size;
-	const char *path = ei->wi->path;
+	const char *path = fake_of(ei->wi)->path;
 
 	if (ei->layout == 2 && ei->size) {
 		tail = ei->size - (nblocks - 1) * c->bs;
@@ -391,10 +391,10 @@ static size_t parse_xentry(const uint8_t *p, size_t avail, struct xent *x, const
 static void check_xattrs(struct ck *c, const struct einode *ei)
 {
 	const struct walk_inode *wi = ei->wi;
-	const char *path = wi->path;
+	const char *path = fake_of(wi)->path;
 
 	if (!ei->xattr_size) {
-		FZ_CHECK(wi->nxattrs == 0, "'%s': %zu xattrs lost", path, wi->nxattrs);
+		FZ_CHECK(wi->nxattrs == 0, "'%s': %u xattrs lost", path, wi->nxattrs);
 		return;
 	}
 	FZ_CHECK(ei->xattr_size >= 16, "'%s': xattr area of %u bytes", path, ei->xattr_size);
@@ -432,7 +432,7 @@ static void check_xattrs(struct ck *c, const struct einode *ei)
 	FZ_CHECK(pos == ei->xattr_size, "'%s': xattr area not sized to its entries", path);
 
 	/* The same set as the tree: every name once, every value equal. */
-	FZ_CHECK(n == wi->nxattrs, "'%s': %zu xattrs, tree has %zu", path, n, wi->nxattrs);
+	FZ_CHECK(n == wi->nxattrs, "'%s': %zu xattrs, tree has %u", path, n, wi->nxattrs);
 	for (size_t i = 0; i < n; i++) {
 		const struct walk_xattr *tx = NULL;
 		for (size_t k = 0; k < wi->nxattrs && !tx; k++)
@@ -487,7 +487,7 @@ static int name_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 static void parse_dblock(struct ck *c, const struct einode *ei, uint64_t k, size_t blen,
 			 struct dblock *b)
 {
-	const char *path = ei->wi->path;
+	const char *path = fake_of(ei->wi)->path;
 	uint32_t bs = c->bs;
 
 	b->buf = calloc(1, bs);
@@ -583,7 +583,7 @@ static bool bind(struct ck *c, const struct walk_inode *wi, uint64_t nid)
 {
 	size_t ti = tree_index(c, wi);
 	if (c->nid_of[ti]) {
-		FZ_CHECK(c->nid_of[ti] == nid, "'%s': linked under nids %llu and %llu", wi->path,
+		FZ_CHECK(c->nid_of[ti] == nid, "'%s': linked under nids %llu and %llu", fake_of(wi)->path,
 			 (unsigned long long)c->nid_of[ti], (unsigned long long)nid);
 		return false;
 	}
@@ -608,40 +608,40 @@ static void check_dir(struct ck *c, const struct einode *ei, uint64_t parent_nid
 		for (size_t i = 0; i < blocks[k].n; i++) {
 			const struct dent *d = &blocks[k].d[i];
 			FZ_CHECK(!prev || name_cmp(prev, prev_len, d->name, d->len) < 0,
-				 "'%s': '%.*s' after '%.*s': bytewise order broken (§8)", wi->path,
+				 "'%s': '%.*s' after '%.*s': bytewise order broken (§8)", fake_of(wi)->path,
 				 (int)d->len, d->name, (int)prev_len, prev);
 			prev = d->name;
 			prev_len = d->len;
-			FZ_CHECK(d->ft < 8, "'%s': file_type %u", wi->path, d->ft);
+			FZ_CHECK(d->ft < 8, "'%s': file_type %u", fake_of(wi)->path, d->ft);
 			if (d->len == 1 && d->name[0] == '.') {
-				FZ_CHECK(d->nid == ei->nid && d->ft == 2, "'%s': '.'", wi->path);
+				FZ_CHECK(d->nid == ei->nid && d->ft == 2, "'%s': '.'", fake_of(wi)->path);
 				dot = true;
 				continue;
 			}
 			if (d->len == 2 && !memcmp(d->name, "..", 2)) {
 				FZ_CHECK(d->nid == parent_nid && d->ft == 2, "'%s': '..' is %llu, "
-					 "parent %llu", wi->path, (unsigned long long)d->nid,
+					 "parent %llu", fake_of(wi)->path, (unsigned long long)d->nid,
 					 (unsigned long long)parent_nid);
 				dotdot = true;
 				continue;
 			}
 			/* Sorted the same way: the i-th name is the tree's i-th child. */
 			FZ_CHECK(child < wi->nchildren, "'%s': more entries than the tree has",
-				 wi->path);
+				 fake_of(wi)->path);
 			const struct walk_dentry *de = &wi->children[child++];
 			FZ_CHECK(d->len == de->name_len && !fz_memcmp(d->name, de->name, d->len),
-				 "'%s': entry '%.*s', tree has '%s'", wi->path, (int)d->len,
+				 "'%s': entry '%.*s', tree has '%s'", fake_of(wi)->path, (int)d->len,
 				 d->name, de->name);
 			FZ_CHECK(d->ft == ft_of_mode[(de->inode->mode & S_IFMT) >> 12],
-				 "'%s/%s': file_type %u does not match the mode", wi->path,
+				 "'%s/%s': file_type %u does not match the mode", fake_of(wi)->path,
 				 de->name, d->ft);
 			subdirs += S_ISDIR(de->inode->mode);
 		}
 	}
-	FZ_CHECK(dot && dotdot, "'%s': '.' or '..' missing", wi->path);
-	FZ_CHECK(child == wi->nchildren, "'%s': %zu entries, tree has %zu", wi->path, child,
+	FZ_CHECK(dot && dotdot, "'%s': '.' or '..' missing", fake_of(wi)->path);
+	FZ_CHECK(child == wi->nchildren, "'%s': %zu entries, tree has %u", fake_of(wi)->path, child,
 		 wi->nchildren);
-	FZ_CHECK(ei->nlink == 2 + subdirs, "'%s': nlink %u, 2 + %zu subdirectories", wi->path,
+	FZ_CHECK(ei->nlink == 2 + subdirs, "'%s': nlink %u, 2 + %zu subdirectories", fake_of(wi)->path,
 		 ei->nlink, subdirs);
 
 	/* Every name must be found the way the kernel looks it up. */
@@ -649,14 +649,14 @@ static void check_dir(struct ck *c, const struct einode *ei, uint64_t parent_nid
 		const struct walk_dentry *de = &wi->children[i];
 		uint64_t nid = kernel_lookup(blocks, nblocks, (const uint8_t *)de->name,
 					     de->name_len);
-		FZ_CHECK(nid != UINT64_MAX, "'%s/%s': lookup finds nothing (§8)", wi->path,
+		FZ_CHECK(nid != UINT64_MAX, "'%s/%s': lookup finds nothing (§8)", fake_of(wi)->path,
 			 de->name);
 		if (bind(c, de->inode, nid))
 			visit(c, nid, de->inode, ei->nid);
 	}
 	for (const char *dots[] = { ".", ".." }, **p = dots; p < dots + 2; p++)
 		FZ_CHECK(kernel_lookup(blocks, nblocks, (const uint8_t *)*p, strlen(*p)) ==
-			 (p == dots ? ei->nid : parent_nid), "'%s': lookup of '%s'", wi->path, *p);
+			 (p == dots ? ei->nid : parent_nid), "'%s': lookup of '%s'", fake_of(wi)->path, *p);
 	for (size_t k = 0; k < nblocks; k++) {
 		free(blocks[k].buf);
 		free(blocks[k].d);
@@ -685,7 +685,7 @@ static void check_bytes(struct ck *c, const struct einode *ei, uint64_t x, size_
 	rd(c, data_off(c, ei, x), got, len, "file data");
 	fake_read(fi, x, want, len);
 	FZ_CHECK(!memcmp(got, want, len), "'%s': bytes at %llu differ from the file",
-		 ei->wi->path, (unsigned long long)x);
+		 fake_of(ei->wi)->path, (unsigned long long)x);
 }
 
 static void check_file(struct ck *c, const struct einode *ei)
@@ -712,7 +712,7 @@ static void check_symlink(struct ck *c, const struct einode *ei)
 	char *buf = malloc(ei->size + 1);
 	uint64_t done = 0;
 
-	FZ_CHECK(buf && ei->size && ei->size < 4096, "'%s': symlink of %llu bytes", wi->path,
+	FZ_CHECK(buf && ei->size && ei->size < 4096, "'%s': symlink of %llu bytes", fake_of(wi)->path,
 		 (unsigned long long)ei->size);
 	while (done < ei->size) {
 		size_t n = (size_t)(c->bs - done % c->bs);
@@ -721,7 +721,7 @@ static void check_symlink(struct ck *c, const struct einode *ei)
 		rd(c, data_off(c, ei, done), buf + done, n, "symlink target");
 		done += n;
 	}
-	FZ_CHECK(!memcmp(buf, wi->symlink, ei->size), "'%s': symlink target differs", wi->path);
+	FZ_CHECK(!memcmp(buf, wi->symlink, ei->size), "'%s': symlink target differs", fake_of(wi)->path);
 	free(buf);
 }
 

@@ -282,8 +282,7 @@ static void check_file_data(const struct vol *v, const uint32_t *cl, const struc
 		size_t n = fn->size - off < sizeof(got) ? (size_t)(fn->size - off) : sizeof(got);
 		file_bytes(v, cl, off, got, n);
 		if (fn->src) {
-			const struct walk_source *ws = fn->src->opaque;
-			fake_read(fake_of(ws->inode), off, want, n);
+			fake_read(fake_of(fn->src->opaque), off, want, n);
 		} else {
 			memcpy(want, (const uint8_t *)fn->mem + off, n);
 		}

@@ -55,11 +55,10 @@ static void check_same(const struct region_map *a, const struct region_map *b)
 		FZ_CHECK(x->start == y->start && x->len == y->len && x->type == y->type,
 			 "two builds differ at region %zu", i);
 		if (x->type == REGION_MEM)
-			FZ_CHECK(!memcmp(x->u.mem, y->u.mem, x->len), "two builds differ in "
+			FZ_CHECK(!memcmp(x->mem, y->mem, x->len), "two builds differ in "
 				 "the metadata at %llu", (unsigned long long)x->start);
 		if (x->type == REGION_FILE)
-			FZ_CHECK(x->u.file.source == y->u.file.source &&
-				 x->u.file.offset == y->u.file.offset, "two builds differ in "
+			FZ_CHECK(x->source == y->source && x->offset == y->offset, "two builds differ in "
 				 "the file regions at %llu", (unsigned long long)x->start);
 	}
 }

@@ -54,7 +54,6 @@
 struct conv {
 	const struct walk_tree *tree;
 	struct region_source *srcs;
-	struct walk_source *ws;
 	size_t nsrcs;
 	struct fat_node **arrays;
 	size_t narrays;
@@ -83,7 +82,7 @@ static void convert(struct conv *cv, const struct walk_inode *dir, struct fat_no
 			convert(cv, wi, &kids[n++], de->name);
 		} else if (S_ISREG(wi->mode)) {
 			struct region_source *src = &cv->srcs[cv->nsrcs];
-			walk_region_source(cv->tree, wi, &cv->ws[cv->nsrcs], src);
+			FZ_CHECK(walk_region_source(cv->tree, wi, src) == 0, "walk_region_source");
 			cv->nsrcs++;
 			kids[n++] = (struct fat_node){
 				.name = de->name, .size = wi->size, .src = src,
@@ -102,7 +101,6 @@ static void free_conv(struct conv *cv)
 		free(cv->arrays[i]);
 	free(cv->arrays);
 	free(cv->srcs);
-	free(cv->ws);
 }
 
 /* A long name FAT takes (A.12), by our own reading of the rules. */
@@ -240,9 +238,8 @@ static void run_fat(const struct fake_tree *t, const struct options *o)
 	for (size_t i = 0; i < t->tree.ninodes; i++)
 		ndentries += t->tree.inodes[i]->nchildren;
 	cv.srcs = calloc(ndentries, sizeof(*cv.srcs));
-	cv.ws = calloc(ndentries, sizeof(*cv.ws));
 	cv.arrays = calloc(t->tree.ninodes + 1, sizeof(*cv.arrays));
-	FZ_CHECK(cv.srcs && cv.ws && cv.arrays, "out of memory");
+	FZ_CHECK(cv.srcs && cv.arrays, "out of memory");
 	convert(&cv, t->tree.root, &root, "");
 
 	/*

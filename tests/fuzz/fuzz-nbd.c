@@ -1238,8 +1238,7 @@ static void do_reads(struct session *s, struct srv_reply *rp, bool *injected)
 			 (unsigned long long)g->file_off, (unsigned long long)src->size);
 		FZ_CHECK(g->buf_off <= rp->len && g->len <= rp->len - g->buf_off,
 			 "segment outside the reply buffer");
-		const struct walk_source *ws = src->opaque;
-		fake_read(fake_of(ws->inode), g->file_off, rp->buf + g->buf_off, g->len);
+		fake_read(fake_of(src->opaque), g->file_off, rp->buf + g->buf_off, g->len);
 		g->done = g->len;
 	}
 	s->nreads++;

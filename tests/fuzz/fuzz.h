@@ -147,6 +147,7 @@ struct fake_extent {
 /* A walk_inode of a fake tree with what its data is. */
 struct fake_inode {
 	struct walk_inode wi;	/* first: container_of by cast */
+	const char *path;	/* from the root ("" for it), for messages */
 	uint64_t seed;
 	enum fake_kind kind;
 	bool sparse;		/* data only inside extents[] */
@@ -223,7 +224,8 @@ void map_check(const struct region_map *map);
 /*
  * Reads len bytes at off of map into buf with a lookup of its own (not
  * region_find), file regions from their fake files (every source must be
- * a walk_source of a fake tree).  The range must lie inside the map.
+ * walk_region_source() of a fake tree: its opaque is the inode), sub-maps
+ * read through.  The range must lie inside the map.
  */
 void map_read(const struct region_map *map, uint64_t off, void *buf, size_t len);
 
@@ -235,7 +237,6 @@ void map_read(const struct region_map *map, uint64_t off, void *buf, size_t len)
  */
 struct map_pool {
 	struct fake_inode files[8];
-	struct walk_source ws[8];
 	size_t nfiles;
 	void *mem[8];
 	size_t nmem;

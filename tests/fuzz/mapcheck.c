@@ -18,8 +18,7 @@ static const struct fake_inode *source_file(const struct region_map *map, uint32
 		 map->nsources);
 	const struct region_source *src = &map->sources[id];
 	FZ_CHECK(src->open && src->opaque, "source %u without open() or opaque", id);
-	const struct walk_source *ws = src->opaque;
-	return fake_of(ws->inode);
+	return fake_of(src->opaque);	/* walk_region_source() of a tree made by hand */
 }
 
 void map_check(const struct region_map *map)
@@ -42,20 +41,33 @@ void map_check(const struct region_map *map)
 			/* Every byte must be readable: ASan stops an overread here. */
 			uint8_t x = 0;
 			for (uint64_t k = 0; k < r->len; k++)
-				x ^= r->u.mem[k];
+				x ^= r->mem[k];
 			sink ^= x;
 			break;
 		}
 		case REGION_FILE: {
-			const struct fake_inode *fi = source_file(map, r->u.file.source);
-			uint64_t ssize = map->sources[r->u.file.source].size;
+			const struct fake_inode *fi = source_file(map, r->source);
+			uint64_t ssize = map->sources[r->source].size;
 			FZ_CHECK(ssize == fi->wi.size, "source %u records %llu bytes, the file "
-				 "has %llu", r->u.file.source, (unsigned long long)ssize,
+				 "has %llu", r->source, (unsigned long long)ssize,
 				 (unsigned long long)fi->wi.size);
-			FZ_CHECK(r->u.file.offset <= ssize && r->len <= ssize - r->u.file.offset,
+			FZ_CHECK(r->offset <= ssize && r->len <= ssize - r->offset,
 				 "FILE region [%llu, +%llu) past its source's %llu bytes",
-				 (unsigned long long)r->u.file.offset, (unsigned long long)r->len,
+				 (unsigned long long)r->offset, (unsigned long long)r->len,
 				 (unsigned long long)ssize);
+			break;
+		}
+		case REGION_MAP: {
+			/* A window inside a sub-map, checked whole (once per region:
+			 * disks hold a few). */
+			FZ_CHECK(r->source < map->nsubs, "MAP region of sub-map %u, the map has %zu",
+				 r->source, map->nsubs);
+			const struct region_map *sub = map->subs[r->source];
+			FZ_CHECK(sub && sub != map && r->offset <= sub->size &&
+				 r->len <= sub->size - r->offset,
+				 "MAP region [%llu, +%llu) outside its sub-map",
+				 (unsigned long long)r->offset, (unsigned long long)r->len);
+			map_check(sub);
 			break;
 		}
 		default:
@@ -103,11 +115,13 @@ void map_read(const struct region_map *map, uint64_t off, void *buf, size_t len)
 			memset(out, 0, n);
 			break;
 		case REGION_MEM:
-			memcpy(out, r->u.mem + skip, n);
+			memcpy(out, r->mem + skip, n);
 			break;
 		case REGION_FILE:
-			fake_read(source_file(map, r->u.file.source), r->u.file.offset + skip,
-				  out, n);
+			fake_read(source_file(map, r->source), r->offset + skip, out, n);
+			break;
+		case REGION_MAP:
+			map_read(map->subs[r->source], r->offset + skip, out, n);
 			break;
 		}
 		out += n;
@@ -126,13 +140,16 @@ bool map_is_zero(const struct region_map *map, uint64_t off, uint64_t len)
 
 		if (r->type == REGION_MEM) {
 			for (uint64_t k = 0; k < n; k++)
-				if (r->u.mem[skip + k])
+				if (r->mem[skip + k])
 					return false;
 		} else if (r->type == REGION_FILE) {
-			const struct fake_inode *fi = source_file(map, r->u.file.source);
+			const struct fake_inode *fi = source_file(map, r->source);
 			for (uint64_t k = 0; k < n; k++)
-				if (fake_byte(fi, r->u.file.offset + skip + k))
+				if (fake_byte(fi, r->offset + skip + k))
 					return false;
+		} else if (r->type == REGION_MAP) {
+			if (!map_is_zero(map->subs[r->source], r->offset + skip, n))
+				return false;
 		}
 		off += n;
 		len -= n;
@@ -177,9 +194,12 @@ void map_decode(struct fz *f, struct region_map *map, struct map_pool *pool)
 
 			fi->wi.mode = S_IFREG | 0644;
 			fi->wi.size = off + len + fz_u8(f);
-			fi->wi.path = "file";
+			fi->path = "file";
+			fi->wi.name = "file";
+			fi->wi.parent = &fi->wi;
 			fi->seed = fz_mix(off ^ len << 8 ^ pool->nfiles);
-			walk_region_source(&pool->tree, &fi->wi, &pool->ws[pool->nfiles], &src);
+			FZ_CHECK(walk_region_source(&pool->tree, &fi->wi, &src) == 0,
+				 "walk_region_source");
 			pool->nfiles++;
 			FZ_CHECK(region_add_source(map, &src, &id) == 0, "region_add_source");
 			FZ_CHECK(region_add_file(map, id, off, len) == 0, "region_add_file");

@@ -98,7 +98,7 @@ void fake_read(const struct fake_inode *fi, uint64_t off, void *buf, size_t len)
 
 	FZ_CHECK(off <= fi->wi.size && len <= fi->wi.size - off,
 		 "read of %zu bytes at %llu past the end of '%s' (%llu bytes)", len,
-		 (unsigned long long)off, fi->wi.path, (unsigned long long)fi->wi.size);
+		 (unsigned long long)off, fi->path, (unsigned long long)fi->wi.size);
 	if (fi->sparse) {
 		for (size_t i = 0; i < len; i++)
 			out[i] = fake_byte(fi, off + i);
@@ -621,7 +621,8 @@ static void finish(struct dec *d, bool keep_dups)
 
 	tree->inodes = t_alloc(t, d->nall * sizeof(*tree->inodes));
 	struct fake_inode *root = d->all[0];
-	root->wi.path = "";
+	root->path = "";
+	root->wi.name = "";
 	root->wi.parent = &root->wi;
 	tree->inodes[tree->ninodes++] = &root->wi;
 	seen[0] = true;
@@ -648,13 +649,15 @@ static void finish(struct dec *d, bool keep_dups)
 			continue;
 		}
 		seen[ci] = true;
-		size_t pl = strlen(w->path);
+		size_t pl = strlen(dir->path);
 		char *path = t_alloc(t, pl + 1 + de->name_len + 1);
-		memcpy(path, w->path, pl);
+		memcpy(path, dir->path, pl);
 		if (pl)
 			path[pl++] = '/';
 		memcpy(path + pl, de->name, de->name_len);
-		c->wi.path = path;
+		c->path = path;
+		c->wi.parent = w;
+		c->wi.name = de->name;
 		tree->inodes[tree->ninodes++] = &c->wi;
 		if (S_ISDIR(c->wi.mode)) {
 			c->wi.parent = w;
@@ -896,7 +899,7 @@ void fake_tree_dump(const struct fake_tree *t)
 			(unsigned long long)w->size, (unsigned long long)w->blocks, w->nlink,
 			w->uid, w->gid, (long long)w->mtime_sec, w->mtime_nsec,
 			fi->sparse ? " sparse" : "", fi->open_err ? " unopenable" : "");
-		for (const char *p = w->path; *p; p++)
+		for (const char *p = fi->path; *p; p++)
 			fputs((unsigned char)*p >= 0x20 && *p != '\\' && *p < 0x7f ?
 			      (char[]){ *p, 0 } : "?", stderr);
 		fprintf(stderr, "'\n");
