@@ -26,17 +26,7 @@ grep -qw erofs /proc/filesystems || modprobe erofs 2>/dev/null ||
 cache=${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests/debian-minbase}
 suite=bookworm
 
-# The Debian mirror apt uses: deb822 .sources files first, then one-line lists.
-apt_mirror()
-{
-	local m
-	m=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources |
-		awk '{for (i = 2; i <= NF; i++) print $i}' | grep -m1 '/debian/\?$') ||
-	m=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-		awk '{print ($2 ~ /^\[/) ? $3 : $2}' | grep -m1 '/debian/\?$') ||
-	m=http://deb.debian.org/debian
-	echo "${m%/}"
-}
+. "$(dirname "$0")/apt-mirror.sh"
 
 build_tree()
 {

@@ -52,15 +52,7 @@ tree=$cache_dir/debian-os-$arch
 command -v debootstrap >/dev/null || skip "no debootstrap"
 command -v unshare >/dev/null || skip "no unshare"
 
-apt_mirror() {
-	local m
-	m=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources |
-		awk '{for (i = 2; i <= NF; i++) print $i}' | grep -m1 '/debian/\?$') ||
-	m=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-		awk '{print ($2 ~ /^\[/) ? $3 : $2}' | grep -m1 '/debian/\?$') ||
-	m=http://deb.debian.org/debian
-	echo "${m%/}"
-}
+. "$(dirname "$0")/../apt-mirror.sh"
 
 # foreign_ok: the host runs ARCH binaries through binfmt_misc (F flag).
 foreign_ok() {
