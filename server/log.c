@@ -7,7 +7,7 @@
 
 #include "server/log.h"
 
-int log_max_level = LOG_WARNING;
+int log_max_level = LOG_NOTICE;
 
 static void __attribute__((format(printf, 3, 0)))
 vlog(int level, int err, const char *fmt, va_list ap)

@@ -9,9 +9,13 @@
 #ifndef EROFS_NBD_LOG_H
 #define EROFS_NBD_LOG_H
 
-#include <syslog.h>	/* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
+#include <syslog.h>	/* LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG */
 
-/* LOG_WARNING by default; -v raises it to LOG_INFO, -v -v to LOG_DEBUG. */
+/*
+ * LOG_NOTICE by default (errors, warnings, and what the operator asked
+ * for, such as the SIGUSR1 report); -v raises it to LOG_INFO, -v -v to
+ * LOG_DEBUG.
+ */
 extern int log_max_level;
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -21,6 +25,7 @@ int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 
 #define log_error(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warning(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 /* Checks the level before formatting anything. */
 #define log_debug(...) \
