@@ -50,7 +50,7 @@
 #                          build-asan/erofs-nbd, made first with `make
 #                          SANITIZE=1` (a no-op when it is up to date).
 #                          Sets ASAN_OPTIONS for servers: leaks are errors,
-#                          a small quarantine (so RSS settles).
+#                          a small quarantine.
 #   server_sockets [PID]   print how many sockets the server holds open
 #                          (listeners + connections; source files may stay
 #                          open in its fd cache, so only sockets count).
@@ -62,6 +62,17 @@
 #                          nbd://HOST:PORT/NAME.  The default export "" is
 #                          the GPT disk; the EROFS alone is "root":
 #                          SRV_URI=$(export_uri root).
+#   cached_build DIR FN [ARG...]
+#                          make sure DIR, a cache kept across tests and runs
+#                          (/var/cache/erofs-nbd-tests/...), is complete:
+#                          under an flock on DIR.lock (one builder at a time,
+#                          also across parallel runs; at most 30 min of
+#                          waiting), unless DIR.done exists and DIR is a
+#                          directory, remove DIR and DIR.tmp and run
+#                          FN DIR.tmp ARG..., which fills DIR.tmp (or calls
+#                          skip / fail); then DIR.tmp becomes DIR and
+#                          DIR.done is written.  A build that was cut short
+#                          leaves no DIR.done, so the next caller starts over.
 #
 # Variables: EROFS_NBD (the binary; tests/run.sh sets it, default
 # build/erofs-nbd), TESTS_DIR (this folder), TEST_NAME.
@@ -297,6 +308,24 @@ export_uri()
 # find_host_kernel: sets kernel (a path) and kver to the newest readable
 # /boot/vmlinuz-*-amd64 whose modules are installed (Debian's
 # linux-image-amd64), for the tests that boot a VM.  Returns 1 if none.
+cached_build()
+{
+	local dir=$1 fn=$2 fd
+	shift 2
+	mkdir -p "$(dirname "$dir")"
+	exec {fd}>"$dir.lock"
+	timeout 1800 flock "$fd" || fail "timed out waiting for $dir.lock"
+	if [ ! -e "$dir.done" ] || [ ! -d "$dir" ]; then
+		rm -f "$dir.done"
+		rm -rf --one-file-system "$dir.tmp" "$dir"
+		"$fn" "$dir.tmp" "$@"
+		[ -d "$dir.tmp" ] || fail "$fn left no $dir.tmp"
+		mv "$dir.tmp" "$dir"
+		touch "$dir.done"
+	fi
+	exec {fd}>&-
+}
+
 find_host_kernel() {
 	local k kv
 	kernel= kver=

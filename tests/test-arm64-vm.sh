@@ -38,29 +38,27 @@ dpkg --print-foreign-architectures | grep -qx arm64 || skip "dpkg has no arm64 a
 
 # --- the arm64 packages, once per machine -------------------------------------------
 pkgs=/var/cache/erofs-nbd-tests/arm64-pkgs
-mkdir -p "$(dirname "$pkgs")"
-exec 9>"$pkgs.lock"
-timeout 1800 flock 9 || fail "timed out waiting for $pkgs.lock"
-if [ ! -e "$pkgs.done" ]; then
+# fetch_pkgs DIR: the arm64 kernel (modules.dep made by depmod), busybox and
+# systemd-boot, unpacked in DIR/root.
+fetch_pkgs()
+{
+	local kpkg kv d
 	check "fetching and unpacking the arm64 packages (once)"
 	kpkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null |
 		sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\).*/\1/p' | head -n1)
 	[ -n "$kpkg" ] || skip "no linux-image-arm64:arm64 in apt's lists (apt-get update)"
-	rm -rf "$pkgs" "$pkgs.tmp"
-	mkdir -p "$pkgs.tmp/debs" "$pkgs.tmp/root"
-	(cd "$pkgs.tmp/debs" && timeout 900 apt-get download "$kpkg:arm64" \
+	mkdir -p "$1/debs" "$1/root"
+	(cd "$1/debs" && timeout 900 apt-get download "$kpkg:arm64" \
 		busybox-static:arm64 systemd-boot-efi:arm64) >"$pkgs.log" 2>&1 ||
 		{ tail -n 5 "$pkgs.log"; skip "apt-get download of the arm64 packages failed"; }
-	for d in "$pkgs.tmp"/debs/*.deb; do
-		dpkg-deb -x "$d" "$pkgs.tmp/root"
+	for d in "$1"/debs/*.deb; do
+		dpkg-deb -x "$d" "$1/root"
 	done
-	kv=$(basename "$(ls -d "$pkgs.tmp"/root/lib/modules/*)")
-	depmod -b "$pkgs.tmp/root" "$kv"
-	rm -rf "$pkgs.tmp/debs"
-	mv "$pkgs.tmp" "$pkgs"
-	touch "$pkgs.done"
-fi
-exec 9>&-
+	kv=$(basename "$(ls -d "$1"/root/lib/modules/*)")
+	depmod -b "$1/root" "$kv"
+	rm -rf "$1/debs"
+}
+cached_build "$pkgs" fetch_pkgs
 root=$pkgs/root
 kv=$(basename "$(ls -d "$root"/lib/modules/*)")
 akernel=$root/boot/vmlinuz-$kv

@@ -28,6 +28,7 @@ suite=bookworm
 
 . "$(dirname "$0")/apt-mirror.sh"
 
+# build_tree DIR: debootstrap the $suite minbase tree into DIR.
 build_tree()
 {
 	local mirror=${EROFS_NBD_TEST_MIRROR:-$(apt_mirror)}
@@ -40,26 +41,14 @@ build_tree()
 		timeout 30 wget -q --spider "$mirror/dists/$suite/Release" ||
 			skip "Debian mirror $mirror unreachable; cannot debootstrap"
 	fi
-	mkdir -p "$(dirname "$cache")"
-	rm -rf --one-file-system "$cache.tmp" "$cache"
-	if ! timeout 1500 debootstrap --variant=minbase "$suite" "$cache.tmp" "$mirror" \
+	if ! timeout 1500 debootstrap --variant=minbase "$suite" "$1" "$mirror" \
 		>"$cache.log" 2>&1; then
 		tail -n 20 "$cache.log"
-		rm -rf --one-file-system "$cache.tmp"
+		rm -rf --one-file-system "$1"
 		skip "debootstrap $suite from $mirror failed (see above; log in $cache.log)"
 	fi
-	mv "$cache.tmp" "$cache"
-	touch "$cache.done"
 }
-
-# One build at a time, also across parallel test runs.
-mkdir -p "$(dirname "$cache")"
-exec 9>"$cache.lock"
-timeout 1800 flock 9 || fail "timed out waiting for $cache.lock"
-if [ ! -e "$cache.done" ] || [ ! -d "$cache" ]; then
-	build_tree
-fi
-exec 9>&-
+cached_build "$cache" build_tree
 echo "tree: $cache ($(find "$cache" -xdev | wc -l) entries, $(du -sh "$cache" | cut -f1))"
 
 tmpdir

@@ -43,27 +43,18 @@ lines=$("$TESTS_DIR/readme-setup.sh" "$top/README.md") ||
 	fail "cannot read the set-up lines from README.md"
 line=${lines%%$'\n'*}
 
+# build_base DIR: debootstrap a Debian 12 minbase root into DIR.
 build_base()
 {
 	check "building a Debian 12 minbase root in $base (once per machine)"
-	rm -rf --one-file-system "$base.tmp" "$base"
-	if ! timeout 1500 debootstrap --variant=minbase bookworm "$base.tmp" "$mirror" \
+	if ! timeout 1500 debootstrap --variant=minbase bookworm "$1" "$mirror" \
 		>"$base.log" 2>&1; then
 		tail -n 20 "$base.log"
-		rm -rf --one-file-system "$base.tmp"
+		rm -rf --one-file-system "$1"
 		skip "debootstrap bookworm from $mirror failed (log in $base.log)"
 	fi
-	mv "$base.tmp" "$base"
-	touch "$base.done"
 }
-
-mkdir -p "$(dirname "$base")"
-exec 9>"$base.lock"
-timeout 1800 flock 9 || fail "timed out waiting for $base.lock"
-if [ ! -e "$base.done" ] || [ ! -d "$base" ]; then
-	build_base
-fi
-exec 9>&-
+cached_build "$base" build_base
 
 tmpdir
 root=$T/root
