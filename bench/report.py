@@ -33,6 +33,23 @@ SERVERS = [
     ('qemu-nbd', 'qemu-nbd, same image', 'coroutines'),
     ('ceiling', 'nbdkit null (transport ceiling)', 'memset + send'),
 ]
+def print_many(t):
+    """The section `many` lines of tree t, if it ran."""
+    mc = res.get(('many', t, 'erofs-nbd'))
+    if mc:
+        print('connections: 1 client %.0f MB/s, 64 concurrent clients %.0f MB/s in all (%.2fx; >= 1.0); '
+              '%s KiB per connection' % (
+                  float(mc['conns1_mbs']), float(mc['conns64_mbs']),
+                  float(mc['conns64_mbs']) / float(mc['conns1_mbs']),
+                  res.get(('mem', t, 'erofs-nbd'), {}).get('per_conn_kib', '-')))
+        peers = [(k, res[('many', t, k)]) for k in ('erofs-nbd-plain', 'nbdkit-file', 'ceiling')
+                 if ('many', t, k) in res]
+        if peers:
+            print('  same clients: ' + '; '.join(
+                '%s %.0f -> %.0f MB/s (%.2fx)' % (
+                    k, float(v['conns1_mbs']), float(v['conns64_mbs']),
+                    float(v['conns64_mbs']) / float(v['conns1_mbs'])) for k, v in peers))
+
 readdat = open(out + '/read.dat', 'w')
 readdat.write('# tree server seqMBs seq1MBs randIOPS\n')
 for t in [t for t in trees if ('tree', t, '-') in res and ('read', t, 'erofs-nbd') in res]:
@@ -86,14 +103,14 @@ for t in [t for t in trees if ('tree', t, '-') in res and ('read', t, 'erofs-nbd
                   int(tr.get('meta_bytes', 0)) / 2**20,
                   ', '.join('%s %.1f MiB' % (k, float(v['rss_after_kib']) / 1024)
                             for k, v in m.items() if v.get('rss_after_kib') and k != 'erofs-nbd')))
-    mc = res.get(('many', t, 'erofs-nbd'))
-    if mc:
-        print('connections: 1 client %.0f MB/s, 64 concurrent clients %.0f MB/s in all (%.2fx; >= 1.0); '
-              '%s KiB per connection' % (
-                  float(mc['conns1_mbs']), float(mc['conns64_mbs']),
-                  float(mc['conns64_mbs']) / float(mc['conns1_mbs']),
-                  res.get(('mem', t, 'erofs-nbd'), {}).get('per_conn_kib', '-')))
+    print_many(t)
     print()
+# Trees the section many ran on without the section read.
+for t in sorted({k[1] for k in res if k[0] == 'many'}):
+    if ('read', t, 'erofs-nbd') not in res:
+        print('tree %s:' % t)
+        print_many(t)
+        print()
 readdat.close()
 
 st = [(t, res[('startup', t, 'erofs-nbd')], res[('startup', t, 'mkfs.erofs')],
