@@ -73,12 +73,21 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
 .PHONY: all check unit deps demo bench install uninstall clean check-aarch64 check-arm64-os \
-	fuzz fuzz-build
+	fuzz fuzz-build FORCE
 all: $(BIN) $(LAUNCH_BIN)
 
 # With `deps` among the goals, nothing compiles before it has run, even
 # with -j: `make -j2 deps check` on a fresh machine must not race apt.
 DEPS_FIRST := $(filter deps,$(MAKECMDGOALS))
+
+# The version is compiled into the two main.o: $(O)/version changes when
+# `git describe` does (a commit, a tree turning dirty), so they are rebuilt
+# then too, not only when main.c changes.
+$(O)/version: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
+$(O)/server/main.o $(O)/launcher/main.o: $(O)/version
+FORCE:
 
 $(O)/%.o: %.c | $(DEPS_FIRST)
 	@mkdir -p $(dir $@)
