@@ -21,8 +21,10 @@
  *
  * An fd with reads in flight is pinned (refs > 0) and never closed under
  * them; when no idle fd can be found, a new fd is used for one read and
- * closed after it.  Thread-safe: one mutex, held for table updates only
- * (and for the open() of a miss, which keeps the fd count exact).
+ * closed after it.  Thread-safe: one mutex, held for table updates only.
+ * A miss takes its slot (or one-shot count) under the lock and opens
+ * outside it, so the loops do not queue behind each other's open() and
+ * close(), and the fd count still never exceeds the budget.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -178,9 +180,10 @@ static uint32_t next_rand(struct src_cache *sc)
  * pass stay and the rest are read through one-shot fds: a hit rate of
  * max_open / N, where LRU, CLOCK or plain random eviction get (almost)
  * none.  Working sets that fit are kept as by any policy, and fds left
- * idle for longer than a pass are replaced.
+ * idle for longer than a pass are replaced.  The evicted fd is returned in
+ * *ret_fd, for the caller to close once it dropped the lock.
  */
-static uint32_t evict_one(struct src_cache *sc, bool force)
+static uint32_t evict_one(struct src_cache *sc, bool force, int *ret_fd)
 {
 	uint32_t best = NONE;
 
@@ -203,8 +206,8 @@ static uint32_t evict_one(struct src_cache *sc, bool force)
 	struct src_entry *e = &sc->entries[sc->slots[best]];
 	if (!force && sc->now - e->last_use <= sc->nsources)
 		return NONE;
-	close(e->fd);
-	e->fd = -1;
+	*ret_fd = e->fd;
+	__atomic_store_n(&e->fd, -1, __ATOMIC_RELAXED);
 	e->slot = NONE;
 	return best;
 }
@@ -229,8 +232,7 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 	const struct region_source *src;
 	struct src_entry *e;
 	uint32_t slot = NONE;
-	bool once = false;
-	int fd;
+	int fd, old_fd = -1;
 
 	if (id >= sc->nsources)
 		return -EINVAL;
@@ -248,36 +250,56 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 	/*
 	 * Where the new fd goes: a free slot, the slot of an fd idle for
 	 * longer than a pass, a one-shot fd, or (all of those taken) the
-	 * slot of any idle fd.  Every fd pinned: wait.
+	 * slot of any idle fd.  Every fd pinned: wait.  A source another
+	 * thread is opening right now (slot taken, no fd yet) gets a one-shot
+	 * fd, or waits.
 	 */
-	if (sc->nopen < sc->max_open)
+	if (e->slot != NONE)
+		;
+	else if (sc->nopen < sc->max_open)
 		slot = sc->nopen++;
-	else if ((slot = evict_one(sc, false)) == NONE) {
-		if (sc->nonce < sc->max_once)
-			once = true;
-		else if ((slot = evict_one(sc, true)) == NONE) {
-			pthread_mutex_unlock(&sc->lock);
-			return -EAGAIN;
-		}
+	else
+		slot = evict_one(sc, false, &old_fd);
+	if (slot == NONE && sc->nonce >= sc->max_once && e->slot == NONE)
+		slot = evict_one(sc, true, &old_fd);
+	if (slot == NONE && sc->nonce >= sc->max_once) {
+		pthread_mutex_unlock(&sc->lock);
+		return -EAGAIN;
 	}
-	/* Open under the lock: it keeps the counts of open fds exact. */
+	/*
+	 * The slot (or the one-shot count) is taken before the lock is
+	 * dropped, so the fds in use never exceed max_open + max_once: the
+	 * evicted fd is closed before the new one is opened.  A taken slot is
+	 * pinned (refs) so that no one evicts it meanwhile.
+	 */
+	if (slot != NONE) {
+		sc->slots[slot] = id;
+		e->slot = slot;
+		e->refs = 1;
+	} else {
+		sc->nonce++;		/* src_cache_put() closes it */
+	}
+	pthread_mutex_unlock(&sc->lock);
+
+	/* open() and close() outside the lock: the other loops keep going. */
+	if (old_fd >= 0)
+		close(old_fd);
 	fd = src->open(src);
+
+	pthread_mutex_lock(&sc->lock);
 	if (fd < 0) {
-		if (slot != NONE)
+		if (slot != NONE) {
+			e->refs = 0;
+			e->slot = NONE;
 			slot_release(sc, slot);
+		} else {
+			sc->nonce--;
+		}
 		/* Out of fds (clients took them): the caller waits. */
 		if (!src_cache_busy(fd))
 			warn_once(sc, id, fd);
-		pthread_mutex_unlock(&sc->lock);
-		return fd;
-	}
-	if (once) {
-		sc->nonce++;		/* src_cache_put() closes it */
-	} else {
-		sc->slots[slot] = id;
-		e->slot = slot;
-		e->fd = fd;
-		e->refs = 1;
+	} else if (slot != NONE) {
+		__atomic_store_n(&e->fd, fd, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&sc->lock);
 	return fd;
@@ -332,15 +354,21 @@ void src_cache_put(struct src_cache *sc, uint32_t id, int fd)
 
 	if (fd < 0)
 		return;
-	pthread_mutex_lock(&sc->lock);
-	if (e->fd == fd) {
-		e->refs--;
+	/*
+	 * A cached fd stays e->fd while it is pinned, and a one-shot fd never
+	 * equals e->fd (both are open): so this read, without the lock, tells
+	 * them apart.  A one-shot fd is closed before its count is dropped,
+	 * which keeps the fds in use within the budget.
+	 */
+	if (__atomic_load_n(&e->fd, __ATOMIC_RELAXED) != fd) {
+		close(fd);
+		pthread_mutex_lock(&sc->lock);
+		sc->nonce--;
 		pthread_mutex_unlock(&sc->lock);
 		return;
 	}
-	/* A one-shot fd: closed under the lock, as it was opened. */
-	close(fd);
-	sc->nonce--;
+	pthread_mutex_lock(&sc->lock);
+	e->refs--;
 	pthread_mutex_unlock(&sc->lock);
 }
 
