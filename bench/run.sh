@@ -28,6 +28,7 @@
 #
 # Knobs: BENCH_OUT (results, table, plot; default build/bench),
 # BENCH_READ_RUNS (passes per read, default 5), BENCH_FIO_SECS (5),
+# BENCH_MANY_SECS (seconds of each 1-or-64-client read, 8),
 # BENCH_RUNS (start-up runs, default 3), BENCH_EFI_RUNS (3; 0 skips),
 # BENCH_SSH_RUNS (3; 0 skips), EROFS_NBD_VM_ACCEL (kvm|tcg), TMPDIR
 # (where images are written).
@@ -43,6 +44,7 @@ BIN=$(realpath -e "$1") || die "no binary '$1'"
 [ -x "$BIN" ] || die "'$BIN' is not executable"
 READ_RUNS=${BENCH_READ_RUNS:-5}
 FIO_SECS=${BENCH_FIO_SECS:-5}
+MANY_SECS=${BENCH_MANY_SECS:-8}
 STARTUP_RUNS=${BENCH_RUNS:-3}
 EFI_RUNS=${BENCH_EFI_RUNS:-3}
 SECTIONS=${BENCH_SECTIONS:-read many startup image efi ssh}
