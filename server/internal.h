@@ -72,10 +72,10 @@ _Static_assert(SRV_INBUF_SIZE >= sizeof(struct nbd_option) + SRV_OPT_SOFT_CAP,
 
 /* source.c: the cache of open source fds, one for every export. */
 struct src_entry {
+	uint64_t last_use;	/* src_cache.now at the last get */
 	int fd;			/* cached fd, or -1 */
 	uint32_t refs;		/* reads in flight on fd */
 	uint32_t slot;		/* index in src_cache.slots, or UINT32_MAX */
-	uint32_t last_use;	/* src_cache.now at the last get (wraps) */
 	uint32_t flags;		/* SRC_* in source.c */
 };
 
@@ -87,7 +87,8 @@ struct src_cache {
 	uint32_t *slots;		/* ids of the sources with a cached fd */
 	unsigned int nopen, max_open;	/* slots used, fds the cache may keep */
 	unsigned int nonce, max_once;	/* one-shot fds (not cached) open, allowed */
-	uint32_t now;			/* gets so far (wraps): the clock of last_use */
+	uint64_t now;			/* bytes asked of sources so far: the clock of last_use */
+	uint64_t pass_bytes;		/* bytes of every source: one pass, on that clock */
 	bool all_stable;		/* --immutable-sources: every source may be spliced */
 	uint32_t rnd;			/* eviction's random state */
 };
@@ -334,17 +335,18 @@ void src_cache_free(struct src_cache *sc);
 void src_cache_limit(struct src_cache *sc, unsigned int fds);
 
 /*
- * Returns an fd for source id, pinned until src_cache_put(): the cached
- * one, or a new one from the source's open(), cached (in a free slot, or
- * in place of an fd left idle for longer than a pass over every source)
- * or else used for this read only (one-shot).  Source fds never exceed
+ * Returns an fd for source id, pinned until src_cache_put(), for a read of
+ * len bytes (the cache's clock counts bytes): the cached one, or a new one
+ * from the source's open(), cached (in a free slot, or in place of an fd
+ * left idle for longer than a pass over every source's bytes) or else
+ * used for this read only (one-shot).  Source fds never exceed
  * max_open + max_once: with every slot pinned and no one-shot fd to be
  * had, returns -EAGAIN and the caller waits for a read to end (so does it
  * on -EMFILE or -ENFILE, when the process ran out of fds anyway).  Other
  * errors: -errno from open(), -EIO (logged once per source) when the
  * source changed.
  */
-int src_cache_get(struct src_cache *sc, uint32_t id);
+int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len);
 
 /* True for src_cache_get()'s "no fd now, wait for a read to end" errors. */
 static inline bool src_cache_busy(int err)
@@ -359,7 +361,7 @@ static inline bool src_cache_busy(int err)
  * that may block (the plain loop's read pool); the io_uring loop parks the
  * reply instead (uring.c).  Then logs the failure once per source.
  */
-int src_cache_get_wait(struct src_cache *sc, uint32_t id);
+int src_cache_get_wait(struct src_cache *sc, uint32_t id, uint64_t len);
 
 /* src_cache_get()'s failure err for source id, logged once per source. */
 void src_cache_give_up(struct src_cache *sc, uint32_t id, int err);

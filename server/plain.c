@@ -150,7 +150,7 @@ static void *sender_thread(void *arg)
 /* Reads one segment into its reply buffer; 0 or -errno (-EIO if short). */
 static int read_seg(struct srv_export_ctx *ex, struct srv_read_seg *s)
 {
-	int fd = src_cache_get_wait(ex->cache, s->source);
+	int fd = src_cache_get_wait(ex->cache, s->source, s->len);
 	int r = 0;
 
 	if (fd < 0)

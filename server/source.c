@@ -16,8 +16,14 @@
  * must stay useful when it is full: a sequential pass over N files with
  * room for C < N is the common case (nbdcopy, a guest's first boot), and
  * LRU, CLOCK or random eviction then miss on (nearly) every file of every
- * pass.  Eviction here only replaces fds idle for longer than N gets
- * (evict_one()), which keeps C / N of a scan hitting.
+ * pass.  Eviction here only replaces fds idle for longer than a pass
+ * (evict_one()), which keeps C / N of a scan hitting.  The clock counts
+ * the bytes reads ask for, and a pass is every source's bytes: between two
+ * passes' reads of a file no other byte is read twice.  A pass gets a file
+ * once per request it spans, and twice when its inline tail sits with the
+ * metadata, far from its blocks; a clock of gets let fds look idle for
+ * longer than a pass before their reuse (usr-share, 14,200 fds cached for
+ * 58,000 files: 65,500 opens a pass, against 54,500 now).
  *
  * An fd with reads in flight is pinned (refs > 0) and never closed under
  * them; when no idle fd can be found, a new fd is used for one read and
@@ -100,6 +106,7 @@ int src_cache_init(struct src_cache *sc, const struct region_map *const *maps,
 			if (buckets[b] == NONE) {
 				buckets[b] = sc->nsources;
 				sc->srcs[sc->nsources++] = s;
+				sc->pass_bytes += s->size ? s->size : 1;
 			}
 			ret_ids[m][i] = buckets[b];
 		}
@@ -174,10 +181,11 @@ static uint32_t next_rand(struct src_cache *sc)
 /*
  * Closes one idle cached fd and returns its now free slot, or NONE.  The
  * candidate is the least recently used of a few random idle slots; it is
- * taken only if it has not been used for as many gets as there are
- * sources (or always, with force).  A cyclic scan of N > max_open files
- * touches each cached fd once every N gets, so the fds cached on its first
- * pass stay and the rest are read through one-shot fds: a hit rate of
+ * taken only if it has not been used for longer than a pass, every
+ * source's bytes and an eighth for reads that overtake each other (or
+ * always, with force).  A cyclic scan of N > max_open files touches each
+ * cached fd once a pass, so the fds cached on its first pass stay and the
+ * rest are read through one-shot fds: a hit rate of
  * max_open / N, where LRU, CLOCK or plain random eviction get (almost)
  * none.  Working sets that fit are kept as by any policy, and fds left
  * idle for longer than a pass are replaced.  The evicted fd is returned in
@@ -204,7 +212,7 @@ static uint32_t evict_one(struct src_cache *sc, bool force, int *ret_fd)
 	if (best == NONE)
 		return NONE;
 	struct src_entry *e = &sc->entries[sc->slots[best]];
-	if (!force && sc->now - e->last_use <= sc->nsources)
+	if (!force && sc->now - e->last_use <= sc->pass_bytes + sc->pass_bytes / 8)
 		return NONE;
 	*ret_fd = e->fd;
 	__atomic_store_n(&e->fd, -1, __ATOMIC_RELAXED);
@@ -227,7 +235,7 @@ static void slot_release(struct src_cache *sc, uint32_t slot)
 	}
 }
 
-int src_cache_get(struct src_cache *sc, uint32_t id)
+int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len)
 {
 	const struct region_source *src;
 	struct src_entry *e;
@@ -240,7 +248,8 @@ int src_cache_get(struct src_cache *sc, uint32_t id)
 	e = &sc->entries[id];
 
 	pthread_mutex_lock(&sc->lock);
-	e->last_use = ++sc->now;
+	sc->now += len ? len : 1;
+	e->last_use = sc->now;
 	if (e->fd >= 0) {
 		e->refs++;
 		fd = e->fd;
@@ -319,14 +328,14 @@ void src_cache_limit(struct src_cache *sc, unsigned int fds)
 	pthread_mutex_unlock(&sc->lock);
 }
 
-int src_cache_get_wait(struct src_cache *sc, uint32_t id)
+int src_cache_get_wait(struct src_cache *sc, uint32_t id, uint64_t len)
 {
 	static bool said;
 	struct timespec nap = { 0, 10 * 1000 * 1000 };
 	int fd;
 
 	for (int waited_ms = 0;; waited_ms += 10) {
-		fd = src_cache_get(sc, id);
+		fd = src_cache_get(sc, id, waited_ms ? 0 : len);
 		if (!src_cache_busy(fd) || waited_ms >= SRV_FD_WAIT_SEC * 1000)
 			break;
 		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))

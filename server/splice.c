@@ -101,7 +101,7 @@ int zc_prepare(struct src_cache *sc, struct srv_reply *rp)
 
 	for (i = 0; i < rp->nsegs; i++) {
 		struct srv_read_seg *s = &rp->segs[i];
-		int fd = src_cache_get(sc, s->source);
+		int fd = src_cache_get(sc, s->source, s->len);
 		if (src_cache_busy(fd)) {
 			r = 0;		/* no fd now: the copy path waits for one */
 			break;

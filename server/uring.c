@@ -454,7 +454,7 @@ static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
 	       !uc->closing) {
 		struct srv_read_seg *s = &rp->segs[rp->next_seg];
-		s->fd = src_cache_get(rp->ex->cache, s->source);
+		s->fd = src_cache_get(rp->ex->cache, s->source, s->len);
 		if (src_cache_busy(s->fd)) {
 			int err = s->fd;
 			s->fd = -1;

@@ -58,7 +58,7 @@ static void cap_read(struct srv_conn *c, struct srv_reply *rp)
 {
 	for (size_t i = 0; i < rp->nsegs && !rp->err; i++) {
 		struct srv_read_seg *s = &rp->segs[i];
-		int fd = src_cache_get(rp->ex->cache, s->source);
+		int fd = src_cache_get(rp->ex->cache, s->source, s->len);
 		if (fd < 0) {
 			rp->err = fd;
 			break;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -65,10 +66,10 @@ static void test_dedup(void **state)
 
 	/* One open serves both exports. */
 	opens = 0;
-	int fd = src_cache_get(&sc, ids[0][4]);
+	int fd = src_cache_get(&sc, ids[0][4], 1);
 	assert_true(fd >= 0);
 	src_cache_put(&sc, ids[0][4], fd);
-	int fd2 = src_cache_get(&sc, ids[1][7]);
+	int fd2 = src_cache_get(&sc, ids[1][7], 1);
 	assert_int_equal(fd2, fd);
 	src_cache_put(&sc, ids[1][7], fd2);
 	assert_int_equal(opens, 1);
@@ -101,13 +102,13 @@ static void test_pinned(void **state)
 	assert_int_equal(sc.max_open, 5);
 	assert_int_equal(sc.max_once, 1);
 	for (int i = 0; i < 6; i++) {
-		fds[i] = src_cache_get(&sc, ids[i]);
+		fds[i] = src_cache_get(&sc, ids[i], 1);
 		assert_true(fds[i] >= 0);
 	}
 	assert_int_equal(sc.nopen, 5);	/* the sixth is a one-shot fd */
 	assert_int_equal(sc.nonce, 1);
 	/* Every fd pinned, no one-shot fd left: wait. */
-	assert_int_equal(src_cache_get(&sc, ids[6]), -EAGAIN);
+	assert_int_equal(src_cache_get(&sc, ids[6], 1), -EAGAIN);
 	assert_true(src_cache_busy(-EAGAIN));
 	for (int i = 5; i >= 0; i--)
 		src_cache_put(&sc, ids[i], fds[i]);
@@ -118,12 +119,12 @@ static void test_pinned(void **state)
 		assert_int_equal(fcntl(fds[i], F_GETFD) >= 0, i < 5);
 	/* A cached fd is reused, not reopened. */
 	opens = 0;
-	int fd = src_cache_get(&sc, ids[2]);
+	int fd = src_cache_get(&sc, ids[2], 1);
 	assert_int_equal(fd, fds[2]);
 	src_cache_put(&sc, ids[2], fd);
 	assert_int_equal(opens, 0);
 	/* Nothing pinned now: the source that had to wait gets an fd. */
-	fd = src_cache_get(&sc, ids[6]);
+	fd = src_cache_get(&sc, ids[6], 1);
 	assert_true(fd >= 0);
 	src_cache_put(&sc, ids[6], fd);
 	src_cache_free(&sc);
@@ -149,7 +150,7 @@ static void test_scan(void **state)
 	opens = 0;
 	for (int p = 0; p < PASSES; p++)
 		for (int i = 0; i < N; i++) {
-			int fd = src_cache_get(&sc, ids[i]);
+			int fd = src_cache_get(&sc, ids[i], 1);
 			assert_true(fd >= 0);
 			src_cache_put(&sc, ids[i], fd);
 		}
@@ -158,6 +159,71 @@ static void test_scan(void **state)
 	print_message("scan: %u opens for %u gets after the first pass (%.0f%% hits)\n",
 		      later_opens, later_gets, 100.0 * (later_gets - later_opens) / later_gets);
 	assert_true(later_gets - later_opens >= later_gets / 5);
+	src_cache_free(&sc);
+	free(ids);
+	region_map_free(&map);
+}
+
+/*
+ * The same scan as a client reads an EROFS image of small files: each
+ * file's inline tail with the metadata first, then its blocks, in requests
+ * of at most 256 bytes (files of 1 to 1,000 bytes: 2.5 gets a file a
+ * pass).  The fds cached on the first pass must still hit on every later
+ * one.  A clock of gets (evict when idle for more than N gets) saw fds
+ * idle for more than a pass in gets before their reuse and got 58% of
+ * the ideal; on /usr/share it opened 65,500 files a pass of 58,000.
+ */
+static void test_scan_pieces(void **state)
+{
+	enum { N = 400, ROOM = 100, PASSES = 5, REQ = 256 };
+	struct { uint32_t file; uint64_t len; } seq[N * 5];
+	size_t nseq = 0;
+	struct region_map map;
+	struct src_cache sc;
+	uint32_t *ids;
+	bool first[N] = { false };
+	unsigned int nfirst = 0, hits = 0, ideal = 0;
+	(void)state;
+
+	region_map_init(&map);
+	for (size_t i = 0; i < N; i++) {
+		struct region_source src = {
+			.open = open_null, .opaque = &tags[i], .name = "f",
+			.size = 1 + (i * 7919u) % 1000,
+		};
+		uint32_t id;
+		assert_int_equal(region_add_source(&map, &src, &id), 0);
+		assert_int_equal(region_add_file(&map, id, 0, src.size), 0);
+	}
+	for (uint32_t i = 0; i < N; i++)	/* the tails, with the inodes */
+		if (map.sources[i].size % REQ)
+			seq[nseq++] = (typeof(seq[0])){ i, map.sources[i].size % REQ };
+	for (uint32_t i = 0; i < N; i++)	/* the blocks */
+		for (uint64_t off = 0; off < map.sources[i].size / REQ * REQ; off += REQ)
+			seq[nseq++] = (typeof(seq[0])){ i, REQ };
+	/* What an ideal cache keeps: the first ROOM files the first pass gets. */
+	for (size_t k = 0; k < nseq && nfirst < ROOM; k++)
+		if (!first[seq[k].file]) {
+			first[seq[k].file] = true;
+			nfirst++;
+		}
+	for (size_t k = 0; k < nseq; k++)
+		ideal += first[seq[k].file] ? PASSES - 1 : 0;
+
+	const struct region_map *maps[] = { &map };
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, ROOM), 0);
+	for (int p = 0; p < PASSES; p++)
+		for (size_t k = 0; k < nseq; k++) {
+			unsigned int before = opens;
+			int fd = src_cache_get(&sc, ids[seq[k].file], seq[k].len);
+			assert_true(fd >= 0);
+			src_cache_put(&sc, ids[seq[k].file], fd);
+			if (p > 0 && opens == before)
+				hits++;
+		}
+	print_message("scan in pieces: %zu gets a pass for %u files; %u hits after the"
+		      " first pass (ideal %u)\n", nseq, N, hits, ideal);
+	assert_true(hits >= ideal - ideal / 5);
 	src_cache_free(&sc);
 	free(ids);
 	region_map_free(&map);
@@ -178,7 +244,7 @@ static void test_fits(void **state)
 	opens = 0;
 	for (int i = 0; i < 2000; i++) {
 		uint32_t id = ids[(i * 7919u) % N];
-		int fd = src_cache_get(&sc, id);
+		int fd = src_cache_get(&sc, id, 1);
 		assert_true(fd >= 0);
 		src_cache_put(&sc, id, fd);
 	}
@@ -194,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_pinned),
 		cmocka_unit_test(test_scan),
+		cmocka_unit_test(test_scan_pieces),
 		cmocka_unit_test(test_fits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
