@@ -12,10 +12,10 @@
 #   srv_nbdkit PLUGIN ARG...      nbdkit -r                } SRV_URI,
 #   srv_qemu IMG                  qemu-nbd -r              } SRV_START_US
 #   srv_stop                      stop the server started last
-#   seq_read URI [NBDCOPY-OPT...] median MB/s over $READ_RUNS passes, plus
-#                     server and client CPU ms per GB: "MBS SRV CLI"
-#   rand_read URI     fio nbd 4 KiB randread, 2 jobs x QD 32, $FIO_SECS s:
-#                     "IOPS SRV_MS_PER_KOP CLI_MS_PER_KOP"
+#   seq_pass URI PID [NBDCOPY-OPT...]   one nbdcopy pass of URI to null:
+#                     "WALL_US SRV_TICKS CLI_SECONDS"
+#   rand_pass URI PID SECS   fio nbd 4 KiB randread, 2 jobs x QD 32:
+#                     "READS RUNTIME_MS SRV_TICKS CLI_SECONDS"
 # CPU time: the server's from /proc/PID/stat (utime + stime, all threads),
 # the client's from GNU time(1) (user + sys).  Wall-clock on a shared
 # 2-core machine is noisy; CPU per GB is steadier and shows where the
@@ -172,63 +172,41 @@ srv_stop() {
 	SRV_FD=
 }
 
-srv_ticks() { awk '{ print $14 + $15 }' "/proc/$SRV_PID/stat"; }
+pid_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 srv_rss_kib() { awk "/^$2:/ { print \$2 }" "/proc/$1/status"; }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# seq_read URI [NBDCOPY-OPT...]: one warm-up pass, then READ_RUNS passes of
-# nbdcopy --no-extents URI null:.  Prints "MB/s server-ms/GB client-ms/GB"
-# (MB/s from the median pass; CPU over all passes).
-seq_read() {
-	local uri=$1 size s0 s1 i t0 t1
-	shift
-	size=$(nbdinfo --size "$uri")
-	nbdcopy --no-extents "$@" "$uri" null: || die "nbdcopy $* $uri failed"
-	s0=$(srv_ticks)
-	: >"$work/seq.times"
-	for ((i = 0; i < READ_RUNS; i++)); do
-		t0=${EPOCHREALTIME/./}
-		/usr/bin/time -a -o "$work/seq.cpu" -f '%U %S' \
-			nbdcopy --no-extents "$@" "$uri" null: || die "nbdcopy $* $uri failed"
-		t1=${EPOCHREALTIME/./}
-		echo $((10#$t1 - 10#$t0)) >>"$work/seq.times"
-	done
-	s1=$(srv_ticks)
-	awk -v size="$size" -v us="$(median <"$work/seq.times")" -v runs="$READ_RUNS" \
-		-v st=$((s1 - s0)) -v tck="$TCK" '
-		{ cli += $1 + $2 }
-		END { gb = size * runs / 1e9
-		      printf "%.1f %.0f %.0f\n", size / us, st * 1000 / tck / gb, cli * 1000 / gb }' \
-		"$work/seq.cpu"
-	rm -f "$work/seq.cpu"
+# seq_pass URI PID [NBDCOPY-OPT...]: one nbdcopy --no-extents URI null:
+# pass, with PID the server.  Prints "WALL-US SERVER-TICKS CLIENT-SECONDS".
+seq_pass() {
+	local uri=$1 pid=$2 t0 t1 s0 s1
+	shift 2
+	s0=$(pid_ticks "$pid")
+	t0=${EPOCHREALTIME/./}
+	/usr/bin/time -o "$work/seq.cpu" -f '%U %S' \
+		nbdcopy --no-extents "$@" "$uri" null: || die "nbdcopy $* $uri failed"
+	t1=${EPOCHREALTIME/./}
+	s1=$(pid_ticks "$pid")
+	echo "$((10#$t1 - 10#$t0)) $((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/seq.cpu")"
 }
 
-# rand_read URI: fio's nbd engine, 4 KiB random reads over the whole
-# export, 2 jobs x iodepth 32, FIO_SECS seconds (after a 1 s warm-up run).
-# Prints "IOPS server-ms-per-1000-reads client-ms-per-1000-reads".
-rand_read() {
-	local uri=$1 s0 s1 out=$work/fio.json
-	fio_cmd() {
-		/usr/bin/time -o "$work/fio.cpu" -f '%U %S' fio --name=rand --ioengine=nbd \
-			--uri="$uri" --rw=randread --bs=4k --numjobs=2 --iodepth=32 \
-			--time_based --runtime="$1" --group_reporting --output-format=json \
-			--output="$out" >/dev/null 2>"$work/fio.err" ||
-			{ cat "$work/fio.err" >&2; die "fio on $uri failed"; }
-	}
-	fio_cmd 1
-	s0=$(srv_ticks)
-	fio_cmd "$FIO_SECS"
-	s1=$(srv_ticks)
-	python3 - "$out" "$work/fio.cpu" $((s1 - s0)) "$TCK" <<'EOF'
-import json, sys
-j = json.load(open(sys.argv[1]))
-r = j['jobs'][0]['read']
-ops = r['total_ios']
-u, s = map(float, open(sys.argv[2]).read().split()[-2:])
-print('%.0f %.1f %.1f' % (r['iops'], int(sys.argv[3]) * 1000 / int(sys.argv[4]) / ops * 1000,
-                          (u + s) * 1000 / ops * 1000))
-EOF
+# rand_pass URI PID SECS: fio's nbd engine, 4 KiB random reads over the
+# whole export, 2 jobs x iodepth 32, for SECS seconds, with PID the server.
+# Prints "READS RUNTIME-MS SERVER-TICKS CLIENT-SECONDS".
+rand_pass() {
+	local uri=$1 pid=$2 s0 s1 out=$work/fio.json
+	s0=$(pid_ticks "$pid")
+	/usr/bin/time -o "$work/fio.cpu" -f '%U %S' fio --name=rand --ioengine=nbd \
+		--uri="$uri" --rw=randread --bs=4k --numjobs=2 --iodepth=32 \
+		--time_based --runtime="$3" --group_reporting --output-format=json \
+		--output="$out" >/dev/null 2>"$work/fio.err" ||
+		{ cat "$work/fio.err" >&2; die "fio on $uri failed"; }
+	s1=$(pid_ticks "$pid")
+	python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
+print(r["total_ios"], r["runtime"], end=" ")' "$out"
+	echo "$((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/fio.cpu")"
 }
 
 # many_conns URI N: N concurrent fio nbd clients (one connection each),

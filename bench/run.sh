@@ -27,7 +27,8 @@
 # entries, for start-up).  BENCH_TREES="name=DIR ..." replaces them.
 #
 # Knobs: BENCH_OUT (results, table, plot; default build/bench),
-# BENCH_READ_RUNS (passes per read, default 5), BENCH_FIO_SECS (5),
+# BENCH_READ_RUNS (rounds of sequential passes, default 5),
+# BENCH_FIO_SECS (rounds of 1 s random reads, 5),
 # BENCH_MANY_SECS (seconds of each 1-or-64-client read, 8),
 # BENCH_RUNS (start-up runs, default 3), BENCH_EFI_RUNS (3; 0 skips),
 # BENCH_SSH_RUNS (3; 0 skips), EROFS_NBD_VM_ACCEL (kvm|tcg), TMPDIR
@@ -125,8 +126,9 @@ done
 	echo "peers:  $( (mkfs.erofs --version 2>&1 || true) | grep -m1 -o 'mkfs.erofs [0-9.]*')," \
 		"$(nbdkit --version | head -n1), $(qemu-nbd --version | head -n1);" \
 		"clients $(nbdcopy --version | head -n1), $(fio --version)"
-	echo "reads:  nbdcopy --no-extents URI null: ($READ_RUNS passes, median; -C 1: one connection);" \
-		"fio --ioengine=nbd --rw=randread --bs=4k --numjobs=2 --iodepth=32 (${FIO_SECS} s)"
+	echo "reads:  nbdcopy --no-extents URI null: ($READ_RUNS passes each, median; -C 1: one connection);" \
+		"fio --ioengine=nbd --rw=randread --bs=4k --numjobs=2 --iodepth=32 (${FIO_SECS} x 1 s);" \
+		"every server of a tree up at once, one pass from each per round"
 	echo "load:   $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine skews wall-clock numbers; CPU per GB less so)"
 	echo
 	python3 "$here/report.py" "$RESULTS" "$OUT"

@@ -3,23 +3,91 @@
 # one tree's EROFS, from erofs-nbd (each loop and path) and from its peers
 # serving the mkfs.erofs image; the transport ceiling; erofs-nbd's memory.
 # Defines bench_read TREE-NAME TREE (sourced by bench/run.sh).
+#
+# Every server of the tree runs at once and their passes alternate: round
+# i reads once from each, starting with the i-th, so that a burst of other
+# work on the machine falls on all of them alike instead of on whichever
+# server was being measured then (run one after the other, nbdkit's own
+# sequential figure moved by 40% between runs here).
 
-# read_row TREE-NAME SERVER-LABEL: the three reads of SRV_URI.
-read_row() {
-	local t=$1 s=$2 r
-	note "  $s: sequential (default, -C 1), random"
-	r=$(seq_read "$SRV_URI")
-	result read "$t" "$s" seq "$r"
-	r=$(seq_read "$SRV_URI" -C 1)
-	result read "$t" "$s" seq1 "$r"
-	if [ "$s" != ceiling ]; then
-		r=$(rand_read "$SRV_URI")
-		result read "$t" "$s" rand "$r"
-	fi
+# Per server label, in start order: its URI, PID, export size, and the fd
+# of its output (ours; empty for the peers).
+declare -a R_LABELS
+declare -A R_URI R_PID R_SIZE R_FD
+
+# read_add LABEL: records the server srv_* just started under LABEL.
+read_add() {
+	R_LABELS+=("$1")
+	R_URI[$1]=$SRV_URI
+	R_PID[$1]=$SRV_PID
+	R_FD[$1]=${SRV_FD:-}
+	R_SIZE[$1]=$(nbdinfo --size "$SRV_URI")
+}
+
+read_stop_all() {
+	local s
+	for s in "${R_LABELS[@]}"; do
+		SRV_PID=${R_PID[$s]} SRV_FD=${R_FD[$s]}
+		srv_stop
+	done
+	R_LABELS=()
+}
+
+# seq_rounds TREE-NAME METRIC [NBDCOPY-OPT...]: a warm-up pass from every
+# server, then READ_RUNS rounds of one pass each.  Records, per server,
+# "MB/s server-ms/GB client-ms/GB": MB/s of its median pass, CPU over all
+# its passes.
+seq_rounds() {
+	local t=$1 metric=$2 i j s n=${#R_LABELS[@]}
+	shift 2
+	for s in "${R_LABELS[@]}"; do
+		seq_pass "${R_URI[$s]}" "${R_PID[$s]}" "$@" >/dev/null
+		: >"$work/seq.$s"
+	done
+	for ((i = 0; i < READ_RUNS; i++)); do
+		for ((j = 0; j < n; j++)); do
+			s=${R_LABELS[(i + j) % n]}
+			seq_pass "${R_URI[$s]}" "${R_PID[$s]}" "$@" >>"$work/seq.$s"
+		done
+	done
+	for s in "${R_LABELS[@]}"; do
+		result read "$t" "$s" "$metric" "$(awk -v size="${R_SIZE[$s]}" \
+			-v tck="$TCK" -v us="$(cut -d' ' -f1 "$work/seq.$s" | median)" '
+			{ st += $2; cli += $3; n++ }
+			END { gb = size * n / 1e9
+			      printf "%.1f %.0f %.0f\n", size / us, st * 1000 / tck / gb, cli * 1000 / gb }' \
+			"$work/seq.$s")"
+	done
+}
+
+# rand_rounds TREE-NAME: a 1 s warm-up from every server but the ceiling,
+# then FIO_SECS rounds of 1 s each.  Records, per server, "IOPS
+# server-ms-per-1000-reads client-ms-per-1000-reads" over all its rounds.
+rand_rounds() {
+	local t=$1 i j s labels=()
+	for s in "${R_LABELS[@]}"; do
+		[ "$s" = ceiling ] && continue
+		labels+=("$s")
+		rand_pass "${R_URI[$s]}" "${R_PID[$s]}" 1 >/dev/null
+		: >"$work/rand.$s"
+	done
+	for ((i = 0; i < FIO_SECS; i++)); do
+		for ((j = 0; j < ${#labels[@]}; j++)); do
+			s=${labels[(i + j) % ${#labels[@]}]}
+			rand_pass "${R_URI[$s]}" "${R_PID[$s]}" 1 >>"$work/rand.$s"
+		done
+	done
+	for s in "${labels[@]}"; do
+		result read "$t" "$s" rand "$(awk -v tck="$TCK" '
+			{ ops += $1; ms += $2; st += $3; cli += $4 }
+			END { printf "%.0f %.1f %.1f\n", ops * 1000 / ms,
+				     st * 1000 / tck / ops * 1000, cli * 1000 / ops * 1000 }' \
+			"$work/rand.$s")"
+	done
 }
 
 bench_read() {
-	local t=$1 tree=$2 img=$work/$1.img size meta rss0 hwm
+	local t=$1 tree=$2 img=$work/$1.img meta s
 	note "read: tree $t ($tree)"
 	tree_stats "$tree"
 	result tree "$t" - entries "$N_ENTRIES"
@@ -30,42 +98,41 @@ bench_read() {
 
 	# erofs-nbd, the default: io_uring; zero-copy only for immutable files.
 	srv_ours "$tree" -v
+	read_add erofs-nbd
 	# RSS at start: once the server answers (it sets up its source cache
 	# after printing the URI), before any read.
-	size=$(nbdinfo --size "$SRV_URI")
-	rss0=$(srv_rss_kib "$SRV_PID" VmRSS)
+	result mem "$t" erofs-nbd rss_start_kib "$(srv_rss_kib "$SRV_PID" VmRSS)"
 	meta=$(grep -o "[0-9]* metadata bytes" "$work/ours.log" | tail -n1 | cut -d' ' -f1 || true)
 	result tree "$t" - meta_bytes "${meta:-0}"
-	result tree "$t" - export_size "$size"
-	read_row "$t" "erofs-nbd"
-	hwm=$(srv_rss_kib "$SRV_PID" VmHWM)
-	result mem "$t" erofs-nbd rss_start_kib "$rss0"
-	result mem "$t" erofs-nbd rss_after_kib "$hwm"
-	srv_stop
+	result tree "$t" - export_size "${R_SIZE[erofs-nbd]}"
 	# The same with the operator's promise: every file spliced (zero-copy).
 	if "$BIN" --help 2>&1 | grep -q -- --immutable-sources; then
 		srv_ours "$tree" --immutable-sources
-		read_row "$t" "erofs-nbd-zc"
-		result mem "$t" erofs-nbd-zc rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
-		srv_stop
+		read_add erofs-nbd-zc
 	fi
 	srv_ours "$tree" --no-io-uring
-	read_row "$t" "erofs-nbd-plain"
-	result mem "$t" erofs-nbd-plain rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
-	srv_stop
-
+	read_add erofs-nbd-plain
 	srv_nbdkit file "$img"
-	read_row "$t" "nbdkit-file"
-	result mem "$t" nbdkit-file rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
-	srv_stop
+	read_add nbdkit-file
 	srv_qemu "$img"
-	read_row "$t" "qemu-nbd"
-	result mem "$t" qemu-nbd rss_after_kib "$(srv_rss_kib "$SRV_PID" VmHWM)"
-	srv_stop
+	read_add qemu-nbd
 	# The ceiling: nbdkit's null plugin, the same size, no extents: a
 	# server that reads nothing (zeros from memset) and only sends.
-	srv_nbdkit null "size=$size"
-	read_row "$t" ceiling
-	srv_stop
+	srv_nbdkit null "size=${R_SIZE[erofs-nbd]}"
+	read_add ceiling
+
+	note "  ${R_LABELS[*]}: sequential, $READ_RUNS alternating rounds"
+	seq_rounds "$t" seq
+	note "  the same, one connection (-C 1)"
+	seq_rounds "$t" seq1 -C 1
+	note "  4 KiB random, $FIO_SECS alternating rounds of 1 s"
+	rand_rounds "$t"
+
+	result mem "$t" erofs-nbd rss_after_kib "$(srv_rss_kib "${R_PID[erofs-nbd]}" VmHWM)"
+	for s in "${R_LABELS[@]}"; do
+		case $s in erofs-nbd | ceiling) continue ;; esac
+		result mem "$t" "$s" rss_after_kib "$(srv_rss_kib "${R_PID[$s]}" VmHWM)"
+	done
+	read_stop_all
 	rm -f "$img"
 }
