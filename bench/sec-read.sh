@@ -33,23 +33,34 @@ read_stop_all() {
 	R_LABELS=()
 }
 
-# seq_rounds TREE-NAME METRIC [NBDCOPY-OPT...]: a warm-up pass from every
-# server, then READ_RUNS rounds of one pass each.  Records, per server,
-# "MB/s server-ms/GB client-ms/GB": MB/s of its median pass, CPU over all
-# its passes.
-seq_rounds() {
-	local t=$1 metric=$2 i j s n=${#R_LABELS[@]}
-	shift 2
-	for s in "${R_LABELS[@]}"; do
-		seq_pass "${R_URI[$s]}" "${R_PID[$s]}" "$@" >/dev/null
-		: >"$work/seq.$s"
+# alternate LABELS OUT ROUNDS FN [ARG...]: for each label of the array
+# named LABELS, one warm-up "FN URI PID ARG...", then ROUNDS rounds that
+# run it once per label, round i starting with the i-th.  A label's lines
+# go to $work/OUT.LABEL.
+alternate() {
+	local -n alt_labels=$1
+	local out=$2 rounds=$3 fn=$4 i j s n
+	shift 4
+	n=${#alt_labels[@]}
+	for s in "${alt_labels[@]}"; do
+		"$fn" "${R_URI[$s]}" "${R_PID[$s]}" "$@" >/dev/null
+		: >"$work/$out.$s"
 	done
-	for ((i = 0; i < READ_RUNS; i++)); do
+	for ((i = 0; i < rounds; i++)); do
 		for ((j = 0; j < n; j++)); do
-			s=${R_LABELS[(i + j) % n]}
-			seq_pass "${R_URI[$s]}" "${R_PID[$s]}" "$@" >>"$work/seq.$s"
+			s=${alt_labels[(i + j) % n]}
+			"$fn" "${R_URI[$s]}" "${R_PID[$s]}" "$@" >>"$work/$out.$s"
 		done
 	done
+}
+
+# seq_rounds TREE-NAME METRIC [NBDCOPY-OPT...]: READ_RUNS alternating
+# rounds of seq_pass.  Records, per server, "MB/s server-ms/GB
+# client-ms/GB": MB/s of its median pass, CPU over all its passes.
+seq_rounds() {
+	local t=$1 metric=$2 s
+	shift 2
+	alternate R_LABELS seq "$READ_RUNS" seq_pass "$@"
 	for s in "${R_LABELS[@]}"; do
 		result read "$t" "$s" "$metric" "$(awk -v size="${R_SIZE[$s]}" \
 			-v tck="$TCK" -v us="$(cut -d' ' -f1 "$work/seq.$s" | median)" '
@@ -60,23 +71,15 @@ seq_rounds() {
 	done
 }
 
-# rand_rounds TREE-NAME: a 1 s warm-up from every server but the ceiling,
-# then FIO_SECS rounds of 1 s each.  Records, per server, "IOPS
+# rand_rounds TREE-NAME: FIO_SECS alternating rounds of 1 s of rand_pass,
+# every server but the ceiling.  Records, per server, "IOPS
 # server-ms-per-1000-reads client-ms-per-1000-reads" over all its rounds.
 rand_rounds() {
-	local t=$1 i j s labels=()
+	local t=$1 s labels=()
 	for s in "${R_LABELS[@]}"; do
-		[ "$s" = ceiling ] && continue
-		labels+=("$s")
-		rand_pass "${R_URI[$s]}" "${R_PID[$s]}" 1 >/dev/null
-		: >"$work/rand.$s"
+		[ "$s" = ceiling ] || labels+=("$s")
 	done
-	for ((i = 0; i < FIO_SECS; i++)); do
-		for ((j = 0; j < ${#labels[@]}; j++)); do
-			s=${labels[(i + j) % ${#labels[@]}]}
-			rand_pass "${R_URI[$s]}" "${R_PID[$s]}" 1 >>"$work/rand.$s"
-		done
-	done
+	alternate labels rand "$FIO_SECS" rand_pass 1
 	for s in "${labels[@]}"; do
 		result read "$t" "$s" rand "$(awk -v tck="$TCK" '
 			{ ops += $1; ms += $2; st += $3; cli += $4 }
@@ -128,9 +131,8 @@ bench_read() {
 	note "  4 KiB random, $FIO_SECS alternating rounds of 1 s"
 	rand_rounds "$t"
 
-	result mem "$t" erofs-nbd rss_after_kib "$(srv_rss_kib "${R_PID[erofs-nbd]}" VmHWM)"
 	for s in "${R_LABELS[@]}"; do
-		case $s in erofs-nbd | ceiling) continue ;; esac
+		[ "$s" = ceiling ] && continue
 		result mem "$t" "$s" rss_after_kib "$(srv_rss_kib "${R_PID[$s]}" VmHWM)"
 	done
 	read_stop_all
