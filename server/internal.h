@@ -129,6 +129,7 @@ struct srv_read_seg {
 	size_t buf_off;		/* bytes into rp->buf */
 	size_t len;		/* bytes to read */
 	size_t done;		/* bytes read so far */
+	struct srv_read_seg *next_open;	/* the openers' queues (uring.c) */
 };
 
 /*
@@ -336,31 +337,55 @@ void src_cache_limit(struct src_cache *sc, unsigned int fds);
 
 /*
  * Returns an fd for source id, pinned until src_cache_put(), for a read of
- * len bytes (the cache's clock counts bytes): the cached one, or a new one
- * from the source's open(), cached (in a free slot, or in place of an fd
- * left idle for longer than a pass over every source's bytes) or else
- * used for this read only (one-shot).  Source fds never exceed
- * max_open + max_once: with every slot pinned and no one-shot fd to be
- * had, returns -EAGAIN and the caller waits for a read to end (so does it
- * on -EMFILE or -ENFILE, when the process ran out of fds anyway).  Other
- * errors: -errno from open(), -EIO (logged once per source) when the
- * source changed.
+ * len bytes (the cache's clock counts bytes): src_cache_try(), then on a
+ * miss src_cache_open().  Errors: src_cache_open()'s.
  */
 int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len);
 
-/* True for src_cache_get()'s "no fd now, wait for a read to end" errors. */
+/* src_cache_try()'s "not cached": src_cache_open() gets the fd. */
+#define SRC_CACHE_MISS (-ENOENT)
+
+/*
+ * The cheap half of src_cache_get(), which never blocks for long (one
+ * mutex, no system call): ticks the clock by len bytes and returns the
+ * cached fd for source id, pinned until src_cache_put(), or
+ * SRC_CACHE_MISS.  -EINVAL for a bad id.
+ */
+int src_cache_try(struct src_cache *sc, uint32_t id, uint64_t len);
+
+/*
+ * The miss half of src_cache_get(), after src_cache_try() returned
+ * SRC_CACHE_MISS: a new fd from the source's open() (or the cached one,
+ * if another thread opened it meanwhile), pinned until src_cache_put(),
+ * cached (in a free slot, or in place of an fd left idle for longer than
+ * a pass over every source's bytes, closed here) or else used for this
+ * read only (one-shot).  Source fds never exceed max_open + max_once: with
+ * every slot pinned and no one-shot fd to be had, returns -EAGAIN and the
+ * caller waits for a read to end (so does it on -EMFILE or -ENFILE, when
+ * the process ran out of fds anyway).  Other errors: -errno from open(),
+ * -EIO (logged once per source) when the source changed.  Blocks in
+ * open() and close(): the io_uring loops call it from their opener
+ * threads (uring.c).
+ */
+int src_cache_open(struct src_cache *sc, uint32_t id);
+
+/* True for src_cache_open()'s "no fd now, wait for a read to end" errors. */
 static inline bool src_cache_busy(int err)
 {
 	return err == -EAGAIN || err == -EMFILE || err == -ENFILE;
 }
 
 /*
- * src_cache_get(), but while no fd can be had (src_cache_busy(): every
- * fd pinned by a read in flight) it waits for one, up to
- * SRV_FD_WAIT_SEC, instead of failing.  For callers
- * that may block (the plain loop's read pool); the io_uring loop parks the
- * reply instead (uring.c).  Then logs the failure once per source.
+ * src_cache_open(), but while no fd can be had (src_cache_busy(): every
+ * fd pinned by a read in flight) it waits for one, up to SRV_FD_WAIT_SEC,
+ * instead of failing; then logs the failure once per source (the error is
+ * -EMFILE for "every fd pinned").  For threads that may block: the plain
+ * loop's read pool and the io_uring loops' openers; a loop without
+ * openers parks the reply instead (uring.c).
  */
+int src_cache_open_wait(struct src_cache *sc, uint32_t id);
+
+/* src_cache_try(), then on a miss src_cache_open_wait(). */
 int src_cache_get_wait(struct src_cache *sc, uint32_t id, uint64_t len);
 
 /* src_cache_get()'s failure err for source id, logged once per source. */

@@ -235,7 +235,26 @@ static void slot_release(struct src_cache *sc, uint32_t slot)
 	}
 }
 
-int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len)
+int src_cache_try(struct src_cache *sc, uint32_t id, uint64_t len)
+{
+	struct src_entry *e;
+	int fd = SRC_CACHE_MISS;
+
+	if (id >= sc->nsources)
+		return -EINVAL;
+	e = &sc->entries[id];
+	pthread_mutex_lock(&sc->lock);
+	sc->now += len ? len : 1;
+	e->last_use = sc->now;
+	if (e->fd >= 0) {
+		e->refs++;
+		fd = e->fd;
+	}
+	pthread_mutex_unlock(&sc->lock);
+	return fd;
+}
+
+int src_cache_open(struct src_cache *sc, uint32_t id)
 {
 	const struct region_source *src;
 	struct src_entry *e;
@@ -248,9 +267,8 @@ int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len)
 	e = &sc->entries[id];
 
 	pthread_mutex_lock(&sc->lock);
-	sc->now += len ? len : 1;
-	e->last_use = sc->now;
 	if (e->fd >= 0) {
+		/* Opened by another thread since src_cache_try(). */
 		e->refs++;
 		fd = e->fd;
 		pthread_mutex_unlock(&sc->lock);
@@ -314,6 +332,13 @@ int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len)
 	return fd;
 }
 
+int src_cache_get(struct src_cache *sc, uint32_t id, uint64_t len)
+{
+	int fd = src_cache_try(sc, id, len);
+
+	return fd == SRC_CACHE_MISS ? src_cache_open(sc, id) : fd;
+}
+
 void src_cache_limit(struct src_cache *sc, unsigned int fds)
 {
 	unsigned int keep = fds < 2 ? 1 : fds - fds / 4;
@@ -328,14 +353,14 @@ void src_cache_limit(struct src_cache *sc, unsigned int fds)
 	pthread_mutex_unlock(&sc->lock);
 }
 
-int src_cache_get_wait(struct src_cache *sc, uint32_t id, uint64_t len)
+int src_cache_open_wait(struct src_cache *sc, uint32_t id)
 {
 	static bool said;
 	struct timespec nap = { 0, 10 * 1000 * 1000 };
 	int fd;
 
 	for (int waited_ms = 0;; waited_ms += 10) {
-		fd = src_cache_get(sc, id, waited_ms ? 0 : len);
+		fd = src_cache_open(sc, id);
 		if (!src_cache_busy(fd) || waited_ms >= SRV_FD_WAIT_SEC * 1000)
 			break;
 		if (!__atomic_exchange_n(&said, true, __ATOMIC_RELAXED))
@@ -348,6 +373,13 @@ int src_cache_get_wait(struct src_cache *sc, uint32_t id, uint64_t len)
 		src_cache_give_up(sc, id, fd);
 	}
 	return fd;
+}
+
+int src_cache_get_wait(struct src_cache *sc, uint32_t id, uint64_t len)
+{
+	int fd = src_cache_try(sc, id, len);
+
+	return fd == SRC_CACHE_MISS ? src_cache_open_wait(sc, id) : fd;
 }
 
 void src_cache_give_up(struct src_cache *sc, uint32_t id, int err)

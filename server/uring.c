@@ -13,6 +13,8 @@
  *                             or, while uc->pollout_armed, a POLLOUT poll of
  *                             a socket that zero-copy splicing filled
  *   READ    struct srv_read_seg  source-file bytes into a READ reply's buffer
+ *   OPENED  -                 read of the loop's eventfd: opener threads
+ *                             opened source files for it (on_opened())
  *   STOP    -                 poll on cfg->stop_fd
  *   TICK    -                 1 s timeout: handshake deadlines, accept retry
  *   CANCEL  -                 cancellations, result ignored
@@ -45,6 +47,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -55,7 +58,8 @@
 #include "server/log.h"
 
 enum ud_op {
-	OP_ACCEPT = 1,
+	OP_OPENED = 0,		/* no pointer: 0 is free for it */
+	OP_ACCEPT,
 	OP_RECV,
 	OP_SEND,
 	OP_READ,
@@ -128,6 +132,49 @@ struct uring_loop {
 	struct srv_reply *fd_wait;
 	struct __kernel_timespec wake;	/* retry them this soon ... */
 	bool wake_armed;		/* ... with this timeout in flight */
+	/* Source-cache misses go to the openers (NULL: opened here). */
+	struct openers *openers;
+	int opened_fd;			/* eventfd: the openers' doorbell */
+	unsigned int nopens;		/* segments with the openers */
+	unsigned int openers_below;	/* used with fewer clients than this */
+	struct srv_read_seg *to_open, *to_open_tail;	/* for flush_opens() */
+	uint64_t opened_val;		/* its read's buffer */
+	pthread_mutex_t opened_lock;	/* guards the list below */
+	struct srv_read_seg *opened, *opened_tail;	/* done, by ->next_open */
+};
+
+/*
+ * The openers: threads shared by all loops that open source files for
+ * them.  A source-cache miss costs an open_by_handle_at() (or openat2())
+ * and, when an idle fd is evicted, a close().  On a tree of more files
+ * than fds that is most files of a sequential pass, and in the loop it
+ * bounded one client by what one thread can do: its loop ran at 100% of
+ * a CPU while the other CPU had room.  So, while fewer clients are
+ * connected than there are CPUs (openers_wanted()), a miss waits on its
+ * loop's list (to_open) until the loop has handled its batch of
+ * completions, then goes to the queue below in one go (flush_opens()).
+ * An opener takes up to OPEN_BATCH segments, opens each with
+ * src_cache_open() and hands them back on their loop's opened list,
+ * ringing the loop's eventfd when that list was empty; the loop then
+ * submits their reads (on_opened()).
+ *
+ * Only the open moves: the read stays in the ring, where a cold page
+ * cache gets the io-wq's parallel reads, and the change check and a
+ * one-shot fd's close stay with it.  Measured on usr-share (58,000 files,
+ * 14,200 fds cached), nbdcopy -C 1, alternating runs: the openers read
+ * 10-16% faster than the loop alone; readers that also did the read
+ * (pread) were a little faster still warm, but half as fast from a cold
+ * page cache (336-360 MB/s against 495-647).  With a client per CPU the
+ * hand-off only added its cost: 10% more server CPU per GB sequentially,
+ * a quarter fewer 4 KiB random reads.
+ */
+struct openers {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* a job queued, or stop */
+	struct srv_read_seg *head, *tail;	/* by ->next_open */
+	bool stop;
+	size_t n;
+	pthread_t tid[];
 };
 
 static int64_t now_sec(void)
@@ -442,19 +489,80 @@ static bool park(struct uconn *uc, struct srv_reply *rp, uint32_t source, int er
 }
 
 /*
+ * Queues s, whose source is not cached, for the openers (struct
+ * openers): on the loop's own list, which flush_opens() hands over once
+ * per batch of completions.
+ */
+static void open_async(struct uconn *uc, struct srv_read_seg *s)
+{
+	struct uring_loop *l = uc->loop;
+
+	s->next_open = NULL;
+	if (l->to_open_tail)
+		l->to_open_tail->next_open = s;
+	else
+		l->to_open = s;
+	l->to_open_tail = s;
+	uc->nops++;	/* uc stays until on_opened() had it back */
+	l->nopens++;
+}
+
+/*
+ * True if misses should go to the openers: while fewer clients are
+ * connected than there are CPUs.  A loop is one thread, so one busy
+ * client leaves the other CPUs idle while its loop opens files; with a
+ * client per CPU every CPU has a loop to run, and the hand-off only adds
+ * its cost.
+ */
+static bool openers_wanted(const struct uring_loop *l)
+{
+	return l->openers && __atomic_load_n(&l->srv->nclients, __ATOMIC_RELAXED) < l->openers_below;
+}
+
+/* Hands the loop's queued opens to the openers, waking one. */
+static void flush_opens(struct uring_loop *l)
+{
+	struct openers *o = l->openers;
+
+	if (!l->to_open)
+		return;
+	pthread_mutex_lock(&o->lock);
+	if (o->tail)
+		o->tail->next_open = l->to_open;
+	else
+		o->head = l->to_open;
+	o->tail = l->to_open_tail;
+	pthread_cond_signal(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+	l->to_open = l->to_open_tail = NULL;
+}
+
+/*
  * Starts rp's next file reads, at most READ_WINDOW at a time, so that a
- * READ over thousands of small files never pins thousands of fds.  After
- * a failure nothing more starts; the reply ends once its reads in flight
- * are back.  Out of fds, it waits: for its own reads in flight to end, or
- * parked (park()).  Returns true if rp is finished (nothing in flight,
- * not parked).
+ * READ over thousands of small files never pins thousands of fds.  A
+ * source that is not cached goes to the openers first (open_async()).
+ * After a failure nothing more starts; the reply ends once its reads in
+ * flight are back.  Out of fds (loops without openers), it waits: for its
+ * own reads in flight to end, or parked (park()).  Returns true if rp is
+ * finished (nothing in flight, not parked).
  */
 static bool submit_more(struct uconn *uc, struct srv_reply *rp)
 {
+	struct src_cache *sc = rp->ex->cache;
+
 	while (rp->err == 0 && rp->next_seg < rp->nsegs && rp->pending < READ_WINDOW &&
 	       !uc->closing) {
 		struct srv_read_seg *s = &rp->segs[rp->next_seg];
-		s->fd = src_cache_get(rp->ex->cache, s->source, s->len);
+		s->fd = src_cache_try(sc, s->source, s->len);
+		if (s->fd == SRC_CACHE_MISS && openers_wanted(uc->loop)) {
+			s->fd = -1;
+			rp->next_seg++;
+			rp->pending++;
+			open_async(uc, s);
+			continue;
+		}
+		if (s->fd == SRC_CACHE_MISS)
+			s->fd = src_cache_open(sc, s->source);
 		if (src_cache_busy(s->fd)) {
 			int err = s->fd;
 			s->fd = -1;
@@ -565,6 +673,27 @@ static void retry_parked(struct uring_loop *l)
 	}
 }
 
+/*
+ * Segment s of its reply is over, its fd unpinned, with err (0 or
+ * -errno): records err, then starts the reply's next reads or finishes
+ * it.  May free s's connection (conn_reap()).
+ */
+static void seg_end(struct uring_loop *l, struct srv_read_seg *s, int err)
+{
+	struct srv_reply *rp = s->rp;
+	struct uconn *uc = (struct uconn *)rp->conn;
+
+	if (err < 0 && rp->err == 0)
+		rp->err = err;
+	s->fd = -1;
+	rp->pending--;
+	if (submit_more(uc, rp))
+		read_done(uc, rp);
+	conn_reap(uc);
+	if (l->fd_wait)
+		retry_parked(l);	/* an fd may have come free */
+}
+
 static void on_read(struct srv_read_seg *s, int res)
 {
 	struct srv_reply *rp = s->rp;
@@ -591,16 +720,58 @@ static void on_read(struct srv_read_seg *s, int res)
 		err = res < 0 ? res : -EIO;
 		src_cache_failed(sc, s->source, s->fd, err);
 	}
-	if (err < 0 && rp->err == 0)
-		rp->err = err;
 	src_cache_put(sc, s->source, s->fd);
-	s->fd = -1;
-	rp->pending--;
-	if (submit_more(uc, rp))
-		read_done(uc, rp);
-	conn_reap(uc);
-	if (l->fd_wait)
-		retry_parked(l);	/* an fd may have come free */
+	seg_end(l, s, err);
+}
+
+/* An opener is done with s: s->fd is pinned, or the open's -errno. */
+static void open_done(struct uring_loop *l, struct srv_read_seg *s)
+{
+	struct srv_reply *rp = s->rp;
+	struct uconn *uc = (struct uconn *)rp->conn;
+
+	uc->nops--;
+	if (s->fd >= 0 && rp->err == 0 && !uc->closing) {
+		submit_read(uc, s);
+		return;
+	}
+	if (s->fd >= 0)
+		src_cache_put(rp->ex->cache, s->source, s->fd);
+	seg_end(l, s, s->fd < 0 ? s->fd : 0);
+}
+
+/* Takes the segments the openers are done with (l->opened). */
+static struct srv_read_seg *take_opened(struct uring_loop *l)
+{
+	struct srv_read_seg *s;
+
+	pthread_mutex_lock(&l->opened_lock);
+	s = l->opened;
+	l->opened = l->opened_tail = NULL;
+	pthread_mutex_unlock(&l->opened_lock);
+	for (struct srv_read_seg *t = s; t; t = t->next_open)
+		l->nopens--;
+	return s;
+}
+
+/* The eventfd rang: takes the opened segments, re-arms the read. */
+static void on_opened(struct uring_loop *l, int res)
+{
+	struct srv_read_seg *s;
+
+	if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED)
+		log_errno(res, "reading the openers' eventfd");
+	if (res != -ECANCELED) {
+		struct io_uring_sqe *sqe = get_sqe(l);
+		io_uring_prep_read(sqe, l->opened_fd, &l->opened_val, sizeof(l->opened_val), 0);
+		io_uring_sqe_set_data64(sqe, ud_pack(OP_OPENED, NULL));
+	}
+	s = take_opened(l);
+	while (s) {
+		struct srv_read_seg *next = s->next_open;
+		open_done(l, s);
+		s = next;
+	}
 }
 
 static void on_send(struct uconn *uc, int res)
@@ -820,6 +991,9 @@ static void handle_cqe(struct uring_loop *l, const struct io_uring_cqe *cqe)
 	case OP_READ:
 		on_read(ptr, cqe->res);
 		break;
+	case OP_OPENED:
+		on_opened(l, cqe->res);
+		break;
 	case OP_STOP:
 		if (cqe->res < 0 && cqe->res != -ECANCELED)
 			log_errno(cqe->res, "polling the stop fd");
@@ -922,9 +1096,13 @@ static int loop_run(struct uring_loop *l)
 		io_uring_sqe_set_data64(sqe, ud_pack(OP_STOP, NULL));
 	}
 	arm_tick(l);
+	if (l->openers)
+		on_opened(l, 0);	/* arms the eventfd's read */
 
 	r = 0;
 	while (!l->stopping || l->nconns > 0 || l->naccepts > 0) {
+		if (l->openers)
+			flush_opens(l);
 		int s = io_uring_submit_and_wait(&l->ring, 1);
 		if (s < 0 && s != -EINTR && s != -EAGAIN && s != -EBUSY) {
 			r = log_errno(s, "io_uring_submit_and_wait");
@@ -953,6 +1131,17 @@ static int loop_run(struct uring_loop *l)
 	 * ring goes first, so no read can still land in a freed buffer.
 	 */
 	io_uring_queue_exit(&l->ring);
+	if (l->openers)
+		flush_opens(l);
+	while (l->nopens > 0) {
+		/* The openers still hold segments of these connections. */
+		uint64_t v;
+		if (read(l->opened_fd, &v, sizeof(v)) < 0 && errno != EINTR)
+			break;
+		for (struct srv_read_seg *s = take_opened(l); s; s = s->next_open)
+			if (s->fd >= 0)
+				src_cache_put(s->rp->ex->cache, s->source, s->fd);
+	}
 	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
 		next = uc->next;
 		while (uc->sq_head) {
@@ -967,6 +1156,123 @@ static int loop_run(struct uring_loop *l)
 	}
 	free(l->listeners);
 	return r;
+}
+
+#define MAX_OPENERS 8
+#define OPEN_BATCH 16	/* opens an opener takes at once */
+
+/* Hands s back to its loop (l->opened), ringing it if the list was empty. */
+static void post_opened(struct srv_read_seg *s)
+{
+	/* s's connection waits for it (nops): its loop is there. */
+	struct uring_loop *l = ((struct uconn *)s->rp->conn)->loop;
+	bool ring;
+
+	s->next_open = NULL;
+	pthread_mutex_lock(&l->opened_lock);
+	ring = !l->opened;
+	if (l->opened_tail)
+		l->opened_tail->next_open = s;
+	else
+		l->opened = s;
+	l->opened_tail = s;
+	pthread_mutex_unlock(&l->opened_lock);
+	if (ring) {
+		uint64_t one = 1;
+		while (write(l->opened_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/*
+ * An opener thread (struct openers): takes up to OPEN_BATCH segments at a
+ * time, opens their sources and hands them back, until the stop.
+ */
+static void *opener_main(void *arg)
+{
+	struct openers *o = arg;
+
+	pthread_setname_np(pthread_self(), "opener");	/* for top -H */
+	pthread_mutex_lock(&o->lock);
+	for (;;) {
+		struct srv_read_seg *batch[OPEN_BATCH];
+		size_t n = 0;
+		while (o->head && n < OPEN_BATCH) {
+			batch[n++] = o->head;
+			o->head = o->head->next_open;
+		}
+		if (n == 0) {
+			if (o->stop)
+				break;
+			pthread_cond_wait(&o->cond, &o->lock);
+			continue;
+		}
+		if (!o->head)
+			o->tail = NULL;
+		else
+			pthread_cond_signal(&o->cond);	/* more for another opener */
+		pthread_mutex_unlock(&o->lock);
+
+		size_t posted = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct srv_read_seg *s = batch[i];
+			struct src_cache *sc = s->rp->ex->cache;
+			s->fd = src_cache_open(sc, s->source);
+			if (src_cache_busy(s->fd)) {
+				/* The fds this batch pinned may be the ones to wait for. */
+				for (; posted < i; posted++)
+					post_opened(batch[posted]);
+				s->fd = src_cache_open_wait(sc, s->source);
+			}
+		}
+		for (; posted < n; posted++)
+			post_opened(batch[posted]);
+		pthread_mutex_lock(&o->lock);
+	}
+	pthread_mutex_unlock(&o->lock);
+	return NULL;
+}
+
+/*
+ * Starts n opener threads; NULL if none could be started (the loops then
+ * open in place).
+ */
+static struct openers *openers_start(size_t n)
+{
+	struct openers *o = calloc(1, sizeof(*o) + n * sizeof(o->tid[0]));
+
+	if (!o)
+		return NULL;
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->cond, NULL);
+	for (; o->n < n; o->n++) {
+		int e = pthread_create(&o->tid[o->n], NULL, opener_main, o);
+		if (e != 0) {
+			log_errno(-e, "starting an opener thread");
+			break;
+		}
+	}
+	if (o->n == 0) {
+		free(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Stops the openers, once no loop can queue anything more. */
+static void openers_stop(struct openers *o)
+{
+	if (!o)
+		return;
+	pthread_mutex_lock(&o->lock);
+	o->stop = true;
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->lock);
+	for (size_t i = 0; i < o->n; i++)
+		pthread_join(o->tid[i], NULL);
+	pthread_mutex_destroy(&o->lock);
+	pthread_cond_destroy(&o->cond);
+	free(o);
 }
 
 #ifndef LOOPS_PER_CPU
@@ -1023,8 +1329,23 @@ int srv_uring_run(struct srv_ctx *srv)
 		log_info("io_uring unavailable: %s", strerror(-r));
 		return r;
 	}
-	for (size_t i = 0; i < n; i++)
-		t[i].loop.srv = srv;
+	/*
+	 * One opener per CPU (struct openers), each loop with its eventfd:
+	 * made before srv_client_limit() counts the fds open.
+	 */
+	struct openers *o = ncpu < 2 ? NULL :
+			    openers_start(ncpu > MAX_OPENERS ? MAX_OPENERS : (size_t)ncpu);
+	for (size_t i = 0; i < n; i++) {
+		struct uring_loop *l = &t[i].loop;
+		l->srv = srv;
+		pthread_mutex_init(&l->opened_lock, NULL);
+		l->opened_fd = o ? eventfd(0, EFD_CLOEXEC) : -1;
+		if (l->opened_fd >= 0)
+			l->openers = o;
+		else if (o)
+			log_errno(-errno, "eventfd: this loop opens its source files itself");
+		l->openers_below = (unsigned int)ncpu;
+	}
 	/* n - 1 rings to come; each loop arms an accept per listener. */
 	srv_client_limit(srv, (unsigned int)n - 1, (unsigned int)(n * srv->cfg->nlisten));
 	for (size_t i = 1; i < n; i++) {
@@ -1043,6 +1364,12 @@ int srv_uring_run(struct srv_ctx *srv)
 		pthread_join(t[i].tid, NULL);
 		if (t[i].ret < 0 && r == 0)
 			r = t[i].ret;
+	}
+	openers_stop(o);
+	for (size_t i = 0; i < n; i++) {
+		if (t[i].loop.opened_fd >= 0)
+			close(t[i].loop.opened_fd);
+		pthread_mutex_destroy(&t[i].loop.opened_lock);
 	}
 	return r;
 }

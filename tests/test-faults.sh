@@ -170,6 +170,12 @@ for mode in io_uring no-io-uring; do
 	timeout 300 nbdcopy "$(export_uri root)" "$T/copy.img" || fail "[$mode] nbdcopy failed after the pressure"
 	cmp "$T/root.img" "$T/copy.img" || fail "[$mode] nbdcopy after the pressure differs"
 	rm -f "$T/copy.img"
+	# One client: with io_uring on 2+ CPUs its misses go to the openers,
+	# whose batches must not hold the few fds they wait for.
+	timeout 300 nbdcopy -C 1 "$(export_uri root)" "$T/copy.img" ||
+		fail "[$mode] nbdcopy -C 1 failed after the pressure"
+	cmp "$T/root.img" "$T/copy.img" || fail "[$mode] nbdcopy -C 1 after the pressure differs"
+	rm -f "$T/copy.img"
 	stop_server || fail "[$mode] the server did not stop cleanly (exit $?)"
-	ok "[$mode] 64 clients with 64 fds: no error, and a full copy after"
+	ok "[$mode] 64 clients with 64 fds: no error, and full copies after"
 done

@@ -254,11 +254,58 @@ static void test_fits(void **state)
 	region_map_free(&map);
 }
 
+/*
+ * The two halves of a get, as the io_uring loop uses them: src_cache_try()
+ * never opens (a miss costs nothing but the clock), src_cache_open() does,
+ * and an open that finds the fd cached meanwhile (another thread's) pins
+ * that one instead of opening again.
+ */
+static void test_try_open(void **state)
+{
+	struct region_map map;
+	struct src_cache sc;
+	uint32_t *ids;
+	(void)state;
+
+	make_map(&map, 400, 4);
+	const struct region_map *maps[] = { &map };
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, 4), 0);
+	opens = 0;
+	assert_int_equal(src_cache_try(&sc, ids[1], 1), SRC_CACHE_MISS);
+	assert_int_equal(opens, 0);
+	assert_int_equal(sc.nopen, 0);
+	assert_int_equal(sc.now, 1);		/* the clock ticked once */
+
+	int fd = src_cache_open(&sc, ids[1]);
+	assert_true(fd >= 0);
+	assert_int_equal(opens, 1);
+	assert_int_equal(sc.now, 1);		/* and not again */
+	int fd2 = src_cache_open(&sc, ids[1]);	/* as if raced by another loop */
+	assert_int_equal(fd2, fd);
+	assert_int_equal(opens, 1);
+	int fd3 = src_cache_try(&sc, ids[1], 1);
+	assert_int_equal(fd3, fd);
+	assert_int_equal(sc.entries[ids[1]].refs, 3);
+	src_cache_put(&sc, ids[1], fd);
+	src_cache_put(&sc, ids[1], fd2);
+	src_cache_put(&sc, ids[1], fd3);
+	assert_int_equal(sc.entries[ids[1]].refs, 0);
+	assert_int_equal(fcntl(fd, F_GETFD), FD_CLOEXEC);	/* still cached, open */
+
+	assert_int_equal(src_cache_try(&sc, 12345, 1), -EINVAL);
+	assert_int_equal(src_cache_open(&sc, 12345), -EINVAL);
+
+	src_cache_free(&sc);
+	free(ids);
+	region_map_free(&map);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_dedup),
 		cmocka_unit_test(test_pinned),
+		cmocka_unit_test(test_try_open),
 		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_scan_pieces),
 		cmocka_unit_test(test_fits),
