@@ -136,7 +136,6 @@ struct uring_loop {
 	struct openers *openers;
 	int opened_fd;			/* eventfd: the openers' doorbell */
 	unsigned int nopens;		/* segments with the openers */
-	unsigned int openers_below;	/* used with fewer clients than this */
 	struct srv_read_seg *to_open, *to_open_tail;	/* for flush_opens() */
 	uint64_t opened_val;		/* its read's buffer */
 	pthread_mutex_t opened_lock;	/* guards the list below */
@@ -173,6 +172,7 @@ struct openers {
 	pthread_cond_t cond;		/* a job queued, or stop */
 	struct srv_read_seg *head, *tail;	/* by ->next_open */
 	bool stop;
+	unsigned int below;		/* used with fewer clients than this */
 	size_t n;
 	pthread_t tid[];
 };
@@ -488,6 +488,18 @@ static bool park(struct uconn *uc, struct srv_reply *rp, uint32_t source, int er
 	return true;
 }
 
+/* Appends the chain first..last (by ->next_open) to the queue head, tail. */
+static void open_queue_append(struct srv_read_seg **head, struct srv_read_seg **tail,
+			      struct srv_read_seg *first, struct srv_read_seg *last)
+{
+	last->next_open = NULL;
+	if (*tail)
+		(*tail)->next_open = first;
+	else
+		*head = first;
+	*tail = last;
+}
+
 /*
  * Queues s, whose source is not cached, for the openers (struct
  * openers): on the loop's own list, which flush_opens() hands over once
@@ -497,12 +509,7 @@ static void open_async(struct uconn *uc, struct srv_read_seg *s)
 {
 	struct uring_loop *l = uc->loop;
 
-	s->next_open = NULL;
-	if (l->to_open_tail)
-		l->to_open_tail->next_open = s;
-	else
-		l->to_open = s;
-	l->to_open_tail = s;
+	open_queue_append(&l->to_open, &l->to_open_tail, s, s);
 	uc->nops++;	/* uc stays until on_opened() had it back */
 	l->nopens++;
 }
@@ -516,7 +523,8 @@ static void open_async(struct uconn *uc, struct srv_read_seg *s)
  */
 static bool openers_wanted(const struct uring_loop *l)
 {
-	return l->openers && __atomic_load_n(&l->srv->nclients, __ATOMIC_RELAXED) < l->openers_below;
+	return l->openers &&
+	       __atomic_load_n(&l->srv->nclients, __ATOMIC_RELAXED) < l->openers->below;
 }
 
 /* Hands the loop's queued opens to the openers, waking one. */
@@ -527,11 +535,7 @@ static void flush_opens(struct uring_loop *l)
 	if (!l->to_open)
 		return;
 	pthread_mutex_lock(&o->lock);
-	if (o->tail)
-		o->tail->next_open = l->to_open;
-	else
-		o->head = l->to_open;
-	o->tail = l->to_open_tail;
+	open_queue_append(&o->head, &o->tail, l->to_open, l->to_open_tail);
 	pthread_cond_signal(&o->cond);
 	pthread_mutex_unlock(&o->lock);
 	l->to_open = l->to_open_tail = NULL;
@@ -730,6 +734,7 @@ static void open_done(struct uring_loop *l, struct srv_read_seg *s)
 	struct srv_reply *rp = s->rp;
 	struct uconn *uc = (struct uconn *)rp->conn;
 
+	l->nopens--;
 	uc->nops--;
 	if (s->fd >= 0 && rp->err == 0 && !uc->closing) {
 		submit_read(uc, s);
@@ -749,8 +754,6 @@ static struct srv_read_seg *take_opened(struct uring_loop *l)
 	s = l->opened;
 	l->opened = l->opened_tail = NULL;
 	pthread_mutex_unlock(&l->opened_lock);
-	for (struct srv_read_seg *t = s; t; t = t->next_open)
-		l->nopens--;
 	return s;
 }
 
@@ -1138,9 +1141,11 @@ static int loop_run(struct uring_loop *l)
 		uint64_t v;
 		if (read(l->opened_fd, &v, sizeof(v)) < 0 && errno != EINTR)
 			break;
-		for (struct srv_read_seg *s = take_opened(l); s; s = s->next_open)
+		for (struct srv_read_seg *s = take_opened(l); s; s = s->next_open) {
+			l->nopens--;
 			if (s->fd >= 0)
 				src_cache_put(s->rp->ex->cache, s->source, s->fd);
+		}
 	}
 	for (struct uconn *uc = l->conns, *next; uc; uc = next) {
 		next = uc->next;
@@ -1168,14 +1173,9 @@ static void post_opened(struct srv_read_seg *s)
 	struct uring_loop *l = ((struct uconn *)s->rp->conn)->loop;
 	bool ring;
 
-	s->next_open = NULL;
 	pthread_mutex_lock(&l->opened_lock);
 	ring = !l->opened;
-	if (l->opened_tail)
-		l->opened_tail->next_open = s;
-	else
-		l->opened = s;
-	l->opened_tail = s;
+	open_queue_append(&l->opened, &l->opened_tail, s, s);
 	pthread_mutex_unlock(&l->opened_lock);
 	if (ring) {
 		uint64_t one = 1;
@@ -1234,15 +1234,17 @@ static void *opener_main(void *arg)
 }
 
 /*
- * Starts n opener threads; NULL if none could be started (the loops then
- * open in place).
+ * Starts n opener threads, used while fewer than below clients are
+ * connected; NULL if none could be started (the loops then open in
+ * place).
  */
-static struct openers *openers_start(size_t n)
+static struct openers *openers_start(size_t n, unsigned int below)
 {
 	struct openers *o = calloc(1, sizeof(*o) + n * sizeof(o->tid[0]));
 
 	if (!o)
 		return NULL;
+	o->below = below;
 	pthread_mutex_init(&o->lock, NULL);
 	pthread_cond_init(&o->cond, NULL);
 	for (; o->n < n; o->n++) {
@@ -1334,7 +1336,8 @@ int srv_uring_run(struct srv_ctx *srv)
 	 * made before srv_client_limit() counts the fds open.
 	 */
 	struct openers *o = ncpu < 2 ? NULL :
-			    openers_start(ncpu > MAX_OPENERS ? MAX_OPENERS : (size_t)ncpu);
+			    openers_start(ncpu > MAX_OPENERS ? MAX_OPENERS : (size_t)ncpu,
+					  (unsigned int)ncpu);
 	for (size_t i = 0; i < n; i++) {
 		struct uring_loop *l = &t[i].loop;
 		l->srv = srv;
@@ -1344,7 +1347,6 @@ int srv_uring_run(struct srv_ctx *srv)
 			l->openers = o;
 		else if (o)
 			log_errno(-errno, "eventfd: this loop opens its source files itself");
-		l->openers_below = (unsigned int)ncpu;
 	}
 	/* n - 1 rings to come; each loop arms an accept per listener. */
 	srv_client_limit(srv, (unsigned int)n - 1, (unsigned int)(n * srv->cfg->nlisten));
