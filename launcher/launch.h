@@ -126,6 +126,11 @@ struct launch {
 
 /* util.c */
 extern int launch_verbose;
+/*
+ * Logs "erofs-nbd-launch: [LEVEL: ]message" on stderr.  Each message goes
+ * out in one write(2): erofs-nbd and the VMM share our stderr, and a
+ * message written in pieces could be split by one of theirs.
+ */
 void log_msg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define log_error(...) log_msg("error", __VA_ARGS__)
 #define log_warning(...) log_msg("warning", __VA_ARGS__)

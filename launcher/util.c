@@ -24,31 +24,63 @@
 
 int launch_verbose;
 
+/*
+ * log_line: writes PREFIX, FMT formatted with AP, SUFFIX and a newline to
+ * stderr in one write(2), so that a child sharing our stderr (erofs-nbd,
+ * the VMM) cannot land its own message inside one of ours.  A line longer
+ * than the buffer is cut and ends in "...".
+ */
+static void log_line(const char *prefix, const char *suffix, const char *fmt, va_list ap)
+{
+	char msg[4096], line[sizeof(msg) + 256];
+	int n;
+
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg))
+		memcpy(msg + sizeof(msg) - 4, "...", 4);
+	n = snprintf(line, sizeof(line), "%s%s%s\n", prefix, msg, suffix);
+	if (n < 0)
+		return;
+	if (n >= (int)sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	fflush(stderr);
+	for (int off = 0; off < n;) {
+		ssize_t w = write(STDERR_FILENO, line + off, (size_t)(n - off));
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (int)w;
+	}
+}
+
 void log_msg(const char *level, const char *fmt, ...)
 {
 	int saved = errno;
+	char prefix[64];
 	va_list ap;
 
 	if (level)
-		fprintf(stderr, "erofs-nbd-launch: %s: ", level);
+		snprintf(prefix, sizeof(prefix), "erofs-nbd-launch: %s: ", level);
 	else
-		fputs("erofs-nbd-launch: ", stderr);
+		snprintf(prefix, sizeof(prefix), "erofs-nbd-launch: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	log_line(prefix, "", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	errno = saved;
 }
 
 int log_errno(int err, const char *fmt, ...)
 {
+	char suffix[128];
 	va_list ap;
 
-	fputs("erofs-nbd-launch: error: ", stderr);
+	snprintf(suffix, sizeof(suffix), ": %s", strerror(err < 0 ? -err : err));
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	log_line("erofs-nbd-launch: error: ", suffix, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", strerror(err < 0 ? -err : err));
 	return err < 0 ? err : -err;
 }
 
