@@ -254,14 +254,8 @@ int proxy_unix(const char *path)
 			if (n <= 0) {
 				in_open = false;
 				shutdown(fd, SHUT_WR);
-			} else {
-				for (ssize_t off = 0; off < n;) {
-					ssize_t w = write(fd, buf + off, (size_t)(n - off));
-
-					if (w <= 0)
-						return 255;
-					off += w;
-				}
+			} else if (write_all(fd, buf, (size_t)n) < 0) {
+				return 255;
 			}
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -269,13 +263,8 @@ int proxy_unix(const char *path)
 
 			if (n <= 0)
 				return 0;
-			for (ssize_t off = 0; off < n;) {
-				ssize_t w = write(1, buf + off, (size_t)(n - off));
-
-				if (w <= 0)
-					return 255;
-				off += w;
-			}
+			if (write_all(1, buf, (size_t)n) < 0)
+				return 255;
 		}
 	}
 }

@@ -24,20 +24,38 @@
 
 int launch_verbose;
 
+int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /*
- * log_line: writes PREFIX, FMT formatted with AP, SUFFIX and a newline to
- * stderr in one write(2), so that a child sharing our stderr (erofs-nbd,
- * the VMM) cannot land its own message inside one of ours.  A line longer
- * than the buffer is cut and ends in "...".
+ * log_line: writes "erofs-nbd-launch: [LEVEL: ]", FMT formatted with AP,
+ * SUFFIX and a newline to stderr in one write(2), so that a child sharing
+ * our stderr (erofs-nbd, the VMM) cannot land its own message inside one
+ * of ours.  A line longer than the buffer is cut and ends in "...".
  */
-static void log_line(const char *prefix, const char *suffix, const char *fmt, va_list ap)
+static void log_line(const char *level, const char *suffix, const char *fmt, va_list ap)
 {
 	char msg[4096], line[sizeof(msg) + 256];
 	int n;
 
 	if (vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg))
 		memcpy(msg + sizeof(msg) - 4, "...", 4);
-	n = snprintf(line, sizeof(line), "%s%s%s\n", prefix, msg, suffix);
+	n = snprintf(line, sizeof(line), "erofs-nbd-launch: %s%s%s%s\n", level ? level : "",
+		     level ? ": " : "", msg, suffix);
 	if (n < 0)
 		return;
 	if (n >= (int)sizeof(line)) {
@@ -45,29 +63,16 @@ static void log_line(const char *prefix, const char *suffix, const char *fmt, va
 		line[n - 1] = '\n';
 	}
 	fflush(stderr);
-	for (int off = 0; off < n;) {
-		ssize_t w = write(STDERR_FILENO, line + off, (size_t)(n - off));
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (int)w;
-	}
+	write_all(STDERR_FILENO, line, (size_t)n);
 }
 
 void log_msg(const char *level, const char *fmt, ...)
 {
 	int saved = errno;
-	char prefix[64];
 	va_list ap;
 
-	if (level)
-		snprintf(prefix, sizeof(prefix), "erofs-nbd-launch: %s: ", level);
-	else
-		snprintf(prefix, sizeof(prefix), "erofs-nbd-launch: ");
 	va_start(ap, fmt);
-	log_line(prefix, "", fmt, ap);
+	log_line(level, "", fmt, ap);
 	va_end(ap);
 	errno = saved;
 }
@@ -79,7 +84,7 @@ int log_errno(int err, const char *fmt, ...)
 
 	snprintf(suffix, sizeof(suffix), ": %s", strerror(err < 0 ? -err : err));
 	va_start(ap, fmt);
-	log_line("erofs-nbd-launch: error: ", suffix, fmt, ap);
+	log_line("error", suffix, fmt, ap);
 	va_end(ap);
 	return err < 0 ? err : -err;
 }
