@@ -96,37 +96,18 @@ static void serialise(struct erofs_ctx *ctx)
 }
 
 /*
- * Allocates membuf and blockbuf (zeroed, faulted in) and serialises into
- * them: runs on a thread of its own while add_sources() runs, since the
- * two touch disjoint data (serialise() never reads erofs_inode.source).
- * Returns 0 or -ENOMEM; the caller frees the buffers either way.
+ * Faults in membuf and blockbuf (allocated, zeroed) and serialises into
+ * them.  Runs on a thread of its own while add_sources() runs: the two
+ * touch disjoint data (serialise() never reads erofs_inode.source).
  */
-static int fill_buffers(struct erofs_ctx *ctx)
-{
-	ctx->membuf = calloc(1, ctx->membuf_size);
-	if (!ctx->membuf)
-		return -ENOMEM;
-	erofs_prefault(ctx->membuf, ctx->membuf_size);
-	if (ctx->blockbuf_size) {
-		ctx->blockbuf = calloc(1, ctx->blockbuf_size);
-		if (!ctx->blockbuf)
-			return -ENOMEM;
-		erofs_prefault(ctx->blockbuf, ctx->blockbuf_size);
-	}
-	serialise(ctx);
-	return 0;
-}
-
-struct fill_job {
-	struct erofs_ctx *ctx;
-	int r;
-};
-
 static void *fill_thread(void *arg)
 {
-	struct fill_job *job = arg;
+	struct erofs_ctx *ctx = arg;
 
-	job->r = fill_buffers(job->ctx);
+	erofs_prefault(ctx->membuf, ctx->membuf_size);
+	if (ctx->blockbuf)
+		erofs_prefault(ctx->blockbuf, ctx->blockbuf_size);
+	serialise(ctx);
 	return NULL;
 }
 
@@ -338,30 +319,28 @@ int erofs_build(const struct walk_tree *tree, const struct erofs_opts *opts,
 	if (r < 0)
 		goto out;
 
+	r = -ENOMEM;
+	ctx.membuf = calloc(1, ctx.membuf_size);
+	if (!ctx.membuf || region_map_own(map, ctx.membuf) < 0)
+		goto out;
+	if (ctx.blockbuf_size) {
+		ctx.blockbuf = calloc(1, ctx.blockbuf_size);
+		if (!ctx.blockbuf || region_map_own(map, ctx.blockbuf) < 0)
+			goto out;
+	}
 	/*
 	 * The buffers are filled on a second thread while this one registers
-	 * the sources: on a tree of 144,000 entries the first is a third of
-	 * the layout's time, the second a quarter.  Without a thread, one
-	 * after the other.
+	 * the sources: on a tree of 144,000 entries each is about a third of
+	 * the layout's time.  Without a thread, one after the other.
 	 */
-	struct fill_job job = { .ctx = &ctx };
 	pthread_t th;
-	bool threaded = pthread_create(&th, NULL, fill_thread, &job) == 0;
+	bool threaded = pthread_create(&th, NULL, fill_thread, &ctx) == 0;
 
 	if (!threaded)
-		job.r = fill_buffers(&ctx);
+		fill_thread(&ctx);
 	r = add_sources(&ctx, map);
 	if (threaded)
 		pthread_join(th, NULL);
-	if (r == 0)
-		r = job.r;
-	/* The map owns the buffers from here (it frees one it cannot take). */
-	if (ctx.membuf && region_map_own(map, ctx.membuf) < 0) {
-		free(ctx.blockbuf);
-		r = -ENOMEM;
-	} else if (ctx.blockbuf && region_map_own(map, ctx.blockbuf) < 0) {
-		r = -ENOMEM;
-	}
 	if (r == 0)
 		r = emit(&ctx, map, map_start);
 	if (r == 0)
