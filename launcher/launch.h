@@ -138,8 +138,6 @@ void log_msg(const char *level, const char *fmt, ...) __attribute__((format(prin
 #define log_debug(...) do { if (launch_verbose >= 2) log_msg("debug", __VA_ARGS__); } while (0)
 /* Logs "error: ...: strerror(-err)" and returns err (< 0). */
 int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Writes all len bytes of buf to fd, retrying on EINTR.  0, or -errno (-EIO if write(2) returned 0). */
-int write_all(int fd, const void *buf, size_t len);
 
 void strv_add(struct strv *s, const char *arg);
 /* Appends p and takes ownership (NULL: records the failed allocation). */

@@ -24,30 +24,14 @@
 
 int launch_verbose;
 
-int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * log_line: writes "erofs-nbd-launch: [LEVEL: ]", FMT formatted with AP,
  * SUFFIX and a newline to stderr in one write(2), so that a child sharing
  * our stderr (erofs-nbd, the VMM) cannot land its own message inside one
  * of ours.  A line longer than the buffer is cut and ends in "...".
  */
-static void log_line(const char *level, const char *suffix, const char *fmt, va_list ap)
+static void __attribute__((format(printf, 3, 0)))
+log_line(const char *level, const char *suffix, const char *fmt, va_list ap)
 {
 	char msg[4096], line[sizeof(msg) + 256];
 	int n;

@@ -6,6 +6,7 @@
  *   _cleanup_free_ char *p = malloc(n);     freed when p leaves scope
  *   _cleanup_close_ int fd = open(...);     closed when fd leaves scope
  *   node->fd = TAKE_FD(fd);                 hand ownership on explicitly
+ *   r = write_all(fd, buf, len);            every byte, or -errno
  */
 #ifndef EROFS_NBD_CLEANUP_H
 #define EROFS_NBD_CLEANUP_H
@@ -26,6 +27,27 @@ static inline void closep(int *fd)
 		close(*fd);
 		errno = saved;
 	}
+}
+
+/*
+ * Writes all len bytes of buf to fd, retrying after EINTR and short
+ * writes.  Returns 0, or -errno (-EIO if write(2) returned 0).
+ */
+static inline int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 #define _cleanup_(f) __attribute__((cleanup(f)))

@@ -447,22 +447,6 @@ int region_map_pread(const struct region_map *map, void *buf, size_t count,
 	return count ? -EIO : 0;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int region_map_write(const struct region_map *map, int fd)
 {
 	enum { CHUNK = 1 << 20 };
