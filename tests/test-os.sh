@@ -25,6 +25,14 @@
 # names: erofs-nbd, QEMU, ssh-keygen, ssh), and its runtime directory, with
 # the throwaway key, known_hosts and sockets, is gone.
 #
+# One emulator fault is retried, once per run: under TCG a guest vCPU can
+# halt and never see its next timer interrupt (QEMU 7.2; seen once in
+# about 25 CI runs).  The guest's kernel names it itself, "rcu: ... kthread
+# timer wakeup didn't happen", 21 s into the stall; the test watches the
+# console for that line, stops the launcher (which must still leave
+# nothing behind), prints the console and boots again.  Any other
+# failure, or the fault twice, fails the test.
+#
 # Knobs: EROFS_NBD_VM_ACCEL (default tcg), EROFS_NBD_SSH_TIMEOUT (seconds
 # for sshd, default 900), EROFS_NBD_VM_KEEP=1 keeps the work directory.
 # Exit: 0 pass, 77 skip (not root, no QEMU/OVMF/ssh, the tree cannot be
@@ -61,9 +69,26 @@ fi
 
 # launch NAME ARG...: one launcher run in the foreground, bounded; its
 # stdout in $work/NAME.out, messages in NAME.err, console in NAME.con;
-# sets LRC and SECS.
+# sets LRC and SECS.  A TCG lost-timer hang (above) is retried once.
 launch() {
-	local name=$1 start=$SECONDS
+	local name=$1
+	launch_once "$@"
+	[ "$LRC" = hung ] || return 0
+	echo "NOTE: $name: the guest's kernel reports a lost timer interrupt (a TCG" \
+		"fault, not the export); its console ends:"
+	console_tail "$name" 2>&1 | tail -n 12 | sed 's/^/  : /'
+	nothing_left "$name"
+	local f
+	for f in out err con; do mv "$work/$name.$f" "$work/$name.hung.$f"; done
+	echo "NOTE: $name: booting again (once)"
+	launch_once "$@"
+	[ "$LRC" != hung ] || { console_tail "$name"; fail "$name: the TCG lost-timer hang again"; }
+}
+
+# launch_once NAME ARG...: one attempt; LRC is "hung" when the console shows
+# the lost-timer line and the launcher was stopped for it.
+launch_once() {
+	local name=$1 start=$SECONDS hung=0
 	shift
 	"$LAUNCH" -v --server "$EROFS_NBD" --vmm qemu --accel "$accel" --cpus 2 \
 		--memory 1024 --ssh-timeout "$ssh_timeout" --runtime-dir "$work/run-$name" \
@@ -74,16 +99,25 @@ launch() {
 	local i
 	for ((i = 0; i < (ssh_timeout + 300) * 10; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
+		if [ "$accel" = tcg ] && ((i % 50 == 0)) &&
+			grep -qs "kthread timer wakeup didn't happen" "$work/$name.con"; then
+			hung=1
+			break
+		fi
 		sleep 0.1
 	done
 	if kill -0 "$pid" 2>/dev/null; then
 		kill -TERM "$pid"
-		sleep 30
+		for ((i = 0; i < 600; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
 	fi
 	wait "$pid" && LRC=0 || LRC=$?
 	SECS=$((SECONDS - start))
 	echo "--- $name: exit $LRC after $SECS s; launcher messages:"
 	sed 's/^/  | /' "$work/$name.err"
+	[ "$hung" = 0 ] || LRC=hung
 }
 
 # console_tail NAME: the end of the guest's console, for a failure.
