@@ -228,9 +228,12 @@ int qemu_prepare(struct launch *l)
 	out = open(l->efi_vars, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (out < 0)
 		return log_errno(-errno, "creating '%s'", l->efi_vars);
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		if (write(out, buf, (size_t)n) != n)
-			return log_errno(-errno ? -errno : -EIO, "writing '%s'", l->efi_vars);
+	while ((n = read(in, buf, sizeof(buf))) > 0) {
+		int r = write_all(out, buf, (size_t)n);
+
+		if (r < 0)
+			return log_errno(r, "writing '%s'", l->efi_vars);
+	}
 	if (n < 0)
 		return log_errno(-errno, "reading '%s'", src);
 	return 0;
@@ -262,8 +265,9 @@ static int qmp_execute(int fd, const char *cmd)
 	size_t len = strlen(cmd);
 	int r;
 
-	if (write(fd, cmd, len) != (ssize_t)len)
-		return -errno ? -errno : -EIO;
+	r = write_all(fd, cmd, len);
+	if (r < 0)
+		return r;
 	for (;;) {
 		r = qmp_read_line(fd, line, sizeof(line));
 		if (r < 0)

@@ -121,7 +121,7 @@ int vfkit_request_stop(struct launch *l, bool hard)
 	char body[64], req[512], resp[256];
 	_cleanup_close_ int fd = unix_connect(l->rest_sock, 2000);
 	size_t got = 0;
-	int blen, rlen;
+	int blen, rlen, r;
 
 	if (fd < 0)
 		return fd;
@@ -130,8 +130,9 @@ int vfkit_request_stop(struct launch *l, bool hard)
 			"POST /vm/state HTTP/1.1\r\nHost: vfkit\r\n"
 			"Content-Type: application/json\r\nContent-Length: %d\r\n"
 			"Connection: close\r\n\r\n%s", blen, body);
-	if (write(fd, req, (size_t)rlen) != rlen)
-		return -errno ? -errno : -EIO;
+	r = write_all(fd, req, (size_t)rlen);
+	if (r < 0)
+		return r;
 	while (got < sizeof(resp) - 1) {
 		ssize_t n = read(fd, resp + got, sizeof(resp) - 1 - got);
 
