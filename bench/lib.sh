@@ -176,6 +176,14 @@ pid_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 srv_rss_kib() { awk "/^$2:/ { print \$2 }" "/proc/$1/status"; }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# trimmed_mean: the mean of the numbers on stdin without the lowest and the
+# highest (all of them when fewer than 3).
+trimmed_mean() {
+	sort -g | awk '{ v[NR] = $1 }
+		END { lo = NR < 3 ? 1 : 2; hi = NR < 3 ? NR : NR - 1
+		      for (i = lo; i <= hi; i++) s += v[i]
+		      print (hi >= lo ? s / (hi - lo + 1) : 0) }'
+}
 
 # seq_pass URI PID [NBDCOPY-OPT...]: one nbdcopy --no-extents URI null:
 # pass, with PID the server.  Prints "WALL-US SERVER-TICKS CLIENT-SECONDS".

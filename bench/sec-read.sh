@@ -56,18 +56,22 @@ alternate() {
 
 # seq_rounds TREE-NAME METRIC [NBDCOPY-OPT...]: READ_RUNS alternating
 # rounds of seq_pass.  Records, per server, "MB/s server-ms/GB
-# client-ms/GB": MB/s of its median pass, CPU over all its passes.
+# client-ms/GB": MB/s of its median pass; CPU per GB as the mean of its
+# passes without the cheapest and the dearest (from 3 passes up).  One
+# slow pass (here 1 in 4-6 took 1.5-2.5x the CPU, any server) moved a
+# plain sum by a third; a median alone is too coarse, since CPU time comes
+# in 10 ms ticks and a minbase pass takes about 0.1 s.
 seq_rounds() {
-	local t=$1 metric=$2 s
+	local t=$1 metric=$2 s f gb us st cli
 	shift 2
 	alternate R_LABELS seq "$READ_RUNS" seq_pass "$@"
 	for s in "${R_LABELS[@]}"; do
-		result read "$t" "$s" "$metric" "$(awk -v size="${R_SIZE[$s]}" \
-			-v tck="$TCK" -v us="$(cut -d' ' -f1 "$work/seq.$s" | median)" '
-			{ st += $2; cli += $3; n++ }
-			END { gb = size * n / 1e9
-			      printf "%.1f %.0f %.0f\n", size / us, st * 1000 / tck / gb, cli * 1000 / gb }' \
-			"$work/seq.$s")"
+		f=$work/seq.$s gb=$(awk -v b="${R_SIZE[$s]}" 'BEGIN { print b / 1e9 }')
+		us=$(cut -d' ' -f1 "$f" | median)
+		st=$(awk -v gb="$gb" -v tck="$TCK" '{ print $2 * 1000 / tck / gb }' "$f" | trimmed_mean)
+		cli=$(awk -v gb="$gb" '{ print $3 * 1000 / gb }' "$f" | trimmed_mean)
+		result read "$t" "$s" "$metric" "$(awk -v size="${R_SIZE[$s]}" -v us="$us" \
+			-v st="$st" -v cli="$cli" 'BEGIN { printf "%.1f %.0f %.0f\n", size / us, st, cli }')"
 	done
 }
 
