@@ -335,13 +335,15 @@ static struct bootcfg_tree model_tree(const struct walk_tree *t)
 
 /*
  * Reopens a file given by path and checks it is still the one measured
- * at start-up: same dev/ino (not replaced), size and mtime (not changed).
+ * at start-up: same dev/ino (not replaced), size and mtime (not changed),
+ * whatever the flags: a path proves no identity by itself.
  */
-static int esp_src_open_path(const struct region_source *src)
+static int esp_src_open_path(const struct region_source *src, unsigned int flags)
 {
 	const struct esp_src *s = src->opaque;
 	struct stat st;
 	int r;
+	(void)flags;
 	_cleanup_close_ int fd = open(s->path, O_RDONLY | O_CLOEXEC | O_NOCTTY |
 				      O_NONBLOCK);
 
@@ -411,7 +413,7 @@ static int src_arch(struct esp_ctx *c, const struct region_source *src,
 	uint8_t buf[ESP_HEAD_BYTES];
 	size_t want = src->size < sizeof(buf) ? (size_t)src->size : sizeof(buf);
 	size_t got = 0;
-	_cleanup_close_ int fd = src->open(src);
+	_cleanup_close_ int fd = src->open(src, 0);
 
 	if (fd < 0)
 		return esp_fail(c, fd, "'%s': reading the %s: %s", src->name, what,
@@ -782,7 +784,7 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		goto out;
 	if (pl.has_initrd) {
 		/* Unreadable now means unbootable later: find out at start-up. */
-		_cleanup_close_ int fd = pl.initrd.open(&pl.initrd);
+		_cleanup_close_ int fd = pl.initrd.open(&pl.initrd, 0);
 		if (fd < 0) {
 			r = esp_fail(c, fd, "'%s': reading the initrd: %s", pl.initrd.name,
 				     strerror(-fd));

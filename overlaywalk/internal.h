@@ -146,7 +146,9 @@ int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
 /*
  * What walk_open_data() checks a reopened file against, and how it finds
  * it: the walk's identity and times, its layer, its handle (or NULL) and
- * its path from the layer's root.
+ * its path from the layer's root.  check_after: the caller compares size
+ * and times itself after reading (REGION_OPEN_CHECK_AFTER), so a file
+ * opened by its handle, which is that inode, is not looked at again.
  */
 struct walk_stamp {
 	uint64_t dev, ino, size;
@@ -155,13 +157,14 @@ struct walk_stamp {
 	uint32_t uid, layer;
 	const struct walk_reopen *reopen;
 	const char *path;
+	bool check_after;
 };
 /* walk_inode_path() in two steps: its length (no NUL) and depth ... */
 size_t walk_path_len(const struct walk_inode *inode, size_t *ret_depth);
 /* ... and the path itself, len bytes and a NUL, at p. */
 void walk_path_fill(const struct walk_inode *inode, size_t len, size_t depth, char *p);
 
-/* walk_open_data() for a stamp; the same contract. */
+/* walk_open_data() for a stamp; the same contract but for check_after. */
 int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st);
 
 /* ---- the walk's working state, shared by walk.c, list.c and layers.c ---- */

@@ -23,7 +23,7 @@ struct walk_source {
 	unsigned char data[];	/* handle_bytes of handle, then the path and a NUL */
 };
 
-static int walk_source_open(const struct region_source *src)
+static int walk_source_open(const struct region_source *src, unsigned int flags)
 {
 	const struct walk_source *ws = src->opaque;
 	_Alignas(struct walk_reopen) unsigned char ro_buf[sizeof(struct walk_reopen) + 255];
@@ -33,6 +33,7 @@ static int walk_source_open(const struct region_source *src)
 		.mtime_sec = src->mtime_sec, .mtime_nsec = src->mtime_nsec,
 		.ctime_sec = src->ctime_sec, .ctime_nsec = src->ctime_nsec,
 		.uid = ws->uid, .layer = ws->layer, .path = src->name,
+		.check_after = (flags & REGION_OPEN_CHECK_AFTER) != 0,
 	};
 
 	if (ws->handle_bytes) {
@@ -46,9 +47,10 @@ static int walk_source_open(const struct region_source *src)
 }
 
 /* A tree made by hand has no layer to reopen a file from. */
-static int by_hand_open(const struct region_source *src)
+static int by_hand_open(const struct region_source *src, unsigned int flags)
 {
 	(void)src;
+	(void)flags;
 	return -EINVAL;
 }
 

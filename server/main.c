@@ -1084,7 +1084,7 @@ static int failing_source(const struct region_map *map,
 {
 	for (size_t i = 0; i < map->nsources; i++) {
 		const struct region_source *src = &map->sources[i];
-		int fd = src->open(src);
+		int fd = src->open(src, 0);
 		if (fd < 0) {
 			*ret_src = src;
 			return fd;

@@ -388,7 +388,7 @@ int region_source_check(const struct region_source *src, int fd)
 static int read_source(const struct region_source *src, void *buf,
 		       size_t len, uint64_t offset)
 {
-	_cleanup_close_ int fd = src->open(src);
+	_cleanup_close_ int fd = src->open(src, REGION_OPEN_CHECK_AFTER);
 	if (fd < 0)
 		return fd;
 	size_t done = 0;

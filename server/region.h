@@ -62,6 +62,17 @@ enum region_type {
 	REGION_MAP,
 };
 
+/*
+ * region_source.open() flag: the caller checks the fd with
+ * region_source_check() after every read through it, before it uses the
+ * bytes, and before anything is spliced from it.  open() may then leave
+ * out its own comparison of size and times where it knows the identity
+ * without a look (a file handle names the very inode); identity is always
+ * checked.  The server's source cache opens this way: a reopen by handle
+ * spares a statx() that the read's check repeats.
+ */
+#define REGION_OPEN_CHECK_AFTER	(1u << 0)
+
 /* Sub-maps nest at most this deep (a map with sub-maps is depth 2). */
 #define REGION_MAX_DEPTH 4
 
@@ -74,8 +85,9 @@ struct region_source {
 	 * Opens the source for reading and checks that it is still the file
 	 * the layout was computed from (identity, size, ctime).  Returns a
 	 * new O_RDONLY|O_CLOEXEC fd, or -errno: -EIO when the file changed.
+	 * flags: 0 or REGION_OPEN_CHECK_AFTER (below).
 	 */
-	int (*open)(const struct region_source *src);
+	int (*open)(const struct region_source *src, unsigned int flags);
 	const void *opaque;	/* the builder's handle, e.g. a walk_inode */
 	const char *name;	/* path relative to the tree, for messages */
 	uint64_t size;		/* bytes the layout expects the file to hold */

@@ -311,7 +311,7 @@ int src_cache_open(struct src_cache *sc, uint32_t id)
 	/* open() and close() outside the lock: the other loops keep going. */
 	if (old_fd >= 0)
 		close(old_fd);
-	fd = src->open(src);
+	fd = src->open(src, REGION_OPEN_CHECK_AFTER);
 
 	pthread_mutex_lock(&sc->lock);
 	if (fd < 0) {

@@ -552,8 +552,10 @@ static int build_children(struct fat_node *kids, size_t n, const char *label)
 	return ret;
 }
 
-static int dummy_open(const struct region_source *src)
+static int dummy_open(const struct region_source *src, unsigned int flags)
 {
+	(void)src;
+	(void)flags;
 	return -EIO;
 }
 

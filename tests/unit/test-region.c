@@ -24,8 +24,9 @@
 
 static char tmpfile_path[] = "/tmp/test-region.XXXXXX";
 
-static int open_tmp(const struct region_source *src)
+static int open_tmp(const struct region_source *src, unsigned int flags)
 {
+	(void)flags;
 	int fd = open(tmpfile_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

@@ -99,8 +99,9 @@ static struct srv_config cfg = {
 static struct srv_ctx srv;
 static struct srv_conn conn;
 
-static int open_source(const struct region_source *src)
+static int open_source(const struct region_source *src, unsigned int flags)
 {
+	(void)flags;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;

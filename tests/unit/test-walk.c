@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "overlaywalk/internal.h"
+#include "overlaywalk/source.h"
 #include "overlaywalk/walk.h"
 
 #define HIGH_NAME "\xc3\xa9t\xc3\xa9"	/* "été" in UTF-8: bytes >= 0x80 */
@@ -598,6 +599,62 @@ static void test_open_data_swapped_dir(void **state)
 	walk_tree_free(tree);
 }
 
+/*
+ * REGION_OPEN_CHECK_AFTER: a file changed after the walk still opens by
+ * its handle (the same inode), and the caller's check after the read
+ * says -EIO; without the flag, or by path, open() says it at once.
+ */
+static void test_source_check_after(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	const struct walk_inode *dash = lookup(tree, "-dash");
+	const struct walk_inode *f1 = lookup(tree, "a/f1");
+	struct region_source src, src1;
+	int fd;
+
+	assert_int_equal(walk_region_source(tree, dash, &src), 0);
+	assert_int_equal(walk_region_source(tree, f1, &src1), 0);
+
+	/* Unchanged: either way an fd that passes the check. */
+	fd = src.open(&src, REGION_OPEN_CHECK_AFTER);
+	assert_true(fd >= 0);
+	assert_int_equal(region_source_check(&src, fd), 0);
+	close(fd);
+
+	write_at("-dash", "more");
+	assert_int_equal(src.open(&src, 0), -EIO);
+	fd = src.open(&src, REGION_OPEN_CHECK_AFTER);
+	if (dash->reopen && geteuid() == 0) {
+		assert_true(fd >= 0);	/* by handle: the same inode */
+		assert_int_equal(region_source_check(&src, fd), -EIO);
+		close(fd);
+	} else {
+		assert_int_equal(fd, -EIO);	/* by path: identity checked */
+	}
+	/* The flag never lets another inode through. */
+	{
+		char p[PATH_MAX], q[PATH_MAX];
+
+		make_file("f1.new", "hello", 0644);
+		at(p, sizeof(p), "f1.new");
+		at(q, sizeof(q), "a/f1");
+		assert_int_equal(rename(p, q), 0);
+		fd = src1.open(&src1, REGION_OPEN_CHECK_AFTER);
+		if (fd >= 0) {
+			/* By handle: the walk's inode (still linked as hl). */
+			struct stat st;
+
+			assert_true(f1->reopen && geteuid() == 0);
+			assert_int_equal(fstat(fd, &st), 0);
+			assert_true(st.st_ino == f1->ino);
+			close(fd);
+		} else {
+			assert_int_equal(fd, -EIO);
+		}
+	}
+	walk_tree_free(tree);
+}
+
 struct opener {
 	const struct walk_tree *tree;
 	const struct walk_inode *inode;
@@ -1052,6 +1109,7 @@ int main(void)
 		T(test_hardlinks),
 		T(test_open_data),
 		T(test_open_data_swapped_dir),
+		T(test_source_check_after),
 		T(test_open_data_threads),
 		T(test_check_fails),
 		T(test_check_skips),
