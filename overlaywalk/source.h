@@ -15,10 +15,10 @@
 
 /*
  * Fills *ret so that ret->open() reopens inode's data as
- * walk_open_data(tree, inode) would (-EIO once it changed; with
- * REGION_OPEN_CHECK_AFTER a reopen by handle leaves that to the caller's
- * region_source_check()); the name (the
- * path relative to the root), size, mtime and ctime come from the walk.
+ * walk_open_data(tree, inode) would: -EIO once it changed, except that
+ * with REGION_OPEN_CHECK_AFTER a reopen by handle leaves that to the
+ * caller's region_source_check().  The name (the path relative to the
+ * root), size, mtime and ctime come from the walk.
  * What ret->opaque and ret->name point at is kept by the tree until
  * walk_tree_free(), which must come after the region map's last use.
  * For a tree made by hand (tree->priv NULL: tests, fuzzing) ret->opaque is

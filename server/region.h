@@ -85,7 +85,7 @@ struct region_source {
 	 * Opens the source for reading and checks that it is still the file
 	 * the layout was computed from (identity, size, ctime).  Returns a
 	 * new O_RDONLY|O_CLOEXEC fd, or -errno: -EIO when the file changed.
-	 * flags: 0 or REGION_OPEN_CHECK_AFTER (below).
+	 * flags: 0 or REGION_OPEN_CHECK_AFTER (above).
 	 */
 	int (*open)(const struct region_source *src, unsigned int flags);
 	const void *opaque;	/* the builder's handle, e.g. a walk_inode */
