@@ -704,6 +704,9 @@ static int emit(struct esp_ctx *c, const struct esp_plan *pl, const char *conf,
 	struct fat_node top = dir_node("", root, 3, t);
 	struct fat_opts fo = { .label = "ESP", .volume_id = c->opts->volume_id };
 	r = fat_build(&top, &fo, c->map);
+	if (r == -ENOTSUP)
+		return esp_fail(c, r, "building the FAT file system: iconv cannot "
+				"convert UTF-8 to UTF-16LE (glibc's gconv modules missing?)");
 	if (r < 0)
 		return esp_fail(c, r, "building the FAT file system: %s", strerror(-r));
 	return 0;

@@ -247,7 +247,7 @@ int fat_build(const struct fat_node *root, const struct fat_opts *opts,
 
 	ctx.cd = iconv_open("UTF-16LE", "UTF-8");
 	if (ctx.cd == (iconv_t)-1) {
-		r = errno == ENOMEM ? -ENOMEM : -EINVAL;
+		r = errno == ENOMEM ? -ENOMEM : -ENOTSUP;
 		goto out;
 	}
 	r = fat_flatten(&ctx, root);

@@ -47,7 +47,8 @@ struct fat_opts {
  * and all files fit; the spare clusters are zero regions.
  * Returns 0, or -EINVAL (bad name, label), -ENAMETOOLONG, -EEXIST (two
  * names equal ignoring case), -EFBIG (a file of 4 GiB or more, or a
- * volume past FAT32's limits), -ENOMEM.
+ * volume past FAT32's limits), -ENOTSUP (iconv cannot convert UTF-8 to
+ * UTF-16LE: a C library without its converters), -ENOMEM.
  */
 int fat_build(const struct fat_node *root, const struct fat_opts *opts,
 	      struct region_map *map);

@@ -950,6 +950,9 @@ static int build_disk(const struct options *o, struct program *p)
 		.name = "root",
 	};
 	r = gpt_build(parts, n, &disk_guid, &p->disk_map, first_lba);
+	if (r == -ENOTSUP)
+		return log_errno(r, "building the GPT disk: iconv cannot convert "
+				 "UTF-8 to UTF-16LE (glibc's gconv modules missing?)");
 	if (r < 0)
 		return log_errno(r, "building the GPT disk");
 	/* Shown by default: it goes on the kernel command line of other setups. */

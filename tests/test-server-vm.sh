@@ -1,0 +1,161 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# slow: boots a QEMU guest (TCG) in which the server runs
+# tests/test-server-vm.sh - erofs-nbd on Debian 12's own kernel.
+#
+# The other tests run the server on the machine's kernel, which may be
+# far newer than the 6.1 a Debian 12 host boots; the server has paths
+# for older kernels (xattrs read through /proc/self/fd before
+# listxattrat, statx of "" before a NULL path, page-cache probes before
+# cachestat, splice into a Unix socket before MSG_SPLICE_PAGES).  Here QEMU boots the Debian
+# kernel (/boot/vmlinuz-KVER, the linux-image-amd64 of tests/test-vm.sh)
+# with a root tree served by erofs-nbd on this machine: a static busybox,
+# the erofs-nbd binary under test and tests/soak/nbd-soak.c's client
+# with the libraries `ldd` lists, and tests/vm/server-init as /init.  A
+# second disk, ext4, holds tests/mktree.sh's corner-case tree (--small)
+# as this machine's kernel wrote it.  In the guest, erofs-nbd must write
+# the same images as here, serve them byte for byte to nbd-soak with the
+# io_uring loop, the plain loop and --immutable-sources, and answer EIO
+# for a file rewritten in place with its size and mtime kept, naming it
+# in its log (tests/vm/server-init says how).
+#
+# TCG unless EROFS_NBD_VM_ACCEL=kvm; EROFS_NBD_VM_TIMEOUT=secs bounds the
+# guest (default 600).  Needs root (loop mount, mktree.sh), QEMU, the
+# Debian kernel and busybox-static; about 1-2 minutes.
+# Exit: 0 pass, 77 skip, 1 fail.
+set -euo pipefail
+# shellcheck source=tests/functions.sh
+. "$(dirname "$0")/functions.sh"
+here=$TESTS_DIR
+
+requires_root
+qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
+[ "$(uname -m)" = x86_64 ] || skip "x86_64 only"
+find_host_kernel || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
+requires mkfs.ext4
+requires python3
+requires sfdisk
+requires ldd
+requires test -x /bin/busybox
+soak=${EROFS_NBD_SOAK:-$PWD/${O:-build}/tests/nbd-soak}
+[ -x "$soak" ] || fail "no soak client at $soak (make check builds it)"
+[ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at '$EROFS_NBD'"
+accel=${EROFS_NBD_VM_ACCEL:-tcg}
+tmo=${EROFS_NBD_VM_TIMEOUT:-600}
+echo "guest kernel: $kernel; server: $EROFS_NBD; accel: $accel"
+
+tmpdir
+
+# --- initramfs: the VM test's, with ext4 for the second disk -------------------------
+MKINITRAMFS_MODULES=ext4 "$here/vm/mkinitramfs.sh" "$kver" "$T/initramfs.gz" && rc=0 || rc=$?
+[ "$rc" = 77 ] && skip "initramfs prerequisites missing"
+[ "$rc" = 0 ] || fail "mkinitramfs.sh exited $rc"
+
+# --- the source disk ---------------------------------------------------------------
+check "the source tree on ext4, and its images as this machine's server writes them"
+truncate -s 256M "$T/src.ext4"
+mkfs.ext4 -q -F -b 4096 "$T/src.ext4" || fail "mkfs.ext4"
+S=$T/mnt
+mkdir -p "$S"
+mount -o loop "$T/src.ext4" "$S" || skip "cannot loop-mount an ext4 image"
+cleanup_fn umount "$S"
+"$here/mktree.sh" --small "$S/tree" >"$T/mktree.log" 2>&1 ||
+	{ cat "$T/mktree.log"; fail "tests/mktree.sh failed"; }
+runs=(uring plain splice)
+mkdir -p "$S/tree/chg" "$S/orig" "$S/ranges"
+for r in "${runs[@]}"; do
+	# 300,000 bytes: whole blocks and an inline tail.  A whole-second
+	# mtime, which busybox's touch -r copies exactly.
+	head -c 300000 /dev/urandom >"$S/orig/$r.bin"
+	touch -d @1700000000 "$S/orig/$r.bin"
+	cp -p "$S/orig/$r.bin" "$S/tree/chg/$r.bin"
+done
+for e in disk root; do
+	"$EROFS_NBD" --export "$S/tree" --image-export $e --write-image "$T/$e.img" \
+		2>"$T/write.log" || { cat "$T/write.log"; fail "--write-image of the $e export"; }
+done
+sha256sum "$T/disk.img" "$T/root.img" | cut -d' ' -f1 >"$S/expect"
+root_off=$(sfdisk --json "$T/disk.img" | python3 -c '
+import json, sys
+parts = json.load(sys.stdin)["partitiontable"]["partitions"]
+print([p for p in parts if p.get("name") == "root"][0]["start"] * 512)')
+for r in "${runs[@]}"; do
+	python3 "$here/erofs_reader.py" "$T/root.img" "chg/$r.bin" >"$S/ranges/$r.root"
+	python3 "$here/erofs_reader.py" --offset "$root_off" "$T/root.img" "chg/$r.bin" \
+		>"$S/ranges/$r.disk"
+	[ -s "$S/ranges/$r.root" ] || fail "no extents for chg/$r.bin"
+done
+umount "$S"
+ok "$(find "$T" -maxdepth 1 -name '*.img' | wc -l) images, root partition at byte $root_off"
+
+# --- the guest's root: busybox, the two programs and their libraries -------------------
+R=$T/root
+mkdir -p "$R"/{bin,dev,proc,sys,tmp,srv,usr/bin}
+cp /bin/busybox "$R/bin/busybox"
+for a in $(/bin/busybox --list); do
+	[ "$a" = busybox ] || ln -s busybox "$R/bin/$a"
+done
+install -m 0755 "$EROFS_NBD" "$R/usr/bin/erofs-nbd"
+install -m 0755 "$soak" "$R/usr/bin/nbd-soak"
+# The libraries, at the paths the loader looks in, and glibc's UTF-16
+# converter (the GPT's and FAT's names go through iconv).
+libs=$(ldd "$EROFS_NBD" "$soak" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $2 ~ /^\(0x/ { print $1 }' | sort -u)
+libc=$(grep -m1 '/libc\.so' <<<"$libs") || fail "no libc in ldd's output"
+gconv=/usr/lib/$(basename "$(dirname "$libc")")/gconv	# glibc's ${libdir}/gconv
+for f in $libs "$gconv/gconv-modules.cache" "$gconv/UTF-16.so"; do
+	[ -e "$f" ] || fail "missing '$f'"
+	mkdir -p "$R$(dirname "$f")"
+	cp -L "$f" "$R$f"
+done
+install -m 0755 "$here/vm/server-init" "$R/init"
+
+# --- boot ------------------------------------------------------------------------------
+start_server "$R"
+sock=$SRV_SOCK
+check "booting $kver with $accel (timeout ${tmo}s): the server in the guest"
+start=$SECONDS
+cpu=max
+[ "$accel" = kvm ] && cpu=host
+timeout --kill-after=10 "$tmo" "$qemu" -nodefaults -no-user-config \
+	-machine q35 -accel "$accel" -cpu "$cpu" -m 1536 -smp 2 \
+	-display none -monitor none -serial "file:$T/console.log" -no-reboot \
+	-kernel "$kernel" -initrd "$T/initramfs.gz" \
+	-append "console=ttyS0 panic=-1 loglevel=4" \
+	-blockdev "driver=nbd,server.type=unix,server.path=$sock,export=root,node-name=n0,read-only=on" \
+	-device virtio-blk-pci,drive=n0 \
+	-blockdev "driver=file,filename=$T/src.ext4,node-name=s0" \
+	-blockdev "driver=raw,file=s0,node-name=s1" \
+	-device virtio-blk-pci,drive=s1 \
+	</dev/null >"$T/qemu.out" 2>&1 && rc=0 || rc=$?
+secs=$((SECONDS - start))
+echo "--- serial console ($secs s, qemu exit $rc) ---"
+tr -d '\r' <"$T/console.log" | sed 's/^/  /'
+echo "--- qemu ---"
+sed 's/^/  /' "$T/qemu.out"
+echo "--- end ---"
+[ "$rc" = 124 ] || [ "$rc" = 137 ] && fail "the guest did not finish within ${tmo}s"
+[ "$rc" = 0 ] || fail "qemu exited $rc"
+server_alive || fail "the host's erofs-nbd died while serving the guest's root"
+
+con() { tr -d '\r' <"$T/console.log"; }
+if con | grep -q '^VM-INIT-FAIL'; then
+	fail "initramfs: $(con | grep -m1 '^VM-INIT-FAIL')"
+fi
+if con | grep -q '^K-FAIL'; then
+	fail "in the guest: $(con | grep -m1 '^K-FAIL')"
+fi
+con | grep -qx K-DONE || fail "the guest did not get to K-DONE"
+gk=$(con | sed -n 's/^K-KERNEL=//p')
+[ "$gk" = "$kver" ] || fail "the guest ran kernel '$gk', not $kver"
+con | grep -qx K-SAME-IMAGE || fail "no K-SAME-IMAGE line"
+loop=$(con | sed -n 's/^K-LOOP\[uring\]=//p')
+case $loop in
+*io_uring*) ;;
+*) fail "the default loop in the guest was '$loop', not io_uring" ;;
+esac
+for r in "${runs[@]}"; do
+	con | grep -qx "K-OK\[$r\]" || fail "no K-OK[$r] line"
+done
+stop_server || fail "the host's erofs-nbd did not stop cleanly"
+ok "on $kver: the same images, three runs read back right, a rewritten file read as EIO ($(con | grep '^K-EIO' | tr '\n' ' '))"
+echo "PASS: erofs-nbd on $kver in ${secs}s"
