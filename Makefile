@@ -72,7 +72,7 @@ UNIT_SRCS := $(wildcard tests/unit/test-*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 TEST_HELPERS := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
 
-.PHONY: all check unit deps demo bench install uninstall clean check-aarch64 check-arm64-os \
+.PHONY: all check unit deps demo bench install uninstall clean all-aarch64 check-aarch64 check-arm64-os \
 	fuzz fuzz-build FORCE
 all: $(BIN) $(LAUNCH_BIN)
 
@@ -212,11 +212,16 @@ deps:
 
 # aarch64 (podman machine on Apple silicon runs the server there): a
 # cross build with gcc-aarch64-linux-gnu against the :arm64 -dev packages
-# in build-aarch64/, then every unit test under qemu-user.
+# in build-aarch64/, then every unit test under qemu-user.  all-aarch64
+# is the build alone (tests/test-server-vm-arm64.sh runs it on an arm64
+# kernel).
 AARCH64_PKG_CONFIG := env PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig pkg-config
+AARCH64_MAKE = $(MAKE) --no-print-directory O=build-aarch64 CC=aarch64-linux-gnu-gcc \
+	AR=aarch64-linux-gnu-ar PKG_CONFIG="$(AARCH64_PKG_CONFIG)" SANITIZE=
+all-aarch64:
+	$(Q)$(AARCH64_MAKE) all
 check-aarch64:
-	$(Q)$(MAKE) --no-print-directory O=build-aarch64 CC=aarch64-linux-gnu-gcc \
-		AR=aarch64-linux-gnu-ar PKG_CONFIG="$(AARCH64_PKG_CONFIG)" SANITIZE= all unit
+	$(Q)$(AARCH64_MAKE) all unit
 	$(Q)tests/cross/run-unit.sh build-aarch64 aarch64
 
 # A real arm64 Debian OS tree (built once per machine under emulation,

@@ -73,6 +73,18 @@
 #                          skip / fail); then DIR.tmp becomes DIR and
 #                          DIR.done is written.  A build that was cut short
 #                          leaves no DIR.done, so the next caller starts over.
+#   find_host_kernel       set kernel (a path) and kver to the newest readable
+#                          /boot/vmlinuz-*-amd64 whose modules are installed
+#                          (Debian's linux-image-amd64), for the tests that
+#                          boot a VM.  Returns 1 if none.
+#   arm64_pkgs             Debian's arm64 kernel (modules.dep made by
+#                          depmod), busybox-static and systemd-boot-efi,
+#                          fetched with apt-get download and unpacked once
+#                          per machine (cached_build) in
+#                          /var/cache/erofs-nbd-tests/arm64-pkgs/root; sets
+#                          ARM64_ROOT, ARM64_KVER and ARM64_KERNEL (an
+#                          uncompressed Image).  Skips without dpkg's arm64
+#                          architecture (make deps adds it) or the packages.
 #
 # Variables: EROFS_NBD (the binary; tests/run.sh sets it, default
 # build/erofs-nbd), TESTS_DIR (this folder), TEST_NAME.
@@ -305,9 +317,6 @@ export_uri()
 	esac
 }
 
-# find_host_kernel: sets kernel (a path) and kver to the newest readable
-# /boot/vmlinuz-*-amd64 whose modules are installed (Debian's
-# linux-image-amd64), for the tests that boot a VM.  Returns 1 if none.
 cached_build()
 {
 	local dir=$1 fn=$2 fd
@@ -337,4 +346,40 @@ find_host_kernel() {
 		fi
 	done
 	return 1
+}
+
+_arm64_fetch()
+{
+	local kpkg kv d
+	check "fetching and unpacking the arm64 packages (once)"
+	kpkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\).*/\1/p' | head -n1)
+	[ -n "$kpkg" ] || skip "no linux-image-arm64:arm64 in apt's lists (apt-get update)"
+	mkdir -p "$1/debs" "$1/root"
+	(cd "$1/debs" && timeout 900 apt-get download "$kpkg:arm64" \
+		busybox-static:arm64 systemd-boot-efi:arm64) >"${1%.tmp}.log" 2>&1 ||
+		{ tail -n 5 "${1%.tmp}.log"; skip "apt-get download of the arm64 packages failed"; }
+	for d in "$1"/debs/*.deb; do
+		dpkg-deb -x "$d" "$1/root"
+	done
+	kv=$(basename "$(ls -d "$1"/root/lib/modules/*)")
+	depmod -b "$1/root" "$kv"
+	rm -rf "$1/debs"
+}
+
+arm64_pkgs()
+{
+	local pkgs=/var/cache/erofs-nbd-tests/arm64-pkgs
+	requires depmod
+	requires dpkg-deb
+	dpkg --print-foreign-architectures | grep -qx arm64 ||
+		skip "dpkg has no arm64 architecture (make deps)"
+	cached_build "$pkgs" _arm64_fetch
+	ARM64_ROOT=$pkgs/root
+	ARM64_KVER=$(basename "$(ls -d "$ARM64_ROOT"/lib/modules/*)")
+	ARM64_KERNEL=$ARM64_ROOT/boot/vmlinuz-$ARM64_KVER
+	[ -r "$ARM64_KERNEL" ] || fail "no arm64 kernel $ARM64_KERNEL"
+	# The arm64 Image header: "ARM\x64" at 0x38 (uncompressed, as vfkit needs).
+	[ "$(od -An -c -j56 -N3 "$ARM64_KERNEL" | tr -d ' ')" = ARM ] ||
+		fail "$ARM64_KERNEL is not an uncompressed arm64 Image"
 }

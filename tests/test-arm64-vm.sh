@@ -28,44 +28,16 @@ here=$TESTS_DIR
 requires_root
 requires qemu-system-aarch64
 requires test -r /usr/share/AAVMF/AAVMF_CODE.fd
-requires depmod
 requires test -x /bin/busybox
-requires dpkg-deb
 [ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at '$EROFS_NBD'"
 LAUNCH=${EROFS_NBD_LAUNCH:-$(dirname "$EROFS_NBD")/erofs-nbd-launch}
 [ -x "$LAUNCH" ] || fail "no launcher binary at '$LAUNCH'"
-dpkg --print-foreign-architectures | grep -qx arm64 || skip "dpkg has no arm64 architecture (make deps)"
 
 # --- the arm64 packages, once per machine -------------------------------------------
-pkgs=/var/cache/erofs-nbd-tests/arm64-pkgs
-# fetch_pkgs DIR: the arm64 kernel (modules.dep made by depmod), busybox and
-# systemd-boot, unpacked in DIR/root.
-fetch_pkgs()
-{
-	local kpkg kv d
-	check "fetching and unpacking the arm64 packages (once)"
-	kpkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\).*/\1/p' | head -n1)
-	[ -n "$kpkg" ] || skip "no linux-image-arm64:arm64 in apt's lists (apt-get update)"
-	mkdir -p "$1/debs" "$1/root"
-	(cd "$1/debs" && timeout 900 apt-get download "$kpkg:arm64" \
-		busybox-static:arm64 systemd-boot-efi:arm64) >"$pkgs.log" 2>&1 ||
-		{ tail -n 5 "$pkgs.log"; skip "apt-get download of the arm64 packages failed"; }
-	for d in "$1"/debs/*.deb; do
-		dpkg-deb -x "$d" "$1/root"
-	done
-	kv=$(basename "$(ls -d "$1"/root/lib/modules/*)")
-	depmod -b "$1/root" "$kv"
-	rm -rf "$1/debs"
-}
-cached_build "$pkgs" fetch_pkgs
-root=$pkgs/root
-kv=$(basename "$(ls -d "$root"/lib/modules/*)")
-akernel=$root/boot/vmlinuz-$kv
-[ -r "$akernel" ] || fail "no arm64 kernel $akernel"
-# The arm64 Image header: "ARM\x64" at 0x38 (uncompressed, as vfkit needs).
-[ "$(od -An -c -j56 -N3 "$akernel" | tr -d ' ')" = ARM ] ||
-	fail "$akernel is not an uncompressed arm64 Image"
+arm64_pkgs
+root=$ARM64_ROOT
+kv=$ARM64_KVER
+akernel=$ARM64_KERNEL
 echo "arm64 kernel: $akernel"
 
 tmpdir

@@ -7,44 +7,113 @@
 # far newer than the 6.1 a Debian 12 host boots; the server has paths
 # for older kernels (xattrs read through /proc/self/fd before
 # listxattrat, statx of "" before a NULL path, page-cache probes before
-# cachestat, splice into a Unix socket before MSG_SPLICE_PAGES).  Here QEMU boots the Debian
-# kernel (/boot/vmlinuz-KVER, the linux-image-amd64 of tests/test-vm.sh)
-# with a root tree served by erofs-nbd on this machine: a static busybox,
-# the erofs-nbd binary under test and tests/soak/nbd-soak.c's client
-# with the libraries `ldd` lists, and tests/vm/server-init as /init.  A
-# second disk, ext4, holds tests/mktree.sh's corner-case tree (--small)
-# as this machine's kernel wrote it.  In the guest, erofs-nbd must write
-# the same images as here, serve them byte for byte to nbd-soak with the
-# io_uring loop, the plain loop and --immutable-sources, and answer EIO
-# for a file rewritten in place with its size and mtime kept, naming it
-# in its log (tests/vm/server-init says how).
+# cachestat, splice into a Unix socket before MSG_SPLICE_PAGES).  Here
+# QEMU boots the Debian kernel with a root tree served by erofs-nbd on
+# this machine: a static busybox, the erofs-nbd under test and
+# tests/soak/nbd-soak.c's client with the libraries they need (readelf's
+# NEEDED, recursively), and tests/vm/server-init as /init.  A second
+# disk, ext4, holds tests/mktree.sh's corner-case tree (--small) as this
+# machine's kernel wrote it.  In the guest, erofs-nbd must write the same
+# images as this machine's server, serve them byte for byte to nbd-soak
+# with the io_uring loop, the plain loop and --immutable-sources, and
+# answer EIO for a file rewritten in place with its size and mtime kept,
+# naming it in its log (tests/vm/server-init says how).
 #
-# TCG unless EROFS_NBD_VM_ACCEL=kvm; EROFS_NBD_VM_TIMEOUT=secs bounds the
-# guest (default 600).  Needs root (loop mount, mktree.sh), QEMU, the
-# Debian kernel and busybox-static; about 1-2 minutes.
+# SERVER_VM_ARCH picks the guest (tests/test-server-vm-arm64.sh sets it):
+#   x86_64   (default) /boot/vmlinuz-KVER, the linux-image-amd64 of
+#            tests/test-vm.sh, and $EROFS_NBD itself;
+#   aarch64  the arm64 kernel of arm64_pkgs (tests/functions.sh) on
+#            qemu-system-aarch64 -machine virt, the server of `make
+#            all-aarch64` (build-aarch64/), as podman machine on Apple
+#            silicon runs it; nbd-soak cross-built against Debian's
+#            libnbd0:arm64 and the libraries it needs, fetched with
+#            apt-get download once per machine (libnbd-dev:arm64 cannot
+#            be installed beside the amd64 one).
+#
+# TCG unless EROFS_NBD_VM_ACCEL=kvm (x86_64 only); EROFS_NBD_VM_TIMEOUT=secs
+# bounds the guest (default 600).  Needs root (loop mount, mktree.sh),
+# QEMU, the kernel and busybox-static; about 1 (x86_64) to 3 (aarch64)
+# minutes.
 # Exit: 0 pass, 77 skip, 1 fail.
 set -euo pipefail
 # shellcheck source=tests/functions.sh
 . "$(dirname "$0")/functions.sh"
 here=$TESTS_DIR
 
+arch=${SERVER_VM_ARCH:-x86_64}
 requires_root
-qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
-[ "$(uname -m)" = x86_64 ] || skip "x86_64 only"
-find_host_kernel || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
 requires mkfs.ext4
 requires python3
 requires sfdisk
-requires ldd
+requires readelf
 requires test -x /bin/busybox
-soak=${EROFS_NBD_SOAK:-$PWD/${O:-build}/tests/nbd-soak}
-[ -x "$soak" ] || fail "no soak client at $soak (make check builds it)"
 [ -x "$EROFS_NBD" ] || fail "no erofs-nbd binary at '$EROFS_NBD'"
 accel=${EROFS_NBD_VM_ACCEL:-tcg}
 tmo=${EROFS_NBD_VM_TIMEOUT:-600}
-echo "guest kernel: $kernel; server: $EROFS_NBD; accel: $accel"
-
 tmpdir
+
+# fetch_libnbd DIR: libnbd0:arm64 and the libraries it needs, unpacked in
+# DIR/root (Debian 12's names; readelf below finds any that is missing).
+fetch_libnbd()
+{
+	local d
+	check "fetching and unpacking libnbd0:arm64 and its libraries (once)"
+	mkdir -p "$1/debs" "$1/root"
+	(cd "$1/debs" && timeout 900 apt-get download libnbd0:arm64 libgnutls30:arm64 \
+		libxml2:arm64 libp11-kit0:arm64 libidn2-0:arm64 libunistring2:arm64 \
+		libtasn1-6:arm64 libnettle8:arm64 libhogweed6:arm64 libgmp10:arm64 \
+		libffi8:arm64 libicu72:arm64 liblzma5:arm64 libstdc++6:arm64 \
+		libgcc-s1:arm64 zlib1g:arm64) >"${1%.tmp}.log" 2>&1 ||
+		{ tail -n 5 "${1%.tmp}.log"; skip "apt-get download of libnbd0:arm64 failed"; }
+	for d in "$1"/debs/*.deb; do
+		dpkg-deb -x "$d" "$1/root"
+	done
+	rm -rf "$1/debs"
+}
+
+case $arch in
+x86_64)
+	qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
+	[ "$(uname -m)" = x86_64 ] || skip "x86_64 only"
+	find_host_kernel || skip "no readable /boot/vmlinuz-*-amd64 with modules (install linux-image-amd64)"
+	soak=${EROFS_NBD_SOAK:-$PWD/${O:-build}/tests/nbd-soak}
+	[ -x "$soak" ] || fail "no soak client at $soak (make check builds it)"
+	server=$EROFS_NBD
+	triplet=x86_64-linux-gnu
+	machine=q35 console=ttyS0
+	libdirs=("/lib/$triplet" "/usr/lib/$triplet")
+	;;
+aarch64)
+	[ "$accel" = tcg ] || skip "the aarch64 guest runs under TCG only"
+	qemu=$(command -v qemu-system-aarch64) || skip "no qemu-system-aarch64"
+	requires aarch64-linux-gnu-gcc
+	requires test -e /usr/lib/aarch64-linux-gnu/pkgconfig/liburing.pc
+	requires test -e /lib/ld-linux-aarch64.so.1
+	requires test -e /usr/include/libnbd.h
+	arm64_pkgs
+	kernel=$ARM64_KERNEL kver=$ARM64_KVER
+	export BUSYBOX=$ARM64_ROOT/bin/busybox BUSYBOX_LIST=/bin/busybox
+	export MKINITRAMFS_MODDIR=$ARM64_ROOT/lib/modules/$kver
+	check "make all-aarch64"
+	make -C "$here/.." all-aarch64 >"$T/make.log" 2>&1 ||
+		{ tail -n 20 "$T/make.log"; fail "make all-aarch64 failed"; }
+	server=$here/../build-aarch64/erofs-nbd
+	lib=/var/cache/erofs-nbd-tests/arm64-libnbd
+	cached_build "$lib" fetch_libnbd
+	triplet=aarch64-linux-gnu
+	libdirs=("$lib/root/usr/lib/$triplet" "$lib/root/lib/$triplet" "/lib/$triplet" "/usr/lib/$triplet")
+	soak=$T/nbd-soak
+	aarch64-linux-gnu-gcc -O2 -Wall -o "$soak" "$here/soak/nbd-soak.c" \
+		-L"$lib/root/usr/lib/$triplet" -l:libnbd.so.0 \
+		-Wl,-rpath-link,"$lib/root/usr/lib/$triplet:$lib/root/lib/$triplet" -lpthread ||
+		fail "cross-building nbd-soak for aarch64"
+	machine=virt console=ttyAMA0
+	;;
+*)
+	fail "SERVER_VM_ARCH must be x86_64 or aarch64, not '$arch'"
+	;;
+esac
+echo "guest: $arch, kernel $kernel; server: $server; accel: $accel"
 
 # --- initramfs: the VM test's, with ext4 for the second disk -------------------------
 MKINITRAMFS_MODULES=ext4 "$here/vm/mkinitramfs.sh" "$kver" "$T/initramfs.gz" && rc=0 || rc=$?
@@ -71,7 +140,7 @@ for r in "${runs[@]}"; do
 	cp -p "$S/orig/$r.bin" "$S/tree/chg/$r.bin"
 done
 for e in disk root; do
-	"$EROFS_NBD" --export "$S/tree" --image-export $e --write-image "$T/$e.img" \
+	"$EROFS_NBD" --export "$S/tree" --arch "$arch" --image-export $e --write-image "$T/$e.img" \
 		2>"$T/write.log" || { cat "$T/write.log"; fail "--write-image of the $e export"; }
 done
 sha256sum "$T/disk.img" "$T/root.img" | cut -d' ' -f1 >"$S/expect"
@@ -90,37 +159,58 @@ ok "$(find "$T" -maxdepth 1 -name '*.img' | wc -l) images, root partition at byt
 
 # --- the guest's root: busybox, the two programs and their libraries -------------------
 R=$T/root
-mkdir -p "$R"/{bin,dev,proc,sys,tmp,srv,usr/bin}
-cp /bin/busybox "$R/bin/busybox"
+mkdir -p "$R"/{bin,dev,proc,sys,tmp,srv,usr/bin} "$R/lib/$triplet"
+cp "${BUSYBOX:-/bin/busybox}" "$R/bin/busybox"
 for a in $(/bin/busybox --list); do
 	[ "$a" = busybox ] || ln -s busybox "$R/bin/$a"
 done
-install -m 0755 "$EROFS_NBD" "$R/usr/bin/erofs-nbd"
+install -m 0755 "$server" "$R/usr/bin/erofs-nbd"
 install -m 0755 "$soak" "$R/usr/bin/nbd-soak"
-# The libraries, at the paths the loader looks in, and glibc's UTF-16
-# converter (the GPT's and FAT's names go through iconv).
-libs=$(ldd "$EROFS_NBD" "$soak" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $2 ~ /^\(0x/ { print $1 }' | sort -u)
-libc=$(grep -m1 '/libc\.so' <<<"$libs") || fail "no libc in ldd's output"
-gconv=/usr/lib/$(basename "$(dirname "$libc")")/gconv	# glibc's ${libdir}/gconv
-for f in $libs "$gconv/gconv-modules.cache" "$gconv/UTF-16.so"; do
+# The loader, every library the two need (NEEDED, recursively) from
+# libdirs into /lib/TRIPLET, where the guest's loader looks, and glibc's
+# UTF-16 converter (the GPT's and FAT's names go through iconv).
+interp=$(readelf -l "$server" | sed -n 's/.*program interpreter: \(.*\)]$/\1/p')
+[ -e "$interp" ] || fail "no ELF interpreter '$interp' here"
+mkdir -p "$R$(dirname "$interp")"
+cp -L "$interp" "$R$interp"
+declare -A seen=()
+todo=("$server" "$soak")
+while [ ${#todo[@]} -gt 0 ]; do
+	f=${todo[0]}
+	todo=("${todo[@]:1}")
+	for so in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
+		[ -z "${seen[$so]:-}" ] || continue
+		seen[$so]=1
+		found=
+		for d in "${libdirs[@]}"; do
+			[ -e "$d/$so" ] && { found=$d/$so; break; }
+		done
+		[ -n "$found" ] || fail "no $so (needed by $f) in ${libdirs[*]}"
+		cp -L "$found" "$R/lib/$triplet/$so"
+		todo+=("$found")
+	done
+done
+gconv=/usr/lib/$triplet/gconv	# glibc's ${libdir}/gconv
+for f in "$gconv/gconv-modules.cache" "$gconv/UTF-16.so"; do
 	[ -e "$f" ] || fail "missing '$f'"
-	mkdir -p "$R$(dirname "$f")"
+	mkdir -p "$R$gconv"
 	cp -L "$f" "$R$f"
 done
 install -m 0755 "$here/vm/server-init" "$R/init"
+echo "guest root: ${#seen[@]} libraries, $(du -sh "$R" | cut -f1)"
 
 # --- boot ------------------------------------------------------------------------------
 start_server "$R"
 sock=$SRV_SOCK
-check "booting $kver with $accel (timeout ${tmo}s): the server in the guest"
+check "booting $arch $kver with $accel (timeout ${tmo}s): the server in the guest"
 start=$SECONDS
 cpu=max
 [ "$accel" = kvm ] && cpu=host
 timeout --kill-after=10 "$tmo" "$qemu" -nodefaults -no-user-config \
-	-machine q35 -accel "$accel" -cpu "$cpu" -m 1536 -smp 2 \
+	-machine "$machine" -accel "$accel" -cpu "$cpu" -m 1536 -smp 2 \
 	-display none -monitor none -serial "file:$T/console.log" -no-reboot \
 	-kernel "$kernel" -initrd "$T/initramfs.gz" \
-	-append "console=ttyS0 panic=-1 loglevel=4" \
+	-append "console=$console panic=-1 loglevel=4" \
 	-blockdev "driver=nbd,server.type=unix,server.path=$sock,export=root,node-name=n0,read-only=on" \
 	-device virtio-blk-pci,drive=n0 \
 	-blockdev "driver=file,filename=$T/src.ext4,node-name=s0" \
@@ -157,5 +247,5 @@ for r in "${runs[@]}"; do
 	con | grep -qx "K-OK\[$r\]" || fail "no K-OK[$r] line"
 done
 stop_server || fail "the host's erofs-nbd did not stop cleanly"
-ok "on $kver: the same images, three runs read back right, a rewritten file read as EIO ($(con | grep '^K-EIO' | tr '\n' ' '))"
-echo "PASS: erofs-nbd on $kver in ${secs}s"
+ok "on $arch $kver: the same images, three runs read back right, a rewritten file read as EIO ($(con | grep '^K-EIO' | tr '\n' ' '))"
+echo "PASS: erofs-nbd on $arch $kver in ${secs}s"
