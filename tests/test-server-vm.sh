@@ -12,9 +12,10 @@
 # this machine: a static busybox, the erofs-nbd under test and
 # tests/soak/nbd-soak.c's client with the libraries they need (readelf's
 # NEEDED, recursively), and tests/vm/server-init as /init.  A second
-# disk, ext4, holds tests/mktree.sh's corner-case tree (--small) as this
-# machine's kernel wrote it.  In the guest, erofs-nbd must write the same
-# images as this machine's server, serve them byte for byte to nbd-soak
+# disk, ext4, holds tests/mktree.sh's corner-case tree (--small) and
+# tests/mkstack.py's stack of 64 layers as this machine's kernel wrote
+# them.  In the guest, erofs-nbd must write the same images of both as
+# this machine's server, serve the tree's byte for byte to nbd-soak
 # with the io_uring loop, the plain loop and --immutable-sources, and
 # answer EIO for a file rewritten in place with its size and mtime kept,
 # naming it in its log (tests/vm/server-init says how).
@@ -144,6 +145,12 @@ for e in disk root; do
 		2>"$T/write.log" || { cat "$T/write.log"; fail "--write-image of the $e export"; }
 done
 sha256sum "$T/disk.img" "$T/root.img" | cut -d' ' -f1 >"$S/expect"
+python3 "$here/mkstack.py" --layers 64 "$S/stack" >"$S/stack.lowerdir" ||
+	fail "tests/mkstack.py failed"
+"$EROFS_NBD" --lowerdir "$(sed "s|[^:][^:]*|$S/stack/&|g" "$S/stack.lowerdir")" \
+	--image-export root --write-image "$T/stack.img" 2>"$T/write.log" ||
+	{ cat "$T/write.log"; fail "--write-image of the layer stack"; }
+sha256sum "$T/stack.img" | cut -d' ' -f1 >"$S/expect-stack"
 root_off=$(sfdisk --json "$T/disk.img" | python3 -c '
 import json, sys
 parts = json.load(sys.stdin)["partitiontable"]["partitions"]
@@ -238,6 +245,7 @@ con | grep -qx K-DONE || fail "the guest did not get to K-DONE"
 gk=$(con | sed -n 's/^K-KERNEL=//p')
 [ "$gk" = "$kver" ] || fail "the guest ran kernel '$gk', not $kver"
 con | grep -qx K-SAME-IMAGE || fail "no K-SAME-IMAGE line"
+con | grep -qx K-SAME-STACK || fail "no K-SAME-STACK line"
 loop=$(con | sed -n 's/^K-LOOP\[uring\]=//p')
 case $loop in
 *io_uring*) ;;
