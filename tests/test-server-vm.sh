@@ -18,7 +18,10 @@
 # this machine's server, serve the tree's byte for byte to nbd-soak
 # with the io_uring loop, the plain loop and --immutable-sources, and
 # answer EIO for a file rewritten in place with its size and mtime kept,
-# naming it in its log (tests/vm/server-init says how).
+# naming it in its log; then the kernel's own NBD client (Debian's
+# nbd-client, fetched with apt-get download once per machine, and the nbd
+# module) must read the root export's bytes and mount the tree, after
+# NBD_OPT_GO and after NBD_OPT_EXPORT_NAME (tests/vm/server-init says how).
 #
 # SERVER_VM_ARCH picks the guest (tests/test-server-vm-arm64.sh sets it):
 #   x86_64   (default) /boot/vmlinuz-KVER, the linux-image-amd64 of
@@ -53,23 +56,20 @@ accel=${EROFS_NBD_VM_ACCEL:-tcg}
 tmo=${EROFS_NBD_VM_TIMEOUT:-600}
 tmpdir
 
-# fetch_libnbd DIR: libnbd0:arm64 and the libraries it needs, unpacked in
-# DIR/root (Debian 12's names; readelf below finds any that is missing).
-fetch_libnbd()
+# fetch_debs DIR PKG...: Debian's packages PKG..., fetched with apt-get
+# download and unpacked in DIR/root (for cached_build).
+fetch_debs()
 {
-	local d
-	check "fetching and unpacking libnbd0:arm64 and its libraries (once)"
-	mkdir -p "$1/debs" "$1/root"
-	(cd "$1/debs" && timeout 900 apt-get download libnbd0:arm64 libgnutls30:arm64 \
-		libxml2:arm64 libp11-kit0:arm64 libidn2-0:arm64 libunistring2:arm64 \
-		libtasn1-6:arm64 libnettle8:arm64 libhogweed6:arm64 libgmp10:arm64 \
-		libffi8:arm64 libicu72:arm64 liblzma5:arm64 libstdc++6:arm64 \
-		libgcc-s1:arm64 zlib1g:arm64) >"${1%.tmp}.log" 2>&1 ||
-		{ tail -n 5 "${1%.tmp}.log"; skip "apt-get download of libnbd0:arm64 failed"; }
-	for d in "$1"/debs/*.deb; do
-		dpkg-deb -x "$d" "$1/root"
+	local dir=$1 d
+	shift
+	check "fetching and unpacking $* (once)"
+	mkdir -p "$dir/debs" "$dir/root"
+	(cd "$dir/debs" && timeout 900 apt-get download "$@") >"${dir%.tmp}.log" 2>&1 ||
+		{ tail -n 5 "${dir%.tmp}.log"; skip "apt-get download of $* failed"; }
+	for d in "$dir"/debs/*.deb; do
+		dpkg-deb -x "$d" "$dir/root"
 	done
-	rm -rf "$1/debs"
+	rm -rf "$dir/debs"
 }
 
 case $arch in
@@ -82,7 +82,10 @@ x86_64)
 	server=$EROFS_NBD
 	triplet=x86_64-linux-gnu
 	machine=q35 console=ttyS0
-	libdirs=("/lib/$triplet" "/usr/lib/$triplet")
+	debs=/var/cache/erofs-nbd-tests/amd64-clients
+	cached_build "$debs" fetch_debs nbd-client:amd64 libnl-3-200:amd64 \
+		libnl-genl-3-200:amd64
+	libdirs=("$debs/root/usr/lib/$triplet" "$debs/root/lib/$triplet" "/lib/$triplet" "/usr/lib/$triplet")
 	;;
 aarch64)
 	[ "$accel" = tcg ] || skip "the aarch64 guest runs under TCG only"
@@ -99,14 +102,21 @@ aarch64)
 	make -C "$here/.." all-aarch64 >"$T/make.log" 2>&1 ||
 		{ tail -n 20 "$T/make.log"; fail "make all-aarch64 failed"; }
 	server=$here/../build-aarch64/erofs-nbd
-	lib=/var/cache/erofs-nbd-tests/arm64-libnbd
-	cached_build "$lib" fetch_libnbd
+	# libnbd0:arm64 and what it needs (Debian 12's names; readelf below
+	# names any that is missing), for nbd-soak, and nbd-client.
+	debs=/var/cache/erofs-nbd-tests/arm64-clients
+	cached_build "$debs" fetch_debs libnbd0:arm64 libgnutls30:arm64 \
+		libxml2:arm64 libp11-kit0:arm64 libidn2-0:arm64 libunistring2:arm64 \
+		libtasn1-6:arm64 libnettle8:arm64 libhogweed6:arm64 libgmp10:arm64 \
+		libffi8:arm64 libicu72:arm64 liblzma5:arm64 libstdc++6:arm64 \
+		libgcc-s1:arm64 zlib1g:arm64 nbd-client:arm64 libnl-3-200:arm64 \
+		libnl-genl-3-200:arm64
 	triplet=aarch64-linux-gnu
-	libdirs=("$lib/root/usr/lib/$triplet" "$lib/root/lib/$triplet" "/lib/$triplet" "/usr/lib/$triplet")
+	libdirs=("$debs/root/usr/lib/$triplet" "$debs/root/lib/$triplet" "/lib/$triplet" "/usr/lib/$triplet")
 	soak=$T/nbd-soak
 	aarch64-linux-gnu-gcc -O2 -Wall -o "$soak" "$here/soak/nbd-soak.c" \
-		-L"$lib/root/usr/lib/$triplet" -l:libnbd.so.0 \
-		-Wl,-rpath-link,"$lib/root/usr/lib/$triplet:$lib/root/lib/$triplet" -lpthread ||
+		-L"$debs/root/usr/lib/$triplet" -l:libnbd.so.0 \
+		-Wl,-rpath-link,"$debs/root/usr/lib/$triplet:$debs/root/lib/$triplet" -lpthread ||
 		fail "cross-building nbd-soak for aarch64"
 	machine=virt console=ttyAMA0
 	;;
@@ -116,8 +126,8 @@ aarch64)
 esac
 echo "guest: $arch, kernel $kernel; server: $server; accel: $accel"
 
-# --- initramfs: the VM test's, with ext4 for the second disk -------------------------
-MKINITRAMFS_MODULES=ext4 "$here/vm/mkinitramfs.sh" "$kver" "$T/initramfs.gz" && rc=0 || rc=$?
+# --- initramfs: the VM test's, with ext4 for the second disk and nbd -------------------
+MKINITRAMFS_MODULES="ext4 nbd" "$here/vm/mkinitramfs.sh" "$kver" "$T/initramfs.gz" && rc=0 || rc=$?
 [ "$rc" = 77 ] && skip "initramfs prerequisites missing"
 [ "$rc" = 0 ] || fail "mkinitramfs.sh exited $rc"
 
@@ -166,13 +176,16 @@ ok "$(find "$T" -maxdepth 1 -name '*.img' | wc -l) images, root partition at byt
 
 # --- the guest's root: busybox, the two programs and their libraries -------------------
 R=$T/root
-mkdir -p "$R"/{bin,dev,proc,sys,tmp,srv,usr/bin} "$R/lib/$triplet"
+mkdir -p "$R"/{bin,dev,mnt,proc,sys,tmp,srv,usr/bin} "$R/lib/$triplet"
 cp "${BUSYBOX:-/bin/busybox}" "$R/bin/busybox"
 for a in $(/bin/busybox --list); do
 	[ "$a" = busybox ] || ln -s busybox "$R/bin/$a"
 done
 install -m 0755 "$server" "$R/usr/bin/erofs-nbd"
 install -m 0755 "$soak" "$R/usr/bin/nbd-soak"
+nbdclient=$debs/root/sbin/nbd-client
+[ -x "$nbdclient" ] || fail "no nbd-client in $debs"
+install -m 0755 "$nbdclient" "$R/bin/nbd-client"
 # The loader, every library the two need (NEEDED, recursively) from
 # libdirs into /lib/TRIPLET, where the guest's loader looks, and glibc's
 # UTF-16 converter (the GPT's and FAT's names go through iconv).
@@ -181,7 +194,7 @@ interp=$(readelf -l "$server" | sed -n 's/.*program interpreter: \(.*\)]$/\1/p')
 mkdir -p "$R$(dirname "$interp")"
 cp -L "$interp" "$R$interp"
 declare -A seen=()
-todo=("$server" "$soak")
+todo=("$server" "$soak" "$nbdclient")
 while [ ${#todo[@]} -gt 0 ]; do
 	f=${todo[0]}
 	todo=("${todo[@]:1}")
@@ -253,6 +266,9 @@ case $loop in
 esac
 for r in "${runs[@]}"; do
 	con | grep -qx "K-OK\[$r\]" || fail "no K-OK[$r] line"
+done
+for how in go export-name; do
+	con | grep -q "^K-KNBD\[$how\]=" || fail "no K-KNBD[$how] line"
 done
 stop_server || fail "the host's erofs-nbd did not stop cleanly"
 ok "on $arch $kver: the same images, three runs read back right, a rewritten file read as EIO ($(con | grep '^K-EIO' | tr '\n' ' '))"
