@@ -174,7 +174,7 @@ done
 umount "$S"
 ok "$(find "$T" -maxdepth 1 -name '*.img' | wc -l) images, root partition at byte $root_off"
 
-# --- the guest's root: busybox, the two programs and their libraries -------------------
+# --- the guest's root: busybox, the programs and their libraries -----------------------
 R=$T/root
 mkdir -p "$R"/{bin,dev,mnt,proc,sys,tmp,srv,usr/bin} "$R/lib/$triplet"
 cp "${BUSYBOX:-/bin/busybox}" "$R/bin/busybox"
@@ -186,7 +186,7 @@ install -m 0755 "$soak" "$R/usr/bin/nbd-soak"
 nbdclient=$debs/root/sbin/nbd-client
 [ -x "$nbdclient" ] || fail "no nbd-client in $debs"
 install -m 0755 "$nbdclient" "$R/bin/nbd-client"
-# The loader, every library the two need (NEEDED, recursively) from
+# The loader, every library the programs need (NEEDED, recursively) from
 # libdirs into /lib/TRIPLET, where the guest's loader looks, and glibc's
 # UTF-16 converter (the GPT's and FAT's names go through iconv).
 interp=$(readelf -l "$server" | sed -n 's/.*program interpreter: \(.*\)]$/\1/p')
