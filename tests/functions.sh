@@ -77,6 +77,16 @@
 #                          /boot/vmlinuz-*-amd64 whose modules are installed
 #                          (Debian's linux-image-amd64), for the tests that
 #                          boot a VM.  Returns 1 if none.
+#   fetch_debs DIR PKG...  apt-get download Debian's packages PKG... and unpack
+#                          them (dpkg-deb -x) in DIR/root, the download's
+#                          output in DIR.log (DIR without .tmp); skips when
+#                          the download fails.  A cached_build FN.
+#   disk_root_offset IMG   print the byte offset of the partition named
+#                          "root" in the GPT disk image IMG (sfdisk).
+#   show_console LOG OUT WHAT
+#                          print a guest's serial console LOG (CRs and ANSI
+#                          escapes removed) under "--- serial console (WHAT)
+#                          ---", then QEMU's output OUT, indented.
 #   arm64_pkgs             Debian's arm64 kernel (modules.dep made by
 #                          depmod), busybox-static and systemd-boot-efi,
 #                          fetched with apt-get download and unpacked once
@@ -348,23 +358,46 @@ find_host_kernel() {
 	return 1
 }
 
+fetch_debs()
+{
+	local dir=$1 d
+	shift
+	check "fetching and unpacking $* (once)"
+	mkdir -p "$dir/debs" "$dir/root"
+	(cd "$dir/debs" && timeout 900 apt-get download "$@") >"${dir%.tmp}.log" 2>&1 ||
+		{ tail -n 5 "${dir%.tmp}.log"; skip "apt-get download of $* failed"; }
+	for d in "$dir"/debs/*.deb; do
+		dpkg-deb -x "$d" "$dir/root"
+	done
+	rm -rf "$dir/debs"
+}
+
+disk_root_offset()
+{
+	sfdisk --json "$1" | python3 -c '
+import json, sys
+parts = json.load(sys.stdin)["partitiontable"]["partitions"]
+print([p for p in parts if p.get("name") == "root"][0]["start"] * 512)'
+}
+
+show_console()
+{
+	echo "--- serial console ($3) ---"
+	tr -d '\r' <"$1" | sed 's/\x1b\[[0-9;?=]*[A-Za-z]//g; s/^/  /'
+	echo "--- qemu ---"
+	sed 's/^/  /' "$2"
+	echo "--- end ---"
+}
+
 _arm64_fetch()
 {
-	local kpkg kv d
-	check "fetching and unpacking the arm64 packages (once)"
+	local kpkg kv
 	kpkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null |
 		sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\).*/\1/p' | head -n1)
 	[ -n "$kpkg" ] || skip "no linux-image-arm64:arm64 in apt's lists (apt-get update)"
-	mkdir -p "$1/debs" "$1/root"
-	(cd "$1/debs" && timeout 900 apt-get download "$kpkg:arm64" \
-		busybox-static:arm64 systemd-boot-efi:arm64) >"${1%.tmp}.log" 2>&1 ||
-		{ tail -n 5 "${1%.tmp}.log"; skip "apt-get download of the arm64 packages failed"; }
-	for d in "$1"/debs/*.deb; do
-		dpkg-deb -x "$d" "$1/root"
-	done
+	fetch_debs "$1" "$kpkg:arm64" busybox-static:arm64 systemd-boot-efi:arm64
 	kv=$(basename "$(ls -d "$1"/root/lib/modules/*)")
 	depmod -b "$1/root" "$kv"
-	rm -rf "$1/debs"
 }
 
 arm64_pkgs()

@@ -149,11 +149,7 @@ done
 wait "$vm" && rc=0 || rc=$?
 why=$(boot_failure)
 secs=$((SECONDS - start))
-echo "--- serial console ($secs s, qemu exit $rc; ANSI escapes removed) ---"
-tr -d '\r' <"$console" | sed 's/\x1b\[[0-9;?=]*[A-Za-z]//g; s/^/  /'
-echo "--- qemu ---"
-sed 's/^/  /' "$work/qemu.out"
-echo "--- end ---"
+show_console "$console" "$work/qemu.out" "$secs s, qemu exit $rc; ANSI escapes removed"
 
 [ -z "$why" ] || fail "boot failed: $why"
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then

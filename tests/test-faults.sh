@@ -57,10 +57,7 @@ new_tree()
 		"$EROFS_NBD" --export "$src" --image-export "$e" --write-image "$T/$e.img" \
 			2>/dev/null || fail "--write-image of the $e export failed"
 	done
-	root_off=$(sfdisk --json "$T/disk.img" | python3 -c '
-import json, sys
-parts = json.load(sys.stdin)["partitiontable"]["partitions"]
-print([p for p in parts if p.get("name") == "root"][0]["start"] * 512)')
+	root_off=$(disk_root_offset "$T/disk.img")
 }
 
 # ranges FILE PATH...: the blocks of the root export and of the disk that

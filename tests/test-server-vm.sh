@@ -56,22 +56,6 @@ accel=${EROFS_NBD_VM_ACCEL:-tcg}
 tmo=${EROFS_NBD_VM_TIMEOUT:-600}
 tmpdir
 
-# fetch_debs DIR PKG...: Debian's packages PKG..., fetched with apt-get
-# download and unpacked in DIR/root (for cached_build).
-fetch_debs()
-{
-	local dir=$1 d
-	shift
-	check "fetching and unpacking $* (once)"
-	mkdir -p "$dir/debs" "$dir/root"
-	(cd "$dir/debs" && timeout 900 apt-get download "$@") >"${dir%.tmp}.log" 2>&1 ||
-		{ tail -n 5 "${dir%.tmp}.log"; skip "apt-get download of $* failed"; }
-	for d in "$dir"/debs/*.deb; do
-		dpkg-deb -x "$d" "$dir/root"
-	done
-	rm -rf "$dir/debs"
-}
-
 case $arch in
 x86_64)
 	qemu=$(command -v qemu-system-x86_64) || skip "no qemu-system-x86_64"
@@ -161,10 +145,7 @@ python3 "$here/mkstack.py" --layers 64 "$S/stack" >"$S/stack.lowerdir" ||
 	--image-export root --write-image "$T/stack.img" 2>"$T/write.log" ||
 	{ cat "$T/write.log"; fail "--write-image of the layer stack"; }
 sha256sum "$T/stack.img" | cut -d' ' -f1 >"$S/expect-stack"
-root_off=$(sfdisk --json "$T/disk.img" | python3 -c '
-import json, sys
-parts = json.load(sys.stdin)["partitiontable"]["partitions"]
-print([p for p in parts if p.get("name") == "root"][0]["start"] * 512)')
+root_off=$(disk_root_offset "$T/disk.img")
 for r in "${runs[@]}"; do
 	python3 "$here/erofs_reader.py" "$T/root.img" "chg/$r.bin" >"$S/ranges/$r.root"
 	python3 "$here/erofs_reader.py" --offset "$root_off" "$T/root.img" "chg/$r.bin" \
@@ -238,11 +219,7 @@ timeout --kill-after=10 "$tmo" "$qemu" -nodefaults -no-user-config \
 	-device virtio-blk-pci,drive=s1 \
 	</dev/null >"$T/qemu.out" 2>&1 && rc=0 || rc=$?
 secs=$((SECONDS - start))
-echo "--- serial console ($secs s, qemu exit $rc) ---"
-tr -d '\r' <"$T/console.log" | sed 's/^/  /'
-echo "--- qemu ---"
-sed 's/^/  /' "$T/qemu.out"
-echo "--- end ---"
+show_console "$T/console.log" "$T/qemu.out" "$secs s, qemu exit $rc"
 [ "$rc" = 124 ] || [ "$rc" = 137 ] && fail "the guest did not finish within ${tmo}s"
 [ "$rc" = 0 ] || fail "qemu exited $rc"
 server_alive || fail "the host's erofs-nbd died while serving the guest's root"

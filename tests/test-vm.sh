@@ -157,11 +157,7 @@ vm_cmd "$accel" "$tmo" "$work/console.log" "" \
 	-device virtio-blk-pci,drive=n0
 "${VM[@]}" </dev/null >"$work/qemu.out" 2>&1 && rc=0 || rc=$?
 secs=$((SECONDS - start))
-echo "--- serial console ($secs s, qemu exit $rc) ---"
-tr -d '\r' <"$work/console.log" | sed 's/^/  /'
-echo "--- qemu ---"
-sed 's/^/  /' "$work/qemu.out"
-echo "--- end ---"
+show_console "$work/console.log" "$work/qemu.out" "$secs s, qemu exit $rc"
 
 if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 	fail "VM did not finish within ${tmo}s"
