@@ -232,7 +232,15 @@ check-arm64-os: all
 demo: $(BIN)
 	$(Q)tests/demo.sh $(BIN)
 
-bench: $(BIN)
+# The start-up's floor on a tree (bench/walk-floor.c), next to the binary,
+# where bench/run.sh looks for it.
+FLOOR_BIN := $(O)/bench/walk-floor
+$(FLOOR_BIN): bench/walk-floor.c | $(DEPS_FIRST)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TOOL    $@")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+bench: $(BIN) $(FLOOR_BIN)
 	$(Q)bench/run.sh $(BIN)
 
 install: all

@@ -30,5 +30,6 @@ set yrange [*:*]
 set xlabel "entries"
 set ylabel "seconds"
 plot out."/startup.dat" using 2:3 title "erofs-nbd (start to serving)" pt 7, \
-     out."/startup.dat" using 2:4 title "mkfs.erofs (image written)" pt 5
+     out."/startup.dat" using 2:4 title "mkfs.erofs (image written)" pt 5, \
+     out."/startup.dat" using 2:5 title "floor: the walk's system calls over all CPUs" pt 2 dt 2
 unset multiplot

@@ -117,16 +117,26 @@ st = [(t, res[('startup', t, 'erofs-nbd')], res[('startup', t, 'mkfs.erofs')],
        res[('tree', t, '-')]) for t in trees if ('startup', t, 'erofs-nbd') in res]
 if st:
     with open(out + '/startup.dat', 'w') as sd:
-        sd.write('# tree entries erofs-nbd-s mkfs-s\n')
-        print('start-up: erofs-nbd from start to its URI line vs mkfs.erofs writing the image (medians)')
-        print('| tree | entries | data MiB | erofs-nbd s | mkfs.erofs s | ratio | target |')
-        print('|---|---|---|---|---|---|---|')
+        sd.write('# tree entries erofs-nbd-s mkfs-s floor-s (metadata calls over all CPUs; NaN: none)\n')
+        print('start-up: erofs-nbd from start to its URI line vs mkfs.erofs writing the image (medians);')
+        print('floor: the CPU time of the system calls any walk of the tree makes (getdents64, statx,')
+        print('xattrs, readlink; then + name_to_handle_at per file, as ours), over all CPUs (bench/walk-floor.c)')
+        print('| tree | entries | data MiB | erofs-nbd s | mkfs.erofs s | ratio | target '
+              '| floor s, + handles | floor ratio, + handles |')
+        print('|---|---|---|---|---|---|---|---|---|')
         for t, o, k, tr in sorted(st, key=lambda x: int(x[3]['entries'])):
             a, b = float(o['seconds']), float(k['seconds'])
             tgt = '<= 0.02' if int(tr['entries']) >= 100000 else '<= 0.05'
-            print('| %s | %s | %.0f | %.3f | %.3f | %.3f | %s |' % (
-                t, tr['entries'], int(tr['bytes']) / 2**20, a, b, a / b, tgt))
-            sd.write('%s %s %s %s\n' % (t, tr['entries'], a, b))
+            fl = res.get(('startup', t, 'floor'))
+            m = 'NaN'
+            if fl:
+                m, h = (float(fl[x]) / float(fl['cpus']) for x in ('metadata_cpu_s', 'handles_cpu_s'))
+                floor = '%.4f, %.4f | %.3f, %.3f' % (m, h, m / b, h / b)
+            else:
+                floor = '- | -'
+            print('| %s | %s | %.0f | %.3f | %.3f | %.3f | %s | %s |' % (
+                t, tr['entries'], int(tr['bytes']) / 2**20, a, b, a / b, tgt, floor))
+            sd.write('%s %s %s %s %s\n' % (t, tr['entries'], a, b, m))
     print()
 e = res.get(('efi', 'efi', '-'))
 if e:

@@ -1,8 +1,12 @@
 # SPDX-License-Identifier: MIT
 # bench/sec-startup.sh - section "startup": erofs-nbd from start until it
 # prints its URI (the image laid out, listening), against mkfs.erofs
-# writing the image, median of STARTUP_RUNS each, per tree.
+# writing the image, median of STARTUP_RUNS each, per tree; and the floor
+# any walk of the tree has here (bench/walk-floor.c, built by `make bench`
+# next to BIN, or BENCH_WALK_FLOOR).
 # Defines bench_startup TREE-NAME TREE.
+
+FLOOR_BIN=${BENCH_WALK_FLOOR:-$(dirname "$BIN")/bench/walk-floor}
 
 bench_startup() {
 	local t=$1 tree=$2 img=$work/startup.img i ours mkfs rss
@@ -24,4 +28,11 @@ bench_startup() {
 	result startup "$t" erofs-nbd seconds "$ours"
 	result startup "$t" mkfs.erofs seconds "$mkfs"
 	result startup "$t" mkfs.erofs rss_kib "$rss"
+	if [ -x "$FLOOR_BIN" ]; then
+		# "entries N", "cpus N", "metadata_cpu_s S", "handles_cpu_s S"
+		"$FLOOR_BIN" -r "$STARTUP_RUNS" "$tree" |
+			while read -r k v; do result startup "$t" floor "$k" "$v"; done
+	else
+		note "startup: no $FLOOR_BIN (make bench builds it): no floor row"
+	fi
 }
