@@ -58,6 +58,7 @@ cached_tree() {
 				{ tail -n 20 "$tmp.log" >&2; die "building $dir failed"; }
 			rm -f "$tmp.log"
 			mv "$tmp" "$dir"
+			sync	# its writeback must not run beside what is timed next
 			touch "$dir.done"
 		fi
 		exec {lockfd}>&-
@@ -95,7 +96,8 @@ tree_stats() {
 	find "$1" -xdev -type f -readable -print0 | xargs -0 -r cat >/dev/null 2>&1 || true
 }
 
-# mkfs_image TREE IMG: prints "SECONDS MAXRSS_KIB".
+# mkfs_image TREE IMG: prints "SECONDS MAXRSS_KIB" (mkfs.erofs from exec to
+# exit, each after a sync; the image is synced after the clock stops).
 mkfs_image() {
 	local t0 t1
 	rm -f "$2"
@@ -104,6 +106,7 @@ mkfs_image() {
 	/usr/bin/time -f '%M' -o "$work/mkfs.time" mkfs.erofs "$2" "$1" >/dev/null 2>"$work/mkfs.log" ||
 		{ cat "$work/mkfs.log" >&2; die "mkfs.erofs failed"; }
 	t1=${EPOCHREALTIME/./}
+	sync	# the image's writeback must not run beside what is timed next
 	echo "$(awk -v us=$((10#$t1 - 10#$t0)) 'BEGIN { printf "%.4f", us / 1e6 }') $(tail -n1 "$work/mkfs.time")"
 }
 
