@@ -39,27 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SYS_getxattrat
-#define SYS_getxattrat 464	/* the same number on every architecture */
-#endif
-#ifndef SYS_listxattrat
-#define SYS_listxattrat 465
-#endif
-
-struct linux_dirent64 {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
-
-/* getxattrat(2)'s argument block (include/uapi/linux/xattr.h). */
-struct xattr_args_v0 {
-	uint64_t value;
-	uint32_t size;
-	uint32_t flags;
-};
+#include "overlaywalk/linux_abi.h"
 
 static bool have_xattrat = true;
 static bool with_handles;
@@ -172,6 +152,12 @@ static double pass(const char *tree, bool handles, int *ret_err)
 	return cpu_seconds() - t0;
 }
 
+static int usage(void)
+{
+	fprintf(stderr, "usage: walk-floor [-r RUNS (1-64)] TREE\n");
+	return 2;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -185,15 +171,11 @@ int main(int argc, char **argv)
 	int runs = 3, opt, err;
 
 	while ((opt = getopt(argc, argv, "r:")) != -1) {
-		if (opt != 'r' || (runs = atoi(optarg)) < 1 || runs > 64) {
-			fprintf(stderr, "usage: walk-floor [-r RUNS (1-64)] TREE\n");
-			return 2;
-		}
+		if (opt != 'r' || (runs = atoi(optarg)) < 1 || runs > 64)
+			return usage();
 	}
-	if (optind + 1 != argc) {
-		fprintf(stderr, "usage: walk-floor [-r RUNS (1-64)] TREE\n");
-		return 2;
-	}
+	if (optind + 1 != argc)
+		return usage();
 	pass(argv[optind], true, &err);	/* warm-up */
 	if (err < 0) {
 		fprintf(stderr, "walk-floor: '%s': %s\n", argv[optind], strerror(-err));

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "overlaywalk/internal.h"
+#include "overlaywalk/linux_abi.h"
 
 void walk_names_free(struct name_list *l)
 {
@@ -23,14 +24,6 @@ void walk_names_free(struct name_list *l)
 	free(l->refs);
 	memset(l, 0, sizeof(*l));
 }
-
-struct linux_dirent64 {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
 
 static int name_list_add(struct name_list *l, const char *name, size_t len,
 			 uint32_t pos, uint8_t d_type, bool whiteout)

@@ -28,27 +28,15 @@
 #include <unistd.h>
 
 #include "overlaywalk/internal.h"
+#include "overlaywalk/linux_abi.h"
 #include "server/cleanup.h"
 
-#ifndef SYS_getxattrat
-#define SYS_getxattrat 464	/* the same number on every architecture */
-#endif
-#ifndef SYS_listxattrat
-#define SYS_listxattrat 465
-#endif
 #ifndef AT_SYMLINK_NOFOLLOW
 #define AT_SYMLINK_NOFOLLOW 0x100
 #endif
 
 #define XATTR_RETRIES 16	/* ERANGE retries before giving up */
 #define XATTR_STACK 4096	/* bytes tried before asking the size */
-
-/* getxattrat(2)'s argument block (include/uapi/linux/xattr.h, 6.13). */
-struct xattr_args_v0 {
-	uint64_t value;
-	uint32_t size;
-	uint32_t flags;
-};
 
 /* Where the xattrs are read from. */
 struct xattr_src {
