@@ -120,7 +120,7 @@ if st:
         sd.write('# tree entries erofs-nbd-s mkfs-s floor-s (metadata calls over all CPUs; NaN: none)\n')
         print('start-up: erofs-nbd from start to its URI line vs mkfs.erofs writing the image (medians);')
         print('floor: the CPU time of the system calls any walk of the tree makes (getdents64, statx,')
-        print('xattrs, readlink; then + name_to_handle_at per file, as ours), over all CPUs (bench/walk-floor.c)')
+        print('xattrs, readlink; then + name_to_handle_at per file, as our walk did until 12-04), over all CPUs (bench/walk-floor.c)')
         print('| tree | entries | data MiB | erofs-nbd s | mkfs.erofs s | ratio | target '
               '| floor s, + handles | floor ratio, + handles |')
         print('|---|---|---|---|---|---|---|---|---|')

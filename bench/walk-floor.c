@@ -12,8 +12,8 @@
  * (listxattrat/getxattrat on Linux 6.13+, else llistxattr/lgetxattr on
  * "/proc/self/fd/DIRFD/NAME", as the walk does), readlinkat for a
  * symlink.  A second pass ("handles") adds name_to_handle_at for each
- * regular file, which erofs-nbd's walk also makes (overlaywalk/reopen.c)
- * so as to reopen sources by handle.
+ * regular file, which erofs-nbd's walk made until 12-04 so as to reopen
+ * sources by handle (it now takes one per directory: overlaywalk/reopen.c).
  *
  * One thread, warm caches (a first pass is not counted), RUNS passes of
  * each kind alternating (default 3), CLOCK_PROCESS_CPUTIME_ID.  Prints

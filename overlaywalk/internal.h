@@ -18,11 +18,20 @@
 #include "overlaywalk/walk.h"
 
 /*
- * How walk_open_data() finds a regular file again: a file handle
- * (name_to_handle_at) and the index of a mount fd to decode it against.
- * Files without a usable handle have no record (inode->reopen == NULL)
- * and are reopened by path from the root fd.
+ * A file handle (name_to_handle_at) and the index of a mount fd to decode
+ * it against.  The walk takes one per directory that holds regular files
+ * (of each layer: the directory a file is listed in), in the keep arena,
+ * and a regular file's inode->reopen points at its directory's: the walk
+ * spends no system call on a file's own handle.  A file is found again
+ * by its name in that directory, opened by handle, then by its own handle
+ * once a first open has learnt it (source.c).  Files without a record
+ * (inode->reopen == NULL: no handles on that file system, no
+ * CAP_DAC_READ_SEARCH) are reopened by path from their layer's root fd.
  */
+/* walk_inode.walk_flags: reopen is not the directory of inode->name (a
+ * hard link), so that name is not looked up there.  (Bit 0 is walk.c's.) */
+#define WALK_NOT_IN_DIR 2u
+
 struct walk_reopen {
 	uint16_t mount;		/* index into walk_private.mounts */
 	uint8_t handle_type;	/* the kernel's FILEID_* (all fit a byte) */
@@ -60,8 +69,8 @@ struct walk_layer {
 };
 
 struct walk_private {
-	struct walk_arena model;	/* inodes, dentries, names, xattrs, symlinks, handles */
-	struct walk_arena keep;		/* what walk_region_source() hands out: paths, handles */
+	struct walk_arena model;	/* inodes, dentries, names, xattrs, symlinks */
+	struct walk_arena keep;		/* directory handles; what walk_region_source() hands out */
 	struct walk_layer *layers;	/* nlayers, [0] is the top */
 	size_t nlayers;
 	bool merge;			/* walk_layers(): apply the overlay rules */
@@ -74,6 +83,9 @@ struct walk_private {
 	/* Set (atomically) once open_by_handle_at() fails with EPERM and
 	 * the like, so later opens go by path straight away. */
 	int handles_broken;
+	/* This tree among all trees of the process, never reused: what
+	 * reopen.c's per-thread directory fd is keyed on. */
+	uint64_t serial;
 };
 
 /* Open-addressing hash table of inodes by (layer, dev, ino), for hard links. */
@@ -132,31 +144,36 @@ struct walk_mount_hint {
 };
 
 /*
- * Records a file handle for the regular file name in dirfd (an O_RDONLY
- * directory, kept as the mount fd for open_by_handle_at() when its mount
- * is new) in inode->reopen, allocated in a.  Leaves inode->reopen NULL
- * when the file system cannot encode handles or the file is on another
- * mount than dirfd.  hint is the calling walker's own.  Returns 0 or
- * -ENOMEM / -EMFILE and the like.  Thread-safe.
+ * Records a file handle for the directory open as dirfd (O_RDONLY, kept as
+ * the mount fd for open_by_handle_at() when its mount is new) in *ret,
+ * allocated in a (the keep arena: it outlives the model).  Sets *ret to
+ * NULL when the file system cannot encode handles.  hint is the calling
+ * walker's own.  Returns 0 or -ENOMEM / -EMFILE and the like.
+ * Thread-safe.
  */
-int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
-		       struct walk_mount_hint *hint, int dirfd, const char *name,
-		       struct walk_inode *inode);
+int walk_record_dir_handle(struct walk_private *priv, struct walk_arena *a,
+			   struct walk_mount_hint *hint, int dirfd,
+			   const struct walk_reopen **ret);
 
 /*
  * What walk_open_data() checks a reopened file against, and how it finds
- * it: the walk's identity and times, its layer, its handle (or NULL) and
- * its path from the layer's root.  check_after: the caller compares size
- * and times itself after reading (REGION_OPEN_CHECK_AFTER), so a file
- * opened by its handle, which is that inode, is not looked at again.
+ * it: the walk's identity and times, its layer, its own handle when known
+ * (fh), else the handle of its directory (dir) and its name there, and its
+ * path from the layer's root.  check_after: the caller compares size and
+ * times itself after reading (REGION_OPEN_CHECK_AFTER), so a file opened
+ * by its own handle, which is that inode, is not looked at again.  learn:
+ * NULL, or room for a handle of MAX_HANDLE_SZ bytes that a first open
+ * through dir fills with the file's own handle (handle_bytes 0 if none).
  */
 struct walk_stamp {
 	uint64_t dev, ino, size;
 	int64_t mtime_sec, ctime_sec;
 	uint32_t mtime_nsec, ctime_nsec;
 	uint32_t uid, layer;
-	const struct walk_reopen *reopen;
+	const struct walk_reopen *fh, *dir;
+	const char *name;
 	const char *path;
+	struct walk_reopen *learn;
 	bool check_after;
 };
 /* walk_inode_path() in two steps: its length (no NUL) and depth ... */
@@ -181,6 +198,10 @@ struct dir_layer {
 	 * unlink in it since moves it (walk.c, verify_dir()). */
 	int64_t ctime_sec;
 	uint32_t ctime_nsec;
+	/* Its handle (walk_record_dir_handle()), taken for its first regular
+	 * file; NULL without handles.  Only the walker reading it sets it. */
+	const struct walk_reopen *handle;
+	bool handle_taken;
 };
 
 /* A merged directory's stack of layer directories, top first. */
@@ -251,6 +272,7 @@ struct walk_ctx {
 	struct walk_private *priv;
 	const struct walk_opts *opts;
 	struct walk_arena arena;	/* joined into priv->model at the end */
+	struct walk_arena keep;		/* joined into priv->keep at the end */
 
 	bool have_mnt_id;		/* the kernel fills stx_mnt_id */
 	bool reads_anything;		/* CAP_DAC_READ_SEARCH or _OVERRIDE in effect */

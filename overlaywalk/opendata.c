@@ -27,8 +27,9 @@ int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode)
 		.dev = inode->dev, .ino = inode->ino, .size = inode->size,
 		.mtime_sec = inode->mtime_sec, .mtime_nsec = inode->mtime_nsec,
 		.ctime_sec = inode->ctime_sec, .ctime_nsec = inode->ctime_nsec,
-		.uid = inode->uid, .layer = inode->layer, .reopen = inode->reopen,
-		.path = path,
+		.uid = inode->uid, .layer = inode->layer,
+		.dir = inode->walk_flags & WALK_NOT_IN_DIR ? NULL : inode->reopen,
+		.name = inode->name, .path = path,
 	};
 	return walk_open_stamp(tree->priv, &st);
 }

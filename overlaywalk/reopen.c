@@ -2,13 +2,18 @@
 /*
  * reopen.c - finding a regular file again after the walk, for its data.
  *
- * During the walk each regular file gets a file handle (name_to_handle_at
- * of its name in its directory, not following a symlink) and the index of
- * a mount fd of its mount; the tree keeps one fd per mount, never one per
- * file.  walk_open_data()
- * decodes the handle with open_by_handle_at(), which needs
- * CAP_DAC_READ_SEARCH and a file system that can decode handles (ext4,
- * xfs, btrfs, tmpfs do; overlayfs only with nfs_export=on).  Otherwise it
+ * During the walk each directory that holds regular files gets a file
+ * handle (name_to_handle_at of the open directory) and the index of a mount
+ * fd of its mount; the tree keeps one fd per mount, never one per file or
+ * directory.  A file is first reopened by its name in that directory,
+ * which open_by_handle_at() finds again wherever it was moved to; a
+ * caller that keeps the file's own handle then learns it from that fd
+ * (walk_stamp.learn; source.c does) and reopens by it from then on.  The
+ * walk so spends no system call on the handle of a file no client reads
+ * (the start-up's share of it was 65 of 281 ms on the bench's large
+ * tree).  Decoding needs CAP_DAC_READ_SEARCH and a file system that can
+ * decode handles (ext4, xfs, btrfs, tmpfs do; overlayfs only with
+ * nfs_export=on).  Otherwise it
  * resolves its path (walk_inode_path(), or the one walk_region_source()
  * kept) from the root fd of the inode's layer (the
  * merged path is the path inside the layer that provides the file: no
@@ -20,13 +25,17 @@
  * Either way the result is then checked against the walk: a regular file
  * with the same dev, ino, size, mtime and ctime (seconds and nanoseconds;
  * the ctime cannot be set back, unlike the mtime), or the caller gets
- * -EIO.  Nothing here is modified after the walk except the atomic
- * handles_broken flag, so any number of threads may call walk_open_data()
- * at once.  During the walk, the walkers add mounts under mounts_lock.
+ * -EIO (a file opened by its own handle is that inode: its size and
+ * times may be left to the caller, walk_stamp.check_after).  Nothing here
+ * is modified after the walk except the atomic handles_broken flag and
+ * each thread's own directory fd (dir_fd()), so any number of threads may
+ * call walk_open_data() at once.  During the walk, the walkers add mounts
+ * under mounts_lock.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -47,10 +56,10 @@ struct handle_buf {
  * Index of mnt_id in priv->mounts, adding it with a dup of dirfd if new;
  * priv->mounts_lock held.  The mount fd must be a real open file, not
  * O_PATH: open_by_handle_at() looks it up with fdget(), which ignores
- * O_PATH fds (EBADF).  dirfd is the entry's parent directory, opened
- * O_RDONLY by the walk; it is used only when it is on the same mount (a
- * file bind-mounted over a directory of another mount is not).  Returns
- * 0, -EXDEV (no usable fd: the caller reopens that file by path) or
+ * O_PATH fds (EBADF).  dirfd is the directory whose handle is taken,
+ * opened O_RDONLY by the walk; it is used only when statx() agrees that it
+ * is on that mount.  Returns
+ * 0, -EXDEV (no usable fd: the caller reopens its files by path) or
  * -errno.
  */
 static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
@@ -89,18 +98,18 @@ static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 	return 0;
 }
 
-int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
-		       struct walk_mount_hint *hint, int dirfd, const char *name,
-		       struct walk_inode *inode)
+int walk_record_dir_handle(struct walk_private *priv, struct walk_arena *a,
+			   struct walk_mount_hint *hint, int dirfd,
+			   const struct walk_reopen **ret)
 {
 	struct handle_buf h;
 	struct walk_reopen *ro;
 	uint32_t idx = 0;
 	int mnt_id, r;
 
-	inode->reopen = NULL;
+	*ret = NULL;
 	h.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(dirfd, name, &h.fh, &mnt_id, 0) < 0)
+	if (name_to_handle_at(dirfd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0)
 		return 0;	/* no handles here: reopen by path */
 	if (h.fh.handle_bytes > MAX_HANDLE_SZ || h.fh.handle_bytes > UINT8_MAX ||
 	    h.fh.handle_type < 0 || h.fh.handle_type > UINT8_MAX)
@@ -125,7 +134,7 @@ int walk_record_handle(struct walk_private *priv, struct walk_arena *a,
 	ro->handle_type = (uint8_t)h.fh.handle_type;
 	ro->handle_bytes = (uint8_t)h.fh.handle_bytes;
 	memcpy(ro->f_handle, h.fh.f_handle, h.fh.handle_bytes);
-	inode->reopen = ro;
+	*ret = ro;
 	return 0;
 }
 
@@ -154,6 +163,101 @@ static int open_by_handle(const struct walk_private *priv,
 	    errno == ENOSYS)
 		__atomic_store_n((int *)&priv->handles_broken, 1, __ATOMIC_RELAXED);
 	return -errno;
+}
+
+/*
+ * Each thread keeps the directory it last opened a file in, by handle, so
+ * that a pass over a directory's files decodes its handle once: (tree
+ * serial, record) name it, and a serial is never reused, so a freed tree's
+ * record cannot be taken for a new one's.  One fd per thread (the server's
+ * loops, openers and read pool), closed when the thread exits or moves on.
+ */
+struct dir_fd_cache {
+	uint64_t serial;
+	const struct walk_reopen *dir;
+	int fd;
+};
+
+static __thread struct dir_fd_cache dcache = { .fd = -1 };
+static pthread_key_t dcache_key;
+static pthread_once_t dcache_once = PTHREAD_ONCE_INIT;
+
+static void dcache_close(void *arg)
+{
+	struct dir_fd_cache *c = arg;
+
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->dir = NULL;
+}
+
+static void dcache_key_init(void)
+{
+	(void)pthread_key_create(&dcache_key, dcache_close);
+}
+
+/* An O_PATH fd of dir, borrowed from this thread's cache; -errno. */
+static int dir_fd(const struct walk_private *priv, const struct walk_reopen *dir)
+{
+	int fd;
+
+	if (dcache.fd >= 0 && dcache.dir == dir && dcache.serial == priv->serial)
+		return dcache.fd;
+	fd = open_by_handle(priv, dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	if (dcache.fd < 0) {
+		/* First use in this thread: close it when the thread ends. */
+		(void)pthread_once(&dcache_once, dcache_key_init);
+		(void)pthread_setspecific(dcache_key, &dcache);
+	} else {
+		close(dcache.fd);
+	}
+	dcache = (struct dir_fd_cache){ .serial = priv->serial, .dir = dir, .fd = fd };
+	return fd;
+}
+
+/*
+ * Opens st->name in its directory, found by handle; the caller checks the
+ * result.  O_NONBLOCK: a FIFO swapped in under that name cannot block us.
+ */
+static int open_in_dir(const struct walk_private *priv, const struct walk_stamp *st,
+		       int flags)
+{
+	int dfd = dir_fd(priv, st->dir), fd;
+
+	if (dfd < 0)
+		return dfd;
+	fd = openat(dfd, st->name, flags | O_NONBLOCK);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Fills st->learn with fd's own handle, when it can be decoded against one
+ * of the tree's mount fds (mounts[] no longer changes after the walk);
+ * else leaves handle_bytes 0.
+ */
+static void learn_handle(const struct walk_private *priv, int fd, struct walk_reopen *learn)
+{
+	struct handle_buf h;
+	int mnt_id;
+
+	learn->handle_bytes = 0;
+	h.fh.handle_bytes = MAX_HANDLE_SZ;
+	if (name_to_handle_at(fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0 ||
+	    h.fh.handle_bytes > MAX_HANDLE_SZ || h.fh.handle_bytes > UINT8_MAX ||
+	    h.fh.handle_type < 0 || h.fh.handle_type > UINT8_MAX)
+		return;
+	for (size_t i = 0; i < priv->nmounts; i++) {
+		if (priv->mounts[i].mnt_id == mnt_id) {
+			learn->mount = (uint16_t)i;
+			learn->handle_type = (uint8_t)h.fh.handle_type;
+			memcpy(learn->f_handle, h.fh.f_handle, h.fh.handle_bytes);
+			learn->handle_bytes = (uint8_t)h.fh.handle_bytes;
+			return;
+		}
+	}
 }
 
 /*
@@ -232,6 +336,23 @@ static bool same_file(int fd, const struct walk_stamp *st)
 	       stx.stx_ctime.tv_nsec == st->ctime_nsec;
 }
 
+/* Takes O_NONBLOCK off fd again (io_uring would fail its reads with EAGAIN). */
+static int clear_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+/* A name or path that no longer leads to a file the way it did. */
+static bool gone(int err)
+{
+	return err == -ENOENT || err == -ENOTDIR || err == -ELOOP || err == -EXDEV ||
+	       err == -ENXIO || err == -ESTALE;
+}
+
 int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st)
 {
 	const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
@@ -241,37 +362,53 @@ int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st
 	 */
 	const int noatime = st->uid == (uint32_t)geteuid() ? O_NOATIME : 0;
 	_cleanup_close_ int fd = -1;
-	int fl;
+	int r;
 
-	if (st->reopen) {
+	if (st->learn)
+		st->learn->handle_bytes = 0;
+	if (st->fh) {
 		/*
 		 * A handle names this very inode: it cannot be a FIFO, nor
 		 * another file.  Whether it changed, the caller's check after
 		 * its reads tells when it asked to (the server: a statx less
 		 * per reopen, 54,500 a pass over usr-share).
 		 */
-		fd = open_by_handle(priv, st->reopen, flags | noatime);
+		fd = open_by_handle(priv, st->fh, flags | noatime);
 		if (fd == -EPERM && noatime)
-			fd = open_by_handle(priv, st->reopen, flags);
+			fd = open_by_handle(priv, st->fh, flags);
 		if (fd >= 0)
 			return st->check_after || same_file(fd, st) ? TAKE_FD(fd) : -EIO;
 	}
-	/* O_NONBLOCK so that a FIFO swapped in by path cannot block us. */
+	if (!st->fh && st->dir && st->name) {
+		fd = open_in_dir(priv, st, flags | noatime);
+		if (fd == -EPERM && noatime)
+			fd = open_in_dir(priv, st, flags);
+		if (fd >= 0) {
+			if (!same_file(fd, st))
+				return -EIO;
+			r = clear_nonblock(fd);
+			if (r < 0)
+				return r;
+			if (st->learn)
+				learn_handle(priv, fd, st->learn);
+			return TAKE_FD(fd);
+		}
+		if (gone(fd))
+			return -EIO;	/* renamed or removed: not the walk's file */
+		/* No decoding here (EPERM, EOPNOTSUPP...): by path below. */
+	}
 	fd = open_by_path(priv, st, flags | noatime | O_NONBLOCK);
 	if (fd == -EPERM && noatime)
 		fd = open_by_path(priv, st, flags | O_NONBLOCK);
-	if (fd < 0) {
-		/* The path no longer leads to a file the way it did. */
-		if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP ||
-		    fd == -EXDEV || fd == -ENXIO || fd == -ESTALE)
-			return -EIO;
-		return fd;
-	}
+	if (fd < 0)
+		return gone(fd) ? -EIO : fd;
 	if (!same_file(fd, st))
 		return -EIO;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-		return -errno;
+	r = clear_nonblock(fd);
+	if (r < 0)
+		return r;
+	if (st->learn && !__atomic_load_n((int *)&priv->handles_broken, __ATOMIC_RELAXED))
+		learn_handle(priv, fd, st->learn);
 	return TAKE_FD(fd);
 }
 

@@ -2,10 +2,12 @@
 /*
  * source.c - see source.h.  One record per file in the tree's keep
  * arena: what walk_open_stamp() needs beyond the region_source's own
- * size and times, then the handle, then the path (also the source's
- * name): about 85 bytes for a file of /usr/share.
+ * size and times, room for the file's own handle (learnt at its first
+ * open, as large as its directory's), then the path (also the source's
+ * name): about 95 bytes for a file of /usr/share.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,20 +15,47 @@
 #include "overlaywalk/internal.h"
 #include "overlaywalk/source.h"
 
+/* walk_source.fh_state */
+enum { FH_NONE, FH_FILLING, FH_READY };
+
 struct walk_source {
 	const struct walk_private *priv;
+	const struct walk_reopen *dir;	/* its directory's handle, or NULL */
 	uint64_t dev, ino;
 	uint32_t uid;
+	uint32_t name_off;		/* its name in the path */
 	uint16_t layer;
-	uint8_t handle_type, handle_bytes;	/* handle_bytes 0: no handle */
-	uint16_t mount;
-	unsigned char data[];	/* handle_bytes of handle, then the path and a NUL */
+	uint16_t mount;			/* the file's own handle, once READY */
+	uint8_t fh_state;		/* FH_* (atomic): the handle below */
+	uint8_t handle_type, handle_bytes, room;	/* room: bytes at data[0] */
+	unsigned char data[];	/* room bytes for the handle, then the path and a NUL */
 };
+
+/*
+ * Keeps the handle a first open learnt, if it fits and no other thread is
+ * at it; readers see it once fh_state is FH_READY (release / acquire).
+ */
+static void keep_handle(struct walk_source *ws, const struct walk_reopen *h)
+{
+	uint8_t expect = FH_NONE;
+
+	if (h->handle_bytes == 0 || h->handle_bytes > ws->room ||
+	    !__atomic_compare_exchange_n(&ws->fh_state, &expect, FH_FILLING, false,
+					 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		return;
+	ws->mount = h->mount;
+	ws->handle_type = h->handle_type;
+	ws->handle_bytes = h->handle_bytes;
+	memcpy(ws->data, h->f_handle, h->handle_bytes);
+	__atomic_store_n(&ws->fh_state, FH_READY, __ATOMIC_RELEASE);
+}
 
 static int walk_source_open(const struct region_source *src, unsigned int flags)
 {
-	const struct walk_source *ws = src->opaque;
-	_Alignas(struct walk_reopen) unsigned char ro_buf[sizeof(struct walk_reopen) + 255];
+	/* The record is the tree's, in its keep arena; only fh_state and what
+	 * it guards change after the walk. */
+	struct walk_source *ws = (struct walk_source *)src->opaque;
+	_Alignas(struct walk_reopen) unsigned char ro_buf[sizeof(struct walk_reopen) + MAX_HANDLE_SZ];
 	struct walk_reopen *ro = (struct walk_reopen *)ro_buf;
 	struct walk_stamp st = {
 		.dev = ws->dev, .ino = ws->ino, .size = src->size,
@@ -35,15 +64,23 @@ static int walk_source_open(const struct region_source *src, unsigned int flags)
 		.uid = ws->uid, .layer = ws->layer, .path = src->name,
 		.check_after = (flags & REGION_OPEN_CHECK_AFTER) != 0,
 	};
+	int fd;
 
-	if (ws->handle_bytes) {
+	if (__atomic_load_n(&ws->fh_state, __ATOMIC_ACQUIRE) == FH_READY) {
 		ro->mount = ws->mount;
 		ro->handle_type = ws->handle_type;
 		ro->handle_bytes = ws->handle_bytes;
 		memcpy(ro->f_handle, ws->data, ws->handle_bytes);
-		st.reopen = ro;
+		st.fh = ro;
+		return walk_open_stamp(ws->priv, &st);
 	}
-	return walk_open_stamp(ws->priv, &st);
+	st.dir = ws->dir;
+	st.name = src->name + ws->name_off;
+	st.learn = ws->room ? ro : NULL;
+	fd = walk_open_stamp(ws->priv, &st);
+	if (fd >= 0 && st.learn)
+		keep_handle(ws, ro);
+	return fd;
 }
 
 /* A tree made by hand has no layer to reopen a file from. */
@@ -57,8 +94,8 @@ static int by_hand_open(const struct region_source *src, unsigned int flags)
 int walk_region_source(const struct walk_tree *tree,
 		       const struct walk_inode *inode, struct region_source *ret)
 {
-	const struct walk_reopen *ro = inode->reopen;
-	size_t hb = ro ? ro->handle_bytes : 0, len, depth;
+	const struct walk_reopen *dir = inode->reopen;
+	size_t room = dir ? dir->handle_bytes : 0, len, depth, name_len;
 	struct walk_source *ws;
 	char *path;
 
@@ -75,19 +112,21 @@ int walk_region_source(const struct walk_tree *tree,
 		return 0;
 	}
 	len = walk_path_len(inode, &depth);
+	name_len = inode->name ? strlen(inode->name) : 0;
+	if (len > UINT32_MAX || name_len > len)
+		return -ENAMETOOLONG;
 	ws = walk_arena_alloc8(&tree->priv->keep,
-			       offsetof(struct walk_source, data) + hb + len + 1);
+			       offsetof(struct walk_source, data) + room + len + 1);
 	if (!ws)
 		return -ENOMEM;
 	*ws = (struct walk_source){
-		.priv = tree->priv, .dev = inode->dev, .ino = inode->ino,
+		.priv = tree->priv,
+		.dir = inode->walk_flags & WALK_NOT_IN_DIR ? NULL : dir,
+		.dev = inode->dev, .ino = inode->ino,
 		.uid = inode->uid, .layer = (uint16_t)inode->layer,
-		.handle_type = ro ? ro->handle_type : 0, .handle_bytes = (uint8_t)hb,
-		.mount = ro ? ro->mount : 0,
+		.name_off = (uint32_t)(len - name_len), .room = (uint8_t)room,
 	};
-	if (hb)
-		memcpy(ws->data, ro->f_handle, hb);
-	path = (char *)ws->data + hb;
+	path = (char *)ws->data + room;
 	walk_path_fill(inode, len, depth, path);
 	*ret = (struct region_source){
 		.open = walk_source_open,

@@ -489,7 +489,7 @@ static int read_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		      size_t n, const struct statx *stx)
 {
 	const struct walk_opts *opts = ctx->opts;
-	const struct dir_layer *dl = &pst->v[group[0].pos];
+	struct dir_layer *dl = &pst->v[group[0].pos];	/* v is not const */
 	const char *name = group[0].name;
 	size_t len = group[0].len;
 	int dirfd = dl->fd;
@@ -581,10 +581,16 @@ static int read_entry(struct walk_ctx *ctx, struct walk_inode *parent,
 		if (!ctx->reads_anything &&
 		    faccessat(dirfd, name, R_OK, AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
 			return walk_fail_or_skip(ctx, -errno, "opening file");
-		r = walk_record_handle(ctx->priv, &ctx->arena, &ctx->mount_hint, dirfd,
-				       name, ino);
-		if (r < 0)
-			return walk_fail_or_skip(ctx, r, "encoding file handle");
+		/* Found again later by name in its directory, through the
+		 * directory's handle (reopen.c): nothing more per file here. */
+		if (!dl->handle_taken) {
+			r = walk_record_dir_handle(ctx->priv, &ctx->keep, &ctx->mount_hint,
+						   dirfd, &dl->handle);
+			if (r < 0)
+				return walk_fail_or_skip(ctx, r, "encoding a directory's file handle");
+			dl->handle_taken = true;
+		}
+		ino->reopen = (struct walk_reopen *)dl->handle;
 	}
 	r = run_check(ctx, ino, name, len, &rejected);
 	if (r < 0 || rejected)
@@ -899,6 +905,7 @@ static int run_walkers(struct walk_ctx *main_ctx)
 	for (unsigned int i = 0; i < started; i++) {
 		pthread_join(tids[i], NULL);
 		walk_arena_join(&main_ctx->arena, &ctxs[i].arena);
+		walk_arena_join(&main_ctx->keep, &ctxs[i].keep);
 		free(ctxs[i].path);
 		sh->ninodes += ctxs[i].ninodes;
 		sh->nentries += ctxs[i].nentries;
@@ -1037,6 +1044,14 @@ static int order_tree(struct walk_tree *tree, size_t ninodes)
 		if (ino->walk_flags & WALK_SEEN)
 			continue;	/* a later dentry of a hard-linked file */
 		ino->walk_flags |= WALK_SEEN;
+		/*
+		 * A hard link's first dentry in tree order need not be the one
+		 * a walker read it through, whose directory's handle reopen
+		 * is: then it is found again by its path instead (the
+		 * handle's size still tells how much room its own needs).
+		 */
+		if (ino->reopen && (ino->parent != f->dir || ino->name != de->name))
+			ino->walk_flags |= WALK_NOT_IN_DIR;
 		ino->parent = f->dir;
 		ino->name = de->name;
 		if (n == ninodes)
@@ -1057,6 +1072,9 @@ static int order_tree(struct walk_tree *tree, size_t ninodes)
 	tree->ninodes = n;
 	return 0;
 }
+
+/* walk_private.serial: trees made so far in this process. */
+static uint64_t tree_serials;
 
 /* The common part of walk_tree() and walk_layers(), with nthreads walkers. */
 static int walk_stack(const struct walk_stack *stack, bool merge,
@@ -1080,6 +1098,7 @@ static int walk_stack(const struct walk_stack *stack, bool merge,
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&tree->priv->mounts_lock, NULL);
+	tree->priv->serial = __atomic_add_fetch(&tree_serials, 1, __ATOMIC_RELAXED);
 	pthread_mutex_init(&sh.lock, NULL);
 	pthread_cond_init(&sh.cond, NULL);
 	tree->priv->cross_mounts = opts->cross_mounts;
@@ -1099,6 +1118,7 @@ static int walk_stack(const struct walk_stack *stack, bool merge,
 	else
 		r = walked = run_walkers(&ctx);
 	walk_arena_join(&tree->priv->model, &ctx.arena);
+	walk_arena_join(&tree->priv->keep, &ctx.keep);
 	if (r == 0)
 		r = order_tree(tree, sh.ninodes);
 

@@ -10,8 +10,8 @@
  * path-based race, and to notice that it changed.
  *
  * The walk resolves nothing but single names relative to directory fds
- * (statx, listxattrat and name_to_handle_at with AT_SYMLINK_NOFOLLOW,
- * openat with O_NOFOLLOW): it never follows a symlink, never leaves the
+ * (statx and listxattrat with AT_SYMLINK_NOFOLLOW, openat with
+ * O_NOFOLLOW; name_to_handle_at only of a directory's own fd): it never follows a symlink, never leaves the
  * tree, and does not cross into other mounted file systems unless asked
  * to.  Several threads walk different directories at once; the result
  * does not depend on their timing.
@@ -232,7 +232,8 @@ char *walk_inode_path(const struct walk_inode *inode);
 
 /*
  * Reopens a regular file's data for reading, without following a path that
- * could have been swapped (by file handle where possible, else by walking
+ * could have been swapped (by its name in its directory, found by the
+ * directory's file handle, where possible, else by walking
  * from the root fd of the inode's layer with RESOLVE_BENEATH |
  * RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), then checks that it is the same
  * file: dev, ino, size, mtime and ctime must match the walk.  Returns an

@@ -6,11 +6,13 @@
  * a leading '-', user.* xattrs, a nanosecond mtime, a sparse file), walks
  * it and checks every recorded field against what the test set up and
  * what lstat() says; then sort order, hard-link counts, walk_open_data()
- * on unchanged, modified, replaced and moved files (by handle and by
- * path), the check hook with and without skip_unreadable, ENOTDIR,
+ * on unchanged, modified, replaced and moved files (through the
+ * directory's handle, by the file's own learnt handle and by path), the
+ * check hook with and without skip_unreadable, ENOTDIR,
  * progress output, mount points, renames while a directory is read, and
  * several walkers giving the tree one walker gives.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -655,6 +657,69 @@ static void test_source_check_after(void **state)
 	walk_tree_free(tree);
 }
 
+/*
+ * A file is found again by its name in its directory, through the
+ * directory's handle, until a first open through a region source learns
+ * the file's own handle; from then on it reopens by that.  A rename moves
+ * the file's ctime, so either way it then reads as EIO; but by its own
+ * handle the open still finds the inode (REGION_OPEN_CHECK_AFTER leaves
+ * the verdict to the check), while a record never opened finds no such
+ * name.  A hard link whose first dentry in tree order is not the one it
+ * was read through opens by path.
+ */
+static void test_source_learns_handle(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	const struct walk_inode *dash = lookup(tree, "-dash");
+	const struct walk_inode *hl = lookup(tree, "hl");
+	struct region_source src, fresh, link;
+	char p[PATH_MAX], q[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	assert_int_equal(walk_region_source(tree, dash, &src), 0);
+	assert_int_equal(walk_region_source(tree, dash, &fresh), 0);
+	assert_int_equal(walk_region_source(tree, hl, &link), 0);
+	assert_true(src.opaque != fresh.opaque);	/* two records */
+	read_expect(src.open(&src, REGION_OPEN_CHECK_AFTER), "dash\n");
+	read_expect(link.open(&link, 0), "hello");
+	read_expect(link.open(&link, REGION_OPEN_CHECK_AFTER), "hello");
+
+	at(p, sizeof(p), "-dash");
+	at(q, sizeof(q), "-dash.moved");
+	assert_int_equal(rename(p, q), 0);
+	fd = src.open(&src, REGION_OPEN_CHECK_AFTER);
+	if (dash->reopen && geteuid() == 0) {
+		/* Its own handle, learnt by the first open: the same inode. */
+		assert_true(fd >= 0);
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_true(st.st_ino == dash->ino);
+		assert_int_equal(region_source_check(&src, fd), -EIO);
+		close(fd);
+	} else {
+		assert_int_equal(fd, -EIO);
+	}
+	assert_int_equal(src.open(&src, 0), -EIO);
+	/* Never opened: its name leads nowhere, by directory or by path. */
+	assert_int_equal(fresh.open(&fresh, REGION_OPEN_CHECK_AFTER), -EIO);
+	assert_int_equal(walk_open_data(tree, dash), -EIO);
+	walk_tree_free(tree);
+}
+
+/* Open fds of this process, from /proc/self/fd. */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n - 1;	/* the DIR's own */
+}
+
 struct opener {
 	const struct walk_tree *tree;
 	const struct walk_inode *inode;
@@ -685,6 +750,7 @@ static void test_open_data_threads(void **state)
 	struct walk_tree *tree = walk_ok(NULL);
 	struct opener o[4];
 	pthread_t th[4];
+	int fds = count_fds();
 
 	for (int i = 0; i < 4; i++) {
 		o[i] = (struct opener){ .tree = tree, .failures = 0,
@@ -696,6 +762,8 @@ static void test_open_data_threads(void **state)
 		assert_int_equal(pthread_join(th[i], NULL), 0);
 		assert_int_equal(o[i].failures, 0);
 	}
+	/* Each thread's directory fd (reopen.c) went with its thread. */
+	assert_int_equal(count_fds(), fds);
 	walk_tree_free(tree);
 }
 
@@ -1110,6 +1178,7 @@ int main(void)
 		T(test_open_data),
 		T(test_open_data_swapped_dir),
 		T(test_source_check_after),
+		T(test_source_learns_handle),
 		T(test_open_data_threads),
 		T(test_check_fails),
 		T(test_check_skips),
