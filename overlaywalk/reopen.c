@@ -219,17 +219,13 @@ static int dir_fd(const struct walk_private *priv, const struct walk_reopen *dir
 }
 
 /*
- * Opens st->name in its directory, found by handle; the caller checks the
- * result.  O_NONBLOCK: a FIFO swapped in under that name cannot block us.
+ * Opens st->name in its directory dfd; the caller checks the result.
+ * O_NONBLOCK: a FIFO swapped in under that name cannot block us.
  */
-static int open_in_dir(const struct walk_private *priv, const struct walk_stamp *st,
-		       int flags)
+static int open_in_dir(int dfd, const struct walk_stamp *st, int flags)
 {
-	int dfd = dir_fd(priv, st->dir), fd;
+	int fd = openat(dfd, st->name, flags | O_NONBLOCK);
 
-	if (dfd < 0)
-		return dfd;
-	fd = openat(dfd, st->name, flags | O_NONBLOCK);
 	return fd < 0 ? -errno : fd;
 }
 
@@ -362,7 +358,7 @@ int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st
 	 */
 	const int noatime = st->uid == (uint32_t)geteuid() ? O_NOATIME : 0;
 	_cleanup_close_ int fd = -1;
-	int r;
+	int dfd, r;
 
 	if (st->learn)
 		st->learn->handle_bytes = 0;
@@ -379,10 +375,16 @@ int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st
 		if (fd >= 0)
 			return st->check_after || same_file(fd, st) ? TAKE_FD(fd) : -EIO;
 	}
-	if (!st->fh && st->dir && st->name) {
-		fd = open_in_dir(priv, st, flags | noatime);
+	/*
+	 * Through the directory's handle.  If it cannot be decoded (no
+	 * capability, a file system that encodes but cannot decode, the
+	 * directory gone: ESTALE), the path below decides.
+	 */
+	dfd = !st->fh && st->dir && st->name ? dir_fd(priv, st->dir) : -ENOENT;
+	if (dfd >= 0) {
+		fd = open_in_dir(dfd, st, flags | noatime);
 		if (fd == -EPERM && noatime)
-			fd = open_in_dir(priv, st, flags);
+			fd = open_in_dir(dfd, st, flags);
 		if (fd >= 0) {
 			if (!same_file(fd, st))
 				return -EIO;
@@ -395,7 +397,6 @@ int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st
 		}
 		if (gone(fd))
 			return -EIO;	/* renamed or removed: not the walk's file */
-		/* No decoding here (EPERM, EOPNOTSUPP...): by path below. */
 	}
 	fd = open_by_path(priv, st, flags | noatime | O_NONBLOCK);
 	if (fd == -EPERM && noatime)

@@ -703,6 +703,23 @@ static void test_source_learns_handle(void **state)
 	/* Never opened: its name leads nowhere, by directory or by path. */
 	assert_int_equal(fresh.open(&fresh, REGION_OPEN_CHECK_AFTER), -EIO);
 	assert_int_equal(walk_open_data(tree, dash), -EIO);
+
+	/* A directory handle that no longer decodes (ESTALE): by path. */
+	if (hl->reopen && geteuid() == 0) {
+		struct walk_inode *ab = (struct walk_inode *)lookup(tree, "ab");
+		struct walk_reopen *saved = ab->reopen;
+		size_t size = sizeof(*saved) + saved->handle_bytes;
+		_Alignas(struct walk_reopen) unsigned char buf[sizeof(struct walk_reopen) + 128];
+		struct walk_reopen *bad = (struct walk_reopen *)buf;
+
+		assert_true(size <= sizeof(buf));
+		memcpy(bad, saved, size);
+		bad->f_handle[bad->handle_bytes - 1] ^= 0x5a;	/* the generation */
+		assert_false(ab->walk_flags & WALK_NOT_IN_DIR);
+		ab->reopen = bad;
+		read_expect(walk_open_data(tree, ab), "ab");
+		ab->reopen = saved;
+	}
 	walk_tree_free(tree);
 }
 
