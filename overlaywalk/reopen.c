@@ -53,6 +53,28 @@ struct handle_buf {
 };
 
 /*
+ * name_to_handle_at() of name in dirfd ("" with AT_EMPTY_PATH: dirfd
+ * itself) into *h, and whether the handle fits a struct walk_reopen.
+ */
+static bool encode_handle(int dirfd, const char *name, int flags,
+			  struct handle_buf *h, int *ret_mnt_id)
+{
+	h->fh.handle_bytes = MAX_HANDLE_SZ;
+	return name_to_handle_at(dirfd, name, &h->fh, ret_mnt_id, flags) == 0 &&
+	       h->fh.handle_bytes <= MAX_HANDLE_SZ && h->fh.handle_bytes <= UINT8_MAX &&
+	       h->fh.handle_type >= 0 && h->fh.handle_type <= UINT8_MAX;
+}
+
+/* Index of mnt_id in priv->mounts, or -1. */
+static ssize_t find_mount(const struct walk_private *priv, int mnt_id)
+{
+	for (size_t i = 0; i < priv->nmounts; i++)
+		if (priv->mounts[i].mnt_id == mnt_id)
+			return (ssize_t)i;
+	return -1;
+}
+
+/*
  * Index of mnt_id in priv->mounts, adding it with a dup of dirfd if new;
  * priv->mounts_lock held.  The mount fd must be a real open file, not
  * O_PATH: open_by_handle_at() looks it up with fdget(), which ignores
@@ -65,14 +87,13 @@ struct handle_buf {
 static int mount_index(struct walk_private *priv, int mnt_id, int dirfd,
 		       uint32_t *ret_idx)
 {
+	ssize_t i = find_mount(priv, mnt_id);
 	struct walk_mount *m;
 	struct statx stx;
 
-	for (size_t i = 0; i < priv->nmounts; i++) {
-		if (priv->mounts[i].mnt_id == mnt_id) {
-			*ret_idx = i;
-			return 0;
-		}
+	if (i >= 0) {
+		*ret_idx = (uint32_t)i;
+		return 0;
 	}
 	if (priv->nmounts > UINT16_MAX)
 		return -EXDEV;	/* struct walk_reopen has 16 bits for it */
@@ -108,12 +129,8 @@ int walk_record_dir_handle(struct walk_private *priv, struct walk_arena *a,
 	int mnt_id, r;
 
 	*ret = NULL;
-	h.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(dirfd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0)
+	if (!encode_handle(dirfd, "", AT_EMPTY_PATH, &h, &mnt_id))
 		return 0;	/* no handles here: reopen by path */
-	if (h.fh.handle_bytes > MAX_HANDLE_SZ || h.fh.handle_bytes > UINT8_MAX ||
-	    h.fh.handle_type < 0 || h.fh.handle_type > UINT8_MAX)
-		return 0;
 
 	if (hint->valid && hint->mnt_id == mnt_id) {
 		idx = hint->idx;	/* mounts[] only grows: still right */
@@ -230,30 +247,23 @@ static int open_in_dir(int dfd, const struct walk_stamp *st, int flags)
 }
 
 /*
- * Fills st->learn with fd's own handle, when it can be decoded against one
- * of the tree's mount fds (mounts[] no longer changes after the walk);
- * else leaves handle_bytes 0.
+ * Fills learn (zeroed by the caller) with fd's own handle, when it can be
+ * decoded against one of the tree's mount fds (mounts[] no longer changes
+ * after the walk).
  */
 static void learn_handle(const struct walk_private *priv, int fd, struct walk_reopen *learn)
 {
 	struct handle_buf h;
+	ssize_t i;
 	int mnt_id;
 
-	learn->handle_bytes = 0;
-	h.fh.handle_bytes = MAX_HANDLE_SZ;
-	if (name_to_handle_at(fd, "", &h.fh, &mnt_id, AT_EMPTY_PATH) < 0 ||
-	    h.fh.handle_bytes > MAX_HANDLE_SZ || h.fh.handle_bytes > UINT8_MAX ||
-	    h.fh.handle_type < 0 || h.fh.handle_type > UINT8_MAX)
+	if (!encode_handle(fd, "", AT_EMPTY_PATH, &h, &mnt_id) ||
+	    (i = find_mount(priv, mnt_id)) < 0)
 		return;
-	for (size_t i = 0; i < priv->nmounts; i++) {
-		if (priv->mounts[i].mnt_id == mnt_id) {
-			learn->mount = (uint16_t)i;
-			learn->handle_type = (uint8_t)h.fh.handle_type;
-			memcpy(learn->f_handle, h.fh.f_handle, h.fh.handle_bytes);
-			learn->handle_bytes = (uint8_t)h.fh.handle_bytes;
-			return;
-		}
-	}
+	learn->mount = (uint16_t)i;
+	learn->handle_type = (uint8_t)h.fh.handle_type;
+	memcpy(learn->f_handle, h.fh.f_handle, h.fh.handle_bytes);
+	learn->handle_bytes = (uint8_t)h.fh.handle_bytes;
 }
 
 /*

@@ -11,9 +11,9 @@
  *
  * The walk resolves nothing but single names relative to directory fds
  * (statx and listxattrat with AT_SYMLINK_NOFOLLOW, openat with
- * O_NOFOLLOW; name_to_handle_at only of a directory's own fd): it never follows a symlink, never leaves the
- * tree, and does not cross into other mounted file systems unless asked
- * to.  Several threads walk different directories at once; the result
+ * O_NOFOLLOW; name_to_handle_at only of a directory's own fd): it never
+ * follows a symlink, never leaves the tree, and does not cross into other
+ * mounted file systems unless asked to.  Several threads walk different directories at once; the result
  * does not depend on their timing.
  *
  * Inodes and dentries are separate, as in the kernel: hard links are
