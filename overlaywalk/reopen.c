@@ -359,14 +359,39 @@ static bool gone(int err)
 	       err == -ENXIO || err == -ESTALE;
 }
 
+/*
+ * The effective uid, as walk_creds_changed() or the first open read it:
+ * (uid_t)-1, never a real id, until then.
+ */
+static uid_t cached_euid = (uid_t)-1;
+
+void walk_creds_changed(void)
+{
+	__atomic_store_n(&cached_euid, geteuid(), __ATOMIC_RELAXED);
+}
+
+/*
+ * O_NOATIME spares an atime update per read; the kernel allows it only to
+ * the file's owner (or CAP_FOWNER), so it is asked for only then.  The
+ * effective uid is read once, not per open (a system call for each of the
+ * server's 56,000 reopens a pass over usr-share); a stale one costs an
+ * EPERM and a retry without the flag, or the flag.
+ */
+static int noatime_flag(uint32_t owner)
+{
+	uid_t euid = __atomic_load_n(&cached_euid, __ATOMIC_RELAXED);
+
+	if (euid == (uid_t)-1) {
+		euid = geteuid();
+		__atomic_store_n(&cached_euid, euid, __ATOMIC_RELAXED);
+	}
+	return owner == (uint32_t)euid ? O_NOATIME : 0;
+}
+
 int walk_open_stamp(const struct walk_private *priv, const struct walk_stamp *st)
 {
 	const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY;
-	/*
-	 * O_NOATIME spares an atime update per read; the kernel allows it
-	 * only to the file's owner (or CAP_FOWNER), so ask only then.
-	 */
-	const int noatime = st->uid == (uint32_t)geteuid() ? O_NOATIME : 0;
+	const int noatime = noatime_flag(st->uid);
 	_cleanup_close_ int fd = -1;
 	int dfd, r;
 

@@ -243,4 +243,14 @@ char *walk_inode_path(const struct walk_inode *inode);
  */
 int walk_open_data(const struct walk_tree *tree, const struct walk_inode *inode);
 
+/*
+ * Tells the reopens (walk_open_data(), walk_region_source()'s open()) that
+ * the process's effective uid changed (setresuid(), as --user does): they
+ * ask for O_NOATIME on the files that uid owns, and read it once rather
+ * than per open.  Without this call after a change they still open every
+ * file, but may ask for the flag in vain (EPERM, then again without it)
+ * or not ask for it.  Thread-safe.
+ */
+void walk_creds_changed(void);
+
 #endif

@@ -1499,6 +1499,7 @@ static int go_ready(const struct options *o, struct program *p)
 		return log_errno(r, "--user/--group: %s (needs root)", what);
 	if (r < 0)
 		return log_errno(r, "dropping privileges: %s", what);
+	walk_creds_changed();	/* --user: another owner for O_NOATIME */
 	log_info("capabilities left: %s, uid %d, gid %d, no_new_privs", caps,
 		 (int)getuid(), (int)getgid());
 	/* A uid or gid change cleared the parent-death signal: set it again. */

@@ -28,6 +28,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -761,6 +762,69 @@ static void *open_many(void *arg)
 	return NULL;
 }
 
+/* Whether fd was opened with O_NOATIME. */
+static bool has_noatime(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	assert_true(fl >= 0);
+	return (fl & O_NOATIME) != 0;
+}
+
+/*
+ * O_NOATIME is asked for on the files the effective uid owns, and only
+ * those: as root on -dash, not on a/f1 (1234); after a switch to 1234 and
+ * walk_creds_changed() (what --user does), on a/f1 and not on -dash.
+ * The child exits 0 if all holds, else the number of the failed step.
+ */
+static void test_open_noatime(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	const struct walk_inode *dash = lookup(tree, "-dash");
+	const struct walk_inode *f1 = lookup(tree, "a/f1");
+	int fd, status;
+	pid_t pid;
+
+	if (!as_root) {
+		walk_tree_free(tree);
+		skip();
+	}
+	fd = walk_open_data(tree, dash);
+	assert_true(fd >= 0);
+	assert_true(has_noatime(fd));
+	close(fd);
+	fd = walk_open_data(tree, f1);
+	assert_true(fd >= 0);
+	assert_false(has_noatime(fd));
+	close(fd);
+
+	/* Without the capability the child goes by path: let it search. */
+	assert_int_equal(chmod(root_dir, 0755), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int step = 0, fl;
+
+		if (setresgid(5678, 5678, 5678) < 0 || setresuid(1234, 1234, 1234) < 0)
+			_exit(100);
+		walk_creds_changed();
+		fd = walk_open_data(tree, f1);
+		step++;
+		if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || !(fl & O_NOATIME))
+			_exit(step);
+		close(fd);
+		fd = walk_open_data(tree, dash);
+		step++;
+		if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_NOATIME))
+			_exit(step);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	walk_tree_free(tree);
+}
+
 /* Several threads reopening files at once (the server's pattern). */
 static void test_open_data_threads(void **state)
 {
@@ -1197,6 +1261,7 @@ int main(void)
 		T(test_source_check_after),
 		T(test_source_learns_handle),
 		T(test_open_data_threads),
+		T(test_open_noatime),
 		T(test_check_fails),
 		T(test_check_skips),
 		T(test_not_dir),
