@@ -32,6 +32,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -413,10 +414,12 @@ static int src_arch(struct esp_ctx *c, const struct region_source *src,
 	uint8_t buf[ESP_HEAD_BYTES];
 	size_t want = src->size < sizeof(buf) ? (size_t)src->size : sizeof(buf);
 	size_t got = 0;
+	char path[PATH_MAX];
 	_cleanup_close_ int fd = src->open(src, 0);
 
+	region_source_path(src, path, sizeof(path));
 	if (fd < 0)
-		return esp_fail(c, fd, "'%s': reading the %s: %s", src->name, what,
+		return esp_fail(c, fd, "'%s': reading the %s: %s", path, what,
 				fd == -EIO ? "the file changed since it was found" :
 				strerror(-fd));
 	while (got < want) {
@@ -425,15 +428,15 @@ static int src_arch(struct esp_ctx *c, const struct region_source *src,
 			continue;
 		if (n < 0)
 			return esp_fail(c, -errno, "'%s': reading the %s: %s",
-					src->name, what, strerror(errno));
+					path, what, strerror(errno));
 		if (n == 0)
 			return esp_fail(c, -EIO, "'%s': reading the %s: the file shrank",
-					src->name, what);
+					path, what);
 		got += (size_t)n;
 	}
 	if (esp_pe_arch(buf, got, ret) < 0)
 		return esp_fail(c, -ENOEXEC, "'%s': the %s is not an EFI executable "
-				"for x86-64 or arm64 (no PE header%s)", src->name, what,
+				"for x86-64 or arm64 (no PE header%s)", path, what,
 				got >= 2 && buf[0] == 0x1f && buf[1] == 0x8b ?
 				"; it is gzip-compressed" : "");
 	return 0;

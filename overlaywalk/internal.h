@@ -86,6 +86,10 @@ struct walk_private {
 	/* This tree among all trees of the process, never reused: what
 	 * reopen.c's per-thread directory fd is keyed on. */
 	uint64_t serial;
+	/* walk_region_source()'s last directory and its path, in keep:
+	 * the files of a directory share one path string. */
+	const struct walk_inode *source_dir;
+	const char *source_dir_path;
 };
 
 /* Open-addressing hash table of inodes by (layer, dev, ino), for hard links. */
@@ -171,8 +175,9 @@ struct walk_stamp {
 	uint32_t mtime_nsec, ctime_nsec;
 	uint32_t uid, layer;
 	const struct walk_reopen *fh, *dir;
-	const char *name;
-	const char *path;
+	const char *name;	/* in dir; with dir_path, the path if path is NULL */
+	const char *dir_path;	/* relative to the layer's root; "" or NULL: the root */
+	const char *path;	/* relative to the layer's root */
 	struct walk_reopen *learn;
 	bool check_after;
 };

@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -308,18 +309,27 @@ static int open_by_path(const struct walk_private *priv,
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 			   RESOLVE_NO_MAGICLINKS,
 	};
+	_cleanup_free_ char *joined = NULL;
+	const char *path = st->path;
 	int root_fd, fd;
 
-	if (st->layer >= priv->nlayers || !st->path || !*st->path)
+	if (!path && st->name && st->dir_path && *st->dir_path) {
+		if (asprintf(&joined, "%s/%s", st->dir_path, st->name) < 0)
+			return -ENOMEM;
+		path = joined;
+	} else if (!path) {
+		path = st->name;
+	}
+	if (st->layer >= priv->nlayers || !path || !*path)
 		return -EINVAL;
 	root_fd = priv->layers[st->layer].root_fd;
 	if (!priv->cross_mounts)
 		how.resolve |= RESOLVE_NO_XDEV;
-	fd = syscall(SYS_openat2, root_fd, st->path, &how, sizeof(how));
+	fd = syscall(SYS_openat2, root_fd, path, &how, sizeof(how));
 	if (fd >= 0)
 		return fd;
 	if (errno == ENOSYS || errno == ENAMETOOLONG)
-		return open_by_components(root_fd, st->path, flags);
+		return open_by_components(root_fd, path, flags);
 	return -errno;
 }
 

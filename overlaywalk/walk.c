@@ -1206,6 +1206,7 @@ void walk_tree_release_model(struct walk_tree *tree)
 	if (!tree || !tree->priv)
 		return;
 	walk_arena_free(&tree->priv->model);
+	tree->priv->source_dir = NULL;	/* was an inode of the model */
 	free(tree->inodes);
 	tree->inodes = NULL;
 	tree->root = NULL;

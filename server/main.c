@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -1128,8 +1129,10 @@ static int write_image(const struct region_map *map, const char *path)
 		 */
 		const struct region_source *src = NULL;
 		int err = failing_source(map, &src);
+		char name[PATH_MAX];
 		if (err < 0)
-			return log_errno(err, "writing '%s': '%s'", path, src->name);
+			return log_errno(err, "writing '%s': '%s'", path,
+					 region_source_path(src, name, sizeof(name)));
 		return log_errno(r, "writing '%s'", path);
 	}
 	if (close(fd) < 0)

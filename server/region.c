@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -343,6 +344,16 @@ bool region_iter_next(struct region_iter *it, struct region_span *ret)
 		it->depth--;	/* this window is done: on in the one around it */
 	}
 	return false;
+}
+
+const char *region_source_path(const struct region_source *src, char *buf, size_t size)
+{
+	const char *dir = src->dir ? src->dir : "";
+	const char *name = src->name ? src->name : "?";
+
+	if (size)
+		snprintf(buf, size, "%s%s%s", dir, *dir ? "/" : "", name);
+	return buf;
 }
 
 int region_source_check_attrs(const struct region_source *src, int fd,

@@ -89,7 +89,13 @@ struct region_source {
 	 */
 	int (*open)(const struct region_source *src, unsigned int flags);
 	const void *opaque;	/* the builder's handle, e.g. a walk_inode */
-	const char *name;	/* path relative to the tree, for messages */
+	/*
+	 * For messages (region_source_path()): the file's directory relative
+	 * to the tree ("" or NULL: the top; one string for all its files)
+	 * and its name there.
+	 */
+	const char *dir;
+	const char *name;
 	uint64_t size;		/* bytes the layout expects the file to hold */
 	int64_t mtime_sec;	/* mtime recorded by the walk, for re-checks */
 	uint32_t mtime_nsec;
@@ -256,6 +262,13 @@ int region_source_check(const struct region_source *src, int fd);
  */
 int region_source_check_attrs(const struct region_source *src, int fd,
 			      uint64_t *ret_attrs);
+
+/*
+ * Writes src's path relative to the tree ("dir/name", or the name alone
+ * at the top) for messages into buf, size bytes with the NUL, cut short
+ * if longer, and returns buf.
+ */
+const char *region_source_path(const struct region_source *src, char *buf, size_t size);
 
 /*
  * Copies count bytes at offset into buf, reading source files through

@@ -33,6 +33,7 @@
  * close(), and the fd count still never exceeds the budget.
  */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -158,12 +159,12 @@ static void warn_once(struct src_cache *sc, uint32_t id, int err)
 	if (e->flags & SRC_WARNED)
 		return;
 	__atomic_or_fetch(&e->flags, SRC_WARNED, __ATOMIC_RELAXED);
-	const char *name = sc->srcs[id]->name;
+	char path[PATH_MAX];
+	region_source_path(sc->srcs[id], path, sizeof(path));
 	if (err == -EIO)
-		log_warning("'%s' changed since the walk, reads fail with EIO",
-			    name ? name : "?");
+		log_warning("'%s' changed since the walk, reads fail with EIO", path);
 	else
-		log_errno(err, "reading '%s', reads fail with EIO", name ? name : "?");
+		log_errno(err, "reading '%s', reads fail with EIO", path);
 }
 
 /* xorshift32: cheap, and good enough to pick eviction candidates. */

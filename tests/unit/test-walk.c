@@ -659,6 +659,33 @@ static void test_source_check_after(void **state)
 }
 
 /*
+ * A region source names its file by its directory and its name; the files
+ * of one directory share the directory's string.
+ */
+static void test_source_path(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	struct region_source dash, f1, sparse, hl2;
+	char buf[PATH_MAX];
+
+	assert_int_equal(walk_region_source(tree, lookup(tree, "-dash"), &dash), 0);
+	assert_int_equal(walk_region_source(tree, lookup(tree, "a/f1"), &f1), 0);
+	assert_int_equal(walk_region_source(tree, lookup(tree, "a/sparse"), &sparse), 0);
+	assert_int_equal(walk_region_source(tree, lookup(tree, "b/hl2"), &hl2), 0);
+	assert_string_equal(region_source_path(&dash, buf, sizeof(buf)), "-dash");
+	assert_string_equal(dash.dir, "");
+	assert_string_equal(region_source_path(&f1, buf, sizeof(buf)), "a/f1");
+	assert_string_equal(f1.name, "f1");
+	assert_string_equal(region_source_path(&sparse, buf, sizeof(buf)), "a/sparse");
+	assert_ptr_equal(f1.dir, sparse.dir);
+	/* A hard link's source is its first dentry in tree order. */
+	assert_string_equal(region_source_path(&hl2, buf, sizeof(buf)), "a/f1");
+	/* Cut short, never past the buffer. */
+	assert_string_equal(region_source_path(&sparse, buf, 4), "a/s");
+	walk_tree_free(tree);
+}
+
+/*
  * A file is found again by its name in its directory, through the
  * directory's handle, until a first open through a region source learns
  * the file's own handle; from then on it reopens by that.  A rename moves
@@ -1260,6 +1287,7 @@ int main(void)
 		T(test_open_data_swapped_dir),
 		T(test_source_check_after),
 		T(test_source_learns_handle),
+		T(test_source_path),
 		T(test_open_data_threads),
 		T(test_open_noatime),
 		T(test_check_fails),
