@@ -62,6 +62,8 @@ static int walk_source_open(const struct region_source *src, unsigned int flags)
 		.mtime_sec = src->mtime_sec, .mtime_nsec = src->mtime_nsec,
 		.ctime_sec = src->ctime_sec, .ctime_nsec = src->ctime_nsec,
 		.uid = ws->uid, .layer = ws->layer,
+		/* the path route's, should a handle fail */
+		.dir_path = src->dir, .name = src->name,
 		.check_after = (flags & REGION_OPEN_CHECK_AFTER) != 0,
 	};
 	int fd;
@@ -72,13 +74,9 @@ static int walk_source_open(const struct region_source *src, unsigned int flags)
 		ro->handle_bytes = ws->handle_bytes;
 		memcpy(ro->f_handle, ws->data, ws->handle_bytes);
 		st.fh = ro;
-		st.dir_path = src->dir;	/* should the handle fail */
-		st.name = src->name;
 		return walk_open_stamp(ws->priv, &st);
 	}
 	st.dir = ws->dir;
-	st.dir_path = src->dir;
-	st.name = src->name;
 	st.learn = ws->room ? ro : NULL;
 	fd = walk_open_stamp(ws->priv, &st);
 	if (fd >= 0 && st.learn)
