@@ -103,7 +103,10 @@ bool bootcfg_kver_ok(const char *name)
 {
 	size_t len = strlen(name);
 
-	if (len == 0 || len > BOOTCFG_KVER_MAX || name[0] == '.' || name[0] == '-')
+	/* FAT drops a trailing '.' from a long name (fat32-gpt.md, long
+	 * names), so "6.1." could not be the ESP's directory for it. */
+	if (len == 0 || len > BOOTCFG_KVER_MAX || name[0] == '.' || name[0] == '-' ||
+	    name[len - 1] == '.')
 		return false;
 	for (size_t i = 0; i < len; i++)
 		if (!is_digit(name[i]) && !is_alpha(name[i]) && !strchr("._+~^-", name[i]))

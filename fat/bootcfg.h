@@ -102,8 +102,9 @@ int bootcfg_kver_cmp(const char *a, const char *b);
 
 /*
  * Whether name can be a kernel version: 1..BOOTCFG_KVER_MAX bytes of
- * letters, digits and "._+~^-", not starting with '.' or '-', and not
- * "EFI" or "loader" in any case (the ESP's own top-level directories).
+ * letters, digits and "._+~^-", not starting with '.' or '-', not
+ * ending with '.' (which a FAT long name cannot keep), and not "EFI" or
+ * "loader" in any case (the ESP's own top-level directories).
  */
 bool bootcfg_kver_ok(const char *name);
 

@@ -32,6 +32,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -111,9 +112,9 @@ static char *map_strdup(struct region_map *map, const char *s)
 
 /*
  * Whether name can be a kernel version or UKI file name on the ESP and
- * in the entry file: 1..BOOTCFG_KVER_MAX bytes of letters, digits and
- * "._+~^-", not starting with '.' or '-', and not the name of one of our
- * own top-level directories ("EFI", "loader"; FAT ignores case).
+ * in the entry file: what bootcfg_kver_ok() accepts (1..BOOTCFG_KVER_MAX
+ * bytes of letters, digits and "._+~^-", not starting with '.' or '-',
+ * not ending with '.', not "EFI" or "loader" in any case).
  */
 static bool esp_name_ok(const char *name)
 {
@@ -499,8 +500,9 @@ static int plan_kernel(struct esp_ctx *c, struct esp_plan *pl)
 	int r;
 
 	if (o->kver && !esp_name_ok(o->kver))
-		return esp_fail(c, -EINVAL, "--kver '%s': not a kernel version (letters, "
-				"digits and ._+~^- only)", o->kver);
+		return esp_fail(c, -EINVAL, "--kver '%s': not a kernel version (1-%d "
+				"letters, digits and ._+~^-, not starting with . or -, "
+				"not ending with .)", o->kver, BOOTCFG_KVER_MAX);
 	if (o->kernel) {
 		pl->kver = kver_of_path(o->kver, o->kernel);
 		r = src_from_path(c, "--kernel", o->kernel, &pl->kernel);
@@ -568,10 +570,14 @@ static int plan_loader(struct esp_ctx *c, struct esp_plan *pl)
 	r = src_arch(c, &pl->loader, "boot loader", &arch);
 	if (r < 0)
 		return r;
-	if (arch != pl->arch)
+	if (arch != pl->arch) {
+		char path[PATH_MAX];
+
 		return esp_fail(c, -ENOEXEC, "'%s': the boot loader is built for %s, "
-				"the kernel for %s", pl->loader.name, arch_name(arch),
-				arch_name(pl->arch));
+				"the kernel for %s",
+				region_source_path(&pl->loader, path, sizeof(path)),
+				arch_name(arch), arch_name(pl->arch));
+	}
 	return 0;
 }
 
@@ -618,6 +624,33 @@ static int plan_ukis_in(struct esp_ctx *c, struct esp_plan *pl,
 		vn[pl->nukis++] = d->name;
 	}
 	return 0;
+}
+
+/*
+ * Every file the ESP takes from the tree fits a FAT directory entry's
+ * 32-bit size (fat32-gpt.md, directory entries): else -EFBIG, naming it.
+ */
+static int check_sizes(struct esp_ctx *c, const struct esp_plan *pl)
+{
+	const struct region_source *big = NULL;
+
+	if (pl->kernel.size > UINT32_MAX)
+		big = &pl->kernel;
+	else if (pl->has_initrd && pl->initrd.size > UINT32_MAX)
+		big = &pl->initrd;
+	else if (pl->loader.size > UINT32_MAX)
+		big = &pl->loader;
+	for (size_t i = 0; !big && i < pl->nukis; i++)
+		if (pl->ukis[i].size > UINT32_MAX)
+			big = &pl->ukis[i];
+	if (!big)
+		return 0;
+
+	char path[PATH_MAX];
+
+	return esp_fail(c, -EFBIG, "'%s': %" PRIu64 " bytes; a file on the FAT32 "
+			"EFI System Partition holds at most 4 GiB - 1",
+			region_source_path(big, path, sizeof(path)), big->size);
 }
 
 /* Renders the loader.conf and entry files; returns 0 or -ENOMEM. */
@@ -757,6 +790,7 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 	char *conf, *entry;
 	const char *why;
 	enum esp_arch karch;
+	char path[PATH_MAX];
 	int r;
 
 	/* Bad text is refused first, whatever else the tree holds. */
@@ -781,7 +815,8 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		goto out;
 	if (o->arch != ESP_ARCH_AUTO && o->arch != karch) {
 		r = esp_fail(c, -ENOEXEC, "'%s': the kernel is built for %s, not %s",
-			     pl.kernel.name, arch_name(karch), arch_name(o->arch));
+			     region_source_path(&pl.kernel, path, sizeof(path)),
+			     arch_name(karch), arch_name(o->arch));
 		goto out;
 	}
 	pl.arch = karch;
@@ -792,7 +827,8 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		/* Unreadable now means unbootable later: find out at start-up. */
 		_cleanup_close_ int fd = pl.initrd.open(&pl.initrd, 0);
 		if (fd < 0) {
-			r = esp_fail(c, fd, "'%s': reading the initrd: %s", pl.initrd.name,
+			r = esp_fail(c, fd, "'%s': reading the initrd: %s",
+				     region_source_path(&pl.initrd, path, sizeof(path)),
 				     strerror(-fd));
 			goto out;
 		}
@@ -808,6 +844,9 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		if (r < 0)
 			goto out;
 	}
+	r = check_sizes(c, &pl);
+	if (r < 0)
+		goto out;
 	r = compose(c, &pl, cmdline, &conf, &entry);
 	if (r < 0)
 		goto out;

@@ -11,6 +11,9 @@
 #   - two kernels (6.1.0-9 and 6.1.0-10): the newest by version order is
 #     booted (not the last in byte order); --kver picks the other;
 #     bootc's /usr/lib/modules/<kver>/vmlinuz is found too;
+#   - a kernel version ending in '.' is no kernel (FAT drops the dot), and
+#     --kver naming one is refused; a 4 GiB initrd is refused, named, and
+#     one of 4 GiB - 1 goes on the ESP;
 #   - a kernel that can't be read: --kernel naming a file uid 65534 cannot
 #     read, a missing --kernel, a kernel in the tree that is not an EFI
 #     executable, and one uid 65534 cannot read: exit 1, the file named;
@@ -160,6 +163,35 @@ image "$two" || fail "bootc layout: exit status" 0 "non-zero"
 	fail "bootc layout: /usr/lib/modules/6.1.0-11-amd64 not booted"
 ok "6.1.0-10 over 6.1.0-9; --kver; bootc's 6.1.0-11 over both"
 
+# A version ending in '.' has no FAT directory name (FAT drops the dot):
+# not a kernel, so the tree has none; --kver naming it is refused.
+check "a kernel version ending in '.': not a kernel"
+dot=$T/dot
+mkdir -p "$dot/usr/lib/modules/6.1." "$dot/usr/lib/systemd/boot/efi"
+cp "$sdboot" "$dot/usr/lib/systemd/boot/efi/"
+cp "$kernel" "$dot/usr/lib/modules/6.1./vmlinuz"
+image "$dot" || fail "version '6.1.': exit status" 0 "non-zero"
+grep -q "warning: .*no kernel found" "$T/err" ||
+	fail "version '6.1.': warning" "no kernel found" "$(cat "$T/err")"
+verify_disk 1
+must_fail "--kver 6.1." "--kver '6.1.': not a kernel version" "$dot" --kver 6.1.
+ok "'6.1.' is no kernel: a disk without an ESP, and --kver 6.1. refused"
+
+# FAT32 keeps a file's size in 32 bits: a sparse 4 GiB initrd is refused,
+# named; 4 GiB - 1 fits.
+check "an initrd of 4 GiB: refused, named"
+big=$T/big-initrd
+mkdir -p "$big/boot" "$big/usr/lib/systemd/boot/efi"
+cp "$sdboot" "$big/usr/lib/systemd/boot/efi/"
+cp "$kernel" "$big/boot/vmlinuz-6.1.0-10-amd64"
+truncate -s 4G "$big/boot/initrd.img-6.1.0-10-amd64"
+must_fail "an initrd of 4 GiB" "'boot/initrd.img-6.1.0-10-amd64': 4294967296 bytes" "$big"
+truncate -s $((4 * 1024 * 1024 * 1024 - 1)) "$big/boot/initrd.img-6.1.0-10-amd64"
+# (Written to /dev/null: the check is that it builds and reads back whole.)
+timeout 120 "$EROFS_NBD" --export "$big" --write-image /dev/null 2>"$T/err" ||
+	fail "an initrd of 4 GiB - 1" "exit 0" "$(cat "$T/err")"
+ok "4 GiB refused naming the initrd; 4 GiB - 1 goes on the ESP"
+
 # --- kernels that can't be read ------------------------------------------------------------------
 check "kernels that can't be read: exit 1 naming the file"
 nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
@@ -205,7 +237,8 @@ must_fail "--cmdline with a newline" "line break" "$two" --cmdline $'quiet\ninit
 must_fail "--cmdline with a tab" "control character" "$two" --cmdline $'quiet\tx'
 must_fail "--cmdline with a newline, tree without a kernel" "line break" "$nok" --cmdline $'a\nb'
 must_fail "--kver with a slash" "--kver '../x'" "$two" --kver ../x
-must_fail "--arch aarch64 with an x86-64 kernel" "x86_64" "$two" --arch aarch64
+must_fail "--arch aarch64 with an x86-64 kernel" \
+	"'usr/lib/modules/6.1.0-11-amd64/vmlinuz': the kernel is built for x86_64" "$two" --arch aarch64
 rc=0
 "$EROFS_NBD" --export "$two" --arch sparc --write-image "$T/disk.img" 2>"$T/err" || rc=$?
 [ $rc = 2 ] && grep -q -- "--arch 'sparc'" "$T/err" ||

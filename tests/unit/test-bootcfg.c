@@ -108,6 +108,7 @@ static void test_kver_names(void **state)
 	assert_false(bootcfg_kver_ok(""));
 	assert_false(bootcfg_kver_ok(".."));
 	assert_false(bootcfg_kver_ok("-x"));
+	assert_false(bootcfg_kver_ok("6.1."));		/* no FAT name keeps the dot */
 	assert_false(bootcfg_kver_ok("6.1 x"));
 	assert_false(bootcfg_kver_ok("a/b"));
 	assert_false(bootcfg_kver_ok("efi"));
