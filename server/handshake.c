@@ -304,7 +304,7 @@ static bool query_matches(const uint8_t *q, uint32_t len, bool list)
 	return list && len == 5 && memcmp(q, "base:", 5) == 0;
 }
 
-/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (A4). */
+/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (A4); d NULL: skipped. */
 static int opt_meta_context(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 			    uint32_t len)
 {
@@ -318,6 +318,8 @@ static int opt_meta_context(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 			return option_error(c, opt, NBD_REP_ERR_INVALID,
 					    "SET_META_CONTEXT needs structured replies");
 	}
+	if (!d)		/* skipped: too large to look at */
+		return option_error(c, opt, NBD_REP_ERR_TOO_BIG, "option data too large");
 	if (len < 8)
 		return option_error(c, opt, NBD_REP_ERR_INVALID, "option too short");
 	uint32_t nl = get_be32(d);
@@ -384,12 +386,35 @@ static int opt_meta_context(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 	return 0;
 }
 
-/* Handles one whole option (header already checked). */
+/*
+ * Answers an option whose data (more than SRV_OPT_SOFT_CAP bytes) was
+ * skipped, after handle_option()'s checks that need no data: ERR_TOO_BIG
+ * for an option we know, ERR_UNSUP for others.  (SET_META_CONTEXT goes to
+ * opt_meta_context(), which forgets the selection first.)
+ */
+static int option_skipped(struct srv_conn *c, uint32_t opt)
+{
+	switch (opt) {
+	case NBD_OPT_LIST:
+	case NBD_OPT_INFO:
+	case NBD_OPT_GO:
+	case NBD_OPT_STRUCTURED_REPLY:
+	case NBD_OPT_LIST_META_CONTEXT:
+		return option_error(c, opt, NBD_REP_ERR_TOO_BIG, "option data too large");
+	default:
+		return option_error(c, opt, NBD_REP_ERR_UNSUP, "option not supported");
+	}
+}
+
+/*
+ * Handles one whole option (header already checked), or with d NULL one
+ * whose len bytes of data were skipped (srv_handshake_skipped()).
+ */
 static int handle_option(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 			 uint32_t len)
 {
-	log_debug("client %lu: option %s (%u), %u bytes", c->id,
-		  option_name(opt), opt, len);
+	log_debug("client %lu: option %s (%u), %u bytes%s", c->id,
+		  option_name(opt), opt, len, d ? "" : ", skipped");
 
 	if (c->shutting_down && opt != NBD_OPT_ABORT) {
 		/* A7.4; EXPORT_NAME has no error reply. */
@@ -397,8 +422,8 @@ static int handle_option(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 			return -ESHUTDOWN;
 		return option_error(c, opt, NBD_REP_ERR_SHUTDOWN, "server shutting down");
 	}
-	if (opt == NBD_OPT_EXPORT_NAME)
-		return opt_export_name(c, d, len);
+	if (opt == NBD_OPT_EXPORT_NAME)		/* never skipped: SRV_STRING_MAX */
+		return d ? opt_export_name(c, d, len) : -EPROTO;
 	if (opt == NBD_OPT_ABORT) {
 		/* ACK, then close; any data is ignored (A4). */
 		struct srv_reply *rp = srv_reply_new(c);
@@ -417,6 +442,8 @@ static int handle_option(struct srv_conn *c, uint32_t opt, const uint8_t *d,
 	if (!c->fixed_newstyle)
 		return option_error(c, opt, NBD_REP_ERR_INVALID,
 				    "fixed newstyle was not negotiated");
+	if (!d && opt != NBD_OPT_SET_META_CONTEXT)
+		return option_skipped(c, opt);
 
 	switch (opt) {
 	case NBD_OPT_LIST:
@@ -486,6 +513,7 @@ ssize_t srv_handshake_step(struct srv_conn *c, const uint8_t *buf, size_t len)
 		/* Discard the data; request.c answers once it is gone. */
 		c->skip = olen;
 		c->skip_option = opt;
+		c->skip_option_len = olen;
 		c->skip_action = SRV_SKIP_OPTION;
 		return sizeof(struct nbd_option);
 	}
@@ -499,9 +527,5 @@ ssize_t srv_handshake_step(struct srv_conn *c, const uint8_t *buf, size_t len)
 
 int srv_handshake_skipped(struct srv_conn *c)
 {
-	uint32_t opt = c->skip_option;
-	bool known = opt >= NBD_OPT_EXPORT_NAME && opt <= NBD_OPT_SET_META_CONTEXT &&
-		     opt != NBD_OPT_PEEK_EXPORT && opt != NBD_OPT_STARTTLS;
-	return option_error(c, opt, known ? NBD_REP_ERR_TOO_BIG : NBD_REP_ERR_UNSUP,
-			    "option data too large");
+	return handle_option(c, c->skip_option, NULL, c->skip_option_len);
 }

@@ -204,7 +204,7 @@ struct srv_conn {
 	unsigned int noptions, max_options;
 	uint64_t skip;			/* bytes still to discard */
 	enum srv_skip skip_action;	/* what to answer once skipped */
-	uint32_t skip_option;
+	uint32_t skip_option, skip_option_len;	/* an option being skipped */
 	uint64_t skip_cookie;
 	bool shutting_down;		/* the server stops: ERR_SHUTDOWN, ESHUTDOWN */
 	uint32_t max_read_seen;		/* largest READ, for the debug log */
@@ -227,7 +227,13 @@ int srv_conn_start(struct srv_conn *c, struct srv_ctx *srv,
  */
 ssize_t srv_handshake_step(struct srv_conn *c, const uint8_t *buf, size_t len);
 
-/* Answers an oversized option once its data was skipped; 0 or -ENOMEM. */
+/*
+ * Answers an oversized option once its data was skipped, as
+ * srv_handshake_step() answers one that fits, where the data does not
+ * matter (shutdown, ABORT, plain newstyle, SET_META_CONTEXT forgetting its
+ * selection), else with ERR_TOO_BIG (ERR_UNSUP for options we do not
+ * know).  0 or -errno as srv_handshake_step().
+ */
 int srv_handshake_skipped(struct srv_conn *c);
 
 /* Transmission flags for c's export, given what was negotiated (A6). */

@@ -414,6 +414,59 @@ static void test_option_caps(void **state)
 	assert_true(srv_conn_step(&conn, b, 16) < 0);
 }
 
+/* Feeds option opt with SRV_OPT_SOFT_CAP + 100 bytes of data (skipped). */
+static void feed_oversized(uint32_t opt)
+{
+	static uint8_t big[SRV_OPT_SOFT_CAP + 100];
+
+	nbdt_option(big, opt, NULL, 0);
+	put_be32(big + 12, sizeof(big) - 16);
+	assert_int_equal(nbdt_feed(&conn, big, sizeof(big)), (ssize_t)sizeof(big));
+}
+
+/*
+ * An oversized option gets what its data does not decide as if it fitted:
+ * SET_META_CONTEXT still drops the selection, ABORT still ACKs and
+ * closes, a plain-newstyle client still gets ERR_INVALID.
+ */
+static void test_oversized_options(void **state)
+{
+	uint8_t d[64], b[128];
+	const char *ba[] = { "base:allocation" };
+	send_flags(3);
+	skip_greeting();
+	size_t n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_STRUCTURED_REPLY, 1);
+	n = nbdt_option(b, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", 1, ba));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_SET_META_CONTEXT, 4);
+	out_pos += expect_reply(NBD_OPT_SET_META_CONTEXT, 1);
+	assert_true(conn.meta_selected);
+
+	feed_oversized(NBD_OPT_SET_META_CONTEXT);
+	out_pos += expect_reply(NBD_OPT_SET_META_CONTEXT, 0x80000009);
+	assert_false(conn.meta_selected);
+	assert_null(conn.meta_export);
+	feed_oversized(0x99);
+	out_pos += expect_reply(0x99, 0x80000001);
+
+	feed_oversized(NBD_OPT_ABORT);
+	assert_int_equal(expect_reply(NBD_OPT_ABORT, 1), 0);
+	assert_int_equal(conn.phase, SRV_PH_CLOSE);
+}
+
+static void test_oversized_plain_newstyle(void **state)
+{
+	send_flags(0);
+	skip_greeting();
+	feed_oversized(0x99);
+	out_pos += expect_reply(0x99, 0x80000003);
+	feed_oversized(NBD_OPT_INFO);
+	out_pos += expect_reply(NBD_OPT_INFO, 0x80000003);
+	assert_int_equal(out_pos, out_len);
+}
+
 static void test_option_count(void **state)
 {
 	uint8_t b[64];
@@ -459,6 +512,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_meta_context, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_option_caps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_plain_newstyle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_option_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
 	};
