@@ -34,6 +34,44 @@ import stat
 import sys
 
 CHUNK = 4 << 20
+LONG = 3000     # bytes: a longer path is reached through a directory fd
+
+
+def _open_dir(path):
+    """An O_PATH fd of directory path, opened a piece at a time."""
+    fd = None
+    while path:
+        if len(path) < LONG:
+            head, path = path, b''
+        else:
+            cut = path.rfind(b'/', 1, LONG)
+            head, path = path[:cut], path[cut + 1:]
+        nfd = os.open(head, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW,
+                      dir_fd=fd)
+        if fd is not None:
+            os.close(fd)
+        fd = nfd
+    return fd
+
+
+_near = [None, None]    # the last parent reach() opened, and its fd
+
+
+def reach(path):
+    """path, or for one longer than the kernel takes (PATH_MAX) the same
+    entry as /proc/self/fd/N/NAME with N its parent directory's fd, valid
+    until the next call."""
+    if len(path) < LONG:
+        return path
+    cut = path.rfind(b'/')
+    parent, name = path[:cut], path[cut + 1:]
+    if _near[0] != parent:
+        if _near[1] is not None:
+            os.close(_near[1])
+        _near[0], _near[1] = None, None
+        _near[1] = _open_dir(parent)
+        _near[0] = parent
+    return b'/proc/self/fd/%d/%s' % (_near[1], name)
 
 
 def show(path):
@@ -57,13 +95,13 @@ class FsTree:
         return os.path.join(self.root, rel) if rel else self.root
 
     def readlink(self, rel):
-        return os.readlink(self.path(rel))
+        return os.readlink(reach(self.path(rel)))
 
     def xattrs(self, rel):
-        return xattrs(self.path(rel))
+        return xattrs(reach(self.path(rel)))
 
     def open(self, rel):
-        return open(self.path(rel), 'rb', buffering=0)
+        return open(reach(self.path(rel)), 'rb', buffering=0)
 
 
 class ImageTree:
@@ -96,18 +134,19 @@ def walk(root, by_lookup=False):
     while stack:
         rel = stack.pop()
         full = os.path.join(root, rel) if rel else root
-        with os.scandir(full) as it:
-            for de in it:
-                r = os.path.join(rel, de.name) if rel else de.name
-                try:
-                    st = os.lstat(de.path)
-                except FileNotFoundError:
-                    if by_lookup:
-                        continue
-                    raise
-                entries[r] = st
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append(r)
+        with os.scandir(reach(full)) as it:
+            names = [de.name for de in it]
+        for name in names:
+            r = os.path.join(rel, name) if rel else name
+            try:
+                st = os.lstat(reach(os.path.join(full, name)))
+            except FileNotFoundError:
+                if by_lookup:
+                    continue
+                raise
+            entries[r] = st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(r)
     return entries
 
 
