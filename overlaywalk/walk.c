@@ -1177,7 +1177,7 @@ int walk_layers(const struct walk_stack *stack, const struct walk_opts *opts,
 	static const struct walk_opts no_opts;
 
 	if (!stack || !ret_tree || stack->nlayers == 0 ||
-	    stack->nlayers > WALK_MAX_LAYERS)
+	    stack->nlayers > WALK_MAX_LAYERS + 1)
 		return -EINVAL;
 	for (size_t i = 0; i < stack->nlayers; i++)
 		if (!stack->layers[i])

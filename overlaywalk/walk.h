@@ -158,8 +158,9 @@ int walk_tree(const char *path, const struct walk_opts *opts,
 	      struct walk_tree **ret_tree, char **ret_errpath,
 	      const char **ret_what);
 
-/* The most layers a stack may have: the kernel's limit (OVL_MAX_STACK),
- * which containers-storage also enforces. */
+/* The most lower layers a stack may have: the kernel's limit
+ * (OVL_MAX_STACK), which containers-storage also enforces; an upper
+ * layer may come on top, as overlayfs allows. */
 #define WALK_MAX_LAYERS 500
 
 /* Which xattr namespace carries a stack's overlay metadata (overlayfs.rst
@@ -173,7 +174,7 @@ enum walk_ovl_ns {
 struct walk_stack {
 	const char *const *layers;	/* directories, top first (the order of
 					 * lowerdir=, an upper dir first) */
-	size_t nlayers;			/* 1..WALK_MAX_LAYERS */
+	size_t nlayers;			/* 1..WALK_MAX_LAYERS + 1 (an upper) */
 	enum walk_ovl_ns ns;
 	/*
 	 * Also honour the OCI/AUFS whiteout files that stores with a mount

@@ -722,7 +722,10 @@ static int describe_source(const struct options *o, struct program *p)
  * walk_layers() with the soft RLIMIT_NOFILE raised to the hard one for
  * the walk: it keeps a directory fd per layer per level it is in (500
  * layers sharing a few directories need more than the usual 1024), then
- * the limit is put back for the server to size its caches by.
+ * the limit is put back (--run's command inherits it), but never below
+ * what the layers' root fds, kept for reopening files, and the start-up's
+ * own files need (a soft limit of 300 under 500 layers left iconv no fd
+ * for its modules).
  */
 static int walk_layers_nofile(const struct walk_stack *st, const struct walk_opts *wo,
 			      struct walk_tree **ret_tree, char **ret_errpath,
@@ -737,8 +740,13 @@ static int walk_layers_nofile(const struct walk_stack *st, const struct walk_opt
 		changed = setrlimit(RLIMIT_NOFILE, &raised) == 0;
 	}
 	r = walk_layers(st, wo, ret_tree, ret_errpath, ret_what);
-	if (changed)
+	if (changed) {
+		rlim_t need = (rlim_t)st->nlayers + 64;
+
+		if (old.rlim_cur < need)
+			old.rlim_cur = need < old.rlim_max ? need : old.rlim_max;
 		(void)setrlimit(RLIMIT_NOFILE, &old);
+	}
 	return r;
 }
 
@@ -770,7 +778,7 @@ static int walk_lowerdir(const struct options *o, struct program *p,
 		layers[k++] = dirs[i];
 	st.layers = layers;
 	st.nlayers = k;
-	if (st.nlayers > WALK_MAX_LAYERS) {
+	if (n > WALK_MAX_LAYERS) {	/* storage_parse_lowerdir() refuses it already */
 		storage_strv_free(dirs, n);
 		return log_errno(-E2BIG, "--lowerdir: more than %d layers", WALK_MAX_LAYERS);
 	}
