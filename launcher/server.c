@@ -178,7 +178,13 @@ int server_build_argv(struct launch *l)
 	strv_add(a, "--foreground");
 	add_options(a, source, ARRAY_SIZE(source));
 	strv_add(a, "--exit-with-parent");
-	/* The ESP is built by the server: the EFI boot options are its. */
+	/*
+	 * The ESP is built by the server: the EFI boot options are its, and
+	 * a disk without one would leave the firmware in its shell, so
+	 * none is an error; a kernel boot needs none (and no warning).
+	 */
+	strv_add(a, "--esp");
+	strv_add(a, l->boot == BOOT_EFI ? "required" : "no");
 	if (l->boot == BOOT_EFI) {
 		const char *const pairs[][2] = {
 			{ "--arch", l->arch }, { "--kernel", l->kernel },

@@ -116,6 +116,7 @@ struct options {
 	const char *write_image;
 	const char *image_export;	/* --image-export: what --write-image writes */
 	/* The disk's EFI System Partition (fat/esp.h). */
+	enum { ESP_AUTO, ESP_REQUIRED, ESP_NO } esp;	/* --esp */
 	enum esp_arch arch;		/* --arch, or ESP_ARCH_AUTO */
 	const char *efi_loader, *kernel, *initrd, *kver, *cmdline;
 	const char *run_cmd;
@@ -167,6 +168,7 @@ enum {
 	OPT_WRITE_IMAGE,
 	OPT_IMAGE_EXPORT,
 	OPT_ARCH,
+	OPT_ESP,
 	OPT_EFI_LOADER,
 	OPT_KERNEL,
 	OPT_INITRD,
@@ -207,6 +209,7 @@ static const struct option long_options[] = {
 	{ "write-image", required_argument, NULL, OPT_WRITE_IMAGE },
 	{ "image-export", required_argument, NULL, OPT_IMAGE_EXPORT },
 	{ "arch", required_argument, NULL, OPT_ARCH },
+	{ "esp", required_argument, NULL, OPT_ESP },
 	{ "efi-loader", required_argument, NULL, OPT_EFI_LOADER },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -273,6 +276,9 @@ static void usage(void)
 "                          or esp\n"
 "\n"
 "Boot (the disk's EFI System Partition):\n"
+"  --esp MODE              auto (default): an ESP if DIR has a kernel and a\n"
+"                          boot loader, else a warning and none; required:\n"
+"                          none is an error; no: none, and no warning\n"
 "  --arch ARCH             x86_64 (amd64) or aarch64 (arm64): the root\n"
 "                          partition type and boot loader (default: what\n"
 "                          the kernel is built for)\n"
@@ -284,7 +290,7 @@ static void usage(void)
 "                          /usr/lib/systemd/boot/efi/systemd-boot*.efi)\n"
 "  --cmdline TEXT          added to \"root=PARTUUID=... rootfstype=erofs ro\"\n"
 "  A tree without a kernel or boot loader gives a disk with the root\n"
-"  partition only, and a warning.\n"
+"  partition only, and a warning (--esp auto).\n"
 "\n"
 "Listening (several allowed; the URI printed is the first one's):\n"
 "  -U, --unix PATH         Unix socket PATH, mode 0600\n"
@@ -491,6 +497,17 @@ static int parse_options(int argc, char **argv, struct options *o)
 				return usage_error("--arch '%s': expected x86_64 (amd64) or "
 						   "aarch64 (arm64)", optarg);
 			break;
+		case OPT_ESP:
+			if (!strcmp(optarg, "auto"))
+				o->esp = ESP_AUTO;
+			else if (!strcmp(optarg, "required"))
+				o->esp = ESP_REQUIRED;
+			else if (!strcmp(optarg, "no"))
+				o->esp = ESP_NO;
+			else
+				return usage_error("--esp '%s': expected auto, required or no",
+						   optarg);
+			break;
 		case OPT_EFI_LOADER:
 		case OPT_KERNEL:
 		case OPT_INITRD:
@@ -591,6 +608,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 		return usage_error("--userxattr goes with --lowerdir or --image");
 	if (o->image_export && !o->write_image)
 		return usage_error("--image-export goes with --write-image");
+	if (o->esp == ESP_NO && (o->kernel || o->initrd || o->kver || o->efi_loader ||
+				 o->cmdline))
+		return usage_error("--esp no takes no --kernel, --initrd, --kver, "
+				   "--efi-loader or --cmdline");
 	if (o->write_image && (o->run_cmd || o->nlistens))
 		return usage_error("--write-image does not serve: it takes no --run, "
 				   "--unix, --tcp or --vsock");
@@ -862,7 +883,8 @@ static int walk_image(const struct options *o, struct program *p,
 /*
  * Builds the bootable disk around p->map (the EROFS): the EFI System
  * Partition (fat/esp.h) into p->esp_map when the tree has a kernel and a
- * boot loader, then the GPT disk (gpt/gpt.h) into p->disk_map.  The
+ * boot loader (--esp: an error if not when required, never when no),
+ * then the GPT disk (gpt/gpt.h) into p->disk_map.  The
  * GUIDs and the FAT serial are derived from the EROFS superblock's UUID,
  * a digest of the tree, so the same tree gives the same disk.  Prints
  * the root PARTUUID on stderr.  Logs its errors.
@@ -870,7 +892,8 @@ static int walk_image(const struct options *o, struct program *p,
 static int build_disk(const struct options *o, struct program *p)
 {
 	/* Options that ask for an ESP: then a missing piece is an error. */
-	bool asked = o->kernel || o->initrd || o->kver || o->efi_loader;
+	bool asked = o->esp == ESP_REQUIRED || o->kernel || o->initrd || o->kver ||
+		     o->efi_loader;
 	struct gpt_guid disk_guid, esp_guid, root_guid, serial;
 	struct esp_result er = { 0 };
 	struct gpt_partition parts[2];
@@ -906,10 +929,14 @@ static int build_disk(const struct options *o, struct program *p)
 		.volume_id = (uint32_t)serial.b[0] | (uint32_t)serial.b[1] << 8 |
 			     (uint32_t)serial.b[2] << 16 | (uint32_t)serial.b[3] << 24,
 	};
-	r = esp_build(p->tree, &eo, &p->esp_map, &er, &what);
+	if (o->esp == ESP_NO)
+		r = -ENOENT;	/* none, as asked: no warning either */
+	else
+		r = esp_build(p->tree, &eo, &p->esp_map, &er, &what);
 	if (r == -ENOENT && !asked) {
-		log_warning("%s: %s: the disk has no EFI System Partition",
-			    p->source_name, what ? what : "no kernel");
+		if (o->esp != ESP_NO)
+			log_warning("%s: %s: the disk has no EFI System Partition",
+				    p->source_name, what ? what : "no kernel");
 		region_map_free(&p->esp_map);
 		region_map_init(&p->esp_map);
 	} else if (r < 0) {

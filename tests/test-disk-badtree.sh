@@ -6,6 +6,8 @@
 #
 #   - no kernel: a warning says why there is no ESP; the disk holds only
 #     the root partition and passes sgdisk -v; there is no export "esp";
+#     with --esp required it is an error; --esp no gives a disk without
+#     an ESP and no warning for a tree that has a kernel;
 #   - a kernel but no systemd-boot: the same warning, naming
 #     --efi-loader; with --efi-loader the ESP is there;
 #   - two kernels (6.1.0-9 and 6.1.0-10): the newest by version order is
@@ -108,7 +110,9 @@ if timeout 30 nbdinfo --size "$(export_uri esp)" 2>/dev/null; then
 fi
 stop_server || fail "server exit status after SIGTERM"
 must_fail "--image-export esp without an ESP" "no EFI System Partition" "$nok" --image-export esp
-ok "warning; valid disk with one partition; no esp export"
+must_fail "--esp required without a kernel" "building the EFI System Partition: no kernel found" \
+	"$nok" --esp required
+ok "warning; valid disk with one partition; no esp export; --esp required: an error"
 
 check "--arch aarch64 without a kernel: the arm64 root type"
 image "$nok" --arch arm64 >/dev/null 2>&1 || fail "--arch arm64 failed: $(cat "$T/err")"
@@ -162,6 +166,23 @@ image "$two" || fail "bootc layout: exit status" 0 "non-zero"
 [ "$(esp_file /6.1.0-11-amd64/initrd)" = initramfs-eleven ] ||
 	fail "bootc layout: /usr/lib/modules/6.1.0-11-amd64 not booted"
 ok "6.1.0-10 over 6.1.0-9; --kver; bootc's 6.1.0-11 over both"
+
+check "--esp no: a disk without an ESP and without a warning, though the tree has a kernel"
+image "$two" --esp no || fail "--esp no: exit status" 0 "non-zero"
+if grep -q "warning" "$T/err"; then fail "--esp no: a warning" "none" "$(cat "$T/err")"; fi
+verify_disk 1
+rc=0
+"$EROFS_NBD" --export "$two" --esp no --kver 6.1.0-9-amd64 --write-image "$T/disk.img" \
+	2>"$T/err" || rc=$?
+[ $rc = 2 ] && grep -q -- "--esp no takes no" "$T/err" ||
+	fail "--esp no --kver" "exit 2, '--esp no takes no ...'" "exit $rc: $(cat "$T/err")"
+rc=0
+"$EROFS_NBD" --export "$two" --esp maybe --write-image "$T/disk.img" 2>"$T/err" || rc=$?
+[ $rc = 2 ] && grep -q -- "--esp 'maybe'" "$T/err" ||
+	fail "--esp maybe" "exit 2, naming --esp 'maybe'" "exit $rc: $(cat "$T/err")"
+image "$two" --esp required || fail "--esp required with a kernel: exit status" 0 "non-zero"
+verify_disk 2
+ok "--esp no: one partition, no warning; refused with --kver; --esp maybe refused"
 
 # A version ending in '.' has no FAT directory name (FAT drops the dot):
 # not a kernel, so the tree has none; --kver naming it is refused.

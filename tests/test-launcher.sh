@@ -29,11 +29,14 @@
 #              it reads the export through the uri= it was given (nbdinfo)
 #              and serves vfkit's REST API; SIGTERM must POST "Stop", a
 #              guest that ignores it must get "HardStop" after --grace, and
-#              a dead server must bring "HardStop" at once (exit 3)
+#              a dead server must bring "HardStop" at once (exit 3); with
+#              --ssh, SIGQUIT while COMMAND runs must still POST "Stop"
+#              (answered late: no interrupted request), exit 131
 #   q-*        QEMU dry runs: pflash pair, read-only NBD blockdev, QMP,
 #              doubled commas, --connect over TCP, SMBIOS credential
 #   errors     usage errors (2), a server that dies before READY=1 and one
-#              that never sends it (1)
+#              that never sends it (1), --boot efi on a tree with no boot
+#              loader (1, before QEMU starts)
 # After every launch: no process it started is left (PIDs from its -v
 # log, never by name), its runtime directory and sockets are gone.
 #
@@ -380,8 +383,11 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 	nothing_left vf-stop "$work/run-vf-stop"
 
 	check "vfkit-hard: the guest ignores Stop: HardStop after --grace"
+	# (ktree has no boot loader: --esp auto lets the server make the disk
+	# without an ESP, which the stand-in only measures.)
 	FAKE_VFKIT_IGNORE_STOP=1 launch vf-hard --vmm vfkit --vmm-binary "$fake" --boot efi \
-		--export "$ktree" --runtime-dir "$work/run-vf-hard" --grace 1
+		--export "$ktree" --runtime-dir "$work/run-vf-hard" --grace 1 \
+		--server-opt --esp --server-opt auto
 	wait_log vf-hard '^FAKE-VFKIT-READY' "$work/vf-hard.con"
 	kill -INT "$LPID"
 	finish vf-hard
@@ -504,5 +510,20 @@ grep -q "exited before it was ready (exit status 7)" "$work/dies.err" ||
 grep -q "did not report READY=1 within 2 s" "$work/mute.err" ||
 	fail "mute: no READY=1 timeout message"
 ok "errors: a dead or mute server fails the launch (exit 1)"
+
+# --boot efi (the default) on a tree the server builds no ESP for (this
+# one has a kernel but no systemd-boot): the launch fails before QEMU
+# starts, where OVMF would wait in its shell for ever.
+if [ -z "$efi_skip" ] || [ "$efi_skip" = "bootable tree prerequisites missing (tests/efi/mktree.sh)" ]; then
+	"$LAUNCH" -v --export "$ktree" --accel tcg --runtime-dir "$work/run-noesp" \
+		</dev/null >/dev/null 2>"$work/noesp.err" && rc=0 || rc=$?
+	sed 's/^/  | /' "$work/noesp.err"
+	[ "$rc" = 1 ] || fail "noesp: launcher exit status" 1 "$rc"
+	grep -q "started qemu" "$work/noesp.err" && fail "noesp: QEMU was started for a disk without an ESP"
+	grep -q "building the EFI System Partition: no boot loader" "$work/noesp.err" ||
+		fail "noesp: no message from the server naming the missing boot loader"
+	nothing_left noesp "$work/run-noesp"
+	ok "errors: --boot efi without an ESP fails the launch (exit 1), QEMU not started"
+fi
 
 echo "PASS: erofs-nbd-launch booted and stopped QEMU guests, leaving nothing behind${efi_skip:+ (efi case skipped: $efi_skip)}"

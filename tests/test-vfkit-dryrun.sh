@@ -170,6 +170,8 @@ $T/server
 --export
 $tree
 --exit-with-parent
+--esp
+required
 --kver
 6.1.0-9-amd64
 --cmdline
@@ -206,6 +208,13 @@ virtio-net,nat
 --restful-uri
 unix://$run/rest.sock
 EOF
+
+# A kernel boot needs no ESP: the server is told so (no warning about it).
+dry kernel-server -v --boot kernel --export "$tree" --runtime-dir "$run"
+sed -n 's/^erofs-nbd-launch: server: //p' "$T/kernel-server.err" | grep -A1 -x -- --esp |
+	tail -n 1 | grep -qx no || fail "kernel-server: the server does not get --esp no" \
+	"$(cat "$T/kernel-server.err")"
+ok "kernel-server: --esp no"
 
 dry kver --boot kernel --export "$tree" --runtime-dir "$run" --kver 6.9.1-200.fc40.x86_64
 grep -qx "linux,kernel=$tree/usr/lib/modules/6.9.1-200.fc40.x86_64/vmlinuz,initrd=$tree/usr/lib/modules/6.9.1-200.fc40.x86_64/initramfs.img,cmdline=\"root=/dev/vda rootfstype=erofs ro console=hvc0 systemd.volatile=overlay\"" \
