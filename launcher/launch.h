@@ -96,6 +96,7 @@ struct launch {
 	char *nbd_sock;			/* $RUN/nbd.sock (--export) */
 	char *notify_sock;		/* $RUN/notify (--export) */
 	char *qmp_sock;			/* $RUN/qmp.sock (QEMU) */
+	char *qmp_ev_sock;		/* $RUN/qmp-ev.sock (QEMU): events only */
 	char *rest_sock;		/* $RUN/rest.sock (vfkit) */
 	char *efi_vars;			/* $RUN/efivars or $RUN/vars.fd */
 	char *ssh_sock;			/* $RUN/ssh.sock (vfkit, with --ssh-key) */
@@ -122,6 +123,13 @@ struct launch {
 	bool server_exited, vmm_exited, ssh_exited;
 	bool ssh_done;			/* the session or COMMAND ran to its end */
 	int listen_fd, notify_fd;
+	/* QEMU's events (qemu_events_*()): the monitor on $RUN/qmp-ev.sock,
+	 * -1 until connected, what it said of the shutdown. */
+	int qmp_ev_fd;
+	long long qmp_ev_next_try;	/* now_ms() of the next connect */
+	char qmp_ev_buf[4096];
+	size_t qmp_ev_len;
+	bool vmm_host_signal;		/* SHUTDOWN, reason "host-signal" */
 };
 
 /* util.c */
@@ -182,6 +190,13 @@ const char *console_path(const struct launch *l);
 /* Connects a blocking Unix stream socket to path with send/receive
  * timeouts of timeout_ms; returns the fd or -errno. */
 int unix_connect(const char *path, int timeout_ms);
+/*
+ * read(2) on a socket from unix_connect(), retried when a signal (a child
+ * ending: SIGCHLD) interrupts it, which SA_RESTART does not prevent on a
+ * socket with a receive timeout (signal(7)), until deadline (now_ms()).
+ * Returns bytes read, 0 at EOF, or -errno (-EAGAIN: the timeout).
+ */
+ssize_t read_until(int fd, void *buf, size_t size, long long deadline);
 
 /* boot.c */
 /* Fills l->boot_kernel/boot_initrd for --boot kernel: --kernel/--initrd,
@@ -253,6 +268,19 @@ int qemu_build_argv(struct launch *l);
 /* Asks the guest to power off: QMP qmp_capabilities, system_powerdown on
  * $RUN/qmp.sock, 2 s per step.  0 or -errno. */
 int qemu_request_stop(struct launch *l);
+/*
+ * QEMU's events, on a QMP monitor of their own ($RUN/qmp-ev.sock; the
+ * other one takes the stop request, and a monitor serves one client at
+ * a time): qemu_events_connect() tries to connect and negotiate once
+ * the socket is there (no-op when connected or tried within 200 ms, 0 or
+ * -errno); qemu_events_read() reads what is there without blocking and
+ * notes a SHUTDOWN event whose reason is "host-signal" (QEMU exits 0 on
+ * SIGTERM, SIGINT or SIGHUP, so only the event tells a signal from a
+ * guest's power-off); qemu_events_close() closes the monitor.
+ */
+int qemu_events_connect(struct launch *l);
+void qemu_events_read(struct launch *l);
+void qemu_events_close(struct launch *l);
 /* For EFI boot, copies the OVMF/AAVMF variable store template to
  * $RUN/vars.fd (mode 0600).  0 or -errno (logged). */
 int qemu_prepare(struct launch *l);
@@ -265,6 +293,12 @@ char *shell_quote_argv(char *const argv[]);
 /* Makes the throwaway key pair (ssh-keygen -t ed25519) and, for QEMU,
  * picks the free loopback port to forward.  0 or -errno (logged). */
 int ssh_prepare(struct launch *l);
+/*
+ * Picks again the free loopback port QEMU forwards to the guest's port 22
+ * (l->ssh_port): right before QEMU starts, since a port picked before a
+ * long walk may have been taken meanwhile.  0 or -errno (logged).
+ */
+int ssh_pick_port(struct launch *l);
 /* One try to reach the guest's sshd: 0 once its "SSH-" identification
  * string arrives, else -errno (-ECONNRESET: closed before it). */
 int ssh_probe(const struct launch *l);

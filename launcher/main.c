@@ -418,6 +418,17 @@ static int run(struct launch *l)
 	} else if (server_probe(l) < 0) {
 		return EXIT_LAUNCH_ERROR;
 	}
+	if (l->ssh && l->vmm == VMM_QEMU) {
+		/* The port picked before the walk may be taken by now. */
+		strv_free(&l->vmm_argv);
+		if (ssh_pick_port(l) < 0)
+			return EXIT_LAUNCH_ERROR;
+		r = qemu_build_argv(l);
+		if (r < 0) {
+			log_errno(r, "the QEMU command line");
+			return EXIT_LAUNCH_ERROR;
+		}
+	}
 	if (l->verbose >= 2)
 		print_argv(stderr, "erofs-nbd-launch: vmm: ", &l->vmm_argv);
 	return sup_run_vm(l);
@@ -440,6 +451,7 @@ int main(int argc, char **argv)
 		.device_id = "erofsroot",
 		.listen_fd = -1,
 		.notify_fd = -1,
+		.qmp_ev_fd = -1,
 		.tree_fd = -1,
 		.ssh_timeout_sec = 600,
 	};
@@ -490,6 +502,7 @@ int main(int argc, char **argv)
 	free(l.nbd_sock);
 	free(l.notify_sock);
 	free(l.qmp_sock);
+	free(l.qmp_ev_sock);
 	free(l.rest_sock);
 	free(l.efi_vars);
 	free(l.ssh_sock);

@@ -138,11 +138,16 @@ int qemu_build_argv(struct launch *l)
 	strv_add(a, "-serial");
 	strv_add(a, "chardev:con0");
 
-	/* QMP, for system_powerdown on a graceful stop. */
+	/* QMP, for system_powerdown on a graceful stop; and a second
+	 * monitor the launcher keeps open for QEMU's events. */
 	strv_add(a, "-chardev");
 	add_kv(a, "socket,id=qmp0,server=on,wait=off,path=", l->qmp_sock);
 	strv_add(a, "-mon");
 	strv_add(a, "chardev=qmp0,mode=control");
+	strv_add(a, "-chardev");
+	add_kv(a, "socket,id=qmp1,server=on,wait=off,path=", l->qmp_ev_sock);
+	strv_add(a, "-mon");
+	strv_add(a, "chardev=qmp1,mode=control");
 
 	if (l->boot == BOOT_EFI) {
 		strv_add(a, "-drive");
@@ -239,16 +244,16 @@ int qemu_prepare(struct launch *l)
 	return 0;
 }
 
-/* Reads one QMP line (a JSON object) into buf; 0 or -errno. */
-static int qmp_read_line(int fd, char *buf, size_t size)
+/* Reads one QMP line (a JSON object) into buf by deadline; 0 or -errno. */
+static int qmp_read_line(int fd, char *buf, size_t size, long long deadline)
 {
 	size_t len = 0;
 
 	while (len + 1 < size) {
-		ssize_t n = read(fd, buf + len, 1);
+		ssize_t n = read_until(fd, buf + len, 1, deadline);
 
 		if (n <= 0)
-			return n < 0 ? -errno : -ECONNRESET;
+			return n < 0 ? (int)n : -ECONNRESET;
 		if (buf[len] == '\n') {
 			buf[len] = '\0';
 			return 0;
@@ -259,7 +264,7 @@ static int qmp_read_line(int fd, char *buf, size_t size)
 }
 
 /* Sends one command and waits for its reply, skipping events. */
-static int qmp_execute(int fd, const char *cmd)
+static int qmp_execute(int fd, const char *cmd, long long deadline)
 {
 	char line[8192];
 	size_t len = strlen(cmd);
@@ -269,7 +274,7 @@ static int qmp_execute(int fd, const char *cmd)
 	if (r < 0)
 		return r;
 	for (;;) {
-		r = qmp_read_line(fd, line, sizeof(line));
+		r = qmp_read_line(fd, line, sizeof(line), deadline);
 		if (r < 0)
 			return r;
 		if (strstr(line, "\"event\""))
@@ -286,18 +291,102 @@ static int qmp_execute(int fd, const char *cmd)
 int qemu_request_stop(struct launch *l)
 {
 	char line[8192];
+	/* The signal that brought us here ends ssh too: its SIGCHLD must
+	 * not cut the request short (read_until()). */
+	long long deadline = now_ms() + 2000;
 	_cleanup_close_ int fd = unix_connect(l->qmp_sock, 2000);
 	int r;
 
 	if (fd < 0)
 		return fd;
-	r = qmp_read_line(fd, line, sizeof(line));	/* the greeting */
+	r = qmp_read_line(fd, line, sizeof(line), deadline);	/* the greeting */
 	if (r < 0)
 		return r;
 	if (!strstr(line, "\"QMP\""))
 		return -EPROTO;
-	r = qmp_execute(fd, "{\"execute\":\"qmp_capabilities\"}\n");
+	r = qmp_execute(fd, "{\"execute\":\"qmp_capabilities\"}\n", deadline);
 	if (r < 0)
 		return r;
-	return qmp_execute(fd, "{\"execute\":\"system_powerdown\"}\n");
+	return qmp_execute(fd, "{\"execute\":\"system_powerdown\"}\n", deadline);
+}
+
+int qemu_events_connect(struct launch *l)
+{
+	char line[8192];
+	long long deadline;
+	_cleanup_close_ int fd = -1;
+	int r;
+
+	if (l->qmp_ev_fd >= 0 || now_ms() < l->qmp_ev_next_try)
+		return 0;
+	l->qmp_ev_next_try = now_ms() + 200;
+	if (access(l->qmp_ev_sock, F_OK) < 0)
+		return -errno;		/* QEMU is not that far yet */
+	deadline = now_ms() + 2000;
+	fd = unix_connect(l->qmp_ev_sock, 2000);
+	if (fd < 0)
+		return fd;
+	r = qmp_read_line(fd, line, sizeof(line), deadline);	/* the greeting */
+	if (r < 0)
+		return r;
+	if (!strstr(line, "\"QMP\""))
+		return -EPROTO;
+	/* Events flow once the capabilities are negotiated. */
+	r = qmp_execute(fd, "{\"execute\":\"qmp_capabilities\"}\n", deadline);
+	if (r < 0)
+		return r;
+	if (fd_cloexec(fd, true) < 0)
+		return -errno;
+	l->qmp_ev_len = 0;
+	l->qmp_ev_fd = TAKE_FD(fd);
+	log_debug("listening to QEMU's events on '%s'", l->qmp_ev_sock);
+	return 0;
+}
+
+/* Looks at one event line. */
+static void qemu_event(struct launch *l, const char *line)
+{
+	if (!strstr(line, "\"SHUTDOWN\""))
+		return;
+	log_debug("QEMU: %s", line);
+	if (strstr(line, "\"host-signal\""))
+		l->vmm_host_signal = true;
+}
+
+void qemu_events_read(struct launch *l)
+{
+	for (;;) {
+		size_t room = sizeof(l->qmp_ev_buf) - 1 - l->qmp_ev_len;
+		ssize_t n;
+		char *nl;
+
+		if (l->qmp_ev_fd < 0)
+			return;
+		if (room == 0)
+			l->qmp_ev_len = 0;	/* a line longer than ours: not one we want */
+		n = read(l->qmp_ev_fd, l->qmp_ev_buf + l->qmp_ev_len,
+			 sizeof(l->qmp_ev_buf) - 1 - l->qmp_ev_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0 || errno != EAGAIN)
+				qemu_events_close(l);	/* QEMU is gone */
+			return;
+		}
+		l->qmp_ev_len += (size_t)n;
+		l->qmp_ev_buf[l->qmp_ev_len] = '\0';
+		while ((nl = strchr(l->qmp_ev_buf, '\n'))) {
+			*nl = '\0';
+			qemu_event(l, l->qmp_ev_buf);
+			l->qmp_ev_len -= (size_t)(nl + 1 - l->qmp_ev_buf);
+			memmove(l->qmp_ev_buf, nl + 1, l->qmp_ev_len + 1);
+		}
+	}
+}
+
+void qemu_events_close(struct launch *l)
+{
+	if (l->qmp_ev_fd >= 0)
+		close(l->qmp_ev_fd);
+	l->qmp_ev_fd = -1;
 }

@@ -98,17 +98,21 @@ static int free_port(unsigned int *ret)
 	return 0;
 }
 
+int ssh_pick_port(struct launch *l)
+{
+	int r = free_port(&l->ssh_port);
+
+	return r < 0 ? log_errno(r, "finding a free port on 127.0.0.1") : 0;
+}
+
 int ssh_prepare(struct launch *l)
 {
 	char *keygen[] = { "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
 			   "erofs-nbd-launch", "-f", l->ssh_key, NULL };
 	int st, r;
 
-	if (l->vmm == VMM_QEMU) {
-		r = free_port(&l->ssh_port);
-		if (r < 0)
-			return log_errno(r, "finding a free port on 127.0.0.1");
-	}
+	if (l->vmm == VMM_QEMU && (r = ssh_pick_port(l)) < 0)
+		return r;
 	if (l->dry_run)
 		return 0;	/* no key: a dry run starts nothing */
 	r = find_program(keygen[0]);

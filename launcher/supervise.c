@@ -9,7 +9,7 @@
  *   - the VMM ending ends the run: exit 0 if it exited 0, else failure;
  *   - the server dying while the VM runs stops the VM hard (its disk is
  *     gone) and the launcher exits EXIT_SERVER_DIED;
- *   - SIGINT, SIGTERM or SIGHUP ask the guest to power off (QMP
+ *   - SIGINT, SIGTERM, SIGHUP or SIGQUIT ask the guest to power off (QMP
  *     system_powerdown, vfkit REST "Stop"); after --grace seconds, or on
  *     a second signal, the VMM is stopped hard (SIGTERM / REST
  *     "HardStop"), then killed 5 s later.  Exit 128 + signal.
@@ -47,7 +47,7 @@ static void on_signal(int sig)
 int sup_init(void)
 {
 	struct sigaction sa = { .sa_handler = on_signal, .sa_flags = SA_RESTART };
-	const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP };
+	const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 
 	if (pipe(sig_pipe) < 0)
 		return -errno;
@@ -82,7 +82,7 @@ pid_t sup_spawn(char *const argv[], char *const env[], int stdin_fd, int stdout_
 	}
 
 	/* The child: back to default signal handling. */
-	const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+	const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE };
 	sigset_t none;
 
 	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
@@ -179,8 +179,9 @@ static void reap(struct launch *l)
  */
 static int sup_poll(struct launch *l, long long deadline, bool *ready)
 {
-	struct pollfd p[2] = { { .fd = sig_pipe[0], .events = POLLIN },
-			       { .fd = ready ? l->notify_fd : -1, .events = POLLIN } };
+	struct pollfd p[3] = { { .fd = sig_pipe[0], .events = POLLIN },
+			       { .fd = ready ? l->notify_fd : -1, .events = POLLIN },
+			       { .fd = l->qmp_ev_fd, .events = POLLIN } };
 	int timeout = -1, stop_sig = 0;
 
 	if (deadline >= 0) {
@@ -188,8 +189,10 @@ static int sup_poll(struct launch *l, long long deadline, bool *ready)
 
 		timeout = left < 0 ? 0 : left > 60000 ? 60000 : (int)left;
 	}
-	if (poll(p, 2, timeout) < 0 && errno != EINTR)
+	if (poll(p, 3, timeout) < 0 && errno != EINTR)
 		log_warning("poll: %s", strerror(errno));
+	if (p[2].revents)
+		qemu_events_read(l);	/* before reap(): the SHUTDOWN comes first */
 	if (p[0].revents & POLLIN) {
 		unsigned char sigs[64];
 		ssize_t n;
@@ -367,6 +370,8 @@ static int run_vm_once(struct launch *l, bool may_retry)
 	}
 	l->vmm_pid = pid;
 	l->vmm_exited = false;
+	l->vmm_host_signal = false;
+	l->qmp_ev_next_try = 0;
 	started = now_ms();
 	ssh_deadline = started + (long long)l->ssh_timeout_sec * 1000;
 	next_probe = started + SSH_PROBE_MS;
@@ -388,6 +393,12 @@ static int run_vm_once(struct launch *l, bool may_retry)
 		}
 		if (l->vmm_exited)
 			break;
+		/* QEMU's events tell its exit on a signal from a power-off. */
+		if (l->vmm == VMM_QEMU && l->qmp_ev_fd < 0 && now_ms() - started < STARTUP_MS) {
+			(void)qemu_events_connect(l);
+			if (l->qmp_ev_fd < 0 && (wake < 0 || l->qmp_ev_next_try < wake))
+				wake = l->qmp_ev_next_try;
+		}
 		if (l->ssh && sstage == SSH_WAIT && stage == RUNNING && result < 0) {
 			if (now_ms() >= next_probe) {
 				if (ssh_probe(l) == 0) {
@@ -434,10 +445,12 @@ static int run_vm_once(struct launch *l, bool may_retry)
 			wake = deadline;
 		}
 		sig = sup_poll(l, wake, NULL);
-		if (!sig || l->vmm_exited)
+		if (!sig)
 			continue;
 		if (result < 0)
-			result = 128 + sig;
+			result = 128 + sig;	/* also if the VMM ended meanwhile */
+		if (l->vmm_exited)
+			continue;
 		if (l->ssh_pid > 0 && !l->ssh_exited)
 			kill(l->ssh_pid, SIGTERM);	/* the session ends with the run */
 		if (stage == RUNNING) {
@@ -449,6 +462,9 @@ static int run_vm_once(struct launch *l, bool may_retry)
 		}
 	}
 
+	/* What QEMU said before it went (still queued on the socket). */
+	qemu_events_read(l);
+	qemu_events_close(l);
 	/* The VM is gone: so is the session. */
 	if (l->ssh_pid > 0 && !l->ssh_exited) {
 		kill(l->ssh_pid, SIGTERM);
@@ -462,6 +478,13 @@ static int run_vm_once(struct launch *l, bool may_retry)
 	if (result < 0) {
 		char what[80];
 
+		if (WIFEXITED(l->vmm_status) && WEXITSTATUS(l->vmm_status) == 0 &&
+		    l->vmm_host_signal) {
+			/* QEMU exits 0 on SIGTERM, SIGINT or SIGHUP: not ours. */
+			log_error("%s was stopped by a signal the launcher did not send",
+				  l->vmm_argv.v[0]);
+			return EXIT_VMM_FAILED;
+		}
 		if (WIFEXITED(l->vmm_status) && WEXITSTATUS(l->vmm_status) == 0) {
 			if (!l->ssh)
 				return EXIT_VM_OK;
@@ -493,6 +516,8 @@ int sup_run_vm(struct launch *l)
 			    " --accel tcg skips KVM)");
 		strv_free(&l->vmm_argv);
 		l->accel = "tcg";
+		if (l->ssh && ssh_pick_port(l) < 0)
+			return EXIT_LAUNCH_ERROR;
 		r = qemu_build_argv(l);
 		if (r == 0 && qemu_prepare(l) < 0)
 			return EXIT_LAUNCH_ERROR;

@@ -249,19 +249,21 @@ int fd_cloexec(int fd, bool nonblock)
 static int rundir_paths(struct launch *l)
 {
 	char **paths[] = { &l->nbd_sock, &l->notify_sock, &l->qmp_sock,
-			   &l->rest_sock, &l->efi_vars, &l->ssh_sock, &l->ssh_key,
-			   &l->ssh_key_pub, &l->known_hosts, &l->console_file };
-	const char *names[] = { "nbd.sock", "notify", "qmp.sock", "rest.sock",
-				l->vmm == VMM_QEMU ? "vars.fd" : "efivars", "ssh.sock",
-				"ssh_key", "ssh_key.pub", "known_hosts", "console" };
+			   &l->qmp_ev_sock, &l->rest_sock, &l->efi_vars, &l->ssh_sock,
+			   &l->ssh_key, &l->ssh_key_pub, &l->known_hosts,
+			   &l->console_file };
+	const char *names[] = { "nbd.sock", "notify", "qmp.sock", "qmp-ev.sock",
+				"rest.sock", l->vmm == VMM_QEMU ? "vars.fd" : "efivars",
+				"ssh.sock", "ssh_key", "ssh_key.pub", "known_hosts",
+				"console" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
 		*paths[i] = path_join(l->run_dir, names[i]);
 		if (!*paths[i])
 			return -ENOMEM;
 	}
-	/* rest.sock is the longest socket name. */
-	if (strlen(l->rest_sock) > SOCK_PATH_MAX) {
+	/* qmp-ev.sock is the longest socket name. */
+	if (strlen(l->qmp_ev_sock) > SOCK_PATH_MAX) {
 		log_error("runtime directory '%s' is too long for Unix socket paths"
 			  " (at most %d bytes with the socket name); use --runtime-dir",
 			  l->run_dir, SOCK_PATH_MAX);
@@ -392,6 +394,18 @@ int unix_connect(const char *path, int timeout_ms)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return -errno;
 	return TAKE_FD(fd);
+}
+
+ssize_t read_until(int fd, void *buf, size_t size, long long deadline)
+{
+	for (;;) {
+		ssize_t n = read(fd, buf, size);
+
+		if (n >= 0)
+			return n;
+		if (errno != EINTR || now_ms() >= deadline)
+			return -errno;
+	}
 }
 
 int find_program(const char *name)

@@ -119,6 +119,7 @@ int vfkit_build_argv(struct launch *l)
 int vfkit_request_stop(struct launch *l, bool hard)
 {
 	char body[64], req[512], resp[256];
+	long long deadline = now_ms() + 2000;	/* SIGCHLD may interrupt reads */
 	_cleanup_close_ int fd = unix_connect(l->rest_sock, 2000);
 	size_t got = 0;
 	int blen, rlen, r;
@@ -134,7 +135,7 @@ int vfkit_request_stop(struct launch *l, bool hard)
 	if (r < 0)
 		return r;
 	while (got < sizeof(resp) - 1) {
-		ssize_t n = read(fd, resp + got, sizeof(resp) - 1 - got);
+		ssize_t n = read_until(fd, resp + got, sizeof(resp) - 1 - got, deadline);
 
 		if (n <= 0)
 			break;

@@ -21,6 +21,8 @@
 #              which powers off: exit 143
 #   grace      the same with a guest that ignores the power button:
 #              after --grace the VM is stopped hard: exit 143
+#   qemu-term  SIGTERM to QEMU from outside (QEMU then exits 0): exit 4,
+#              as QMP's SHUTDOWN event says "host-signal"
 #   kill       erofs-nbd killed (SIGKILL) right after QEMU started: the
 #              launcher stops the VM and exits 3
 #   connect    --connect to a server the test started: exit 0, and that
@@ -284,6 +286,19 @@ grep -q "did not power off within 2 s" "$work/grace.err" ||
 	fail "grace: no hard stop after the grace period"
 nothing_left grace "$work/run-grace"
 
+# --- qemu-term: QEMU stopped by a signal the launcher did not send -------------------
+# QEMU exits 0 on SIGTERM; the launcher must not take that for a power-off.
+check "qemu-term: SIGTERM to QEMU from elsewhere: exit 4, not 0"
+launch qemu-term --boot kernel --export "$ktree" --memory 256 \
+	--cmdline "panic=-1 launchtest=hold" --grace 60 --runtime-dir "$work/run-qemu-term"
+wait_log qemu-term '^LAUNCH-HOLD=/dev/input/' "$work/qemu-term.con"
+kill -TERM "$(pid_of qemu-term qemu-system-x86_64)"
+finish qemu-term
+expect_rc qemu-term 4
+grep -q "stopped by a signal the launcher did not send" "$work/qemu-term.err" ||
+	fail "qemu-term: the launcher did not say why"
+nothing_left qemu-term "$work/run-qemu-term"
+
 # --- kill: the server dies mid-boot -------------------------------------------------
 check "kill: erofs-nbd killed right after QEMU started"
 launch kill --boot kernel --export "$ktree" --memory 256 \
@@ -426,6 +441,24 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 		expect_rc vf-ssh7 7
 		nothing_left vf-ssh7 "$work/run-vf-ssh7"
 		ok "vf-ssh: COMMAND's bytes and exit status through vsock 22"
+
+		# A signal while COMMAND runs: ssh ends first, and its SIGCHLD
+		# must not cut short the Stop request (answered 0.5 s later):
+		# the guest is asked to power off, not stopped hard.
+		check "vf-ssh-sig: SIGQUIT during COMMAND -> Stop, exit 131"
+		FAKE_VFKIT_STOP_DELAY=0.5 launch vf-ssh-sig --vmm vfkit --vmm-binary "$fake" \
+			--boot kernel --export "$ktree" --runtime-dir "$work/run-vf-ssh-sig" --grace 30 \
+			-- sh -c "echo \$\$ >'$work/vf-ssh-sig.pid'; echo CMD-STARTED; exec sleep 600"
+		wait_log vf-ssh-sig '^CMD-STARTED' "$work/vf-ssh-sig.out"
+		kill -QUIT "$LPID"
+		finish vf-ssh-sig
+		kill "$(cat "$work/vf-ssh-sig.pid")" 2>/dev/null || true	# sshd -i's, on this host
+		expect_rc vf-ssh-sig 131
+		grep -q "asked the guest to power off" "$work/vf-ssh-sig.err" &&
+			! grep -q "could not ask the guest to power off" "$work/vf-ssh-sig.err" ||
+			fail "vf-ssh-sig: the Stop request failed (interrupted?)"
+		expect_value vf-ssh-sig FAKE-VFKIT-STATE Stop
+		nothing_left vf-ssh-sig "$work/run-vf-ssh-sig"
 	else
 		echo "SKIP (vf-ssh cases only): no sshd"
 	fi
@@ -457,6 +490,7 @@ qdry q-efi --boot efi --export "$ktree" --runtime-dir "$run" --console-log "$wor
 has q-efi -machine q35 -accel tcg -cpu max
 has q-efi -chardev "file,id=con0,path=$work/a,,b.log" -serial chardev:con0
 has q-efi -chardev "socket,id=qmp0,server=on,wait=off,path=$run/qmp.sock" -mon chardev=qmp0,mode=control
+has q-efi -chardev "socket,id=qmp1,server=on,wait=off,path=$run/qmp-ev.sock" -mon chardev=qmp1,mode=control
 has q-efi -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
 	-drive "if=pflash,format=raw,unit=1,file=$run/vars.fd"
 has q-efi -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$run/nbd.sock,export=disk,read-only=on" \
