@@ -490,15 +490,20 @@ int storage_find_image(const char *ref, const struct storage_opts *opts,
 		r = read_file_at(root_fd, path, JSON_MAX_BYTES, &layers, &llen);
 	}
 	if (r < 0) {
-		r = fail(ret_err, r, "'%s/%s': %s", img.graphroot, path,
-			 r == -EBADMSG ? "not a regular file" : strerror(-r));
+		r = fail(ret_err, r, "'%s/%s': %s%s", img.graphroot, path,
+			 r == -EBADMSG ? "not a regular file" : strerror(-r),
+			 r == -ENOENT && conf.nimage_stores ?
+			 " (additionalimagestores are not searched)" : "");
 		goto out;
 	}
 	r = storage_json_resolve(images, ilen, layers, llen, ref, &img.chain, &jerr);
 	if (r < 0) {
+		/* Not found, or a parent layer that may live in another store. */
+		bool elsewhere = r == -ENOENT || (jerr && strstr(jerr, "not in layers.json"));
+
 		r = fail(ret_err, r, "'%s' (%s driver): %s%s", img.graphroot, img.driver,
 			 jerr ? jerr : strerror(-r),
-			 r == -ENOENT && conf.nimage_stores ?
+			 elsewhere && conf.nimage_stores ?
 			 " (additionalimagestores are not searched)" : "");
 		free(jerr);
 		goto out;

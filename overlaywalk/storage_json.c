@@ -287,6 +287,13 @@ static int find_image(const json_t *arr, const char *ref, struct match *ret_matc
 {
 	struct match m[2];
 	size_t count = 0;
+	char norm[4096];
+
+	/* docker.io/NAME is docker.io/library/NAME, as podman stores it. */
+	if (!strncmp(ref, "docker.io/", 10) && !memchr(ref + 10, '/', strcspn(ref + 10, "@")) &&
+	    snprintf(norm, sizeof(norm), "docker.io/library/%s", ref + 10) < (int)sizeof(norm))
+		ref = norm;
+
 	const char *at = strchr(ref, '@');
 	const char *last = strrchr(ref, '/');
 	bool tagged = strchr(last ? last : ref, ':') != NULL;
@@ -311,6 +318,10 @@ static int find_image(const json_t *arr, const char *ref, struct match *ret_matc
 			goto done;
 		memcpy(buf, ref, n);
 		buf[n] = '\0';
+		/* NAME:TAG@DIGEST: the digest decides, as for podman. */
+		char *tag = strrchr(buf, ':');
+		if (tag && !strchr(tag, '/'))
+			*tag = '\0';
 		r = match_names(arr, buf, false, at + 1, m, &count);
 		if (r == 0 && count == 0 && !has_domain(buf))
 			r = match_names(arr, buf, true, at + 1, m, &count);

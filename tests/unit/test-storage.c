@@ -455,11 +455,18 @@ static void test_json_lookup(void **state)
 	expect_image("app:1.0", ID_B, "registry.example.org/ns/app:1.0", 3);
 	expect_image("ns/app:1.0", ID_B, "registry.example.org/ns/app:1.0", 3);
 	expect_image("docker.io/library/app", ID_B, "docker.io/library/app:latest", 3);
+	/* docker.io/NAME is docker.io/library/NAME, as podman normalises it. */
+	expect_image("docker.io/app", ID_B, "docker.io/library/app:latest", 3);
+	expect_image("docker.io/app:latest", ID_B, "docker.io/library/app:latest", 3);
 	expect_image(ID_C, ID_C, NULL, 3);
 	expect_image("sha256:" ID_C, ID_C, NULL, 3);
 	expect_image("cccc", ID_C, NULL, 3);
 	expect_image(DIG1, ID_A, NULL, 1);
 	expect_image("localhost/base@" DIG1, ID_A, "localhost/base:latest", 1);
+	/* NAME:TAG@DIGEST: the digest decides. */
+	expect_image("localhost/base:latest@" DIG1, ID_A, "localhost/base:latest", 1);
+	expect_image("localhost/base:other@" DIG1, ID_A, "localhost/base:latest", 1);
+	expect_image("docker.io/app@" DIG2, ID_B, "docker.io/library/app:latest", 3);
 	expect_image("app@" DIG2, ID_B, "registry.example.org/ns/app:1.0", 3);
 	expect_image("dddd", ID_D, NULL, 2);
 
