@@ -75,6 +75,7 @@ static int run_quiet(char *const argv[])
 	pid = sup_spawn(argv, NULL, devnull, devnull, false, -1);
 	if (pid < 0)
 		return pid;
+	log_info("started %s (pid %d)", argv[0], (int)pid);
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return -errno;
@@ -118,6 +119,10 @@ int ssh_prepare(struct launch *l)
 	r = find_program(keygen[0]);
 	if (r < 0)
 		return log_errno(r, "'ssh-keygen' (install openssh-client)");
+	/* Not after a boot of minutes: ssh itself must be there too. */
+	r = find_program("ssh");
+	if (r < 0)
+		return log_errno(r, "'ssh' (install openssh-client)");
 	st = run_quiet(keygen);
 	if (st < 0)
 		return log_errno(st, "running ssh-keygen");

@@ -545,6 +545,21 @@ grep -q "did not report READY=1 within 2 s" "$work/mute.err" ||
 	fail "mute: no READY=1 timeout message"
 ok "errors: a dead or mute server fails the launch (exit 1)"
 
+# ssh missing (ssh-keygen there): refused before anything starts.
+if command -v ssh-keygen >/dev/null; then
+	mkdir -p "$work/nossh"
+	ln -sf "$(command -v ssh-keygen)" "$work/nossh/ssh-keygen"
+	ln -sf "$(command -v qemu-system-x86_64)" "$work/nossh/qemu-system-x86_64"
+	PATH=$work/nossh "$LAUNCH" -v --export "$ktree" --boot kernel --accel tcg \
+		--runtime-dir "$work/run-nossh" -- true </dev/null >/dev/null 2>"$work/nossh.err" &&
+		rc=0 || rc=$?
+	[ "$rc" = 255 ] || fail "nossh: launcher exit status" 255 "$rc"
+	grep -q "'ssh' (install openssh-client)" "$work/nossh.err" || fail "nossh: no message naming ssh"
+	grep -q "started qemu\|started erofs-nbd" "$work/nossh.err" && fail "nossh: something was started"
+	nothing_left nossh "$work/run-nossh"
+	ok "errors: no ssh program: refused before the server or the VM starts (255)"
+fi
+
 # --boot efi (the default) on a tree the server builds no ESP for (this
 # one has a kernel but no systemd-boot): the launch fails before QEMU
 # starts, where OVMF would wait in its shell for ever.
