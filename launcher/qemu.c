@@ -288,13 +288,14 @@ static int qmp_execute(int fd, const char *cmd, long long deadline)
 	}
 }
 
-int qemu_request_stop(struct launch *l)
+/*
+ * Connects to the QMP monitor on path and negotiates capabilities (after
+ * which events flow), by deadline; returns the fd or -errno.
+ */
+static int qmp_open(const char *path, long long deadline)
 {
 	char line[8192];
-	/* The signal that brought us here ends ssh too: its SIGCHLD must
-	 * not cut the request short (read_until()). */
-	long long deadline = now_ms() + 2000;
-	_cleanup_close_ int fd = unix_connect(l->qmp_sock, 2000);
+	_cleanup_close_ int fd = unix_connect(path, 2000);
 	int r;
 
 	if (fd < 0)
@@ -305,36 +306,33 @@ int qemu_request_stop(struct launch *l)
 	if (!strstr(line, "\"QMP\""))
 		return -EPROTO;
 	r = qmp_execute(fd, "{\"execute\":\"qmp_capabilities\"}\n", deadline);
-	if (r < 0)
-		return r;
+	return r < 0 ? r : TAKE_FD(fd);
+}
+
+int qemu_request_stop(struct launch *l)
+{
+	/* The signal that brought us here ends ssh too: its SIGCHLD must
+	 * not cut the request short (read_until()). */
+	long long deadline = now_ms() + 2000;
+	_cleanup_close_ int fd = qmp_open(l->qmp_sock, deadline);
+
+	if (fd < 0)
+		return fd;
 	return qmp_execute(fd, "{\"execute\":\"system_powerdown\"}\n", deadline);
 }
 
 int qemu_events_connect(struct launch *l)
 {
-	char line[8192];
-	long long deadline;
 	_cleanup_close_ int fd = -1;
-	int r;
 
 	if (l->qmp_ev_fd >= 0 || now_ms() < l->qmp_ev_next_try)
 		return 0;
 	l->qmp_ev_next_try = now_ms() + 200;
 	if (access(l->qmp_ev_sock, F_OK) < 0)
 		return -errno;		/* QEMU is not that far yet */
-	deadline = now_ms() + 2000;
-	fd = unix_connect(l->qmp_ev_sock, 2000);
+	fd = qmp_open(l->qmp_ev_sock, now_ms() + 2000);
 	if (fd < 0)
 		return fd;
-	r = qmp_read_line(fd, line, sizeof(line), deadline);	/* the greeting */
-	if (r < 0)
-		return r;
-	if (!strstr(line, "\"QMP\""))
-		return -EPROTO;
-	/* Events flow once the capabilities are negotiated. */
-	r = qmp_execute(fd, "{\"execute\":\"qmp_capabilities\"}\n", deadline);
-	if (r < 0)
-		return r;
 	if (fd_cloexec(fd, true) < 0)
 		return -errno;
 	l->qmp_ev_len = 0;
