@@ -81,8 +81,7 @@ static int remove_stale_socket(const char *path, const struct sockaddr_un *sun,
 	return 0;
 }
 
-/* Returns path made absolute against the working directory, malloc'ed. */
-static int absolute_path(const char *path, char **ret)
+int absolute_path(const char *path, char **ret)
 {
 	char *abs;
 

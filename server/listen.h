@@ -57,6 +57,14 @@ struct listener {
 };
 
 /*
+ * Makes path absolute against the working directory (a server in the
+ * background serves from "/"): *ret is a malloc'ed copy, the working
+ * directory and path joined with '/' unless path starts with one.
+ * Returns 0, -ENOMEM, or getcwd()'s -errno.
+ */
+int absolute_path(const char *path, char **ret);
+
+/*
  * Creates a listening Unix stream socket at path, mode 0600 (bound under
  * umask 0177), close-on-exec.  An existing socket nobody answers on (a
  * stale one: connect() gives ECONNREFUSED) is removed first.  Fills *ret.

@@ -124,6 +124,9 @@ struct options {
 	bool build_time_set;
 	int64_t build_time;
 	const char *pidfile;		/* --pidfile */
+	/* Those of --kernel, --initrd, --efi-loader and --pidfile made
+	 * absolute (absolute_options()), which the above then point to. */
+	char *abs_paths[4];
 	bool exit_with_parent;		/* --exit-with-parent */
 	const char *user, *group;	/* --user, --group */
 	struct caps_opts caps;		/* what --user/--group resolved to */
@@ -348,11 +351,34 @@ static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ..
 
 static void options_free(struct options *o)
 {
+	for (size_t i = 0; i < ARRAY_SIZE(o->abs_paths); i++)
+		free(o->abs_paths[i]);
 	for (size_t i = 0; i < o->nlistens; i++)
 		free(o->listens[i].host);
 	free(o->listens);
 	o->listens = NULL;
 	o->nlistens = 0;
+}
+
+/*
+ * The files read after the server went to the background, which serves
+ * from "/" (the ESP's kernel, initrd and loader, read when a client reads
+ * them; the pid file, written once it serves): made absolute now.  0 or
+ * -errno.
+ */
+static int absolute_options(struct options *o)
+{
+	const char **paths[] = { &o->kernel, &o->initrd, &o->efi_loader, &o->pidfile };
+
+	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+		if (!*paths[i] || (*paths[i])[0] == '/')
+			continue;
+		int r = absolute_path(*paths[i], &o->abs_paths[i]);
+		if (r < 0)
+			return r;
+		*paths[i] = o->abs_paths[i];
+	}
+	return 0;
 }
 
 static int add_listen(struct options *o, bool is_unix, const char *arg)
@@ -621,6 +647,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 	/* The parent we watch is the one that started us, not init. */
 	if (o->exit_with_parent)
 		o->foreground = true;
+	r = absolute_options(o);
+	if (r < 0) {
+		log_errno(r, "making paths absolute");
+		return 1;
+	}
 
 	/* reproducible-builds.org: a malformed value must fail the build. */
 	sde = getenv("SOURCE_DATE_EPOCH");
@@ -1269,24 +1300,52 @@ static int open_listeners(const struct options *o, struct program *p)
 /* Running                                                             */
 /* ------------------------------------------------------------------ */
 
-/* nbdkit's daemon mode: detach from the terminal and the session. */
-static int daemonize(void)
+/*
+ * nbdkit's daemon mode: detach from the terminal and the session.  The
+ * parent waits until the child is ready to serve (daemon_ready(): the pid
+ * file written, privileges dropped), then prints uri and exits 0; if the
+ * child fails first, its error is on the terminal still and the parent
+ * exits 1.  In the child, returns the fd to pass to daemon_ready(), or
+ * -errno (logged).
+ */
+static int daemonize(const char *uri)
 {
+	int pipefd[2];
 	pid_t pid;
-	int fd;
+	char c;
 
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return log_errno(-errno, "pipe");
 	fflush(stdout);
 	fflush(stderr);
 	pid = fork();
 	if (pid < 0)
 		return log_errno(-errno, "fork");
-	if (pid > 0)
-		_exit(0);	/* the child owns the sockets now: no cleanup here */
+	if (pid > 0) {
+		/* The child owns the sockets now: no cleanup here. */
+		ssize_t n;
+
+		close(pipefd[1]);
+		while ((n = read(pipefd[0], &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			_exit(EXIT_FAILURE);
+		printf("%s\n", uri);
+		_exit(fflush(stdout) == EOF ? EXIT_FAILURE : EXIT_SUCCESS);
+	}
+	close(pipefd[0]);
 	if (setsid() < 0)
 		return log_errno(-errno, "setsid");
 	if (chdir("/") < 0)
 		return log_errno(-errno, "chdir '/'");
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	return pipefd[1];
+}
+
+/* The child of daemonize() is ready: stdio to /dev/null, the parent told. */
+static int daemon_ready(int ready_fd)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
 	if (fd < 0)
 		return log_errno(-errno, "opening '/dev/null'");
 	for (int i = 0; i < 3; i++)
@@ -1294,6 +1353,9 @@ static int daemonize(void)
 			return log_errno(-errno, "redirecting stdio");
 	if (fd > 2)
 		close(fd);
+	if (write(ready_fd, "", 1) != 1)
+		log_debug("telling the parent: %m (gone?), serving anyway");
+	close(ready_fd);
 	return 0;
 }
 
@@ -1306,23 +1368,28 @@ static int start_command(const struct options *o, struct program *p)
 	char *argv[] = { "sh", "-c", (char *)o->run_cmd, NULL };
 	posix_spawnattr_t attr;
 	sigset_t none, deflt;
+	bool unix_set = false, port_set = false;
 	char port[8];
 	int r;
 
-	if (setenv("uri", p->uri, 1) < 0)
+	/* Ours, not whatever the caller's environment held (nbdkit's too). */
+	if (setenv("uri", p->uri, 1) < 0 || unsetenv("unixsocket") < 0 ||
+	    unsetenv("port") < 0)
 		return log_errno(-errno, "setenv");
 	for (size_t i = 0; i < p->nlisteners; i++) {
 		const struct listener *l = &p->listeners[i];
-		if (l->family == AF_UNIX && !getenv("unixsocket")) {
+		if (l->family == AF_UNIX && !unix_set) {
 			if (setenv("unixsocket", l->path, 1) < 0)
 				return log_errno(-errno, "setenv");
-		} else if (l->family != AF_UNIX && !getenv("port")) {
+			unix_set = true;
+		} else if ((l->family == AF_INET || l->family == AF_INET6) && !port_set) {
 			const struct sockaddr_in *sin = (const void *)&l->addr;
 			const struct sockaddr_in6 *sin6 = (const void *)&l->addr;
 			snprintf(port, sizeof(port), "%u", ntohs(l->family == AF_INET ?
 							    sin->sin_port : sin6->sin6_port));
 			if (setenv("port", port, 1) < 0)
 				return log_errno(-errno, "setenv");
+			port_set = true;
 		}
 	}
 
@@ -1606,7 +1673,7 @@ int main(int argc, char **argv)
 	struct program p = { .sigfd = -1, .notify = { .fd = -1 } };
 	sigset_t mask, blocked;
 	bool child_exited = false;
-	int status = 1, stop_sig = 0, serve_r = -1, r;
+	int status = 1, stop_sig = 0, serve_r = -1, ready_fd = -1, r;
 
 	r = parse_options(argc, argv, &o);
 	if (r >= 0) {
@@ -1675,11 +1742,13 @@ int main(int argc, char **argv)
 	}
 
 	/* With --run, CMD gets the URI in $uri instead of on stdout. */
-	if (!o.run_cmd) {
+	if (!o.run_cmd && o.foreground) {
 		printf("%s\n", p.uri);
 		if (fflush(stdout) == EOF)
 			log_warning("printing the URI: %s, ignoring", strerror(errno));
-		if (!o.foreground && daemonize() < 0)
+	} else if (!o.run_cmd) {
+		ready_fd = daemonize(p.uri);	/* the parent prints it */
+		if (ready_fd < 0)
 			goto out;
 	}
 
@@ -1692,6 +1761,8 @@ int main(int argc, char **argv)
 	if (o.run_cmd && start_command(&o, &p) < 0)
 		goto out;
 	if (go_ready(&o, &p) < 0)
+		goto out;
+	if (ready_fd >= 0 && daemon_ready(ready_fd) < 0)
 		goto out;
 	/* After go_ready(): capabilities are dropped before any thread starts. */
 	start_report_thread();

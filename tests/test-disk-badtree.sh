@@ -19,6 +19,9 @@
 #   - a kernel that can't be read: --kernel naming a file uid 65534 cannot
 #     read, a missing --kernel, a kernel in the tree that is not an EFI
 #     executable, and one uid 65534 cannot read: exit 1, the file named;
+#   - relative --kernel/--initrd/--efi-loader/--pidfile for a server in
+#     the background (which serves from "/"); a background server that
+#     fails before serving exits 1 and prints no URI;
 #   - --cmdline with a newline or a control character, a bad --kver, a bad
 #     --arch, and --arch aarch64 with an x86-64 kernel: refused.
 set -euo pipefail
@@ -268,3 +271,39 @@ rc=0
 "$EROFS_NBD" --export "$two" --image-export swap --write-image "$T/disk.img" 2>"$T/err" || rc=$?
 [ $rc = 2 ] || fail "--image-export swap: exit status" 2 "$rc"
 ok "refused"
+
+# --- relative paths in the background -------------------------------------------------------------
+# The server serves from "/" once in the background; files it reads (or
+# writes) after that, given relative to where it started, must still be
+# found there: the ESP's kernel, initrd and loader, and the pid file.
+check "relative --kernel, --initrd, --efi-loader and --pidfile, server in the background"
+cp "$kernel" "$T/rel-vmlinuz"
+echo rel-initrd >"$T/rel-initrd"
+cp "$sdboot" "$T/rel-loader.efi"
+( cd "$T" && "$EROFS_NBD" --export "$nok" --kernel rel-vmlinuz --initrd rel-initrd \
+	--efi-loader rel-loader.efi --image-export esp --write-image "$T/esp-fg.img" 2>/dev/null ) ||
+	fail "relative paths, --write-image: exit status" 0 "non-zero"
+rm -f "$T/rel.pid"
+( cd "$T" && "$EROFS_NBD" --export "$nok" --kernel rel-vmlinuz --initrd rel-initrd \
+	--efi-loader rel-loader.efi --unix rel.sock --pidfile rel.pid >"$T/rel.uri" 2>"$T/err" ) ||
+	fail "relative paths, background server: exit status" 0 "non-zero: $(cat "$T/err")"
+[ -s "$T/rel.pid" ] || fail "--pidfile rel.pid was not written in the directory it was given in"
+bgpid=$(cat "$T/rel.pid")
+cleanup_fn kill "$bgpid"
+timeout 60 nbdcopy "nbd+unix:///esp?socket=$T/rel.sock" "$T/esp-bg.img" ||
+	fail "reading the esp export of the background server"
+cmp "$T/esp-fg.img" "$T/esp-bg.img" || fail "the background server's ESP differs from --write-image's"
+kill "$bgpid"
+ok "relative paths: the background server's ESP is --write-image's; the pid file where it was asked"
+
+# The parent waits for the server to be ready: a failure after the fork
+# (the pid file cannot be written) is exit 1 with the message, no URI.
+check "background server that fails before serving: exit 1, no URI"
+rc=0
+"$EROFS_NBD" --export "$nok" --esp no --unix "$T/fail.sock" --pidfile "$T/no-such-dir/x.pid" \
+	>"$T/fail.uri" 2>"$T/err" || rc=$?
+[ $rc = 1 ] || fail "--pidfile in a missing directory, background: exit status" 1 "$rc"
+[ ! -s "$T/fail.uri" ] || fail "a URI was printed for a server that failed: $(cat "$T/fail.uri")"
+grep -q -- "--pidfile '$T/no-such-dir/x.pid'" "$T/err" || fail "no message naming the pid file" \
+	"$(cat "$T/err")"
+ok "exit 1, the pid file named, no URI"

@@ -248,6 +248,14 @@ got=$(timeout 60 "$EROFS_NBD" --export "$src" --unix "$T/run.sock" \
 rc=0
 timeout 60 "$EROFS_NBD" --export "$src" --unix "$T/run2.sock" --run 'exit 3' >/dev/null || rc=$?
 [ $rc = 3 ] || fail "--run 'exit 3' exit status" 3 "$rc"
-ok "--run works"
+# $unixsocket and $port are the server's, whatever the caller's
+# environment held; a vsock listener has no $port.
+got=$(unixsocket=/bogus port=1 timeout 60 "$EROFS_NBD" --export "$src" --esp no \
+	--tcp 127.0.0.1:0 --unix "$T/run3.sock" --run 'echo "$unixsocket $port $uri"') ||
+	fail "--run with \$unixsocket and \$port set by the caller failed"
+read -r us port uri <<<"$got"
+[ "$us" = "$T/run3.sock" ] || fail "--run: \$unixsocket" "$T/run3.sock" "$us"
+[ "$uri" = "nbd://127.0.0.1:$port/" ] || fail "--run: \$port against \$uri" "nbd://127.0.0.1:$port/" "$uri"
+ok "--run works; \$unixsocket and \$port are the server's"
 
 echo "PASS: $TEST_NAME"
