@@ -265,6 +265,12 @@ const char *guest_arch(const struct launch *l);
 /* Builds the QEMU command line in l->vmm_argv (§5.2 kernel boot, §5.3
  * EFI boot); values in key=value options have ',' doubled.  0 or -ENOMEM. */
 int qemu_build_argv(struct launch *l);
+/*
+ * Builds l->vmm_argv again right before QEMU starts (after --accel
+ * changed), with a newly picked SSH port under --ssh: one picked before a
+ * long walk may have been taken meanwhile.  0 or -errno (logged).
+ */
+int qemu_rebuild_argv(struct launch *l);
 /* Asks the guest to power off: QMP qmp_capabilities, system_powerdown on
  * $RUN/qmp.sock, 2 s per step.  0 or -errno. */
 int qemu_request_stop(struct launch *l);

@@ -418,17 +418,8 @@ static int run(struct launch *l)
 	} else if (server_probe(l) < 0) {
 		return EXIT_LAUNCH_ERROR;
 	}
-	if (l->ssh && l->vmm == VMM_QEMU) {
-		/* The port picked before the walk may be taken by now. */
-		strv_free(&l->vmm_argv);
-		if (ssh_pick_port(l) < 0)
-			return EXIT_LAUNCH_ERROR;
-		r = qemu_build_argv(l);
-		if (r < 0) {
-			log_errno(r, "the QEMU command line");
-			return EXIT_LAUNCH_ERROR;
-		}
-	}
+	if (l->ssh && l->vmm == VMM_QEMU && qemu_rebuild_argv(l) < 0)
+		return EXIT_LAUNCH_ERROR;
 	if (l->verbose >= 2)
 		print_argv(stderr, "erofs-nbd-launch: vmm: ", &l->vmm_argv);
 	return sup_run_vm(l);

@@ -244,6 +244,20 @@ int qemu_prepare(struct launch *l)
 	return 0;
 }
 
+int qemu_rebuild_argv(struct launch *l)
+{
+	int r;
+
+	strv_free(&l->vmm_argv);
+	if (l->ssh) {
+		r = ssh_pick_port(l);
+		if (r < 0)
+			return r;
+	}
+	r = qemu_build_argv(l);
+	return r < 0 ? log_errno(r, "the QEMU command line") : 0;
+}
+
 /* Reads one QMP line (a JSON object) into buf by deadline; 0 or -errno. */
 static int qmp_read_line(int fd, char *buf, size_t size, long long deadline)
 {

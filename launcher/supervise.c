@@ -514,17 +514,9 @@ int sup_run_vm(struct launch *l)
 		 * -accel kvm -accel tcg does not help: KVM initialised. */
 		log_warning("trying once more with TCG (--accel kvm forbids this,"
 			    " --accel tcg skips KVM)");
-		strv_free(&l->vmm_argv);
 		l->accel = "tcg";
-		if (l->ssh && ssh_pick_port(l) < 0)
+		if (qemu_rebuild_argv(l) < 0 || qemu_prepare(l) < 0)
 			return EXIT_LAUNCH_ERROR;
-		r = qemu_build_argv(l);
-		if (r == 0 && qemu_prepare(l) < 0)
-			return EXIT_LAUNCH_ERROR;
-		if (r < 0) {
-			log_errno(r, "the QEMU command line");
-			return EXIT_LAUNCH_ERROR;
-		}
 		if (l->verbose >= 2)
 			for (size_t i = 0; i < l->vmm_argv.n; i++)
 				log_debug("vmm: %s", l->vmm_argv.v[i]);

@@ -829,11 +829,7 @@ static int walk_lowerdir(const struct options *o, struct program *p,
 	for (int i = 0; i < n; i++)
 		layers[k++] = dirs[i];
 	st.layers = layers;
-	st.nlayers = k;
-	if (n > WALK_MAX_LAYERS) {	/* storage_parse_lowerdir() refuses it already */
-		storage_strv_free(dirs, n);
-		return log_errno(-E2BIG, "--lowerdir: more than %d layers", WALK_MAX_LAYERS);
-	}
+	st.nlayers = k;	/* at most WALK_MAX_LAYERS lowers (storage_parse_lowerdir()) */
 	log_info("%s: %zu layers, overlay marks in %s.overlay.*%s", p->source_name,
 		 st.nlayers, st.ns == WALK_OVL_USER ? "user" : "trusted",
 		 st.aufs_whiteouts ? ", AUFS whiteouts" : "");
