@@ -52,8 +52,10 @@ int storage_parse_lowerdir(const char *s, char ***ret_dirs)
 		if (s[i] == ':' || !s[i]) {
 			if (c == 0)
 				goto fail;	/* a leading colon */
-			if (n == WALK_MAX_LAYERS)
+			if (n == WALK_MAX_LAYERS) {
+				r = -E2BIG;
 				goto fail;
+			}
 			cur[c] = '\0';
 			dirs[n] = strdup(cur);
 			if (!dirs[n]) {

@@ -36,9 +36,9 @@
  * backslash), an unescaped ':' separates layers.  Returns the number of
  * layers (1..WALK_MAX_LAYERS) and *ret_dirs, a malloc'ed array of
  * malloc'ed strings (free with storage_strv_free()); or -EINVAL for an
- * empty string or layer, a trailing colon or backslash, or more than
- * WALK_MAX_LAYERS layers; -EOPNOTSUPP for "::" (data-only layers follow);
- * -ENOMEM.
+ * empty string or layer, a trailing colon or backslash; -E2BIG for more
+ * than WALK_MAX_LAYERS layers (the kernel's own limit); -EOPNOTSUPP for
+ * "::" (data-only layers follow); -ENOMEM.
  */
 int storage_parse_lowerdir(const char *s, char ***ret_dirs);
 

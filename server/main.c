@@ -734,10 +734,13 @@ static int describe_source(const struct options *o, struct program *p)
 		n = storage_parse_lowerdir(o->lowerdir, &dirs);
 		if (n == -ENOMEM)
 			return log_errno(n, "--lowerdir");
+		if (n == -E2BIG)
+			return log_errno(n, "--lowerdir '%.64s...': more than %d layers "
+					 "(overlayfs's limit too)", o->lowerdir, WALK_MAX_LAYERS);
 		if (n < 0)
 			return log_errno(n, "--lowerdir '%s': %s", o->lowerdir, n == -EOPNOTSUPP ?
 					 "data-only layers (\"::\") are not supported" :
-					 "expected TOP:...:BOTTOM, at most 500 non-empty layers, "
+					 "expected TOP:...:BOTTOM, non-empty layers, "
 					 "\\: for a colon in a name");
 		if (asprintf(&p->source_name, "--lowerdir '%s'", o->lowerdir) < 0)
 			r = -ENOMEM;

@@ -139,6 +139,14 @@ timeout 600 python3 "$TESTS_DIR/treecmp.py" --overlay "$T/k-big" "$T/big.mnt" ||
 	fail "500 layers and an upper dir: our merge differs from the kernel's"
 ok "500 layers and an upper dir: 0 differences"
 umount "$T/big.mnt" "$T/k-big"
+# One lower more than the kernel takes: refused, the message naming the limit.
+if "$EROFS_NBD" --lowerdir "$(abs_lowerdir "$T/big" "$L"):$T/big/up" --image-export root \
+	--write-image "$T/big.img" 2>"$T/big.err"; then
+	fail "501 lower layers were accepted"
+fi
+grep -q "more than 500 layers" "$T/big.err" ||
+	{ cat "$T/big.err"; fail "501 lower layers: the message does not name the limit of 500"; }
+ok "501 lower layers: refused, naming the limit"
 rm -rf "$T/big" "$T/big.img"
 
 # --- user.overlay.* (rootless stacks) ------------------------------------------------
