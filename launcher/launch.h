@@ -147,12 +147,19 @@ void log_msg(const char *level, const char *fmt, ...) __attribute__((format(prin
 /* Logs "error: ...: strerror(-err)" and returns err (< 0). */
 int log_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Appends a copy of arg to s (argv[] for posix_spawn, kept NULL-terminated).
+ * Out of memory is recorded in s, not returned: strv_check() reports it
+ * once after a run of adds.
+ */
 void strv_add(struct strv *s, const char *arg);
 /* Appends p and takes ownership (NULL: records the failed allocation). */
 void strv_push_owned(struct strv *s, char *p);
+/* Appends the printf-formatted string; out of memory as for strv_add(). */
 void strv_addf(struct strv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 0, or -ENOMEM if any add failed. */
 int strv_check(const struct strv *s);
+/* Frees every string and the array; s is left empty and may be reused. */
 void strv_free(struct strv *s);
 
 /* malloc'd "dir/name", NULL on ENOMEM. */
