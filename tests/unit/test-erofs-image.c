@@ -784,6 +784,37 @@ static void test_file_layout(void **state)
 	tb_free(&t);
 }
 
+/*
+ * Small blocks: the superblock checksum covers 1024 .. 1024 + bs when bs
+ * is 512 or 1024 (§2.2), a range the first inodes would fall in.  A file's
+ * inline tail is read from its source at request time, so it must land
+ * past that range (check_super() asserts no REGION_FILE starts below it),
+ * while a directory's inline data, built in memory, may stay.
+ */
+static void test_small_block_tails(void **state)
+{
+	for (uint8_t bits = 9; bits <= 12; bits++) {
+		struct tb t;
+		struct img im;
+		struct erofs_opts opts;
+		struct walk_inode *root = tb_init(&t);
+		struct walk_inode *f = tb_inode(&t, S_IFREG | 0644, "f");
+
+		f->size = 100;
+		f->blocks = 1;
+		tb_link(root, "f", f);
+		erofs_opts_default(&opts);
+		opts.blkszbits = bits;
+		assert_int_equal(build(&t, &opts, &im), 0);
+		check_super(&im, &t);
+		struct ino i = rd_inode(&im, lookup(&im, root_nid(&im), "f"));
+		assert_int_equal(i.layout, 2);		/* FLAT_INLINE */
+		check_file_data(&im, &i, 0);
+		img_free(&im);
+		tb_free(&t);
+	}
+}
+
 static void test_root_moves(void **state)
 {
 	struct tb t;
@@ -935,6 +966,60 @@ static uint32_t count_xattrs(const struct img *im, const struct ino *i)
 }
 
 /*
+ * More shared xattrs than h_shared_count (a u8) can count: two files with
+ * the same 300 xattrs share 255 of them and keep the other 45 inline
+ * (§7.1), and every one of the 300 parses back, the shared ones from the
+ * shared area (§7.3).
+ */
+static void test_many_shared_xattrs(void **state)
+{
+	enum { N = 300 };
+	static char names[N][16], values[N][8];
+	static struct walk_xattr xs[N];
+	struct tb t;
+	struct img im;
+	struct erofs_opts opts;
+	struct walk_inode *root = tb_init(&t), *f[2];
+
+	for (int k = 0; k < N; k++) {
+		snprintf(names[k], sizeof(names[k]), "user.k%d", k);
+		snprintf(values[k], sizeof(values[k]), "v%d", k);
+		xs[k] = (struct walk_xattr){ names[k], (uint8_t *)values[k], strlen(values[k]) };
+	}
+	for (int i = 0; i < 2; i++) {
+		f[i] = tb_inode(&t, S_IFREG | 0644, i ? "b" : "a");
+		f[i]->xattrs = xs;
+		f[i]->nxattrs = N;
+		tb_link(root, i ? "b" : "a", f[i]);
+	}
+	erofs_opts_default(&opts);
+	assert_int_equal(build(&t, &opts, &im), 0);
+	check_super(&im, &t);
+	uint32_t xattr_blkaddr = get_le32(im.b + 1024 + 0x2c);
+	for (int i = 0; i < 2; i++) {
+		struct ino in = rd_inode(&im, lookup(&im, root_nid(&im), i ? "b" : "a"));
+		const uint8_t *h = im.b + in.off + in.isize;
+		bool seen[N] = { false };
+
+		assert_int_equal(h[4], 255);			/* h_shared_count */
+		assert_int_equal(count_xattrs(&im, &in), N);
+		/* Each shared id names one of the 300, each once. */
+		for (int k = 0; k < 255; k++) {
+			const uint8_t *se = im.b + (uint64_t)xattr_blkaddr * im.bs +
+					    (uint64_t)get_le32(h + 12 + 4 * k) * 4;
+			int n;
+
+			assert_int_equal(se[1], 1);		/* EROFS_XATTR_INDEX_USER */
+			assert_int_equal(sscanf((const char *)se + 5, "%d", &n), 1);
+			assert_true(se[4] == 'k' && n >= 0 && n < N && !seen[n]);
+			seen[n] = true;
+		}
+	}
+	img_free(&im);
+	tb_free(&t);
+}
+
+/*
  * Random trees (names with any byte but '/' and NUL, hard links, every
  * file type, shared and inline xattrs, sizes around block boundaries),
  * every block size, both tail modes: every entry resolves to an inode
@@ -1076,8 +1161,10 @@ int main(void)
 		cmocka_unit_test(test_big_dir_512),
 		cmocka_unit_test(test_big_dir_16k_64k),
 		cmocka_unit_test(test_xattrs),
+		cmocka_unit_test(test_many_shared_xattrs),
 		cmocka_unit_test(test_extended_inodes),
 		cmocka_unit_test(test_file_layout),
+		cmocka_unit_test(test_small_block_tails),
 		cmocka_unit_test(test_root_moves),
 		cmocka_unit_test(test_bad_trees),
 		cmocka_unit_test(test_random_trees),

@@ -277,6 +277,46 @@ static void test_tree_resolve(void **state)
 	assert_null(tree_file(fx->tree, fx->tree->root, "boot"));
 }
 
+/*
+ * Names that are prefixes of their siblings, as in a real /usr: lookups
+ * binary-search a directory's children in the tree's order (a name sorts
+ * before every longer name it is a prefix of), so each must be found and
+ * a prefix or extension that is not there must not.
+ */
+static void test_tree_prefix_siblings(void **state)
+{
+	static const char *const names[] = { "bin", "games", "include", "lib", "lib32",
+					     "lib64", "libexec", "libx32", "local", "sbin",
+					     "share", "src" };
+	static const char *const absent[] = { "li", "lib3", "lib6", "libe", "libexec2",
+					      "l", "s", "shar", "shared" };
+	struct fixture *fx = *state;
+	char path[64];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "usr/%s/f", names[i]);
+		put(fx->dir, path, "x", 1);
+	}
+	walk(fx);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct walk_inode *in;
+		char *got;
+
+		snprintf(path, sizeof(path), "usr/%s/f", names[i]);
+		in = tree_file(fx->tree, fx->tree->root, path);
+		if (!in)
+			fail_msg("%s not found", path);
+		got = walk_inode_path(in);
+		assert_string_equal(got, path);
+		free(got);
+	}
+	for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+		snprintf(path, sizeof(path), "usr/%s", absent[i]);
+		if (tree_lookup(fx->tree, fx->tree->root, path))
+			fail_msg("%s found", path);
+	}
+}
+
 static void test_build_debian(void **state)
 {
 	struct fixture *fx = *state;
@@ -448,6 +488,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_pe_arch),
 		cmocka_unit_test(test_pe_arch_real),
+		cmocka_unit_test_setup_teardown(test_tree_prefix_siblings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tree_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_debian, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_kargs, setup, teardown),
