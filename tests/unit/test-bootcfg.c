@@ -76,6 +76,24 @@ static void test_kver_uapi(void **state)
 	assert_int_equal(bootcfg_kver_cmp("\xff\x80", "a"), -1);	/* skipped bytes */
 }
 
+/*
+ * Letter runs compare bytewise and, when one is a prefix of the other,
+ * the shorter run is older (UAPI Version Format Specification: "ab" is
+ * a shorter alphabetical string than "abc", strcmp order): "1.ab" <
+ * "1.abc" < "1.abd", and a prefix run followed by more is still ordered
+ * by the run first ("1.ab.9" < "1.abc.1").
+ */
+static void test_kver_alpha_prefix(void **state)
+{
+	static const char *const v[] = {
+		"1.a", "1.ab", "1.ab.9", "1.abc", "1.abc.1", "1.abd", "1.b",
+	};
+	assert_true(bootcfg_kver_cmp("1.ab", "1.abc") < 0);
+	assert_true(bootcfg_kver_cmp("1.abc", "1.ab") > 0);
+	assert_true(bootcfg_kver_cmp("6.1.0-rc", "6.1.0-rcx") < 0);
+	check_ascending(v, N(v));
+}
+
 /* The order is antisymmetric and transitive over every triple of a
  * set that mixes every kind of segment (the fuzz target checks more). */
 static void test_kver_order_laws(void **state)
@@ -370,6 +388,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kver_kernels),
 		cmocka_unit_test(test_kver_uapi),
+		cmocka_unit_test(test_kver_alpha_prefix),
 		cmocka_unit_test(test_kver_order_laws),
 		cmocka_unit_test(test_kver_names),
 		cmocka_unit_test(test_find_layouts),

@@ -613,6 +613,405 @@ static void test_build_errors(void **state)
 	assert_int_equal(build_children(&sub, 1, NULL), -EEXIST);
 }
 
+/* --- more volumes, read back through the BPB ---------------------------- */
+
+/* A built volume and where its parts lie, from its own BPB (A.1, A.2). */
+struct vol {
+	struct region_map m;
+	uint32_t fat_sectors, sec_per_clus, data_sector, nclusters;
+};
+
+static void vol_build(struct vol *v, const struct fat_node *r, const char *label)
+{
+	struct fat_opts o = { .label = label, .volume_id = 7 };
+
+	region_map_init(&v->m);
+	assert_int_equal(fat_build(r, &o, &v->m), 0);
+	uint8_t *bs = read_map(&v->m, 0, 512);
+	v->sec_per_clus = bs[0x0d];
+	v->fat_sectors = get_le32(bs + 0x24);
+	v->data_sector = 32 + 2 * v->fat_sectors;
+	v->nclusters = (get_le32(bs + 0x20) - v->data_sector) / v->sec_per_clus;
+	assert_int_equal(get_le32(bs + 0x2c), FAT_ROOT_CLUSTER);
+	free(bs);
+}
+
+/* FAT slot c, checked to be the same in both copies (A.5). */
+static uint32_t vol_fat(const struct vol *v, uint32_t c)
+{
+	uint8_t a[4], b[4];
+
+	assert_int_equal(region_map_pread(&v->m, a, 4, 32 * 512 + 4ull * c), 0);
+	assert_int_equal(region_map_pread(&v->m, b, 4,
+					  (32ull + v->fat_sectors) * 512 + 4ull * c), 0);
+	assert_memory_equal(a, b, 4);
+	return get_le32(a);
+}
+
+/* A copy of cluster c (free() it). */
+static uint8_t *vol_cluster(const struct vol *v, uint32_t c)
+{
+	uint64_t cb = (uint64_t)v->sec_per_clus * 512;
+	return read_map(&v->m, (v->data_sector + (uint64_t)(c - 2) * v->sec_per_clus) * 512, cb);
+}
+
+/* Clusters in the chain from c, asserting it is contiguous (A.5). */
+static uint32_t vol_chain_len(const struct vol *v, uint32_t c)
+{
+	uint32_t n = 1;
+
+	for (;;) {
+		uint32_t next = vol_fat(v, c) & 0x0FFFFFFF;
+		if (next >= 0x0FFFFFF8)
+			return n;
+		if (next != c + 1)
+			fail_msg("FAT[%u] = %#x, want %u or EOC", c, next, c + 1);
+		c = next;
+		n++;
+	}
+}
+
+static uint32_t dirent_cluster(const uint8_t *de)
+{
+	return (uint32_t)get_le16(de + 0x14) << 16 | get_le16(de + 0x1a);
+}
+
+static uint8_t bigdata[255 * 512];
+
+/*
+ * The FAT buffer covers slots 0, 1 (reserved) and one slot per used
+ * cluster 2 .. used + 1 (A.5: slots 0 .. N+1).  Used-cluster counts
+ * around a FAT-sector boundary (128 slots of 4 bytes per 512-byte
+ * sector): 126, 127, 128, 129, 255, 256 (root + one file of used - 1 x
+ * 512 bytes, 512-byte clusters): the file's chain is whole and its last
+ * cluster holds EOC (0x0FFFFFF8 and up), the next slot is free, and
+ * FSInfo's free count and next free cluster (A.3) agree.
+ */
+static void test_build_fat_sector_boundary(void **state)
+{
+	static const uint32_t used[] = { 126, 127, 128, 129, 255, 256 };
+
+	for (size_t i = 0; i < sizeof(bigdata); i++)
+		bigdata[i] = (uint8_t)(i * 13 + 1);
+	for (size_t t = 0; t < sizeof(used) / sizeof(used[0]); t++) {
+		uint32_t k = used[t] - 1;		/* file clusters */
+		struct fat_node f = { .name = "DATA.BIN", .size = k * 512ull,
+				      .mem = bigdata, .mtime = 1715953530 };
+		struct fat_node r = { .name = "", .is_dir = true, .children = &f,
+				      .nchildren = 1, .mtime = 1715953530 };
+		struct vol v;
+
+		vol_build(&v, &r, NULL);
+		assert_int_equal(v.sec_per_clus, 1);
+		assert_int_equal(vol_fat(&v, 0), FAT_ENTRY0);
+		assert_int_equal(vol_fat(&v, 1), FAT_ENTRY1);
+		assert_true((vol_fat(&v, 2) & 0x0FFFFFFF) >= 0x0FFFFFF8);	/* root */
+		uint8_t *rd = vol_cluster(&v, 2);
+		assert_memory_equal(rd, "DATA    BIN", 11);
+		assert_int_equal(dirent_cluster(rd), 3);
+		free(rd);
+		assert_int_equal(vol_chain_len(&v, 3), k);
+		uint32_t last = 2 + used[t] - 1;
+		if ((vol_fat(&v, last) & 0x0FFFFFFF) < 0x0FFFFFF8)
+			fail_msg("used %u: FAT[%u] = %#x, not EOC", used[t], last,
+				 vol_fat(&v, last));
+		assert_int_equal(vol_fat(&v, last + 1), FAT_ENTRY_FREE);
+		uint8_t *c = vol_cluster(&v, last);
+		assert_memory_equal(c, bigdata + (k - 1) * 512, 512);
+		free(c);
+		uint8_t *fsi = read_map(&v.m, 512, 512);
+		assert_int_equal(get_le32(fsi + 0x1e8), v.nclusters - used[t]);
+		assert_int_equal(get_le32(fsi + 0x1ec), last + 1);
+		free(fsi);
+		region_map_free(&v.m);
+	}
+}
+
+/* One geometry's invariants (A.5-A.7); fails with the inputs. */
+static void check_geom(const uint64_t need[FAT_NCLUSTER_SIZES], uint64_t min_bytes)
+{
+	struct fat_geom g;
+
+	if (fat_geometry(need, min_bytes, &g) != 0)
+		fail_msg("need %llu, min %llu: no geometry",
+			 (unsigned long long)need[0], (unsigned long long)min_bytes);
+	unsigned i = 0;
+	while (fat_cluster_sizes[i] != g.cluster_bytes)
+		i++;
+	/* A.5: FATSz32 covers slots 0 .. N+1, i.e. N + 2 slots of 4 bytes. */
+	if ((uint64_t)g.fat_sectors * (FAT_SECTOR_SIZE / 4) < g.nclusters + 2ull)
+		fail_msg("need %llu, min %llu: %u FAT sectors for %u clusters + 2",
+			 (unsigned long long)need[0], (unsigned long long)min_bytes,
+			 g.fat_sectors, g.nclusters);
+	if (g.nclusters < need[i] || g.nclusters < FAT32_MIN_CLUSTERS + FAT32_MIN_MARGIN)
+		fail_msg("need %llu: %u clusters", (unsigned long long)need[i],
+			 g.nclusters);
+	if (g.data_sector != 32 + 2 * g.fat_sectors ||
+	    (uint64_t)g.data_sector + (uint64_t)g.nclusters * g.sec_per_clus >
+	    g.total_sectors || g.total_sectors % 2048 ||
+	    (uint64_t)g.total_sectors * 512 < min_bytes)
+		fail_msg("need %llu, min %llu: inconsistent layout",
+			 (unsigned long long)need[0], (unsigned long long)min_bytes);
+}
+
+/*
+ * Every data cluster and the two reserved entries have a FAT slot:
+ * FATSz32 * 128 >= N + 2 (A.5, "FATSz32 = ceil((N + 2) * 4 / 512)").
+ * Swept over cluster needs from the FAT32 minimum (A.6) to past 260 MiB
+ * (where 4 KiB clusters take over, A.7), needs just below multiples of
+ * 1024 (a 4 KiB-aligned FAT's capacity), and minimum sizes in MiB steps.
+ */
+static void test_geometry_fat_covers_clusters(void **state)
+{
+	uint64_t need[FAT_NCLUSTER_SIZES];
+
+	for (uint64_t n = 65541; n <= 600000; n++) {
+		for (unsigned i = 0; i < FAT_NCLUSTER_SIZES; i++)
+			need[i] = (n * 512 + fat_cluster_sizes[i] - 1) / fat_cluster_sizes[i];
+		check_geom(need, 0);
+	}
+	for (uint64_t k = 64; k < 4096; k++)
+		for (uint64_t d = 1; d <= 3; d++) {
+			for (unsigned i = 0; i < FAT_NCLUSTER_SIZES; i++)
+				need[i] = k * 1024 - d;
+			check_geom(need, 0);
+		}
+	for (unsigned i = 0; i < FAT_NCLUSTER_SIZES; i++)
+		need[i] = 3;
+	for (uint64_t mib = 1; mib <= 2048; mib++)
+		check_geom(need, mib << 20);
+	for (uint64_t mib = 2048; mib <= (40ull << 10); mib += 61)
+		check_geom(need, mib << 20);
+}
+
+/*
+ * Each child's short entry carries its own mtime (A.8: creation, last
+ * access and last write date/time), not its directory's: two files with
+ * different mtimes and a subdirectory with a third, in a root with a
+ * fourth; inside the subdirectory a file with a fifth, "." with the
+ * subdirectory's and ".." with the root's (A.9).
+ */
+static void test_build_child_mtimes(void **state)
+{
+	static const int64_t t_root = 1600000000, t_a = 1715953530,
+		t_b = 1500000001, t_d = 1000000000, t_x = 1234567890;
+	struct fat_node sub[] = {
+		{ .name = "X.TXT", .mtime = t_x },
+	};
+	struct fat_node kids[] = {
+		{ .name = "b.txt", .mtime = t_b },
+		{ .name = "a.txt", .mtime = t_a },
+		{ .name = "D", .is_dir = true, .children = sub, .nchildren = 1,
+		  .mtime = t_d },
+	};
+	struct fat_node r = { .name = "", .is_dir = true, .children = kids,
+			      .nchildren = 3, .mtime = t_root };
+	/* Bytewise order: "D" < "a.txt" < "b.txt". */
+	static const struct { uint32_t cluster; unsigned slot; const char *name;
+			      int64_t t; } want[] = {
+		{ 2, 0, "D          ", 1000000000 },
+		{ 2, 1, "A       TXT", 1715953530 },
+		{ 2, 2, "B       TXT", 1500000001 },
+		{ 3, 0, ".          ", 1000000000 },
+		{ 3, 1, "..         ", 1600000000 },
+		{ 3, 2, "X       TXT", 1234567890 },
+	};
+	struct vol v;
+
+	vol_build(&v, &r, NULL);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		uint8_t *c = vol_cluster(&v, want[i].cluster);
+		const uint8_t *de = c + 32 * want[i].slot;
+		uint16_t d, t;
+
+		fat_dos_time(want[i].t, &d, &t);
+		assert_memory_equal(de, want[i].name, 11);
+		if (get_le16(de + 0x18) != d || get_le16(de + 0x16) != t)
+			fail_msg("'%.11s': write %04x %04x, want %04x %04x", de,
+				 get_le16(de + 0x18), get_le16(de + 0x16), d, t);
+		assert_int_equal(get_le16(de + 0x10), d);	/* creation */
+		assert_int_equal(get_le16(de + 0x0e), t);
+		free(c);
+	}
+	region_map_free(&v.m);
+}
+
+/*
+ * Every short entry's last access date (A.8, LstAccDate) is its mtime's
+ * date, like the creation and write dates; 0 would be no valid date
+ * (A.8: the smallest is 0x0021).  Label entry (A.10), ".", ".." (A.9),
+ * a directory and a file.
+ */
+static void test_build_access_date(void **state)
+{
+	static const int64_t t1 = 1715953530, t2 = 1500000001, t3 = 1234567890;
+	struct fat_node sub[] = {
+		{ .name = "F.TXT", .mtime = t3 },
+	};
+	struct fat_node kids[] = {
+		{ .name = "D", .is_dir = true, .children = sub, .nchildren = 1,
+		  .mtime = t2 },
+	};
+	struct fat_node r = { .name = "", .is_dir = true, .children = kids,
+			      .nchildren = 1, .mtime = t1 };
+	struct vol v;
+	uint16_t d1, d2, d3, t;
+
+	fat_dos_time(t1, &d1, &t);
+	fat_dos_time(t2, &d2, &t);
+	fat_dos_time(t3, &d3, &t);
+	vol_build(&v, &r, "ESP");
+	uint8_t *rd = vol_cluster(&v, 2), *dir = vol_cluster(&v, 3);
+	const struct { const uint8_t *de; uint16_t date; } want[] = {
+		{ rd, d1 }, { rd + 32, d2 },		/* label, D */
+		{ dir, d2 }, { dir + 32, d1 }, { dir + 64, d3 },	/* ., .., F.TXT */
+	};
+	assert_memory_equal(rd, "ESP        ", 11);
+	assert_memory_equal(dir + 64, "F       TXT", 11);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const uint8_t *de = want[i].de;
+		if (get_le16(de + 0x12) != want[i].date)
+			fail_msg("'%.11s': access date %04x, want %04x", de,
+				 get_le16(de + 0x12), want[i].date);
+		assert_int_equal(get_le16(de + 0x12), get_le16(de + 0x18));
+		assert_int_equal(get_le16(de + 0x12), get_le16(de + 0x10));
+	}
+	free(rd);
+	free(dir);
+	region_map_free(&v.m);
+}
+
+/*
+ * The volume label entry is a root slot (A.10) and counts toward the
+ * root's size: with 512-byte clusters (16 slots), label + 15 children
+ * fill exactly one cluster and label + 16 children need two.  Every entry
+ * reads back in order, the root's chain has that many clusters (A.5), and
+ * the subdirectory after it (A.9: "." and "..") is intact.
+ */
+static void test_build_label_fills_root(void **state)
+{
+	static char names[16][8];
+	struct fat_node sub_kids[] = { { .name = "IN.TXT" } };
+	struct fat_node kids[16];
+
+	for (unsigned nk = 15; nk <= 16; nk++) {
+		/* nk - 1 empty files F00.., then directory SUB last. */
+		memset(kids, 0, sizeof(kids));
+		for (unsigned i = 0; i + 1 < nk; i++) {
+			snprintf(names[i], sizeof(names[i]), "F%02u", i);
+			kids[i].name = names[i];
+		}
+		kids[nk - 1] = (struct fat_node){ .name = "SUB", .is_dir = true,
+						  .children = sub_kids, .nchildren = 1 };
+		struct fat_node r = { .name = "", .is_dir = true, .children = kids,
+				      .nchildren = nk };
+		uint32_t root_clusters = nk == 15 ? 1 : 2, sub_cl = 2 + root_clusters;
+		struct vol v;
+
+		vol_build(&v, &r, "ESP");
+		assert_int_equal(v.sec_per_clus, 1);
+		if (vol_chain_len(&v, 2) != root_clusters)
+			fail_msg("label + %u children: root of %u clusters, want %u",
+				 nk, vol_chain_len(&v, 2), root_clusters);
+		uint8_t *rd = read_map(&v.m, v.data_sector * 512ull,
+					 root_clusters * 512);
+		assert_memory_equal(rd, "ESP        ", 11);
+		assert_int_equal(rd[11], FAT_ATTR_VOLUME_ID);
+		for (unsigned i = 0; i + 1 < nk; i++) {
+			char want[12];
+			snprintf(want, sizeof(want), "F%02u        ", i);
+			assert_memory_equal(rd + 32 * (1 + i), want, 11);
+			assert_int_equal(rd[32 * (1 + i) + 11], FAT_ATTR_ARCHIVE);
+		}
+		const uint8_t *s = rd + 32 * nk;
+		assert_memory_equal(s, "SUB        ", 11);
+		assert_int_equal(s[11], FAT_ATTR_DIRECTORY);
+		assert_int_equal(dirent_cluster(s), sub_cl);
+		free(rd);
+
+		uint8_t *sub = vol_cluster(&v, sub_cl);
+		assert_memory_equal(sub, ".          ", 11);
+		assert_int_equal(dirent_cluster(sub), sub_cl);
+		assert_memory_equal(sub + 32, "..         ", 11);
+		assert_int_equal(dirent_cluster(sub + 32), 0);
+		assert_memory_equal(sub + 64, "IN      TXT", 11);
+		assert_int_equal(sub[96], 0);
+		free(sub);
+		assert_true((vol_fat(&v, sub_cl) & 0x0FFFFFFF) >= 0x0FFFFFF8);
+		assert_int_equal(vol_fat(&v, sub_cl + 1), FAT_ENTRY_FREE);
+		region_map_free(&v.m);
+	}
+}
+
+/*
+ * An empty root without a label entry still owns cluster 2 (A.2: the
+ * BPB's root cluster; A.8: the root is a cluster chain): FAT[2] is EOC,
+ * the cluster reads as zeros (an empty directory, A.8), and FSInfo counts
+ * it as used (A.3).  Same with a label entry.
+ */
+static void test_build_empty_root(void **state)
+{
+	struct fat_node r = { .name = "", .is_dir = true, .mtime = 1715953530 };
+
+	for (int lab = 0; lab < 2; lab++) {
+		struct vol v;
+
+		vol_build(&v, &r, lab ? "ESP" : NULL);
+		if ((vol_fat(&v, 2) & 0x0FFFFFFF) < 0x0FFFFFF8)
+			fail_msg("label %d: FAT[2] = %#x, not EOC", lab, vol_fat(&v, 2));
+		assert_int_equal(vol_fat(&v, 3), FAT_ENTRY_FREE);
+		uint8_t *c = vol_cluster(&v, 2);
+		if (lab)
+			assert_memory_equal(c, "ESP        ", 11);
+		for (size_t i = lab ? 32 : 0; i < 512; i++)
+			assert_int_equal(c[i], 0);
+		free(c);
+		uint8_t *fsi = read_map(&v.m, 512, 512);
+		assert_int_equal(get_le32(fsi + 0x1e8), v.nclusters - 1);
+		assert_int_equal(get_le32(fsi + 0x1ec), 3);
+		free(fsi);
+		region_map_free(&v.m);
+	}
+}
+
+/*
+ * Case folding for duplicate names (A.11: lookups ignore case) maps
+ * Latin-1 capitals U+00C0..U+00DE to U+00E0..U+00FE except U+00D7 (the
+ * multiplication sign), whose +0x20 partner U+00F7 (division sign) is
+ * another symbol: "a\u00d7b" and "a\u00f7b" are different names, also
+ * in a whole volume.  Real case pairs such as "A\u00c0" and "a\u00e0"
+ * stay duplicates (-EEXIST).
+ */
+static void test_case_dups_latin1(void **state)
+{
+	static const uint16_t times[] = { 'a', 0xD7, 'b' }, div[] = { 'a', 0xF7, 'b' };
+	static const uint16_t up[] = { 'A', 0xC0 }, low[] = { 'a', 0xE0 };
+	static const uint16_t thorn[] = { 0xDE }, thorn_l[] = { 0xFE };
+	const uint16_t *u[] = { times, div };
+	size_t l[] = { 3, 3 };
+
+	assert_int_equal(fat_check_case_dups(u, l, 2), 0);
+	const uint16_t *v[] = { up, low };
+	size_t m[] = { 2, 2 };
+	assert_int_equal(fat_check_case_dups(v, m, 2), -EEXIST);
+	const uint16_t *w[] = { thorn, thorn_l };
+	size_t n[] = { 1, 1 };
+	assert_int_equal(fat_check_case_dups(w, n, 2), -EEXIST);
+	const uint16_t *x[] = { times, up, div, low };
+	size_t o[] = { 3, 2, 3, 2 };
+	assert_int_equal(fat_check_case_dups(x, o, 4), -EEXIST);
+	assert_int_equal(fat_check_case_dups(x, o, 3), 0);
+
+	struct fat_node k[2];
+	memset(k, 0, sizeof(k));
+	k[0].name = "a\xc3\x97" "b";		/* U+00D7 */
+	k[1].name = "a\xc3\xb7" "b";		/* U+00F7 */
+	assert_int_equal(build_children(k, 2, NULL), 0);
+	k[0].name = "A\xc3\x80";		/* U+00C0 */
+	k[1].name = "a\xc3\xa0";		/* U+00E0 */
+	assert_int_equal(build_children(k, 2, NULL), -EEXIST);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -628,6 +1027,13 @@ int main(void)
 		cmocka_unit_test(test_build_volume),
 		cmocka_unit_test(test_build_no_label),
 		cmocka_unit_test(test_build_errors),
+		cmocka_unit_test(test_build_fat_sector_boundary),
+		cmocka_unit_test(test_geometry_fat_covers_clusters),
+		cmocka_unit_test(test_build_child_mtimes),
+		cmocka_unit_test(test_build_access_date),
+		cmocka_unit_test(test_build_label_fills_root),
+		cmocka_unit_test(test_build_empty_root),
+		cmocka_unit_test(test_case_dups_latin1),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
