@@ -26,7 +26,8 @@ What the layers hold (top = layer 0; "Lk" is layer k):
   opaque        "y" hides lower entries, also in a nested directory; a
                 0/0 device inside an opaque directory (listed by the
                 kernel, absent by lookup); values "yes", "", "n" and "x"
-                that are not opaque; opaque on a layer root (ignored)
+                that are not opaque; opaque on the top layer's root and
+                a middle one's (ignored)
   type changes  file over dir, dir over file over dir (the deep dir must
                 not merge), symlink over dir, dir over symlink, FIFO,
                 socket and devices over files, whiteout then re-created
@@ -147,10 +148,13 @@ class Stack:
         n, bot = self.n, self.n - 1
         ovl, other = self.ovl, self.other
 
-        # Roots: the top one's metadata counts; opaque on a root is ignored.
+        # Roots: the top one's metadata counts; opaque on a root is ignored,
+        # the top root's too (the kernel never looks a root up); in the
+        # AUFS form a .wh..wh..opq there, which is not listed either.
         for i in range(n):
             self.d(i, '', mode=0o755 if i else 0o751, t=T0 + i,
                    xattrs=[('user.root', b'%d' % i)])
+        self.opaque(0, '')
         if self.rich:
             self.opaque(n // 2, '')
         self.f(bot, 'bottom-only', b'from the bottom\n')

@@ -15,7 +15,8 @@
 # Stacks (tests/mkstack.py; every rule, 64 layers):
 #   trusted   trusted.overlay.* marks, 0/0 and xattr whiteouts, opaque
 #             (and once with 500 layers, the kernel's limit, and with an
-#             upper dir on them, under a soft limit of 300 fds)
+#             upper dir on them, under a soft limit of 300 fds; and once
+#             with 8 layers, the top and one lower on a tmpfs each)
 #   user      the same with user.overlay.* (-o userxattr / --userxattr)
 #   aufs      .wh. files (--aufs-whiteouts) against the kernel's mount of
 #             the same stack in overlay form
@@ -148,6 +149,28 @@ grep -q "more than 500 layers" "$T/big.err" ||
 	{ cat "$T/big.err"; fail "501 lower layers: the message does not name the limit of 500"; }
 ok "501 lower layers: refused, naming the limit"
 rm -rf "$T/big" "$T/big.img"
+
+# --- layers on file systems of their own ---------------------------------------------
+# The top layer and one lower each on a tmpfs of their own, the others on
+# $T's file system: each entry is checked against its own layer's mount
+# (a file system inside a layer is left out, a layer root on another one
+# is not), as the kernel's overlay takes layers from any mounts.
+check "layers on mounts of their own: the top and one lower on a tmpfs each"
+mkdir -p "$T/mnts/00" "$T/mnts/04"
+for l in 00 04; do
+	mount -t tmpfs -o mode=0755 erofs-nbd-test "$T/mnts/$l" || fail "mount -t tmpfs failed"
+	cleanup_fn _umount "$T/mnts/$l"
+done
+L=$(mkstack --layers 8 "$T/mnts")
+kmount "$T/mnts" "$T/k-mnts" "lowerdir=$L"
+"$EROFS_NBD" --lowerdir "$(abs_lowerdir "$T/mnts" "$L")" --image-export root \
+	--write-image "$T/mnts.img" 2>"$T/mnts.err" || { cat "$T/mnts.err"; fail "serving layers on tmpfs failed"; }
+mount_image "$T/mnts.img" "$T/mnts.mnt"
+timeout 600 python3 "$TESTS_DIR/treecmp.py" --overlay "$T/k-mnts" "$T/mnts.mnt" ||
+	fail "layers on tmpfs: our merge differs from the kernel's"
+ok "layers on tmpfs: 0 differences"
+umount "$T/mnts.mnt" "$T/k-mnts" "$T/mnts/00" "$T/mnts/04"
+rm -rf "$T/mnts" "$T/mnts.img"
 
 # --- user.overlay.* (rootless stacks) ------------------------------------------------
 U=$T/user

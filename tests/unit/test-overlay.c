@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -146,6 +147,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	for (int i = 0; i < MAX_LAYERS; i++)
+		(void)umount2(layer_paths[i], MNT_DETACH);	/* test_layer_mounts */
 	return nftw(base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
@@ -363,6 +366,29 @@ static void test_xattr_whiteout(void **state)
 	walk_tree_free(tree);
 }
 
+/* overlay.whiteout makes only a regular file a whiteout (§1.3;
+ * ovl_path_check_xwhiteout_xattr): a directory carrying it is an ordinary
+ * directory, listed and merged with the one below, the mark dropped. */
+static void test_xattr_whiteout_dir(void **state)
+{
+	struct walk_tree *tree;
+
+	need_root();
+	mkf(2, "wd/below", "lower");
+	mkd(1, "wd", 0755);
+	xattr(1, "wd", "trusted.overlay.whiteout", "", 0);
+	mkf(1, "wd/here", "x");
+	mkf(2, "only-lower", "x");
+	mkd(0, "top-wd", 0755);
+	xattr(0, "top-wd", "trusted.overlay.whiteout", "", 0);
+	tree = merge(3);
+	assert_string_equal(names(tree, ""), "only-lower top-wd wd");
+	assert_string_equal(names(tree, "wd"), "below here");
+	assert_int_equal(lookup(tree, "wd")->layer, 1);
+	assert_int_equal(lookup(tree, "wd")->nxattrs, 0);	/* private */
+	walk_tree_free(tree);
+}
+
 /* overlay.opaque = "y" (exactly one byte) stops the merge, for the whole
  * subtree; other values do not; the root is never opaque. */
 static void test_opaque(void **state)
@@ -406,6 +432,39 @@ static void test_opaque(void **state)
 	assert_non_null(lookup(tree, "bottom-only"));
 	assert_string_equal(names(tree, "nested/keep"), "lower mid opq");
 	assert_string_equal(names(tree, "nested/keep/opq"), "");
+	walk_tree_free(tree);
+}
+
+/*
+ * The root is the stack of every layer root, whatever their opaque marks,
+ * the top layer's included (design.md; the kernel never looks the root
+ * up, so ovl_lookup() never reads its opaque xattr): names only lower
+ * layers have are still listed at "/".  The same for an AUFS
+ * .wh..wh..opq in the top root, itself not listed.
+ */
+static void test_root_opaque(void **state)
+{
+	struct walk_tree *tree;
+	char p[PATH_MAX];
+
+	mkf(2, "bottom-only", "x");
+	mkf(1, "middle-only", "x");
+	mkf(1, "d/lower", "x");
+	mkf(0, "d/top", "x");
+	mkf(0, ".wh..wh..opq", "");
+	tree = merge_ns(3, WALK_OVL_TRUSTED, true);
+	assert_string_equal(names(tree, ""), "bottom-only d middle-only");
+	assert_string_equal(names(tree, "d"), "lower top");
+	walk_tree_free(tree);
+
+	need_root();
+	lp(p, sizeof(p), 0, ".wh..wh..opq");
+	assert_int_equal(unlink(p), 0);
+	xattr_s(0, "", "trusted.overlay.opaque", "y");
+	tree = merge(3);
+	assert_string_equal(names(tree, ""), "bottom-only d middle-only");
+	assert_string_equal(names(tree, "d"), "lower top");
+	assert_int_equal(tree->root->nxattrs, 0);	/* private: dropped */
 	walk_tree_free(tree);
 }
 
@@ -488,6 +547,43 @@ static void test_metadata_and_xattrs(void **state)
 	assert_memory_equal(f->xattrs[1].value, "esc", 3);
 	assert_string_equal(f->xattrs[2].name, "trusted.z");
 	assert_string_equal(f->xattrs[3].name, "user.overlay.opaque");
+	walk_tree_free(tree);
+}
+
+/*
+ * Only names under the namespace's "overlay." (with the dot) are the
+ * overlay's (overlayfs.rst "Non-standard behavior": the kernel hides
+ * exactly the "trusted.overlay." / "user.overlay." prefix): a name that
+ * merely starts with "overlay", such as trusted.overlayx or
+ * user.overlayfoo, is an ordinary xattr and kept, in either namespace.
+ */
+static void test_private_prefix(void **state)
+{
+	struct walk_tree *tree;
+	const struct walk_inode *f;
+
+	need_root();
+	mkf(1, "f", "x");
+	xattr_s(1, "f", "trusted.overlayx", "t");
+	xattr_s(1, "f", "user.overlayfoo", "u");
+	xattr_s(1, "f", "trusted.overlay.origin", "");
+	xattr_s(1, "f", "user.overlay.origin", "");
+	tree = merge(2);
+	f = lookup(tree, "f");
+	assert_int_equal(f->nxattrs, 3);
+	assert_string_equal(f->xattrs[0].name, "trusted.overlayx");
+	assert_memory_equal(f->xattrs[0].value, "t", 1);
+	assert_string_equal(f->xattrs[1].name, "user.overlay.origin");
+	assert_string_equal(f->xattrs[2].name, "user.overlayfoo");
+	walk_tree_free(tree);
+
+	tree = merge_ns(2, WALK_OVL_USER, false);
+	f = lookup(tree, "f");
+	assert_int_equal(f->nxattrs, 3);
+	assert_string_equal(f->xattrs[0].name, "trusted.overlay.origin");
+	assert_string_equal(f->xattrs[1].name, "trusted.overlayx");
+	assert_string_equal(f->xattrs[2].name, "user.overlayfoo");
+	assert_memory_equal(f->xattrs[2].value, "u", 1);
 	walk_tree_free(tree);
 }
 
@@ -660,6 +756,39 @@ static void test_override_stat(void **state)
 	free(errpath);
 }
 
+/*
+ * override_stat is decided per layer, by each layer's own root (walk.h
+ * struct walk_stack; fuse-overlayfs reads it per layer): a lower layer
+ * whose root carries it has its files take the override's owner and
+ * mode, under a top layer whose root does not.
+ */
+static void test_override_stat_lower(void **state)
+{
+	struct walk_stack st = { .layers = layers, .nlayers = 2 };
+	struct walk_tree *tree = NULL;
+	const struct walk_inode *ino;
+	char *errpath = NULL;
+	const char *what = NULL;
+
+	mkf(0, "top-has-none", "x");
+	xattr_s(0, "top-has-none", "user.containers.override_stat", "5:5:0700:file");
+	xattr_s(1, "", "user.containers.override_stat", "0:0:0755:dir");
+	mkf(1, "lower", "x");
+	xattr_s(1, "lower", "user.containers.override_stat", "7:8:0777:file");
+	st.ns = geteuid() == 0 ? WALK_OVL_TRUSTED : WALK_OVL_USER;
+	assert_int_equal(walk_layers(&st, NULL, &tree, &errpath, &what), 0);
+	ino = lookup(tree, "lower");
+	assert_int_equal(ino->layer, 1);
+	assert_int_equal(ino->mode, S_IFREG | 0777);
+	assert_int_equal(ino->uid, 7);
+	assert_int_equal(ino->gid, 8);
+	assert_null(find_xattr(ino, "user.containers.override_stat"));
+	ino = lookup(tree, "top-has-none");
+	assert_int_equal(ino->mode & 07777, 0644);
+	assert_non_null(find_xattr(ino, "user.containers.override_stat"));
+	walk_tree_free(tree);
+}
+
 /* What only a mount with metacopy or redirect_dir could show: refused,
  * naming the path and the xattr; where the kernel would not look at the
  * mark, accepted. */
@@ -728,6 +857,39 @@ static void test_reopen(void **state)
 	close(fd);
 	assert_int_equal(walk_open_data(tree, ino), -EIO);
 	walk_tree_free(tree);
+}
+
+/*
+ * Layers on file systems of their own (a lower on a tmpfs, the top on
+ * another): each entry is checked against its own layer's mount, not the
+ * top layer's (design.md: a directory on another mount than its layer
+ * root is another file system; the kernel's overlay takes layers from
+ * any mounts).  Every layer's files stay.
+ */
+static void test_layer_mounts(void **state)
+{
+	struct walk_tree *tree;
+
+	need_root();
+	if (mount("test-overlay", layer_paths[0], "tmpfs", 0, "mode=0755") < 0 ||
+	    mount("test-overlay", layer_paths[2], "tmpfs", 0, "mode=0755") < 0) {
+		print_message("skipping: mount tmpfs: %s\n", strerror(errno));
+		skip();
+	}
+	mkf(0, "d/top", "top");
+	mkf(1, "d/mid", "mid");
+	mkf(2, "d/bottom", "bottom");
+	mkf(1, "only1", "1");
+	mkf(2, "only2", "2");
+	tree = merge(3);
+	assert_string_equal(names(tree, ""), "d only1 only2");
+	assert_string_equal(names(tree, "d"), "bottom mid top");
+	assert_string_equal(data_of(tree, "d/bottom"), "bottom");
+	assert_string_equal(data_of(tree, "only1"), "1");
+	assert_int_equal(lookup(tree, "d/bottom")->layer, 2);
+	walk_tree_free(tree);
+	assert_int_equal(umount2(layer_paths[0], MNT_DETACH), 0);
+	assert_int_equal(umount2(layer_paths[2], MNT_DETACH), 0);
 }
 
 static void test_errors(void **state)
@@ -895,15 +1057,20 @@ int main(void)
 		T(test_top_most_wins),
 		T(test_whiteout_device),
 		T(test_xattr_whiteout),
+		T(test_xattr_whiteout_dir),
 		T(test_opaque),
+		T(test_root_opaque),
 		T(test_type_changes),
 		T(test_metadata_and_xattrs),
+		T(test_private_prefix),
 		T(test_user_namespace),
 		T(test_hard_links),
 		T(test_aufs),
 		T(test_override_stat),
+		T(test_override_stat_lower),
 		T(test_refused),
 		T(test_reopen),
+		T(test_layer_mounts),
 		T(test_errors),
 		T(test_deterministic),
 		cmocka_unit_test(test_override_parse),

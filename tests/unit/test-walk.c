@@ -9,8 +9,9 @@
  * on unchanged, modified, replaced and moved files (through the
  * directory's handle, by the file's own learnt handle and by path), the
  * check hook with and without skip_unreadable, ENOTDIR,
- * progress output, mount points, renames while a directory is read, and
- * several walkers giving the tree one walker gives.
+ * progress output, mount points, renames while a directory is read (also
+ * in a lower layer of a merge), and several walkers giving the tree one
+ * walker gives.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1171,6 +1172,73 @@ static void test_changed_while_walked(void **state)
 }
 
 /*
+ * The same in a merge, where the change is in a lower layer: each layer
+ * directory a merged directory was read from is checked, not only the
+ * top one (walk.c verify_dir; shared/docs/overlay-layers.md: the merged
+ * directory is every collected layer's).  The check hook of "z", from the
+ * top layer, puts another file at L1's "a" (read already) and turns L1's
+ * "b" into a directory; both are read again.
+ */
+static int check_swap_lower(void *userdata, const struct walk_inode *inode,
+			    const char *name, size_t name_len, const char **ret_what)
+{
+	struct swap_ctx *c = userdata;
+	char p[PATH_MAX], q[PATH_MAX];
+
+	if (c->done || strcmp(name, "z"))
+		return 0;
+	c->done = true;
+	at(p, sizeof(p), "spare");	/* outside the layers */
+	at(q, sizeof(q), "L1/chg/a");
+	assert_int_equal(rename(p, q), 0);
+	at(p, sizeof(p), "L1/chg/b");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkdir(p, 0700), 0);
+	return 0;
+}
+
+static void test_changed_while_walked_layers(void **state)
+{
+	struct swap_ctx c = { 0 };
+	struct walk_opts opts = { .check = check_swap_lower, .userdata = &c, .threads = 1 };
+	char l0[PATH_MAX], l1[PATH_MAX], p[PATH_MAX];
+	const char *layers[2] = { l0, l1 };
+	struct walk_stack stack = { .layers = layers, .nlayers = 2, .ns = WALK_OVL_USER };
+	const struct walk_inode *a, *b;
+	struct walk_tree *tree = NULL;
+	char *errpath = NULL;
+	const char *what = NULL;
+	struct stat st;
+
+	make_dir("L0");
+	make_dir("L0/chg");
+	make_file("L0/chg/z", "z", 0644);
+	make_dir("L1");
+	make_dir("L1/chg");
+	make_file("L1/chg/a", "old a", 0644);
+	make_file("L1/chg/b", "old b", 0644);
+	make_file("spare", "new a!", 0600);
+	at(l0, sizeof(l0), "L0");
+	at(l1, sizeof(l1), "L1");
+	assert_int_equal(walk_layers(&stack, &opts, &tree, &errpath, &what), 0);
+	assert_true(c.done);
+	a = lookup(tree, "chg/a");
+	assert_int_equal(a->layer, 1);
+	at(p, sizeof(p), "L1/chg/a");
+	assert_int_equal(lstat(p, &st), 0);
+	assert_int_equal(a->ino, st.st_ino);
+	assert_int_equal(a->size, 6);
+	assert_int_equal(a->mode, S_IFREG | 0600);
+	read_expect(walk_open_data(tree, a), "new a!");
+	b = lookup(tree, "chg/b");
+	assert_true(S_ISDIR(b->mode));
+	assert_int_equal(b->nchildren, 0);
+	assert_int_equal(lookup(tree, "chg")->nlink, 3);
+	assert_non_null(lookup(tree, "chg/z"));
+	walk_tree_free(tree);
+}
+
+/*
  * Several walkers give the tree one walker gives: the same inodes in the
  * same order, the same first dentries (paths), link counts and sharing,
  * also for hard links spread over directories the walkers read at once.
@@ -1296,6 +1364,7 @@ int main(void)
 		T(test_progress),
 		T(test_mounts),
 		T(test_changed_while_walked),
+		T(test_changed_while_walked_layers),
 		T(test_walkers_agree),
 		T(test_sort_big_dir),
 	};
