@@ -495,6 +495,322 @@ static void test_shutting_down(void **state)
 	assert_int_equal(out_pos, out_len);
 }
 
+/*
+ * Checks the next NBD_REP_INFO for opt: type info, then the n bytes of
+ * data after the type.
+ */
+static void expect_info(uint32_t opt, uint16_t info, const void *data, uint32_t n)
+{
+	assert_int_equal(expect_reply(opt, 3), 2 + n);
+	assert_int_equal(get_be16(out + out_pos), info);
+	assert_memory_equal(out + out_pos + 2, data, n);
+	out_pos += 2 + n;
+}
+
+/* INFO_EXPORT of the 8192-byte map, flags 0x0507 (no SEND_DF), and BLOCK_SIZE. */
+static const uint8_t export_plain[10] = { 0, 0, 0, 0, 0, 0, 0x20, 0, 0x05, 0x07 };
+static const uint8_t block_size[12] = { 0, 0, 0, 1, 0, 0, 0x10, 0, 0x02, 0, 0, 0 };
+
+/* Builds INFO/GO data: export name, then n info requests; returns its length. */
+static uint32_t mkinfo(uint8_t *d, const char *name, int n, const uint16_t *req)
+{
+	uint32_t nl = (uint32_t)strlen(name);
+	put_be32(d, nl);
+	memcpy(d + 4, name, nl);
+	put_be16(d + 4 + nl, (uint16_t)n);
+	for (int i = 0; i < n; i++)
+		put_be16(d + 6 + nl + 2 * i, req[i]);
+	return 6 + nl + 2 * (uint32_t)n;
+}
+
+/*
+ * GO's info requests are the u16 codes after the count (A4 INFO/GO table:
+ * codes at 6+N), not the count itself: DESCRIPTION alone gets no NAME, and
+ * DESCRIPTION + NAME get both, in the server's fixed order EXPORT, NAME,
+ * DESCRIPTION, BLOCK_SIZE (checklist 21, 26).
+ */
+static void test_go_info_requests_exact(void **state)
+{
+	static const uint16_t desc[] = { NBD_INFO_DESCRIPTION };
+	static const uint16_t desc_name[] = { NBD_INFO_DESCRIPTION, NBD_INFO_NAME };
+	uint8_t d[64], b[128];
+
+	send_flags(3);
+	skip_greeting();
+	size_t n = nbdt_option(b, NBD_OPT_GO, d, mkinfo(d, "root", 1, desc));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	expect_info(NBD_OPT_GO, NBD_INFO_EXPORT, export_plain, 10);
+	expect_info(NBD_OPT_GO, NBD_INFO_DESCRIPTION, "the root fs", 11);
+	expect_info(NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, block_size, 12);
+	assert_int_equal(expect_reply(NBD_OPT_GO, 1), 0);
+	assert_int_equal(out_pos, out_len);
+	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
+
+	/* A new connection: GO "" (the default export) asking for both. */
+	out_len = 0;
+	assert_int_equal(srv_conn_start(&conn, &srv, &cap_ops), 0);
+	send_flags(3);
+	skip_greeting();
+	n = nbdt_option(b, NBD_OPT_GO, d, mkinfo(d, "", 2, desc_name));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	expect_info(NBD_OPT_GO, NBD_INFO_EXPORT, export_plain, 10);
+	expect_info(NBD_OPT_GO, NBD_INFO_NAME, "root", 4);
+	expect_info(NBD_OPT_GO, NBD_INFO_DESCRIPTION, "the root fs", 11);
+	expect_info(NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, block_size, 12);
+	assert_int_equal(expect_reply(NBD_OPT_GO, 1), 0);
+	assert_int_equal(out_pos, out_len);
+	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
+}
+
+/*
+ * INFO/GO data longer than 6 + N + 2R (trailing bytes after the info
+ * requests) is ERR_INVALID with nothing else sent, and the connection
+ * stays in haggling and usable (A4 INFO/GO validation; checklist 25).
+ */
+static void test_info_go_trailing_bytes(void **state)
+{
+	static const uint16_t name[] = { NBD_INFO_NAME };
+	uint8_t d[64], b[128];
+
+	send_flags(3);
+	skip_greeting();
+	uint32_t l = mkinfo(d, "root", 1, name);
+	d[l] = 0xaa;
+	size_t n = nbdt_option(b, NBD_OPT_INFO, d, l + 1);	/* 1 extra byte */
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_INFO, 0x80000003);
+	put_be16(d + l, NBD_INFO_DESCRIPTION);
+	n = nbdt_option(b, NBD_OPT_GO, d, l + 2);	/* a 2nd code R does not count */
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_GO, 0x80000003);
+	assert_int_equal(out_pos, out_len);
+	assert_int_equal(conn.phase, SRV_PH_OPTIONS);
+	assert_null(conn.ex);
+
+	/* Still usable: the same GO without the extra bytes succeeds. */
+	n = nbdt_option(b, NBD_OPT_GO, d, l);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	expect_info(NBD_OPT_GO, NBD_INFO_EXPORT, export_plain, 10);
+	expect_info(NBD_OPT_GO, NBD_INFO_NAME, "root", 4);
+	expect_info(NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, block_size, 12);
+	assert_int_equal(expect_reply(NBD_OPT_GO, 1), 0);
+	assert_int_equal(out_pos, out_len);
+	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
+}
+
+/* Sends a transmission request (A7.1) of type with cookie, offset, len. */
+static void send_request(uint16_t type, uint64_t cookie, uint64_t offset, uint32_t len)
+{
+	uint8_t b[28];
+	put_be32(b, 0x25609513);
+	put_be16(b + 4, 0);
+	put_be16(b + 6, type);
+	put_be64(b + 8, cookie);
+	put_be64(b + 16, offset);
+	put_be32(b + 24, len);
+	assert_int_equal(nbdt_feed(&conn, b, sizeof(b)), (ssize_t)sizeof(b));
+}
+
+/*
+ * Checks the next reply: one chunk (A9) with DONE, of type, for cookie;
+ * returns its payload length.
+ */
+static uint32_t expect_done_chunk(uint16_t type, uint64_t cookie)
+{
+	static const uint8_t magic[4] = { 0x66, 0x8e, 0x33, 0xef };
+	assert_true(out_len - out_pos >= 20);
+	assert_memory_equal(out + out_pos, magic, 4);
+	assert_int_equal(get_be16(out + out_pos + 4), 1);
+	assert_int_equal(get_be16(out + out_pos + 6), type);
+	assert_int_equal(get_be64(out + out_pos + 8), cookie);
+	uint32_t len = get_be32(out + out_pos + 16);
+	out_pos += 20;
+	assert_true(out_len - out_pos >= len);
+	return len;
+}
+
+/* BLOCK_STATUS of the whole export is an ERROR chunk with NBD_EINVAL (A10). */
+static void expect_block_status_einval(uint64_t cookie)
+{
+	send_request(NBD_CMD_BLOCK_STATUS, cookie, 0, 8192);
+	uint32_t len = expect_done_chunk(0x8001, cookie);
+	assert_true(len >= 6);
+	assert_int_equal(get_be32(out + out_pos), 22);
+	out_pos += len;
+	assert_int_equal(out_pos, out_len);
+}
+
+/* SET_META_CONTEXT "root" with queries q[0..nq), expecting just an ACK. */
+static void set_meta_ack_only(int nq, const char **q)
+{
+	uint8_t d[256], b[512];
+	size_t n = nbdt_option(b, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", nq, q));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	assert_int_equal(expect_reply(NBD_OPT_SET_META_CONTEXT, 1), 0);
+	assert_int_equal(out_pos, out_len);
+	assert_false(conn.meta_selected);
+}
+
+/* STRUCTURED_REPLY, then SET "root" base:allocation: one context (ACKed). */
+static void select_base_allocation(void)
+{
+	const char *ba[] = { "base:allocation" };
+	uint8_t d[64], b[128];
+	size_t n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	n += nbdt_option(b + n, NBD_OPT_SET_META_CONTEXT, d, mkmeta(d, "root", 1, ba));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	assert_int_equal(expect_reply(NBD_OPT_STRUCTURED_REPLY, 1), 0);
+	out_pos += expect_reply(NBD_OPT_SET_META_CONTEXT, 4);
+	assert_int_equal(expect_reply(NBD_OPT_SET_META_CONTEXT, 1), 0);
+	assert_true(conn.meta_selected);
+}
+
+/* GO "root" with no info requests; the replies are skipped. */
+static void go_root(void)
+{
+	uint8_t d[16], b[64];
+	size_t n = nbdt_option(b, NBD_OPT_GO, d, mkinfo(d, "root", 0, NULL));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_GO, 3);		/* EXPORT */
+	out_pos += expect_reply(NBD_OPT_GO, 3);		/* BLOCK_SIZE */
+	assert_int_equal(expect_reply(NBD_OPT_GO, 1), 0);
+	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
+}
+
+/*
+ * SET_META_CONTEXT with zero queries selects nothing: ACK only, no
+ * META_CONTEXT reply, and it replaces an earlier selection, so BLOCK_STATUS
+ * after GO is EINVAL (A4 meta context table "(Q = 0)"; checklist 36, 65).
+ */
+static void test_set_meta_zero_queries(void **state)
+{
+	send_flags(3);
+	skip_greeting();
+	select_base_allocation();
+	set_meta_ack_only(0, NULL);
+	go_root();
+	assert_false(conn.meta_active);
+	expect_block_status_einval(1);
+}
+
+/*
+ * SET_META_CONTEXT with the bare namespace "base:" is ignored (only LIST
+ * treats it as a wildcard): ACK only, nothing selected, BLOCK_STATUS
+ * EINVAL (A4 meta context table, row "base:"; checklist 65).
+ */
+static void test_set_meta_namespace_only(void **state)
+{
+	const char *wild[] = { "base:" };
+	uint8_t b[64];
+	send_flags(3);
+	skip_greeting();
+	size_t n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	assert_int_equal(expect_reply(NBD_OPT_STRUCTURED_REPLY, 1), 0);
+	set_meta_ack_only(1, wild);
+	go_root();
+	assert_false(conn.meta_active);
+	expect_block_status_einval(1);
+}
+
+/*
+ * LIST/SET_META_CONTEXT with trailing bytes after the last query are
+ * ERR_INVALID (A4 meta context validation: "trailing garbage"); the failed
+ * SET still drops the selection, and the connection stays usable.
+ */
+static void test_meta_context_trailing_bytes(void **state)
+{
+	const char *ba[] = { "base:allocation" };
+	uint8_t d[64], b[128];
+	send_flags(3);
+	skip_greeting();
+	select_base_allocation();
+
+	uint32_t l = mkmeta(d, "root", 1, ba);
+	memcpy(d + l, "xyz", 3);
+	size_t n = nbdt_option(b, NBD_OPT_LIST_META_CONTEXT, d, l + 3);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_LIST_META_CONTEXT, 0x80000003);
+	assert_int_equal(out_pos, out_len);
+	n = nbdt_option(b, NBD_OPT_SET_META_CONTEXT, d, l + 3);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_SET_META_CONTEXT, 0x80000003);
+	assert_int_equal(out_pos, out_len);
+	assert_false(conn.meta_selected);
+
+	/* The same LIST without the extra bytes works. */
+	n = nbdt_option(b, NBD_OPT_LIST_META_CONTEXT, d, l);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	assert_int_equal(expect_reply(NBD_OPT_LIST_META_CONTEXT, 4), 19);
+	assert_memory_equal(out + out_pos, "\0\0\0\0base:allocation", 19);
+	out_pos += 19;
+	assert_int_equal(expect_reply(NBD_OPT_LIST_META_CONTEXT, 1), 0);
+	assert_int_equal(out_pos, out_len);
+}
+
+/*
+ * STRUCTURED_REPLY with data is ERR_INVALID and does not enable
+ * structured replies: a GO after it advertises no SEND_DF (A4
+ * STRUCTURED_REPLY; checklist 29, 31).
+ */
+static void test_structured_reply_with_data(void **state)
+{
+	uint8_t d[16], b[64];
+	send_flags(3);
+	skip_greeting();
+	size_t n = nbdt_option(b, NBD_OPT_STRUCTURED_REPLY, "abcd", 4);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos += expect_reply(NBD_OPT_STRUCTURED_REPLY, 0x80000003);
+	assert_int_equal(out_pos, out_len);
+	assert_false(conn.structured);
+
+	n = nbdt_option(b, NBD_OPT_GO, d, mkinfo(d, "root", 0, NULL));
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	expect_info(NBD_OPT_GO, NBD_INFO_EXPORT, export_plain, 10);	/* 0x0507 */
+	expect_info(NBD_OPT_GO, NBD_INFO_BLOCK_SIZE, block_size, 12);
+	assert_int_equal(expect_reply(NBD_OPT_GO, 1), 0);
+	assert_int_equal(out_pos, out_len);
+	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
+	assert_false(conn.structured);
+}
+
+/*
+ * EXPORT_NAME, like GO, activates a context only for the export that
+ * SET_META_CONTEXT named: SET "root" then EXPORT_NAME "disk" leaves none,
+ * BLOCK_STATUS is EINVAL; EXPORT_NAME "root" keeps it (A4 SET semantics
+ * "Remember the export name"; checklist 38).
+ */
+static void test_export_name_meta_other_export(void **state)
+{
+	uint8_t b[64];
+	send_flags(3);
+	skip_greeting();
+	select_base_allocation();
+	size_t n = nbdt_option(b, NBD_OPT_EXPORT_NAME, "disk", 4);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	assert_int_equal(out_len - out_pos, 10);
+	out_pos = out_len;
+	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
+	assert_false(conn.meta_active);
+	expect_block_status_einval(1);
+
+	/* The export SET named: the context is active, one data extent. */
+	out_len = 0;
+	assert_int_equal(srv_conn_start(&conn, &srv, &cap_ops), 0);
+	send_flags(3);
+	skip_greeting();
+	select_base_allocation();
+	n = nbdt_option(b, NBD_OPT_EXPORT_NAME, "root", 4);
+	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
+	out_pos = out_len;
+	assert_true(conn.meta_active);
+	send_request(NBD_CMD_BLOCK_STATUS, 2, 0, 8192);
+	assert_int_equal(expect_done_chunk(5, 2), 12);
+	assert_int_equal(get_be32(out + out_pos), SRV_META_CONTEXT_ID);
+	assert_int_equal(get_be32(out + out_pos + 4), 8192);
+	assert_int_equal(get_be32(out + out_pos + 8), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -516,6 +832,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oversized_plain_newstyle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_option_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutting_down, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_go_info_requests_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_info_go_trailing_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_meta_zero_queries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_meta_namespace_only, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_meta_context_trailing_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_structured_reply_with_data, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_export_name_meta_other_export, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -414,6 +414,30 @@ static void test_unix(void **state)
 	longpath[0] = '/';
 	longpath[sizeof(longpath) - 1] = '\0';
 	assert_int_equal(listen_unix(longpath, &l), -ENAMETOOLONG);
+	/*
+	 * At the boundary (unix(7): sun_path is 108 bytes with the NUL): a
+	 * path of exactly 108 bytes is -ENAMETOOLONG and creates nothing, one
+	 * of 107 binds and takes connections.
+	 */
+	{
+		char edge[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+		size_t dl = strlen(dir);
+
+		memcpy(edge, dir, dl);
+		edge[dl] = '/';
+		memset(edge + dl + 1, 'b', sizeof(edge) - dl - 2);
+		edge[sizeof(edge) - 1] = '\0';
+		assert_int_equal(strlen(edge), 108);
+		assert_int_equal(listen_unix(edge, &l), -ENAMETOOLONG);
+		assert_int_equal(lstat(edge, &st), -1);
+		edge[107] = '\0';
+		assert_int_equal(listen_unix(edge, &l), 0);
+		fd = connect_unix(edge);
+		assert_true(fd >= 0);
+		close(fd);
+		listener_close(&l);
+		assert_int_equal(lstat(edge, &st), -1);
+	}
 
 	/* A relative path is remembered absolute (we chdir("/") later). */
 	{

@@ -378,6 +378,57 @@ static void test_submap(void **state)
 	unlink(tmpfile_path);
 }
 
+/*
+ * A window that ends inside a sub-map's file region: the iterator clips
+ * the leaf span to the window, so the span lengths add up and a read of
+ * the window's tail gets the window's bytes, then the outer map's, not
+ * more of the file (region.h: spans in the outer map's offsets).
+ */
+static void test_submap_window_end(void **state)
+{
+	struct region_map sub, top;
+	struct region_source src;
+	struct region_iter it;
+	struct region_span sp;
+	uint32_t id;
+	char buf[8];
+
+	make_source(&src);
+	region_map_init(&sub);
+	region_map_init(&top);
+	/* sub: "AB", file "0123456789": 12 bytes; top: sub[0, 9), "yz". */
+	assert_int_equal(region_add_source(&sub, &src, &id), 0);
+	assert_int_equal(region_add_mem(&sub, "AB", 2), 0);
+	assert_int_equal(region_add_file(&sub, id, 0, 10), 0);
+	assert_int_equal(region_add_map(&top, &sub, 0, sub.size - 3), 0);
+	assert_int_equal(region_add_mem(&top, "yz", 2), 0);
+	assert_int_equal(top.size, 11);
+	assert_int_equal(check_spans(&top), 3);
+
+	/* The file span: top[2, 9), file offset 0, 7 bytes. */
+	assert_true(region_iter_seek(&it, &top, 5, &sp));
+	assert_int_equal(sp.type, REGION_FILE);
+	assert_int_equal(sp.start, 2);
+	assert_int_equal(sp.len, 7);
+	assert_int_equal(sp.offset, 0);
+	assert_true(region_iter_next(&it, &sp));
+	assert_int_equal(sp.type, REGION_MEM);
+	assert_int_equal(sp.start, 9);
+	assert_int_equal(sp.len, 2);
+	assert_false(region_iter_next(&it, &sp));
+
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(region_map_pread(&top, buf, 6, 5), 0);
+	assert_memory_equal(buf, "3456yz", 6);
+	char all[11];
+	assert_int_equal(region_map_pread(&top, all, 11, 0), 0);
+	assert_memory_equal(all, "AB0123456yz", 11);
+
+	region_map_free(&top);
+	region_map_free(&sub);
+	unlink(tmpfile_path);
+}
+
 /* region_map_write() of a map with a sub-map: its zeros are holes too. */
 static void test_write_submap(void **state)
 {
@@ -417,6 +468,7 @@ int main(void)
 		cmocka_unit_test(test_pread_mixed_and_changed),
 		cmocka_unit_test(test_write_image),
 		cmocka_unit_test(test_submap),
+		cmocka_unit_test(test_submap_window_end),
 		cmocka_unit_test(test_write_submap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -88,12 +88,23 @@ static char path[64];
  * 8192: a READ of it needs 100 file reads.
  */
 static struct region_map many;
-static struct srv_export exps[2] = {
+/*
+ * A third export, "odd": a zero span that ends off a sector boundary in
+ * the middle of the export, then the file:
+ *
+ *   [0, 4096)          MEM
+ *   [4096, 9096)       ZERO  5000 bytes, ending 400 bytes into a sector
+ *   [9096, 14096)      FILE  5000 bytes
+ *   [14096, 16384)     ZERO  (padding to 4 KiB)
+ */
+static struct region_map odd;
+static struct srv_export exps[3] = {
 	{ .name = "root", .description = "r", .map = &map },
 	{ .name = "many", .description = "m", .map = &many },
+	{ .name = "odd", .description = "o", .map = &odd },
 };
 static struct srv_config cfg = {
-	.exports = exps, .nexports = 2, .default_export = "root", .stop_fd = -1,
+	.exports = exps, .nexports = 3, .default_export = "root", .stop_fd = -1,
 	.handshake_timeout_sec = 10,
 };
 static struct srv_ctx srv;
@@ -153,6 +164,13 @@ static int setup(void **state)
 	assert_int_equal(region_pad_to(&many, 4096), 0);
 	assert_int_equal(many.nregions, 101);
 	assert_int_equal(many.size, 8192);
+	region_map_init(&odd);
+	assert_int_equal(region_add_source(&odd, &src, &id), 0);
+	assert_int_equal(region_add_mem(&odd, mem, sizeof(mem)), 0);
+	assert_int_equal(region_add_zero(&odd, 5000), 0);
+	assert_int_equal(region_add_file(&odd, id, 0, FILE_LEN), 0);
+	assert_int_equal(region_pad_to(&odd, 4096), 0);
+	assert_int_equal(odd.size, 16384);
 	assert_int_equal(srv_ctx_init(&srv, &cfg), 0);
 	out_len = out_pos = 0;
 	return 0;
@@ -163,41 +181,64 @@ static int teardown(void **state)
 	srv_ctx_free(&srv);
 	region_map_free(&map);
 	region_map_free(&many);
+	region_map_free(&odd);
 	unlink(path);
 	return 0;
 }
 
-/* Builds the client side of a handshake ending in GO "" into b. */
-static size_t mkhandshake(uint8_t *b, bool structured, bool meta)
+/*
+ * Builds the client side of a handshake ending in GO name into b; with
+ * meta, SET_META_CONTEXT names the same export.
+ */
+static size_t mkhandshake_export(uint8_t *b, const char *name, bool structured,
+				 bool meta)
 {
 	uint8_t d[64];
+	uint32_t nl = (uint32_t)strlen(name);
 	size_t n = 4;
 	put_be32(b, 3);
 	if (structured)
 		n += nbdt_option(b + n, NBD_OPT_STRUCTURED_REPLY, NULL, 0);
 	if (meta) {
-		put_be32(d, 0);
-		put_be32(d + 4, 1);
-		put_be32(d + 8, 15);
-		memcpy(d + 12, "base:allocation", 15);
-		n += nbdt_option(b + n, NBD_OPT_SET_META_CONTEXT, d, 27);
+		put_be32(d, nl);
+		memcpy(d + 4, name, nl);
+		put_be32(d + 4 + nl, 1);
+		put_be32(d + 8 + nl, 15);
+		memcpy(d + 12 + nl, "base:allocation", 15);
+		n += nbdt_option(b + n, NBD_OPT_SET_META_CONTEXT, d, 27 + nl);
 	}
-	put_be32(d, 0);
-	put_be16(d + 4, 0);
-	n += nbdt_option(b + n, NBD_OPT_GO, d, 6);
+	put_be32(d, nl);
+	memcpy(d + 4, name, nl);
+	put_be16(d + 4 + nl, 0);
+	n += nbdt_option(b + n, NBD_OPT_GO, d, 6 + nl);
 	return n;
 }
 
-/* Runs the handshake; afterwards out holds only transmission replies. */
-static void go(bool structured, bool meta)
+/* Builds the client side of a handshake ending in GO "" into b. */
+static size_t mkhandshake(uint8_t *b, bool structured, bool meta)
+{
+	return mkhandshake_export(b, "", structured, meta);
+}
+
+/*
+ * Runs the handshake for export name; afterwards out holds only
+ * transmission replies.
+ */
+static void go_export(const char *name, bool structured, bool meta)
 {
 	uint8_t b[256];
 	assert_int_equal(srv_conn_start(&conn, &srv, &cap_ops), 0);
-	size_t n = mkhandshake(b, structured, meta);
+	size_t n = mkhandshake_export(b, name, structured, meta);
 	assert_int_equal(nbdt_feed(&conn, b, n), (ssize_t)n);
 	assert_int_equal(conn.phase, SRV_PH_TRANSMISSION);
 	assert_int_equal(conn.meta_active, meta);
 	out_len = out_pos = 0;
+}
+
+/* Runs the handshake for the default export "root". */
+static void go(bool structured, bool meta)
+{
+	go_export("", structured, meta);
 }
 
 static size_t mkreq(uint8_t *b, uint16_t flags, uint16_t type, uint64_t cookie,
@@ -355,6 +396,35 @@ static void test_block_status(void **state)
 	expect_error_chunk(5, 22);
 	request(0, NBD_CMD_BLOCK_STATUS, 6, 0, 0);
 	expect_error_chunk(6, 22);
+	assert_int_equal(out_pos, out_len);
+}
+
+/*
+ * A zero span that ends mid-sector in the middle of the export is
+ * reported only up to its last whole sector; the sector it ends in is
+ * data: every extent but the last (which ends at the export end) is a
+ * multiple of 512 (A10 "Lengths SHOULD be multiples of 512 except at the
+ * edges of an unaligned query or at EOF"; checklist 69).
+ */
+static void test_block_status_unaligned_zero_end(void **state)
+{
+	/* Zero [4096, 8704): 9096 rounded down; data [8704, 14336); the
+	 * padding from 14096 rounded up, to the end. */
+	static const uint32_t all[] = { 4096, 0, 4608, 3, 5632, 0, 2048, 3 };
+	go_export("odd", true, true);
+	request(0, NBD_CMD_BLOCK_STATUS, 1, 0, 16384);
+	size_t at = out_pos;
+	uint32_t len = expect_chunk(1, 5, 1);
+	assert_true(len >= 4 + 8 && (len - 4) % 8 == 0);
+	for (size_t i = 0; i + 1 < (len - 4) / 8; i++)
+		assert_int_equal(get_be32(out + out_pos + 4 + 8 * i) % 512, 0);
+	out_pos = at;
+	expect_extents(1, all, 4);
+	/* From inside the zero span (an unaligned request edge): the rest of
+	 * its interior, then data. */
+	static const uint32_t mid[] = { 3608, 3, 5632, 0 };
+	request(0, NBD_CMD_BLOCK_STATUS, 2, 5096, 9240);
+	expect_extents(2, mid, 2);
 	assert_int_equal(out_pos, out_len);
 }
 
@@ -654,6 +724,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_structured_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_df_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_block_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_block_status_unaligned_zero_end, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_block_status_without_context, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_simple, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_structured_read, setup, teardown),
