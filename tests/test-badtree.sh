@@ -16,7 +16,9 @@
 #     i_nlink) read back exactly;
 #   - as an unprivileged user: a directory it cannot open and a file it
 #     cannot read: exit 1 naming them; with --skip-unreadable a warning
-#     for each, exit 0, and the image holds exactly the rest;
+#     for each, exit 0, and the image holds exactly the rest; the same
+#     for a lower layer's directory under the top's (--lowerdir): the
+#     error names the lower one, and the merged directory is left out;
 #   - a file system mounted inside the tree: left empty by default,
 #     descended into with --cross-mounts.
 set -euo pipefail
@@ -182,6 +184,44 @@ touch -r "$u" "$T/expect-u"
 timeout 900 python3 "$TESTS_DIR/treecmp.py" --image "$T/expect-u" "$T/out-nobody/x.img" ||
 	fail "the image with unreadable entries skipped differs from the readable rest"
 ok "--skip-unreadable"
+
+# A lower layer's directory that uid 65534 cannot open, under a readable
+# directory of the same name in the top layer: the error names the lower
+# one (not the top's), and --skip-unreadable leaves the whole merged
+# directory out (not the top's half of it).
+check "as uid 65534: --lowerdir top:low where low/d cannot be opened"
+o=$T/tmpfs/ovl
+mkdir -p "$o/top/d" "$o/low/d"
+echo top >"$o/top/d/a"
+echo low >"$o/low/d/b"
+echo f >"$o/top/f"
+chmod 0700 "$o/low/d"
+rc=0
+nobody "$EROFS_NBD" --lowerdir "$o/top:$o/low" --userxattr --image-export root \
+	--write-image "$T/out-nobody/o.img" 2>"$T/err" || rc=$?
+cat "$T/err"
+[ $rc != 0 ] || fail "unreadable lower directory: exit status" "non-zero" 0
+grep -qF "'$o/low/d'" "$T/err" || fail "unreadable lower directory: error message" \
+	"naming '$o/low/d'" "$(cat "$T/err")"
+rm -f "$T/out-nobody/o.img"
+rc=0
+nobody "$EROFS_NBD" --lowerdir "$o/top:$o/low" --userxattr --skip-unreadable --image-export root \
+	--write-image "$T/out-nobody/o.img" 2>"$T/err" || rc=$?
+cat "$T/err"
+[ $rc = 0 ] || fail "--skip-unreadable with an unreadable lower directory: exit status" 0 "$rc"
+grep -qF "'$o/low/d'" "$T/err" || fail "--skip-unreadable: warning" "naming '$o/low/d'" "$(cat "$T/err")"
+timeout 300 python3 - "$TESTS_DIR" "$T/out-nobody/o.img" <<'EOF' || fail "--skip-unreadable: the merged directory d"
+import sys
+sys.path.insert(0, sys.argv[1])
+import erofs_reader
+a = sorted(erofs_reader.ErofsImage(sys.argv[2]).walk())
+print('image:', a)
+if a != [b'', b'f']:
+    print("expected [b'', b'f']: d left out, not served with the top layer's half")
+    sys.exit(1)
+EOF
+rm -f "$T/out-nobody/o.img"
+ok "unreadable lower directory"
 
 # --- mounts inside the tree --------------------------------------------------------------
 check "a file system mounted inside the tree: empty by default, included with --cross-mounts"

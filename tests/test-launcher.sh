@@ -524,6 +524,12 @@ usage_rc 2 --export "$ktree" --cpus 0
 usage_rc 2 --export "$ktree" --device-id "a/b"
 usage_rc 2 --connect "http://example.invalid/" --dry-run
 usage_rc 2 --export "$ktree" --cmdline "$(printf 'a\nb')"
+# A kernel boot of an image (the server merges its layers: no tree to
+# find a kernel in) needs --kernel, also for QEMU.
+usage_rc 2 --boot kernel --image localhost/x
+# Bad usage with -- COMMAND (not a dry run) is still 2, not ssh's 255.
+usage_rc 2 --export "$ktree" --image x -- true
+usage_rc 2 --boot kernel --lowerdir "$ktree" -- true
 ok "errors: usage errors exit 2"
 
 # A server that exits at once, and one that never says READY=1.

@@ -14,7 +14,9 @@
 # file; --connect over Unix (percent-encoded socket path) and TCP
 # (named export, IPv6); an SSH key (as a credential, with the vsock port
 # for ssh); and refusals: paths with commas, a '"' in the kernel command
-# line, a bad key.  A dry run must start nothing and create nothing.
+# line, a bad key, and usage errors (options without the one they go
+# with, --connect with server options).  A dry run must start nothing and
+# create nothing.
 #
 # Exit: 0 pass, 1 fail (no prerequisites beyond the launcher binary).
 set -euo pipefail
@@ -290,6 +292,29 @@ refused no-initrd 1 "needs --initrd" --boot kernel --export "$tree" --runtime-di
 refused accel 2 "QEMU option" --boot efi --export "$tree" --accel kvm
 refused nbds 2 "TLS" --boot efi --connect 'nbds://h/'
 refused ssh-remote-esp 2 "needs SMBIOS" --boot efi --connect "nbd://127.0.0.1/" --ssh-key "$T/key.pub"
+# Usage errors (exit 2), each for its own check:
+# only the server merges an image's or a lowerdir's layers, so a kernel
+# boot of one needs --kernel (there is no tree to find it in);
+refused image-kernel 2 "needs --kernel" --boot kernel --image localhost/x --runtime-dir "$run"
+refused lowerdir-kernel 2 "needs --kernel" --boot kernel --lowerdir "$tree" --runtime-dir "$run"
+# options that belong with another one;
+refused storage-root 2 "storage-root goes with --image" --boot efi --export "$tree" \
+	--storage-root "$T"
+refused upperdir 2 "upperdir goes with --lowerdir" --boot efi --export "$tree" --upperdir "$T"
+refused connect-server 2 "server and --server-opt need" --boot efi --connect "nbd://127.0.0.1/" \
+	--server "$T/server"
+refused connect-server-opt 2 "server and --server-opt need" --boot efi \
+	--connect "nbd://127.0.0.1/" --server-opt=--verbose
+# with EFI boot and --connect, the running server's ESP has the kernel
+# and its command line, and the key for a COMMAND over ssh.
+refused connect-efi-kernel 2 "are server options" --boot efi --connect "nbd://127.0.0.1/" \
+	--kernel "$tree/boot/vmlinuz-6.1.0-9-amd64"
+refused connect-efi-cmdline 2 "are server options" --boot efi --connect "nbd://127.0.0.1/" \
+	--cmdline quiet
+refused connect-efi-ssh 2 "need the key on the running server's ESP" --boot efi \
+	--connect "nbd://127.0.0.1/" -- true
+refused connect-efi-ssh-flag 2 "need the key on the running server's ESP" --boot efi \
+	--connect "nbd://127.0.0.1/" --ssh
 [ ! -e "$T/run,x" ] || fail "comma-run: the refused runtime directory was created"
 
 # --- arm64 direct kernel boot: vfkit needs an uncompressed Image ----------------------------

@@ -385,6 +385,8 @@ static void test_conf_load(void **state)
 #define ID_B "aaab000000000000000000000000000000000000000000000000000000000002"
 #define ID_C "cccc000000000000000000000000000000000000000000000000000000000003"
 #define ID_D "dddd000000000000000000000000000000000000000000000000000000000004"
+#define ID_E "eeee000000000000000000000000000000000000000000000000000000000005"
+#define ID_F "ffff000000000000000000000000000000000000000000000000000000000006"
 #define DIG1 "sha256:1111000000000000000000000000000000000000000000000000000000000000"
 #define DIG2 "sha256:2222000000000000000000000000000000000000000000000000000000000000"
 
@@ -395,7 +397,9 @@ static const char images_json[] =
 	"\"docker.io/library/app:latest\"],\"layer\":\"L3\",\"digests\":[\"" DIG2 "\"]},"
 	" {\"id\":\"" ID_C "\",\"names\":[\"quay.io/x/app:latest\"],\"layer\":\"L3\","
 	"\"unknown\":{\"kept\":[1,2]}},"
-	" {\"id\":\"" ID_D "\",\"layer\":\"L2\"}]";
+	" {\"id\":\"" ID_D "\",\"layer\":\"L2\"},"
+	" {\"id\":\"" ID_E "\",\"names\":[\"localhost/database:latest\"],\"layer\":\"L1\"},"
+	" {\"id\":\"" ID_F "\",\"names\":[\"localhost:5000/ns/svc:latest\"],\"layer\":\"L2\"}]";
 
 static const char layers_json[] =
 	"[{\"id\":\"L1\",\"created\":\"2024-01-01T00:00:00Z\",\"diff-size\":3},"
@@ -469,6 +473,15 @@ static void test_json_lookup(void **state)
 	expect_image("docker.io/app@" DIG2, ID_B, "docker.io/library/app:latest", 3);
 	expect_image("app@" DIG2, ID_B, "registry.example.org/ns/app:1.0", 3);
 	expect_image("dddd", ID_D, NULL, 2);
+	/* A short name matches only a whole last component: "base" is not
+	 * "localhost/database:latest" (else it would be ambiguous). */
+	expect_image("base", ID_A, "localhost/base:latest", 1);
+	expect_image("database", ID_E, "localhost/database:latest", 1);
+	expect_no_image("ase", -ENOENT, "no image 'ase'");
+	/* A registry's port is not a tag: an untagged name with one gets
+	 * ":latest". */
+	expect_image("localhost:5000/ns/svc", ID_F, "localhost:5000/ns/svc:latest", 2);
+	expect_image("localhost:5000/ns/svc:latest", ID_F, "localhost:5000/ns/svc:latest", 2);
 
 	/* Chains: top first. */
 	assert_int_equal(resolve("ns/app:1.0", images_json, layers_json, &c, &err), 0);
@@ -676,6 +689,14 @@ static void test_store_broken(void **state)
 	expect_find_fails("three", -ENOENT, "layer 'M' of image 'localhost/three:latest': '");
 	assert_int_equal(rename(strcat(strcpy((char[PATH_MAX]){ 0 }, p), ".gone"), p), 0);
 
+	/* A layer's diff that is a symlink (to /etc) is refused, not followed. */
+	assert_int_equal(rename(p, strcat(strcpy((char[PATH_MAX]){ 0 }, p), ".real")), 0);
+	link_at("/etc", "overlay/M/diff");
+	expect_find_fails("three", -ENOTDIR, "layer 'M' of image 'localhost/three:latest': '");
+	expect_find_fails("three", -ENOTDIR, "/overlay/M/diff': not a directory");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(rename(strcat(strcpy((char[PATH_MAX]){ 0 }, p), ".real"), p), 0);
+
 	/* A composefs layer. */
 	mkdir_at("overlay/M/composefs-data");
 	write_at("overlay/M/composefs-data/composefs.blob", "");
@@ -739,6 +760,60 @@ static void test_store_drivers(void **state)
 	snprintf(want, sizeof(want), "%s/vfs/dir/V2", store);
 	assert_string_equal(img.layer_dirs[0], want);
 	storage_image_free(&img);
+}
+
+/*
+ * An image of WALK_MAX_LAYERS layers is served, but not when a diff1
+ * makes more than WALK_MAX_LAYERS directories: that is refused, naming
+ * the image.
+ */
+static void test_store_max_layers(void **state)
+{
+	size_t cap = (size_t)WALK_MAX_LAYERS * 64 + 256, off;
+	char *layers = malloc(cap), *lower = malloc(cap), rel[64], target[64];
+	struct storage_image img;
+	char *err = NULL;
+
+	assert_non_null(layers);
+	assert_non_null(lower);
+	off = (size_t)snprintf(layers, cap, "[{\"id\":\"N0\"}");
+	lower[0] = '\0';
+	for (int i = 0; i < WALK_MAX_LAYERS; i++) {
+		snprintf(rel, sizeof(rel), "overlay/N%d", i);
+		mkdir_at(rel);
+		snprintf(rel, sizeof(rel), "overlay/N%d/diff", i);
+		mkdir_at(rel);
+		snprintf(rel, sizeof(rel), "overlay/l/LN%d", i);
+		snprintf(target, sizeof(target), "../N%d/diff", i);
+		link_at(target, rel);
+		if (i > 0)
+			off += (size_t)snprintf(layers + off, cap - off,
+						",{\"id\":\"N%d\",\"parent\":\"N%d\"}", i, i - 1);
+	}
+	snprintf(layers + off, cap - off, "]");
+	/* The top layer N499's lower file: N498 down to N0. */
+	off = 0;
+	for (int i = WALK_MAX_LAYERS - 2; i >= 0; i--)
+		off += (size_t)snprintf(lower + off, cap - off, "%sl/LN%d", off ? ":" : "", i);
+	snprintf(rel, sizeof(rel), "overlay/N%d/lower", WALK_MAX_LAYERS - 1);
+	write_at(rel, lower);
+	write_at("overlay-layers/layers.json", layers);
+	snprintf(rel, sizeof(rel), "N%d", WALK_MAX_LAYERS - 1);
+	snprintf(lower, cap, "[{\"id\":\"" ID_B "\",\"names\":[\"localhost/tall:latest\"],"
+		 "\"layer\":\"%s\"}]", rel);
+	write_at("overlay-images/images.json", lower);
+
+	assert_int_equal(find("tall", &img, &err), 0);
+	assert_int_equal(img.nlayer_dirs, WALK_MAX_LAYERS);
+	storage_image_free(&img);
+
+	/* One more directory, the top layer's diff1: too many. */
+	snprintf(rel, sizeof(rel), "overlay/N%d/diff1", WALK_MAX_LAYERS - 1);
+	mkdir_at(rel);
+	snprintf(lower, cap, "image '%s' has more than %d layers", ID_B, WALK_MAX_LAYERS);
+	expect_find_fails("tall", -EBADMSG, lower);
+	free(layers);
+	free(lower);
 }
 
 /* A writer's lock makes us wait, then give up naming the lock and pid. */
@@ -837,6 +912,40 @@ static void test_store_from_env(void **state)
 	assert_int_equal(storage_find_image("three", &o, &img, &err), -EOPNOTSUPP);
 	assert_non_null(strstr(err, "set in "));
 	free(err);
+	err = NULL;
+	/* $STORAGE_DRIVER wins over storage.conf's driver. */
+	setenv("STORAGE_DRIVER", "overlay", 1);
+	assert_int_equal(storage_find_image("three", &o, &img, &err), 0);
+	assert_string_equal(img.driver, "overlay");
+	storage_image_free(&img);
+	unsetenv("STORAGE_DRIVER");
+
+	/* storage.conf's mount_program (a fuse-overlayfs store: AUFS
+	 * whiteouts) and force_mask (ownership and modes in an xattr) count,
+	 * each on its own, even with .has-mount-program "false" or absent. */
+	write_at("empty.conf", "[storage]\ndriver = \"overlay\"\n");
+	assert_int_equal(storage_find_image("three", &o, &img, &err), 0);
+	assert_false(img.aufs_whiteouts);
+	assert_false(img.override_stat);
+	storage_image_free(&img);
+	write_at("empty.conf", "[storage]\ndriver = \"overlay\"\n[storage.options.overlay]\n"
+		 "mount_program = \"/usr/bin/fuse-overlayfs\"\n");
+	assert_int_equal(storage_find_image("three", &o, &img, &err), 0);
+	assert_true(img.aufs_whiteouts);
+	assert_false(img.override_stat);
+	storage_image_free(&img);
+	write_at("empty.conf", "[storage]\ndriver = \"overlay\"\n[storage.options.overlay]\n"
+		 "force_mask = \"shared\"\n");
+	{
+		char p[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/overlay/.has-mount-program", store);
+		assert_int_equal(unlink(p), 0);
+	}
+	assert_int_equal(storage_find_image("three", &o, &img, &err), 0);
+	assert_false(img.aufs_whiteouts);
+	assert_true(img.override_stat);
+	storage_image_free(&img);
 	unsetenv("CONTAINERS_GRAPHROOT");
 	unsetenv("CONTAINERS_STORAGE_CONF");
 }
@@ -854,6 +963,7 @@ int main(void)
 		S(test_store_ok),
 		S(test_store_broken),
 		S(test_store_drivers),
+		S(test_store_max_layers),
 		S(test_store_locked),
 		S(test_store_owner),
 		S(test_store_from_env),
