@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -110,9 +111,25 @@ static struct srv_config cfg = {
 static struct srv_ctx srv;
 static struct srv_conn conn;
 
+/*
+ * While hold_opens is set, open_source() waits (held counts the waiters):
+ * the reads that need the file stay in flight for as long as a test wants.
+ */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
+static bool hold_opens;
+static unsigned int held;
+
 static int open_source(const struct region_source *src, unsigned int flags)
 {
 	(void)flags;
+	pthread_mutex_lock(&hold_lock);
+	held++;
+	pthread_cond_broadcast(&hold_cond);
+	while (hold_opens)
+		pthread_cond_wait(&hold_cond, &hold_lock);
+	held--;
+	pthread_mutex_unlock(&hold_lock);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -717,6 +734,87 @@ static void test_plain_loop(void **state)
 	run_loop(false);
 }
 
+/*
+ * The plain loop after DISC: the replies to READs still in flight when it
+ * came (here: held in the source's open) must all be sent before the
+ * server closes (A7.4), not dropped with their connection freed under them.
+ */
+static void test_plain_disc_drain(void **state)
+{
+	char sock[108];
+	snprintf(sock, sizeof(sock), "%s.sock", path);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, sock);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 16), 0);
+	int efd = eventfd(0, EFD_CLOEXEC);
+
+	struct loop_arg a = { .cfg = cfg };
+	a.cfg.listen_fds = &lfd;
+	a.cfg.nlisten = 1;
+	a.cfg.stop_fd = efd;
+	a.cfg.use_io_uring = false;
+	hold_opens = true;
+	pthread_t tid;
+	assert_int_equal(pthread_create(&tid, NULL, loop_thread, &a), 0);
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	uint8_t greet[18];
+	read_exact(fd, greet, 18);
+
+	/* Handshake, NREQ READs of the file, DISC: in one write. */
+	enum { NREQ = 8, LEN = 100 };
+	uint8_t b[256 + (NREQ + 1) * 28];
+	size_t n = mkhandshake(b, false, false);
+	for (unsigned int i = 0; i < NREQ; i++)
+		n += mkreq(b + n, 0, NBD_CMD_READ, 0x2000 + i, FILE_START + i * LEN, LEN);
+	n += mkreq(b + n, 0, NBD_CMD_DISC, 0, 0, 0);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	uint8_t hs[86];
+	read_exact(fd, hs, sizeof(hs));
+	assert_int_equal(get_be32(hs + 66 + 12), NBD_REP_ACK);
+
+	/* A read waits in open(); the server sends nothing, nor closes. */
+	pthread_mutex_lock(&hold_lock);
+	while (held == 0)
+		pthread_cond_wait(&hold_cond, &hold_lock);
+	pthread_mutex_unlock(&hold_lock);
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 200), 0);
+
+	pthread_mutex_lock(&hold_lock);
+	hold_opens = false;
+	pthread_cond_broadcast(&hold_cond);
+	pthread_mutex_unlock(&hold_lock);
+
+	/* Every reply, with the file's bytes, then EOF. */
+	bool seen[NREQ] = { false };
+	uint8_t data[LEN];
+	for (unsigned int i = 0; i < NREQ; i++) {
+		uint8_t h[16];
+		read_exact(fd, h, 16);
+		assert_int_equal(get_be32(h), 0x67446698);
+		assert_int_equal(get_be32(h + 4), 0);
+		uint64_t k = get_be64(h + 8) - 0x2000;
+		assert_true(k < NREQ && !seen[k]);
+		seen[k] = true;
+		read_exact(fd, data, LEN);
+		assert_memory_equal(data, expect + FILE_START + k * LEN, LEN);
+	}
+	assert_int_equal(read(fd, b, 1), 0);
+	close(fd);
+
+	uint64_t one = 1;
+	assert_int_equal(write(efd, &one, sizeof(one)), sizeof(one));
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_int_equal(a.ret, 0);
+	close(efd);
+	close(lfd);
+	unlink(sock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -736,6 +834,7 @@ int main(void)
 		cmocka_unit_test(test_errno_map),
 		cmocka_unit_test_setup_teardown(test_uring_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plain_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plain_disc_drain, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test-source.c - the server's source fd cache (server/source.c): sources
- * shared by several maps are one entry, a pinned fd is never closed, and a
- * sequential scan of more files than the cache holds keeps hitting on the
- * share of them that fits (LRU would reopen every file on every pass).
+ * test-source.c - the server's source fd cache (server/source.c, and
+ * splice.c's zc_prepare()): sources shared by several maps are one entry,
+ * a pinned fd is never closed, a sequential scan of more files than the
+ * cache holds keeps hitting on the share of them that fits (LRU would
+ * reopen every file on every pass), and only files that cannot change are
+ * spliced, each checked first.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -301,6 +305,95 @@ static void test_try_open(void **state)
 	region_map_free(&map);
 }
 
+/* The file behind test_check_zc()'s source; the cache does the checks. */
+static char tmp_path[64];
+
+static int open_tmp(const struct region_source *src, unsigned int flags)
+{
+	(void)src;
+	(void)flags;
+	opens++;
+	int fd = open(tmp_path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Only files that cannot change are spliced: checks that pass on an
+ * ordinary (mutable) file leave it to the copy path, however often it is
+ * read (only the immutable attribute or fs-verity, which a temporary file
+ * has not, may make it a candidate).  With --immutable-sources (all_stable)
+ * every file is one, but zc_prepare() still checks each file before it is
+ * spliced: one changed since the walk fails with EIO (never its new bytes
+ * from the page cache), and nothing stays pinned.
+ */
+static void test_check_zc(void **state)
+{
+	enum { LEN = 64 << 10 };
+	static uint8_t buf[LEN];
+	struct region_map map;
+	struct src_cache sc;
+	struct stat st;
+	uint32_t *ids, id;
+	(void)state;
+
+	strcpy(tmp_path, "/tmp/test-source-XXXXXX");
+	int wfd = mkstemp(tmp_path);
+	assert_true(wfd >= 0);
+	memset(buf, 0x5a, sizeof(buf));
+	assert_int_equal(write(wfd, buf, LEN), LEN);
+	assert_int_equal(fstat(wfd, &st), 0);
+	region_map_init(&map);
+	struct region_source src = {
+		.open = open_tmp, .opaque = &tags[500], .name = "f", .size = LEN,
+		.mtime_sec = st.st_mtim.tv_sec, .mtime_nsec = (uint32_t)st.st_mtim.tv_nsec,
+		.ctime_sec = st.st_ctim.tv_sec, .ctime_nsec = (uint32_t)st.st_ctim.tv_nsec,
+	};
+	assert_int_equal(region_add_source(&map, &src, &id), 0);
+	assert_int_equal(region_add_file(&map, id, 0, LEN), 0);
+	const struct region_map *maps[] = { &map };
+	assert_int_equal(src_cache_init(&sc, maps, 1, &ids, 4), 0);
+
+	/* A mutable file: every check passes, and it is never spliced. */
+	for (int i = 0; i < 2; i++) {
+		int fd = src_cache_get(&sc, ids[0], LEN);
+		assert_true(fd >= 0);
+		assert_int_equal(src_cache_check(&sc, ids[0], fd), 0);
+		src_cache_put(&sc, ids[0], fd);
+		assert_false(src_cache_zc(&sc, ids[0]));
+	}
+
+	/* The promise: unchanged, it may be spliced (1), or copied if not all
+	 * of it is in the page cache (0); never an error. */
+	sc.all_stable = true;
+	assert_true(src_cache_zc(&sc, ids[0]));
+	struct srv_export_ctx ex = { .cache = &sc };
+	struct srv_reply rp = { .ex = &ex, .nsegs = 1 };
+	rp.segs = rp.inline_segs;
+	rp.segs[0] = (struct srv_read_seg){ .rp = &rp, .source = ids[0], .fd = -1, .len = LEN };
+	int z = zc_prepare(&sc, &rp);
+	assert_true(z >= 0);
+	assert_int_equal(rp.err, 0);
+	assert_int_equal(rp.zc, z == 1);
+	zc_release(&rp);
+	assert_int_equal(sc.entries[ids[0]].refs, 0);
+
+	/* Changed (a byte appended: the size tells, whatever the clock's
+	 * grain): EIO, the fd unpinned. */
+	assert_int_equal(write(wfd, "x", 1), 1);
+	rp.segs[0].fd = -1;
+	assert_int_equal(zc_prepare(&sc, &rp), -1);
+	assert_int_equal(rp.err, -EIO);
+	assert_false(rp.zc);
+	assert_int_equal(rp.segs[0].fd, -1);
+	assert_int_equal(sc.entries[ids[0]].refs, 0);
+
+	src_cache_free(&sc);
+	free(ids);
+	region_map_free(&map);
+	close(wfd);
+	unlink(tmp_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_scan),
 		cmocka_unit_test(test_scan_pieces),
 		cmocka_unit_test(test_fits),
+		cmocka_unit_test(test_check_zc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
