@@ -204,8 +204,16 @@ static void test_extended_rule(void **state)
 	wi.gid = 70000;
 	erofs_inode_init(&ei, &wi);
 	assert_true(erofs_needs_extended(&ctx, &ei));
+	wi.gid = 65535;		/* the largest compact gid, as for the uid */
+	erofs_inode_init(&ei, &wi);
+	assert_false(erofs_needs_extended(&ctx, &ei));
+	wi.gid = 65536;
+	erofs_inode_init(&ei, &wi);
+	assert_true(erofs_needs_extended(&ctx, &ei));
 	wi.gid = 0;
 	erofs_inode_init(&ei, &wi);
+	ei.nlink = 65535;	/* still fits the compact 16-bit i_nlink */
+	assert_false(erofs_needs_extended(&ctx, &ei));
 	ei.nlink = 65536;
 	assert_true(erofs_needs_extended(&ctx, &ei));
 	ei.nlink = 1;
@@ -313,7 +321,45 @@ static void test_check_entry(void **state)
 	wi.mode = S_IFREG | 0644;
 	assert_int_equal(erofs_check_entry(&opts, &wi, "", 0, &what), -ENAMETOOLONG);
 	assert_int_equal(erofs_check_entry(&opts, &wi, "..", 2, &what), -EINVAL);
+	assert_int_equal(erofs_check_entry(&opts, &wi, ".", 1, &what), -EINVAL);
+	/* Only "." and "..": other short dot names are ordinary entries. */
+	assert_int_equal(erofs_check_entry(&opts, &wi, ".a", 2, &what), 0);
+	assert_int_equal(erofs_check_entry(&opts, &wi, "a.", 2, &what), 0);
+	assert_int_equal(erofs_check_entry(&opts, &wi, "...", 3, &what), 0);
+
+	/* mtime nanoseconds: 0 to 999,999,999 (a hand-made tree can say more). */
+	wi.mtime_nsec = 999999999;
+	assert_int_equal(erofs_check_entry(&opts, &wi, "f", 1, &what), 0);
+	wi.mtime_nsec = 1000000000;
+	assert_int_equal(erofs_check_entry(&opts, &wi, "f", 1, &what), -EINVAL);
+	wi.mtime_nsec = 0;
+
+	/* Symlink targets: 1 to 4095 bytes, and as long as size says. */
+	static char target[4097];
+	memset(target, 't', 4096);
+	wi.mode = S_IFLNK | 0777;
+	wi.symlink = target + 1;
+	wi.size = 4095;
+	assert_int_equal(erofs_check_entry(&opts, &wi, "l", 1, &what), 0);
+	wi.symlink = target;
+	wi.size = 4096;
+	assert_int_equal(erofs_check_entry(&opts, &wi, "l", 1, &what), -ENAMETOOLONG);
+	wi.symlink = "abc";
+	wi.size = 4;	/* the target is shorter than its size */
+	assert_int_equal(erofs_check_entry(&opts, &wi, "l", 1, &what), -EINVAL);
+	wi.size = 3;
+	assert_int_equal(erofs_check_entry(&opts, &wi, "l", 1, &what), 0);
+	wi.size = 2;	/* longer */
+	assert_int_equal(erofs_check_entry(&opts, &wi, "l", 1, &what), -EINVAL);
+	wi.symlink = NULL;
+	wi.size = 0;
+	wi.mode = S_IFREG | 0644;
 	assert_int_equal(erofs_check_entry(&opts, &wi, "a/b", 3, &what), -EINVAL);
+	assert_int_equal(erofs_check_entry(&opts, &wi, "a\0b", 3, &what), -EINVAL);
+	/* i_mode is 16 bits: a mode with more set is no EROFS file type. */
+	wi.mode = 0x10000 | S_IFREG | 0644;
+	assert_int_equal(erofs_check_entry(&opts, &wi, "f", 1, &what), -EOPNOTSUPP);
+	wi.mode = S_IFREG | 0644;
 }
 
 int main(void)

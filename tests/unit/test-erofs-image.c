@@ -891,6 +891,17 @@ static void test_bad_trees(void **state)
 	d->nchildren--;
 	free(d->children[d->nchildren].name);
 
+	/* At the root: the name alone, no leading '/'. */
+	tb_link(root, longname, t.list[t.n - 1]);	/* the inode of d/long */
+	region_map_init(&map);
+	assert_int_equal(erofs_build(&t.tree, &opts, &map, &errpath, &what),
+			 -ENAMETOOLONG);
+	assert_int_equal(strncmp(errpath, "nnnn", 4), 0);
+	free(errpath);
+	region_map_free(&map);
+	root->nchildren--;
+	free(root->children[root->nchildren].name);
+
 	tb_link(d, "f", f);	/* duplicate name */
 	assert_int_equal(build(&t, &opts, &im), -EINVAL);
 	d->nchildren--;
@@ -906,6 +917,14 @@ static void test_bad_trees(void **state)
 	assert_int_equal(build(&t, &opts, &im), -EINVAL);
 	d->nchildren--;
 	free(d->children[d->nchildren].name);
+
+	t.list[t.n++] = f;	/* an inode listed twice in tree->inodes */
+	assert_int_equal(build(&t, &opts, &im), -EINVAL);
+	t.n--;
+
+	root->mode = S_IFREG | 0644;	/* a root that is no directory */
+	assert_int_equal(build(&t, &opts, &im), -EINVAL);
+	root->mode = S_IFDIR | 0755;
 
 	assert_int_equal(build(&t, &opts, &im), 0);	/* fine again */
 	img_free(&im);

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "overlaywalk/internal.h"
+#include "overlaywalk/source.h"
 #include "overlaywalk/walk.h"
 
 #define MAX_LAYERS 8
@@ -847,6 +848,18 @@ static void test_reopen(void **state)
 	assert_string_equal(data_of(tree, "a/b/file"), "from layer 2");
 	ino->reopen = NULL;	/* as without CAP_DAC_READ_SEARCH */
 	assert_string_equal(data_of(tree, "a/b/file"), "from layer 2");
+	{
+		/* The server's region source goes by path from the same layer. */
+		struct region_source src;
+		char buf[32] = "";
+
+		assert_int_equal(walk_region_source(tree, ino, &src), 0);
+		fd = src.open(&src, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, buf, sizeof(buf) - 1, 0), 12);
+		assert_string_equal(buf, "from layer 2");
+		close(fd);
+	}
 	/* Layer 0 has a/ but no a/b/: the path must not be tried there. */
 	mkf(0, "a/b/file", "an impostor in layer 0");
 	assert_string_equal(data_of(tree, "a/b/file"), "from layer 2");

@@ -7,11 +7,12 @@
  * it and checks every recorded field against what the test set up and
  * what lstat() says; then sort order, hard-link counts, walk_open_data()
  * on unchanged, modified, replaced and moved files (through the
- * directory's handle, by the file's own learnt handle and by path), the
- * check hook with and without skip_unreadable, ENOTDIR,
- * progress output, mount points, renames while a directory is read (also
- * in a lower layer of a merge), and several walkers giving the tree one
- * walker gives.
+ * directory's handle, by the file's own learnt handle and by path, also
+ * past PATH_MAX, and a FIFO swapped in), the check hook with and without
+ * skip_unreadable, errors and warnings in tree order, ENOTDIR, large
+ * xattrs, many hard-linked inodes, progress output, mount points, renames
+ * while a directory is read (also in a lower layer of a merge), and
+ * several walkers giving the tree one walker gives.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -189,10 +190,38 @@ static int rm_entry(const char *p, const struct stat *st, int flag,
 	return remove(p);
 }
 
+/*
+ * Removes name in dfd and all below it, by fds: nftw() cannot take down
+ * a tree whose paths are longer than PATH_MAX (test_open_data_long_path).
+ */
+static void rm_at(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd < 0) {
+		(void)unlinkat(dfd, name, 0);
+		return;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			rm_at(dirfd(d), de->d_name);
+	closedir(d);
+	(void)unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
 static int teardown_tree(void **state)
 {
 	char p[PATH_MAX];
 
+	at(p, sizeof(p), "deep");
+	rm_at(AT_FDCWD, p);
 	at(p, sizeof(p), "mnt");
 	(void)umount2(p, MNT_DETACH);
 	at(p, sizeof(p), "ab");
@@ -438,6 +467,66 @@ static void test_fields_proc(void **state)
 	check_fields(true);
 }
 
+/*
+ * xattr lists and values larger than the 4 KiB first tried on the stack
+ * (readxattr.c): sized, then read whole, for a file (by name, both ways)
+ * and a directory (by its fd).  On a tmpfs, where user.* values may be
+ * that large (ext4 keeps a value within a block).
+ */
+static void test_xattrs_large(void **state)
+{
+	char dir[64] = "/dev/shm/test-walk-x.XXXXXX", p[PATH_MAX], xname[64];
+	static char big[10000];
+	int fd;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 23);
+	if (!mkdtemp(dir))
+		skip();
+	snprintf(p, sizeof(p), "%s/f", dir);
+	fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	if (setxattr(p, "user.big", big, sizeof(big), 0) < 0 ||
+	    setxattr(dir, "user.big", big, sizeof(big), 0) < 0) {
+		print_message("skipping: large user xattrs: %s\n", strerror(errno));
+		snprintf(p, sizeof(p), "%s/f", dir);
+		unlink(p);
+		rmdir(dir);
+		skip();
+	}
+	/* 200 names of 40 bytes: a list of 8,200 bytes. */
+	for (int i = 0; i < 200; i++) {
+		snprintf(xname, sizeof(xname), "user.a-rather-long-attribute-name-%05d", i);
+		assert_int_equal(strlen(xname), 39);
+		assert_int_equal(setxattr(p, xname, "v", 1, 0), 0);
+		assert_int_equal(setxattr(dir, xname, "v", 1, 0), 0);
+	}
+	for (int by_proc = 0; by_proc < 2; by_proc++) {
+		struct walk_tree *tree = NULL;
+		char *errpath = NULL;
+		const char *what = NULL;
+
+		walk_xattrat_disable(by_proc);
+		assert_int_equal(walk_tree(dir, NULL, &tree, &errpath, &what), 0);
+		walk_xattrat_disable(false);
+		const struct walk_inode *ino[2] = { tree->root, lookup(tree, "f") };
+
+		for (int k = 0; k < 2; k++) {
+			const struct walk_xattr *xa = find_xattr(ino[k], "user.big");
+
+			assert_int_equal(count_user_xattrs(ino[k]), 201);
+			assert_non_null(xa);
+			assert_int_equal(xa->value_len, sizeof(big));
+			assert_memory_equal(xa->value, big, sizeof(big));
+			expect_xattr(ino[k], "user.a-rather-long-attribute-name-00199", "v");
+		}
+		walk_tree_free(tree);
+	}
+	unlink(p);
+	rmdir(dir);
+}
+
 static void test_order(void **state)
 {
 	/* Bytewise: '-' 0x2d < 'Z' 0x5a < 'a' < "ab" < ... < 0xc3. */
@@ -486,6 +575,44 @@ static void test_hardlinks(void **state)
 	assert_int_equal(f1->nlink, 3);
 	assert_string_equal(path_of(f1), "a/f1");	/* first in walk order */
 	assert_int_equal(lookup(tree, "-dash")->nlink, 1);
+	walk_tree_free(tree);
+
+	/* Two names (st_nlink 2, the most common case) are one inode too. */
+	make_file("two", "2", 0644);
+	make_link("two", "b/two");
+	tree = walk_ok(NULL);
+	assert_ptr_equal(lookup(tree, "two"), lookup(tree, "b/two"));
+	assert_int_equal(lookup(tree, "two")->nlink, 2);
+	walk_tree_free(tree);
+}
+
+/*
+ * More hard-linked inodes than the link table's first size (256 slots,
+ * at most half full): it grows, keeps what it held, and never fills up
+ * (a full table would make a lookup probe forever: the alarm fails it).
+ */
+static void test_many_hardlinks(void **state)
+{
+	struct walk_tree *tree;
+	char rel[64], rel2[64];
+
+	make_dir("links");
+	for (int i = 0; i < 300; i++) {
+		snprintf(rel, sizeof(rel), "links/f%03d", i);
+		snprintf(rel2, sizeof(rel2), "links/g%03d", i);
+		make_file(rel, "", 0644);
+		make_link(rel, rel2);
+	}
+	alarm(60);
+	tree = walk_ok(NULL);
+	alarm(0);
+	assert_int_equal(lookup(tree, "links")->nchildren, 600);
+	for (int i = 0; i < 300; i++) {
+		snprintf(rel, sizeof(rel), "links/f%03d", i);
+		snprintf(rel2, sizeof(rel2), "links/g%03d", i);
+		assert_ptr_equal(lookup(tree, rel), lookup(tree, rel2));
+		assert_int_equal(lookup(tree, rel)->nlink, 2);
+	}
 	walk_tree_free(tree);
 }
 
@@ -752,6 +879,108 @@ static void test_source_learns_handle(void **state)
 	walk_tree_free(tree);
 }
 
+/*
+ * A FIFO put in a file's place after the walk: the reopen, through the
+ * directory's handle or by path, says -EIO at once and never blocks
+ * waiting for a writer (the alarm fails a blocked open).
+ */
+static void test_open_data_fifo_swapped(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	struct walk_inode *dash = (struct walk_inode *)lookup(tree, "-dash");
+	char p[PATH_MAX];
+
+	at(p, sizeof(p), "-dash");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(mkfifo(p, 0644), 0);
+	alarm(10);
+	assert_int_equal(walk_open_data(tree, dash), -EIO);
+	dash->reopen = NULL;	/* by path */
+	assert_int_equal(walk_open_data(tree, dash), -EIO);
+	alarm(0);
+	walk_tree_free(tree);
+}
+
+#define DEEP_LEVELS 17		/* 17 * 251 bytes: a path past PATH_MAX */
+
+/*
+ * A file whose path is longer than PATH_MAX: openat2() says ENAMETOOLONG
+ * and the path is walked one component at a time; a directory on that
+ * path swapped for a symlink to where it went is not followed either.
+ */
+static void test_open_data_long_path(void **state)
+{
+	char name[251], p[PATH_MAX];
+	int fds[DEEP_LEVELS + 1];
+	struct walk_tree *tree;
+	struct walk_inode *ino;
+
+	memset(name, 'd', 250);
+	name[250] = '\0';
+	make_dir("deep");
+	at(p, sizeof(p), "deep");
+	fds[0] = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fds[0] >= 0);
+	for (int i = 1; i <= DEEP_LEVELS; i++) {
+		assert_int_equal(mkdirat(fds[i - 1], name, 0755), 0);
+		fds[i] = openat(fds[i - 1], name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		assert_true(fds[i] >= 0);
+	}
+	{
+		int fd = openat(fds[DEEP_LEVELS], "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, "deep", 4), 4);
+		close(fd);
+	}
+
+	tree = walk_ok(NULL);
+	ino = (struct walk_inode *)lookup(tree, "deep");
+	for (int i = 1; i <= DEEP_LEVELS; i++) {
+		assert_int_equal(ino->nchildren, 1);
+		ino = ino->children[0].inode;
+	}
+	ino = (struct walk_inode *)child(ino, "f")->inode;
+	{
+		char *path = walk_inode_path(ino);
+
+		assert_true(strlen(path) > PATH_MAX);
+		free(path);
+	}
+	ino->reopen = NULL;	/* by path */
+	read_expect(walk_open_data(tree, ino), "deep");
+
+	/* Level 8 moved aside, a symlink to it in its place. */
+	assert_int_equal(renameat(fds[7], name, fds[7], "moved"), 0);
+	assert_int_equal(symlinkat("moved", fds[7], name), 0);
+	assert_int_equal(walk_open_data(tree, ino), -EIO);
+	walk_tree_free(tree);
+	for (int i = 0; i <= DEEP_LEVELS; i++)
+		close(fds[i]);
+}
+
+/*
+ * A region source with no directory handle (as when handles cannot be
+ * encoded) goes by its directory's path and name: "" and the name for a
+ * file at the root, "a" and "f1" below it.
+ */
+static void test_source_by_path(void **state)
+{
+	struct walk_tree *tree = walk_ok(NULL);
+	struct walk_inode *dash = (struct walk_inode *)lookup(tree, "-dash");
+	struct walk_inode *f1 = (struct walk_inode *)lookup(tree, "a/f1");
+	struct region_source src;
+
+	dash->reopen = NULL;
+	f1->reopen = NULL;
+	assert_int_equal(walk_region_source(tree, dash, &src), 0);
+	assert_string_equal(src.dir, "");
+	read_expect(src.open(&src, 0), "dash\n");
+	assert_int_equal(walk_region_source(tree, f1, &src), 0);
+	read_expect(src.open(&src, 0), "hello");
+	walk_tree_free(tree);
+}
+
 /* Open fds of this process, from /proc/self/fd. */
 static int count_fds(void)
 {
@@ -993,6 +1222,80 @@ static void test_check_skips(void **state)
 	}
 }
 
+/* Rejects "f3", "x" and "w-b"; records every warning, in order. */
+struct order_ctx {
+	size_t nwarn;
+	char warn[64][64];
+};
+
+static int check_order(void *userdata, const struct walk_inode *inode,
+		       const char *name, size_t name_len, const char **ret_what)
+{
+	if (!strcmp(name, "f3") || !strcmp(name, "x") || !strcmp(name, "w-b")) {
+		*ret_what = "rejected by test";
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void warn_all(void *userdata, const char *path, int err, const char *what)
+{
+	struct order_ctx *c = userdata;
+
+	assert_true(c->nwarn < 64);
+	snprintf(c->warn[c->nwarn++], sizeof(c->warn[0]), "%s", path);
+}
+
+/*
+ * With several walkers, the error named is the first in tree order, and
+ * warnings come in tree order: a directory's contents right after it,
+ * before the names it is a prefix of ("w/x" before "w-b", though '-' <
+ * '/'), whichever walker met them first.
+ */
+static void test_errors_in_tree_order(void **state)
+{
+	struct order_ctx c = { 0 };
+	struct walk_opts opts = { .check = check_order, .warn = warn_all,
+				  .userdata = &c, .threads = 4 };
+	char rel[64];
+
+	make_dir("ord");
+	for (int d = 0; d < 24; d++) {
+		snprintf(rel, sizeof(rel), "ord/d%02d", d);
+		make_dir(rel);
+		for (int f = 0; f < 6; f++) {
+			snprintf(rel, sizeof(rel), "ord/d%02d/f%d", d, f);
+			make_file(rel, "", 0644);
+		}
+	}
+	make_dir("w");
+	make_file("w/x", "", 0644);
+	make_file("w-b", "", 0644);
+
+	for (int round = 0; round < 5; round++) {
+		struct walk_tree *tree = NULL;
+		char *errpath = NULL;
+		const char *what = NULL;
+
+		assert_int_equal(walk_tree(root_dir, &opts, &tree, &errpath, &what), -EPERM);
+		assert_null(tree);
+		assert_string_equal(errpath, "ord/d00/f3");
+		free(errpath);
+	}
+	opts.skip_unreadable = true;
+	for (int round = 0; round < 5; round++) {
+		memset(&c, 0, sizeof(c));
+		walk_tree_free(walk_ok(&opts));
+		assert_int_equal(c.nwarn, 26);
+		for (int d = 0; d < 24; d++) {
+			snprintf(rel, sizeof(rel), "ord/d%02d/f3", d);
+			assert_string_equal(c.warn[d], rel);
+		}
+		assert_string_equal(c.warn[24], "w/x");
+		assert_string_equal(c.warn[25], "w-b");
+	}
+}
+
 static void test_not_dir(void **state)
 {
 	struct walk_tree *tree = NULL;
@@ -1045,7 +1348,8 @@ static void test_progress(void **state)
 /* A tmpfs mounted inside: an empty mount point unless cross_mounts. */
 static void test_mounts(void **state)
 {
-	struct walk_opts opts = { .cross_mounts = true };
+	/* One walker: the files of the root are read before those of mnt. */
+	struct walk_opts opts = { .cross_mounts = true, .threads = 1 };
 	struct walk_tree *tree;
 	const struct walk_inode *mnt;
 	char p[PATH_MAX];
@@ -1062,6 +1366,8 @@ static void test_mounts(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(write(fd, "in", 2), 2);
 	close(fd);
+	make_dir("mnt/sub");
+	make_file("mnt/sub/f", "sub", 0644);
 
 	/* A file bind-mounted over ab: another mount, left out. */
 	at(p, sizeof(p), "ab");
@@ -1085,6 +1391,20 @@ static void test_mounts(void **state)
 
 	tree = walk_ok(&opts);
 	assert_non_null(lookup(tree, "mnt/inner"));
+	/*
+	 * A directory in the mount, moved after the walk: its files are
+	 * found by its handle, decoded against the mount it is on (not the
+	 * one of the files read before it), where their paths fail.
+	 */
+	if (lookup(tree, "mnt/sub/f")->reopen) {
+		char q[PATH_MAX];
+
+		at(p, sizeof(p), "mnt/sub");
+		at(q, sizeof(q), "mnt/sub2");
+		assert_int_equal(rename(p, q), 0);
+		read_expect(walk_open_data(tree, lookup(tree, "mnt/sub/f")), "sub");
+		assert_int_equal(rename(q, p), 0);
+	}
 	/*
 	 * Crossing: ab is -dash seen through a bind mount.  With one link
 	 * it is not looked up as a hard link: two inodes, one identity.
@@ -1110,10 +1430,10 @@ static void test_mounts(void **state)
 /*
  * Renames in a directory while its entries are read: the check hook of
  * its last entry replaces the file "a", read already, with another (moved
- * in from a directory walked before) and turns the file "b" into a
- * directory.  The walk notices (the directory's
- * ctime moved) and reads both again: no entry keeps the old inode's
- * metadata.
+ * in from a directory walked before), turns the file "b" into a
+ * directory and removes the file "c".  The walk notices (the directory's
+ * ctime moved) and reads them again: no entry keeps the old inode's
+ * metadata, and the one that went leaves no hole.
  */
 struct swap_ctx {
 	bool done;
@@ -1134,23 +1454,30 @@ static int check_swap(void *userdata, const struct walk_inode *inode,
 	at(p, sizeof(p), "chg/b");
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(mkdir(p, 0700), 0);
+	at(p, sizeof(p), "chg/c");
+	assert_int_equal(unlink(p), 0);
 	return 0;
 }
 
 static void test_changed_while_walked(void **state)
 {
 	struct swap_ctx c = { 0 };
-	struct walk_opts opts = { .check = check_swap, .userdata = &c, .threads = 1 };
+	/* skip_unreadable: chg/c, removed, is left out (else: ENOENT). */
+	struct walk_opts opts = { .check = check_swap, .userdata = &c, .threads = 1,
+				  .skip_unreadable = true };
 	const struct walk_inode *a, *b;
 	struct walk_tree *tree;
 	struct stat st;
 	char p[PATH_MAX];
 
 	make_dir("chg");
-	make_file("chg/a", "old a", 0644);
-	make_file("chg/b", "old b", 0644);
-	make_file("chg/z", "z", 0644);
 	make_dir("aaa");	/* walked before chg */
+	make_file("aaa/keep", "old a", 0644);
+	make_link("aaa/keep", "chg/a");	/* a hard link, replaced */
+	make_file("chg/b", "old b", 0644);
+	make_file("chg/c", "c", 0644);	/* removed */
+	make_file("chg/d", "d", 0644);
+	make_file("chg/z", "z", 0644);
 	make_file("aaa/newer", "new a!", 0600);
 	tree = walk_ok(&opts);
 	assert_true(c.done);
@@ -1166,8 +1493,16 @@ static void test_changed_while_walked(void **state)
 	assert_int_equal(b->nchildren, 0);
 	assert_int_equal(lookup(tree, "chg")->nlink, 3);
 	assert_non_null(lookup(tree, "chg/z"));
+	/* The dentry of chg/c went, the ones after it moved up. */
+	assert_null(lookup(tree, "chg/c"));
+	assert_int_equal(lookup(tree, "chg")->nchildren, 4);
+	assert_string_equal(lookup(tree, "chg")->children[2].name, "d");
+	assert_string_equal(lookup(tree, "chg")->children[3].name, "z");
+	read_expect(walk_open_data(tree, lookup(tree, "chg/d")), "d");
 	/* Read before it moved: that was the tree then. */
 	assert_non_null(lookup(tree, "aaa/newer"));
+	/* chg/a is no longer a name of aaa/keep's inode. */
+	assert_int_equal(lookup(tree, "aaa/keep")->nlink, 1);
 	walk_tree_free(tree);
 }
 
@@ -1349,10 +1684,15 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_fields),
 		T(test_fields_proc),
+		T(test_xattrs_large),
 		T(test_order),
 		T(test_hardlinks),
+		T(test_many_hardlinks),
 		T(test_open_data),
 		T(test_open_data_swapped_dir),
+		T(test_open_data_fifo_swapped),
+		T(test_open_data_long_path),
+		T(test_source_by_path),
 		T(test_source_check_after),
 		T(test_source_learns_handle),
 		T(test_source_path),
@@ -1360,6 +1700,7 @@ int main(void)
 		T(test_open_noatime),
 		T(test_check_fails),
 		T(test_check_skips),
+		T(test_errors_in_tree_order),
 		T(test_not_dir),
 		T(test_progress),
 		T(test_mounts),
