@@ -53,18 +53,23 @@ static size_t nss_bufsize(int name)
 	return n > 0 && n < (1 << 20) ? (size_t)n : 16384;
 }
 
-int caps_lookup_user(const char *name, uid_t *ret_uid, gid_t *ret_gid)
+/*
+ * The passwd entry of a user name, or of uid id when name is NULL;
+ * fills *ret_gid with its primary group.  Returns 0, -ENOENT (no entry)
+ * or -errno of getpwnam_r / getpwuid_r.
+ */
+static int passwd_lookup(const char *name, uid_t id, uid_t *ret_uid, gid_t *ret_gid)
 {
 	size_t size = nss_bufsize(_SC_GETPW_R_SIZE_MAX);
 	struct passwd pw, *res = NULL;
-	unsigned long id;
 	int r;
 
 	for (;;) {
 		_cleanup_free_ char *buf = malloc(size);
 		if (!buf)
 			return -ENOMEM;
-		r = getpwnam_r(name, &pw, buf, size, &res);
+		r = name ? getpwnam_r(name, &pw, buf, size, &res) :
+			   getpwuid_r(id, &pw, buf, size, &res);
 		if (r == ERANGE && size < (1U << 24)) {
 			size *= 2;
 			continue;
@@ -74,12 +79,24 @@ int caps_lookup_user(const char *name, uid_t *ret_uid, gid_t *ret_gid)
 			*ret_gid = pw.pw_gid;
 			return 0;
 		}
-		break;
+		return r == 0 || r == ENOENT || r == ESRCH ? -ENOENT : -r;
 	}
-	if (r != 0 && r != ENOENT && r != ESRCH)
-		return -r;
+}
+
+int caps_lookup_user(const char *name, uid_t *ret_uid, gid_t *ret_gid)
+{
+	unsigned long id;
+	int r;
+
+	r = passwd_lookup(name, 0, ret_uid, ret_gid);
+	if (r != -ENOENT)
+		return r;
 	if (parse_id(name, &id) < 0)
 		return -ENOENT;
+	/* A number: that uid's entry gives its group, as for a name. */
+	r = passwd_lookup(NULL, (uid_t)id, ret_uid, ret_gid);
+	if (r != -ENOENT)
+		return r;
 	*ret_uid = (uid_t)id;
 	*ret_gid = (gid_t)-1;
 	return 0;

@@ -28,8 +28,10 @@ struct caps_opts {
 
 /*
  * Looks up --user NAME (a user name, or a decimal uid) and returns its uid
- * and primary gid (the gid is (gid_t)-1 for a bare number with no passwd
- * entry).  Returns 0, -ENOENT (no such user) or -errno of getpwnam_r.
+ * and primary gid from the passwd database (a number's by getpwuid_r(),
+ * so "65534" gets nobody's group as "nobody" does); the gid is (gid_t)-1
+ * for a number with no passwd entry, which has no primary group.  Returns
+ * 0, -ENOENT (no such user) or -errno of getpwnam_r / getpwuid_r.
  */
 int caps_lookup_user(const char *name, uid_t *ret_uid, gid_t *ret_gid);
 

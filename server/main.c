@@ -423,6 +423,14 @@ static int parse_identity(struct options *o)
 			return usage_error("--group '%s': %s", o->group, r == -ENOENT ?
 					   "no such group" : strerror(-r));
 	}
+	/*
+	 * A uid with no passwd entry has no primary group to take: rather
+	 * than keep ours (root's, and our supplementary groups), refuse, as
+	 * systemd's User= does; --group names one.
+	 */
+	if (o->user && gid == (gid_t)-1)
+		return usage_error("--user '%s': uid %u has no passwd entry, so no primary "
+				   "group: give --group too", o->user, (unsigned int)o->caps.uid);
 	if (gid != (gid_t)-1) {
 		o->caps.set_gid = true;
 		o->caps.gid = gid;

@@ -9,9 +9,12 @@
 # mode 0600 in a mode 0700 directory, byte for byte as --write-image
 # (which runs with full privileges) lays it out.  With --user nobody it
 # runs as uid/gid 65534 with the same capability sets and still reads
-# those files (file handles and the kept capability).  --group alone
-# changes only the gid.  Must fail: --user as a non-root user, an unknown
-# user.  A non-root server without capabilities runs and serves, and sets
+# those files (file handles and the kept capability), and the
+# supplementary groups it was started with are gone; --group with --user
+# picks the gid; --user 65534 (a number) takes nobody's group as the name
+# does; a uid with no passwd entry needs --group (no group to take) and
+# runs with it.  --group alone changes only the gid.  Must fail: --user as
+# a non-root user, an unknown user.  A non-root server without capabilities runs and serves, and sets
 # NoNewPrivs too.
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
@@ -69,7 +72,10 @@ stop_server || fail "exit status $? on SIGTERM"
 ok "CapPrm=CapEff=CapBnd=0x4, served all bytes"
 
 check "--user nobody: uid 65534, the capability kept, files still read"
-start_server "$src" -v --user nobody
+# Started with supplementary groups (as from a login shell): they go too.
+printf '#!/bin/sh\nexec setpriv --groups 4,24 -- "%s" "$@"\n' "$EROFS_NBD" >"$T/groups.sh"
+chmod +x "$T/groups.sh"
+EROFS_NBD=$T/groups.sh start_server "$src" -v --user nobody
 check_caps "$SRV_PID" 65534
 got=$(awk '$1 == "Gid:" {print $2}' "/proc/$SRV_PID/status")
 want=$(id -g nobody)
@@ -79,6 +85,44 @@ got=$(awk '$1 == "Groups:" {print $2}' "/proc/$SRV_PID/status")
 read_back "nbd+unix:///root?socket=$SRV_SOCK" user
 stop_server || fail "--user: exit status $? on SIGTERM"
 ok "nobody with CAP_DAC_READ_SEARCH served all bytes"
+
+check "--user nobody --group 24: the group given, not nobody's"
+EROFS_NBD=$T/groups.sh start_server "$src" --user nobody --group 24
+check_caps "$SRV_PID" 65534
+got=$(awk '$1 == "Gid:" {print $2 "," $3 "," $4 "," $5}' "/proc/$SRV_PID/status")
+[ "$got" = "24,24,24,24" ] || fail "--user nobody --group 24: gids" "24,24,24,24" "$got"
+got=$(awk '$1 == "Groups:" {print $2}' "/proc/$SRV_PID/status")
+[ -z "$got" ] || fail "--user nobody --group 24: supplementary groups left" "(none)" "$got"
+stop_server || fail "--user --group: exit status $? on SIGTERM"
+ok "uid 65534, gid 24, no supplementary groups"
+
+check "--user 65534 (a number): nobody's group, no supplementary groups"
+EROFS_NBD=$T/groups.sh start_server "$src" --user 65534
+check_caps "$SRV_PID" 65534
+got=$(awk '$1 == "Gid:" {print $2 "," $3 "," $4 "," $5}' "/proc/$SRV_PID/status")
+want=$(id -g nobody)
+[ "$got" = "$want,$want,$want,$want" ] || fail "--user 65534: gids" "$want (nobody's)" "$got"
+got=$(awk '$1 == "Groups:" {print $2}' "/proc/$SRV_PID/status")
+[ -z "$got" ] || fail "--user 65534: supplementary groups left" "(none)" "$got"
+stop_server || fail "--user 65534: exit status $? on SIGTERM"
+ok "a number with a passwd entry gets its group"
+
+check "--user with a uid that has no passwd entry: --group needed"
+free=54321
+while getent passwd "$free" >/dev/null; do free=$((free + 1)); done
+rc=0
+"$EROFS_NBD" -f --export "$src" --user "$free" >/dev/null 2>"$T/nog.err" || rc=$?
+cat "$T/nog.err"
+[ $rc = 2 ] || fail "--user $free (no entry) without --group" "exit 2" "exit $rc"
+grep -q -- "--group" "$T/nog.err" || fail "--user $free: the message does not ask for --group"
+EROFS_NBD=$T/groups.sh start_server "$src" --user "$free" --group "$free"
+got=$(awk '$1 == "Uid:" || $1 == "Gid:" {printf "%s,%s,%s,%s;", $2, $3, $4, $5}' "/proc/$SRV_PID/status")
+[ "$got" = "$free,$free,$free,$free;$free,$free,$free,$free;" ] ||
+	fail "--user $free --group $free: ids" "all $free" "$got"
+got=$(awk '$1 == "Groups:" {print $2}' "/proc/$SRV_PID/status")
+[ -z "$got" ] || fail "--user $free --group $free: supplementary groups left" "(none)" "$got"
+stop_server || fail "--user $free --group $free: exit status $? on SIGTERM"
+ok "refused without --group; with it, uid and gid $free and no other groups"
 
 check "--group alone changes only the gid"
 start_server "$src" --group 65534
