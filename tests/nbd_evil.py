@@ -363,7 +363,11 @@ def truncated_option(a):
 @scenario
 def stall(a):
     """A client that connects and sends nothing is dropped after the
-    handshake deadline; so is one that stops mid-handshake."""
+    handshake deadline; so is one that stops mid-handshake.  One that
+    finished its handshake is not: the deadline is the handshake's only,
+    and an idle client in transmission is still served after it."""
+    done = Conn(a.unix)
+    done.handshake(structured=False)
     c = Conn(a.unix)
     c.greeting(client_flags=None)
     t = c.expect_close(a.stall_timeout, 'silent client after the handshake deadline')
@@ -373,7 +377,15 @@ def stall(a):
     while c2.opt_reply(OPT_LIST)[0] != REP_ACK:
         pass
     t2 = c2.expect_close(a.stall_timeout, 'client stalled after LIST')
-    return 'silent client dropped after %.1f s, mid-handshake after %.1f s' % (t, t2)
+    # Idle for two deadlines by now.
+    done.request(CMD_READ, 0, 4096, 9)
+    res = collect(done, {9: (CMD_READ, 0, 4096)}, a.ref)
+    expect(res[9] == (0, ref_bytes(a.ref, 0, 4096)),
+           'READ by a client idle in transmission past the handshake deadline',
+           'image bytes', 'error %d' % res[9][0])
+    done.close()
+    return ('silent client dropped after %.1f s, mid-handshake after %.1f s; '
+            'the one in transmission still served' % (t, t2))
 
 
 @scenario

@@ -16,7 +16,8 @@
 # (nbdinfo, and nbdcopy at the end) must still get the right bytes; at the
 # end no connection may be left open in the server.  Then a client that
 # stalls in the handshake must be dropped after --handshake-timeout 2, by
-# either loop (each keeps its own handshake deadline).
+# either loop (each keeps its own handshake deadline), while one that
+# finished its handshake and then idled past the deadline is still served.
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 

@@ -12,7 +12,9 @@
 # and with --no-io-uring; 8 concurrent nbdcopy clients all get identical
 # bytes; SIGTERM ends the server with 0, also while fio is reading;
 # --tcp 127.0.0.1:0 serves the same bytes; --run runs a client with $uri
-# and passes its exit status on.
+# and passes its exit status on (128 + N for a signal), with no $port
+# without a TCP listener, and SIGTERM to the server reaches it; option
+# values and combinations README.md does not allow are refused (exit 2).
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 
@@ -257,5 +259,57 @@ read -r us port uri <<<"$got"
 [ "$us" = "$T/run3.sock" ] || fail "--run: \$unixsocket" "$T/run3.sock" "$us"
 [ "$uri" = "nbd://127.0.0.1:$port/" ] || fail "--run: \$port against \$uri" "nbd://127.0.0.1:$port/" "$uri"
 ok "--run works; \$unixsocket and \$port are the server's"
+
+check "--run: no \$port without TCP; a signal's status; SIGTERM to the server reaches CMD"
+# The caller's $port is not passed on when there is no TCP listener.
+got=$(port=1 timeout 60 "$EROFS_NBD" --export "$src" --esp no --unix "$T/run4.sock" \
+	--run 'echo "[${port-unset}]"') || fail "--run with only --unix failed"
+[ "$got" = "[unset]" ] || fail "--run without --tcp: \$port" "[unset]" "$got"
+rc=0
+timeout 60 "$EROFS_NBD" --export "$src" --esp no --unix "$T/run5.sock" \
+	--run 'kill -KILL $$' >/dev/null || rc=$?
+[ $rc = 137 ] || fail "--run CMD killed by SIGKILL: exit status" 137 "$rc"
+# The server passes its SIGTERM on to CMD (whose signals it unblocked),
+# waits for it and exits with its status.
+"$EROFS_NBD" --export "$src" --esp no --unix "$T/run6.sock" \
+	--run "touch '$T/run6.started'; exec sleep 60" >/dev/null 2>"$T/run6.err" &
+run_pid=$!
+cleanup_fn kill "$run_pid"
+for ((i = 0; i < 600; i++)); do [ -e "$T/run6.started" ] && break; sleep 0.1; done
+[ -e "$T/run6.started" ] || fail "--run 'exec sleep 60' did not start"
+sleep 0.5	# from touch to exec
+t0=$SECONDS
+kill -TERM "$run_pid"
+rc=0
+# Running: not a zombie waiting for wait below.
+running() { grep -qs '^State:[[:space:]]*[^Z]' "/proc/$1/status"; }
+for ((i = 0; i < 100; i++)); do running "$run_pid" || break; sleep 0.1; done
+running "$run_pid" && fail "the server with --run CMD still runs 10 s after SIGTERM"
+wait "$run_pid" || rc=$?
+[ $rc = 143 ] || fail "SIGTERM to the server while --run CMD runs: exit status" 143 "$rc"
+ok "\$port unset, 137 for SIGKILL, SIGTERM passed on (exit 143 in $((SECONDS - t0)) s)"
+
+check "usage errors: exit 2"
+# usage_rc ARG...: erofs-nbd exits 2 (bad usage) with ARG..., serving nothing.
+usage_rc()
+{
+	local rc=0
+	timeout 30 "$EROFS_NBD" "$@" >/dev/null 2>"$T/usage.err" </dev/null || rc=$?
+	[ $rc = 2 ] || fail "erofs-nbd $*: exit status" 2 "$rc: $(cat "$T/usage.err")"
+}
+usage_rc --export "$src" --handshake-timeout 0 --unix "$T/u.sock"
+usage_rc --export "$src" --handshake-timeout 86401 --unix "$T/u.sock"
+usage_rc --export "$src" --export "$T" --unix "$T/u.sock"
+usage_rc --export "$src" --write-image "$T/u.img" --unix "$T/u.sock"
+usage_rc --export "$src" --write-image "$T/u.img" --tcp 0
+usage_rc --export "$src" --label 0123456789abcdef --write-image "$T/u.img"
+SOURCE_DATE_EPOCH=yesterday usage_rc --export "$src" --write-image "$T/u.img"
+usage_rc --export "$src" --aufs-whiteouts --write-image "$T/u.img"
+usage_rc --export "$src" --storage-root "$T" --write-image "$T/u.img"
+usage_rc --export "$src" --userxattr --write-image "$T/u.img"
+usage_rc --export "$src" stray-argument --write-image "$T/u.img"
+[ ! -e "$T/u.img" ] || fail "a usage error wrote an image"
+[ ! -e "$T/u.sock" ] || fail "a usage error left a socket"
+ok "bad --handshake-timeout, --export twice, --write-image with a listener, a 16-byte --label, bad SOURCE_DATE_EPOCH, options without the tree they go with, a stray argument"
 
 echo "PASS: $TEST_NAME"

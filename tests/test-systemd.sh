@@ -13,7 +13,8 @@
 # SIGTERM brings STOPPING=1 and exit 0, and the socket file, which belongs
 # to the manager, is left in place.  --run under activation shows that
 # LISTEN_* and NOTIFY_SOCKET are not passed on.  LISTEN_PID naming another
-# process is ignored; a malformed LISTEN_FDS is an error.
+# process is ignored; a malformed LISTEN_FDS is an error.  Activation
+# implies -f: without it the process started is still the one serving.
 #
 # The hardened unit in miniature: setpriv gives the server what the unit
 # gives it (uid nobody, CAP_DAC_READ_SEARCH ambient and alone in the
@@ -24,7 +25,9 @@
 #
 # --pidfile (background mode: the serving process's pid, which READY=1
 # also names as MAINPID=; removed on exit) and --exit-with-parent (the
-# server stops when its parent exits, and cleans up).
+# server stops when its parent exits, and cleans up; also after --user
+# nobody, whose uid change clears the parent-death signal, and READY=1
+# still reaches a NOTIFY_SOCKET only root may write to).
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 
@@ -205,15 +208,19 @@ ok "stopped cleanly"
 check "--run under activation: children see no LISTEN_* or NOTIFY_SOCKET"
 rm -f "$sock"
 start_notify "$T/notify2.sock" "$T/notify2.log"
+# The command waits for the triggering client to be done: the server
+# stops when the command ends, and would drop that client mid-handshake.
 timeout 120 systemd-socket-activate -l "$sock" --fdname=nbd -E NOTIFY_SOCKET="$T/notify2.sock" \
-	"$EROFS_NBD" --export "$src" --run "env >'$T/env'; nbdinfo --size \"\$uri\" >'$T/run.size'" \
+	"$EROFS_NBD" --export "$src" --run "env >'$T/env'; nbdinfo --size \"\$uri\" >'$T/run.size'
+		while [ ! -e '$T/trigger.done' ]; do sleep 0.1; done" \
 	>/dev/null 2>"$T/run.err" &
 run_pid=$!
 cleanup_fn kill "$run_pid"
 wait_for_socket "$sock"
 # The first connection starts it.
-timeout 120 nbdinfo --size "nbd+unix:///root?socket=$sock" >/dev/null ||
+timeout 110 nbdinfo --size "nbd+unix:///root?socket=$sock" >/dev/null ||
 	fail "--run under activation: the triggering client failed"
+touch "$T/trigger.done"
 wait "$run_pid" || { cat "$T/run.err"; fail "--run under activation failed"; }
 grep -Eqx '[0-9]+' "$T/run.size" || fail "--run: nbdinfo --size \$uri" "a size" "$(cat "$T/run.size")"
 if grep -E '^(LISTEN_(PID|FDS|FDNAMES|PIDFDID)|NOTIFY_SOCKET)=' "$T/env"; then
@@ -241,6 +248,21 @@ bash -c 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"' _ "$EROFS_NBD" -f --export "$src"
 cat "$T/bad.err"
 [ $rc = 1 ] || fail "a passed fd that is not a socket" "exit 1" "exit $rc"
 ok "foreign LISTEN_PID ignored, malformed LISTEN_FDS and non-socket fds refused"
+
+check "socket activation implies -f: without it, the process started serves"
+sock=$T/fg.sock
+rm -f "$sock"
+systemd-socket-activate -l "$sock" "$EROFS_NBD" --export "$src" >/dev/null 2>"$T/fg.err" &
+fg_pid=$!
+SRV_LOG=$T/fg.err
+cleanup_fn stop_server "$fg_pid"
+wait_for_socket "$sock"
+timeout 120 nbdinfo --size "nbd+unix:///root?socket=$sock" >/dev/null ||
+	fail "activation without -f: nbdinfo failed"
+[ "$(readlink "/proc/$fg_pid/exe")" = "$EROFS_NBD" ] ||
+	fail "activation without -f: the server went into the background"
+stop_server "$fg_pid" || fail "activation without -f: exit status $? on SIGTERM"
+ok "stayed in the foreground"
 
 # --- the hardened unit in miniature ----------------------------------------------------
 check "as the unit runs it: nobody, CAP_DAC_READ_SEARCH ambient, io_uring and capset refused"
@@ -338,3 +360,25 @@ for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; 
 kill -0 "$pid" 2>/dev/null && fail "the server outlived its parent by 10 s"
 [ -e "$T/ewp.sock" ] && fail "the server did not remove its socket on the way out"
 ok "stopped with its parent and cleaned up"
+
+check "--exit-with-parent --user nobody: stops with its parent; READY=1 to a root-only socket"
+start_notify "$T/notify5.sock" "$T/notify5.log"
+chmod 0600 "$T/notify5.sock"	# connected as root: nobody may not write to it
+# The parent waits until the server has switched to nobody, then exits.
+bash -c 'NOTIFY_SOCKET=$6 "$1" -v --export "$2" --unix "$3" --exit-with-parent \
+	--user nobody >/dev/null 2>"$4" &
+	echo $! >"$5"
+	for ((i = 0; i < 1200; i++)); do
+		grep -q "capabilities left" "$4" 2>/dev/null && exit 0
+		sleep 0.1
+	done
+	exit 1' _ "$EROFS_NBD" "$src" "$T/ewp2.sock" "$T/ewp2.err" "$T/ewp2.pid" \
+	"$T/notify5.sock" || fail "the parent did not see the server drop privileges"
+pid=$(cat "$T/ewp2.pid")
+cleanup_fn kill "$pid"
+for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "--user nobody: the server outlived its parent by 10 s"
+wait_for_line "$T/notify5.log" 'READY=1' 10 ||
+	fail "--user nobody: no READY=1 on a socket only root may write" "READY=1" \
+	"$(cat "$T/notify5.log"; tail -n 3 "$T/ewp2.err")"
+ok "stopped with its parent after the uid change; READY=1 sent"

@@ -29,9 +29,11 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -815,6 +817,184 @@ static void test_plain_disc_drain(void **state)
 	unlink(sock);
 }
 
+/* A loop serving cfg on a fresh Unix socket, in a thread of its own. */
+struct test_server {
+	struct loop_arg a;
+	struct sockaddr_un sa;
+	pthread_t tid;
+	int lfd, efd;
+};
+
+static void server_start(struct test_server *s, bool uring)
+{
+	s->sa = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	snprintf(s->sa.sun_path, sizeof(s->sa.sun_path), "%s.sock", path);
+	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&s->sa, sizeof(s->sa)), 0);
+	assert_int_equal(listen(s->lfd, 16), 0);
+	s->efd = eventfd(0, EFD_CLOEXEC);
+	s->a = (struct loop_arg){ .cfg = cfg };
+	s->a.cfg.listen_fds = &s->lfd;
+	s->a.cfg.nlisten = 1;
+	s->a.cfg.stop_fd = s->efd;
+	s->a.cfg.use_io_uring = uring;
+	assert_int_equal(pthread_create(&s->tid, NULL, loop_thread, &s->a), 0);
+}
+
+/* Connects, runs the simple-reply handshake for "root"; returns the fd. */
+static int server_client(struct test_server *s)
+{
+	uint8_t b[256], hs[18 + 86];
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(fd, (struct sockaddr *)&s->sa, sizeof(s->sa)), 0);
+	size_t n = mkhandshake(b, false, false);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	read_exact(fd, hs, sizeof(hs));
+	assert_int_equal(get_be32(hs + 18 + 66 + 12), NBD_REP_ACK);
+	return fd;
+}
+
+/* Signals the stop; the loop must have returned 0 within secs seconds. */
+static void server_stop(struct test_server *s, int secs)
+{
+	uint64_t one = 1;
+	struct timespec ts;
+	assert_int_equal(write(s->efd, &one, sizeof(one)), sizeof(one));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += secs;
+	assert_int_equal(pthread_timedjoin_np(s->tid, NULL, &ts), 0);
+	assert_int_equal(s->a.ret, 0);
+	close(s->efd);
+	close(s->lfd);
+	unlink(s->sa.sun_path);
+}
+
+/*
+ * A client that half-closes (shutdown SHUT_WR) right after its requests,
+ * at a message boundary: EOF ends the input, not the connection, so every
+ * READ in flight is still answered before the server closes (A7.4), as
+ * after DISC.
+ */
+static void run_half_close(bool uring)
+{
+	enum { NREQ = 64, LEN = 1000 };
+	struct test_server s;
+	uint8_t b[NREQ * 28], data[LEN];
+	bool seen[NREQ] = { false };
+	size_t n = 0;
+
+	server_start(&s, uring);
+	int fd = server_client(&s);
+	for (unsigned int i = 0; i < NREQ; i++)
+		n += mkreq(b + n, 0, NBD_CMD_READ, 0x3000 + i, i * 50, LEN);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	for (unsigned int i = 0; i < NREQ; i++) {
+		uint8_t h[16];
+		read_exact(fd, h, 16);
+		assert_int_equal(get_be32(h), 0x67446698);
+		assert_int_equal(get_be32(h + 4), 0);
+		uint64_t k = get_be64(h + 8) - 0x3000;
+		assert_true(k < NREQ && !seen[k]);
+		seen[k] = true;
+		read_exact(fd, data, LEN);
+		assert_memory_equal(data, expect + k * 50, LEN);
+	}
+	assert_int_equal(read(fd, b, 1), 0);
+	close(fd);
+	server_stop(&s, 10);
+}
+
+static void test_uring_half_close(void **state)
+{
+	if (srv_uring_probe() < 0)
+		skip();
+	run_half_close(true);
+}
+
+static void test_plain_half_close(void **state)
+{
+	run_half_close(false);
+}
+
+/*
+ * The io_uring loop's back-pressure and its stop:
+ *
+ *   - a client that sends READs and never reads a reply: once its
+ *     in-flight budget is used up the server stops taking its input, so
+ *     the client can write only what the socket and the server's input
+ *     buffer hold (well under 1 MiB here), not the 4 MiB of requests
+ *     (and 75 MiB of replies the server would queue) it tries;
+ *   - on the stop an idle client (handshake done, nothing in flight) is
+ *     closed at once, not only after the stop's grace period (5 s);
+ *   - the client that does not read is dropped after that grace period:
+ *     the loop returns within 15 s, where it would wait for it forever.
+ */
+static void test_uring_backpressure_stop(void **state)
+{
+	enum { LEN = 512, CHUNK = 1024 * 28, TOTAL = 150 * CHUNK };
+	static uint8_t b[CHUNK];
+	struct test_server s;
+	size_t written = 0;
+	int sndbuf = 64 << 10;
+
+	if (srv_uring_probe() < 0)
+		skip();
+	server_start(&s, true);
+	int fd = server_client(&s);
+	int idle = server_client(&s);
+	for (size_t n = 0; n < CHUNK; n += 28)
+		mkreq(b + n, 0, NBD_CMD_READ, n, 0, LEN);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	assert_int_equal(fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+	while (written < TOTAL) {
+		ssize_t w = write(fd, b + written % CHUNK, CHUNK - written % CHUNK);
+		if (w > 0) {
+			written += (size_t)w;
+			continue;
+		}
+		assert_true(w < 0 && errno == EAGAIN);
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		if (poll(&pfd, 1, 500) == 0)
+			break;	/* the server takes no more */
+	}
+	assert_true(written < (1 << 20));
+
+	struct timespec t0, t1;
+	uint64_t one = 1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(write(s.efd, &one, sizeof(one)), sizeof(one));
+	struct pollfd pfd = { .fd = idle, .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 3000), 1);
+	assert_int_equal(read(idle, b, 1), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 3);
+	close(idle);
+	/* server_stop() signals again: the eventfd only counts up. */
+	server_stop(&s, 15);
+	close(fd);
+}
+
+/*
+ * srv_client_limit() under a low open file limit: what is free is shared
+ * between clients (half) and the source cache, so neither can take every
+ * fd; a cache left with none would reopen every file on every read.
+ */
+static void test_client_limit(void **state)
+{
+	struct rlimit old, low;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	if (old.rlim_max < 256)
+		skip();
+	low = (struct rlimit){ .rlim_cur = 256, .rlim_max = old.rlim_max };
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	srv_client_limit(&srv, 0, 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_true(srv.max_clients >= 1 && srv.max_clients <= 128);
+	assert_true(srv.cache.max_open >= 32 && srv.cache.max_open < 256);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -835,6 +1015,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_uring_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plain_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_plain_disc_drain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uring_half_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_plain_half_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_uring_backpressure_stop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_client_limit, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
