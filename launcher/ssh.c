@@ -178,13 +178,43 @@ int ssh_probe(const struct launch *l)
 	return memcmp(buf, "SSH-", 4) == 0 ? 0 : -EPROTO;
 }
 
+/*
+ * s with each '%' doubled, malloc'ed: ssh expands % tokens in
+ * IdentityFile, UserKnownHostsFile and ProxyCommand (ssh_config(5)
+ * TOKENS), and "%%" is its literal '%'.  NULL when out of memory.
+ */
+static char *ssh_percent_escape(const char *s)
+{
+	char *e = malloc(2 * strlen(s) + 1);
+	size_t n = 0;
+
+	if (!e)
+		return NULL;
+	for (; *s; s++) {
+		e[n++] = *s;
+		if (*s == '%')
+			e[n++] = '%';
+	}
+	e[n] = '\0';
+	return e;
+}
+
 int ssh_build_argv(struct launch *l, struct strv *a)
 {
+	/* ssh also expands ${VAR} in these two (ssh_config(5) ENVIRONMENT
+	 * VARIABLES), with no way to write a literal "${". */
+	if (strstr(l->ssh_key, "${") || strstr(l->known_hosts, "${"))
+		return -EINVAL;
 	strv_add(a, "ssh");
 	strv_add(a, "-F");
 	strv_add(a, "none");	/* no user or system configuration */
-	strv_add(a, "-i");
-	strv_add(a, l->ssh_key);
+	/* -o IdentityFile, not -i: ssh checks an -i path as written, before
+	 * its % expansion, so a path with a '%' could not pass both. */
+	_cleanup_free_ char *key = ssh_percent_escape(l->ssh_key);
+	if (!key)
+		return -ENOMEM;
+	strv_add(a, "-o");
+	strv_addf(a, "IdentityFile=%s", key);
 	const char *opts[] = {
 		"IdentitiesOnly=yes", "IdentityAgent=none", "BatchMode=yes",
 		"GlobalKnownHostsFile=/dev/null", "StrictHostKeyChecking=accept-new",
@@ -195,24 +225,20 @@ int ssh_build_argv(struct launch *l, struct strv *a)
 		strv_add(a, "-o");
 		strv_add(a, opts[i]);
 	}
+	_cleanup_free_ char *kh = ssh_percent_escape(l->known_hosts);
+	if (!kh)
+		return -ENOMEM;
 	strv_add(a, "-o");
-	strv_addf(a, "UserKnownHostsFile=%s", l->known_hosts);
+	strv_addf(a, "UserKnownHostsFile=%s", kh);
 	if (l->vmm == VMM_VFKIT) {
-		/* ssh runs ProxyCommand with the user's shell and expands %
-		 * tokens in it: both paths quoted, '%' doubled. */
+		/* ssh runs ProxyCommand with the user's shell: both paths
+		 * quoted, then '%' doubled. */
 		char *pv[] = { l->self_exe, "--proxy-unix", l->ssh_sock, NULL };
 		_cleanup_free_ char *q = shell_quote_argv(pv);
-		_cleanup_free_ char *e = q ? malloc(2 * strlen(q) + 1) : NULL;
-		size_t n = 0;
+		_cleanup_free_ char *e = q ? ssh_percent_escape(q) : NULL;
 
 		if (!e)
 			return -ENOMEM;
-		for (const char *p = q; *p; p++) {
-			e[n++] = *p;
-			if (*p == '%')
-				e[n++] = '%';
-		}
-		e[n] = '\0';
 		strv_add(a, "-o");
 		strv_addf(a, "ProxyCommand=%s", e);
 	} else {

@@ -262,6 +262,13 @@ static int rundir_paths(struct launch *l)
 		if (!*paths[i])
 			return -ENOMEM;
 	}
+	/* ssh expands ${VAR} in the key's and known_hosts' paths and has no
+	 * escape for it ('%' it has: ssh_build_argv() doubles those). */
+	if (l->ssh && strstr(l->run_dir, "${")) {
+		log_error("runtime directory '%s': ssh would expand its \"${\"; use --runtime-dir",
+			  l->run_dir);
+		return -EINVAL;
+	}
 	/* qmp-ev.sock is the longest socket name. */
 	if (strlen(l->qmp_ev_sock) > SOCK_PATH_MAX) {
 		log_error("runtime directory '%s' is too long for Unix socket paths"

@@ -34,11 +34,30 @@
 #              a dead server must bring "HardStop" at once (exit 3); with
 #              --ssh, SIGQUIT while COMMAND runs must still POST "Stop"
 #              (answered late: no interrupted request), exit 131
+#   kvm-*      (with /dev/kvm) a stand-in QEMU that aborts under KVM:
+#              --accel auto retries with TCG (also an EFI boot, with a
+#              fresh variable store), --accel kvm does not, nor does a
+#              failure after the first 10 s (exit 4)
+#   vf-twice   a second signal while the guest ignores Stop: HardStop at
+#              once, not after --grace; vf-refused: the same when vfkit
+#              answers Stop with an error; vf-sigkill: the launcher
+#              killed with SIGKILL takes its children along; vf-ssh7:
+#              COMMAND's status, --ssh-key and the throwaway key both
+#              authorized, ssh run with -T -l root
+#   stubborn   a VMM that ignores SIGTERM is killed 5 s after the hard stop
+#   no-sshd    a forward that accepts with no sshd behind it: ssh is not
+#              started, --ssh-timeout ends the run (255)
 #   q-*        QEMU dry runs: pflash pair, read-only NBD blockdev, QMP,
-#              doubled commas, --connect over TCP, SMBIOS credential
-#   errors     usage errors (2), a server that dies before READY=1 and one
-#              that never sends it (1), --boot efi on a tree with no boot
-#              loader (1, before QEMU starts)
+#              doubled commas (also in the socket path and export name),
+#              --connect over TCP, SMBIOS credential, -cpu host with
+#              --accel kvm, ssh forwarded from 127.0.0.1 only, aarch64
+#              kernel boot (ttyAMA0, the key on the command line, TCG)
+#   errors     usage errors (2), a server that dies before READY=1, one
+#              that never sends it and one whose child sends it (1), a
+#              signal while waiting for READY=1 (128+N), a server deaf
+#              to SIGTERM (killed 10 s later), --connect to a non-NBD
+#              server (1), --boot efi on a tree with no boot loader (1,
+#              before QEMU starts)
 # After every launch: no process it started is left (PIDs from its -v
 # log, never by name), its runtime directory and sockets are gone.
 #
@@ -372,6 +391,56 @@ EOF_FAKE
 	grep -q "failed: killed by signal 6" "$work/kvm-kvm.err" ||
 		fail "kvm-kvm: no message about QEMU's failure"
 	ok "kvm-kvm: with --accel kvm there is no retry"
+
+	# kvm-efi: the retry of an EFI boot gets a fresh copy of the variable
+	# store (the first run left its copy in the runtime directory).  The
+	# stand-in aborts under KVM and otherwise only compares its unit=1
+	# pflash file with the template; no guest boots.
+	check "kvm-efi: the TCG retry of an EFI boot, a fresh variable store"
+	head -c 65536 /dev/urandom >"$work/fw-vars.fd"
+	: >"$work/fw-code.fd"
+	fakee=$work/fake-qemu-efi
+	cat >"$fakee" <<EOF_FAKE
+#!/bin/sh
+for a in "\$@"; do
+	case \$a in
+	kvm) kill -ABRT \$\$ ;;
+	if=pflash,*unit=1,file=*) cmp -s "\${a#*file=}" "$work/fw-vars.fd" || exit 9 ;;
+	esac
+done
+exit 0
+EOF_FAKE
+	chmod +x "$fakee"
+	"$LAUNCH" -v --server "$EROFS_NBD" --vmm-binary "$fakee" --accel auto --boot efi \
+		--export "$ktree" --server-opt --esp --server-opt auto \
+		--firmware "$work/fw-code.fd" --firmware-vars "$work/fw-vars.fd" \
+		--console-log "$work/kvm-efi.con" --runtime-dir "$work/run-kvm-efi" </dev/null \
+		>"$work/kvm-efi.out" 2>"$work/kvm-efi.err" && LRC=0 || LRC=$?
+	sed 's/^/  | /' "$work/kvm-efi.err"
+	expect_rc kvm-efi 0
+	[ "$(grep -c "^erofs-nbd-launch: started $fakee" "$work/kvm-efi.err")" = 2 ] ||
+		fail "kvm-efi: QEMU was not started exactly twice"
+	nothing_left kvm-efi "$work/run-kvm-efi"
+
+	# kvm-late: QEMU with KVM failing after its first 10 s is not a
+	# start-up failure: no retry, exit 4.
+	check "kvm-late: QEMU with KVM fails 11 s after its start: no retry"
+	fakel=$work/fake-qemu-late
+	cat >"$fakel" <<'EOF_LATE'
+#!/bin/sh
+for a in "$@"; do [ "$a" = kvm ] && { sleep 11; exit 1; }; done
+exit 0
+EOF_LATE
+	chmod +x "$fakel"
+	"$LAUNCH" -v --server "$EROFS_NBD" --vmm-binary "$fakel" --accel auto --boot kernel \
+		--export "$ktree" --console-log "$work/kvm-late.con" \
+		--runtime-dir "$work/run-kvm-late" </dev/null >"$work/kvm-late.out" \
+		2>"$work/kvm-late.err" && LRC=0 || LRC=$?
+	sed 's/^/  | /' "$work/kvm-late.err"
+	expect_rc kvm-late 4
+	grep -q "trying once more with TCG" "$work/kvm-late.err" &&
+		fail "kvm-late: a failure after the start-up window was retried"
+	nothing_left kvm-late "$work/run-kvm-late"
 else
 	echo "SKIP (kvm-retry cases only): no usable /dev/kvm, so --accel auto never picks KVM"
 fi
@@ -387,6 +456,11 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 		--runtime-dir "$work/run-vf-stop" --grace 30
 	wait_log vf-stop '^FAKE-VFKIT-READY' "$work/vf-stop.con"
 	[ -S "$work/run-vf-stop/rest.sock" ] || fail "vf-stop: no rest.sock in the runtime directory"
+	# The launcher's own sockets are its only (0600), not just by the directory.
+	for s in nbd.sock notify; do
+		[ "$(stat -c %a "$work/run-vf-stop/$s")" = 600 ] ||
+			fail "vf-stop: mode of $s" 600 "$(stat -c %a "$work/run-vf-stop/$s")"
+	done
 	kill -TERM "$LPID"
 	finish vf-stop
 	expect_rc vf-stop 143
@@ -410,6 +484,60 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 	expect_value vf-hard FAKE-VFKIT-NBD-EXPORT disk
 	expect_value vf-hard FAKE-VFKIT-STATE HardStop
 	nothing_left vf-hard "$work/run-vf-hard"
+
+	check "vfkit-twice: the guest ignores Stop, a second signal: HardStop at once"
+	FAKE_VFKIT_IGNORE_STOP=1 launch vf-twice --vmm vfkit --vmm-binary "$fake" --boot kernel \
+		--export "$ktree" --runtime-dir "$work/run-vf-twice" --grace 60
+	wait_log vf-twice '^FAKE-VFKIT-READY' "$work/vf-twice.con"
+	kill -TERM "$LPID"
+	wait_log vf-twice '^FAKE-VFKIT-STATE=Stop' "$work/vf-twice.con"
+	kill -HUP "$LPID"
+	start=$SECONDS
+	finish vf-twice
+	expect_rc vf-twice 143		# the first signal's
+	[ $((SECONDS - start)) -le 20 ] ||
+		fail "vf-twice: the second signal did not stop the VM hard (took $((SECONDS - start)) s)"
+	expect_value vf-twice FAKE-VFKIT-STATE HardStop
+	nothing_left vf-twice "$work/run-vf-twice"
+
+	check "vfkit-refused: vfkit answers Stop with 500: HardStop at once"
+	FAKE_VFKIT_REFUSE_STOP=1 launch vf-refused --vmm vfkit --vmm-binary "$fake" --boot kernel \
+		--export "$ktree" --runtime-dir "$work/run-vf-refused" --grace 60
+	wait_log vf-refused '^FAKE-VFKIT-READY' "$work/vf-refused.con"
+	kill -TERM "$LPID"
+	start=$SECONDS
+	finish vf-refused
+	expect_rc vf-refused 143
+	[ $((SECONDS - start)) -le 20 ] ||
+		fail "vf-refused: a refused Stop was taken for accepted (took $((SECONDS - start)) s)"
+	grep -q "could not ask the guest to power off" "$work/vf-refused.err" ||
+		fail "vf-refused: no message about the failed request"
+	expect_value vf-refused FAKE-VFKIT-STATE HardStop
+	nothing_left vf-refused "$work/run-vf-refused"
+
+	# The launcher killed with SIGKILL cannot stop anything: its
+	# children must go by themselves (PR_SET_PDEATHSIG); the runtime
+	# directory stays (README).
+	check "vfkit-sigkill: the launcher killed with SIGKILL: its children end too"
+	launch vf-sigkill --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+		--runtime-dir "$work/run-vf-sigkill" --grace 30
+	wait_log vf-sigkill '^FAKE-VFKIT-READY' "$work/vf-sigkill.con"
+	kill -KILL "$LPID"
+	wait "$LPID" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		alive=()
+		for pid in $(sed -n 's/^erofs-nbd-launch: started .* (pid \([0-9]*\)).*/\1/p' "$work/vf-sigkill.err"); do
+			kill -0 "$pid" 2>/dev/null && alive+=("$pid")
+		done
+		[ ${#alive[@]} = 0 ] && break
+		sleep 0.1
+	done
+	if [ ${#alive[@]} != 0 ]; then
+		kill -KILL "${alive[@]}" 2>/dev/null || true
+		fail "vf-sigkill: still running 10 s after the launcher's SIGKILL: ${alive[*]}"
+	fi
+	rm -rf "$work/run-vf-sigkill"
+	nothing_left vf-sigkill
 
 	check "vfkit-kill: erofs-nbd dies: HardStop at once, exit 3"
 	launch vf-kill --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
@@ -435,11 +563,26 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 			fail "vf-ssh: the argument did not come back byte for byte" "$weird" "$(cat "$work/vf-ssh.out")"
 		expect_value vf-ssh FAKE-VFKIT-STATE Stop
 		nothing_left vf-ssh "$work/run-vf-ssh"
-		launch vf-ssh7 --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
-			--runtime-dir "$work/run-vf-ssh7" --grace 30 -- sh -c 'exit 7'
+		# With --ssh-key both keys are authorized (one line each).
+		launch vf-ssh7 -v --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+			--runtime-dir "$work/run-vf-ssh7" --grace 30 --ssh-key "$work/key.pub" \
+			-- sh -c 'exit 7'
 		finish vf-ssh7
 		expect_rc vf-ssh7 7
+		# (-vv shows ssh's argv.)  No terminal for COMMAND even when
+		# stdin is one (-T), and the guest's root, whoever runs this.
+		sshargs=$'\1'$(sed -n 's/^erofs-nbd-launch: debug: ssh: //p' "$work/vf-ssh7.err" | tr '\n' '\1')
+		[[ $sshargs == *$'\1-T\1-l\1root\1erofs-nbd-guest\1--\1'* ]] ||
+			fail "vf-ssh7: ssh's argv lacks '-T -l root erofs-nbd-guest --'" "$(tr '\1' ' ' <<<"$sshargs")"
+		expect_value vf-ssh7 FAKE-VFKIT-SSH-KEYS 2
 		nothing_left vf-ssh7 "$work/run-vf-ssh7"
+		# '%' in the runtime directory: ssh would expand %h in the key's,
+		# known_hosts' and ProxyCommand's paths unless doubled.
+		launch vf-ssh-pct --vmm vfkit --vmm-binary "$fake" --boot kernel --export "$ktree" \
+			--runtime-dir "$work/run-vf%h%%ssh" --grace 30 -- sh -c 'exit 7'
+		finish vf-ssh-pct
+		expect_rc vf-ssh-pct 7
+		nothing_left vf-ssh-pct "$work/run-vf%h%%ssh"
 		ok "vf-ssh: COMMAND's bytes and exit status through vsock 22"
 
 		# A signal while COMMAND runs: ssh ends first, and its SIGCHLD
@@ -464,6 +607,56 @@ if command -v nbdinfo >/dev/null && command -v python3 >/dev/null; then
 	fi
 else
 	echo "SKIP (vfkit stand-in cases only): no nbdinfo or python3"
+fi
+
+# --- stubborn: a VMM that ignores SIGTERM -------------------------------------------------
+# A stand-in QEMU with no QMP socket (so the power-off request fails and
+# the hard stop comes at once) that ignores SIGTERM: SIGKILL 5 s later.
+check "stubborn: a VMM that ignores SIGTERM is killed"
+stub=$work/stubborn-qemu
+printf '#!/bin/sh\ntrap "" TERM\nexec sleep 600\n' >"$stub"
+chmod +x "$stub"
+launch stubborn --vmm-binary "$stub" --boot kernel --export "$ktree" \
+	--runtime-dir "$work/run-stubborn" --grace 60
+wait_log stubborn "^erofs-nbd-launch: started $stub" "$work/stubborn.err"
+sleep 0.5
+kill -TERM "$LPID"
+start=$SECONDS
+finish stubborn
+expect_rc stubborn 143
+[ $((SECONDS - start)) -le 20 ] || fail "stubborn: the launcher took $((SECONDS - start)) s"
+grep -q "did not stop; killing it" "$work/stubborn.err" ||
+	fail "stubborn: the VMM was not killed after the hard stop"
+nothing_left stubborn "$work/run-stubborn"
+
+# --- no-sshd: a forward that accepts, with no sshd behind it ---------------------------
+# QEMU's user-mode forward accepts (and closes) connections before the
+# guest's sshd runs: only sshd's banner may start ssh.
+if command -v python3 >/dev/null && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; then
+	check "no-sshd: a port that accepts and closes is no sshd: --ssh-timeout, 255"
+	nosshd=$work/accepting-qemu
+	cat >"$nosshd" <<'EOF_NOSSHD'
+#!/usr/bin/python3
+# Listens where QEMU's hostfwd would, and closes each connection at once.
+import re, socket, sys
+port = [int(m.group(1)) for a in sys.argv
+        for m in [re.search(r"hostfwd=tcp:127\.0\.0\.1:(\d+)-:22", a)] if m][0]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(8)
+while True:
+    s.accept()[0].close()
+EOF_NOSSHD
+	chmod +x "$nosshd"
+	launch no-sshd --vmm-binary "$nosshd" --boot kernel --export "$ktree" \
+		--runtime-dir "$work/run-no-sshd" --ssh-timeout 3 -- true
+	finish no-sshd
+	expect_rc no-sshd 255
+	grep -q "sshd did not answer within 3 s" "$work/no-sshd.err" ||
+		fail "no-sshd: no --ssh-timeout message"
+	grep -q "started ssh (pid" "$work/no-sshd.err" && fail "no-sshd: ssh was started with no sshd banner"
+	nothing_left no-sshd "$work/run-no-sshd"
 fi
 
 # --- QEMU dry runs ------------------------------------------------------------------------
@@ -506,6 +699,32 @@ has q-kernel -kernel "$ktree/boot/vmlinuz-$kver" -initrd "$ktree/boot/initrd.img
 	-append "root=/dev/vda rootfstype=erofs ro console=ttyS0 systemd.volatile=overlay quiet"
 has q-kernel -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=$run/nbd.sock,export=root,read-only=on"
 ok "q-kernel: the tree's kernel, the root export"
+qdry q-kvm --boot kernel --export "$ktree" --runtime-dir "$run" --accel kvm
+has q-kvm -machine q35 -accel kvm -cpu host
+ok "q-kvm: --accel kvm, the host's CPU model"
+# Commas in the socket path and the export name are doubled too.
+qdry q-commas --boot efi --connect 'nbd+unix:///a,b?socket=/tmp/x,y/nbd.sock' --runtime-dir "$run"
+has q-commas -blockdev "driver=nbd,node-name=disk0,server.type=unix,server.path=/tmp/x,,y/nbd.sock,export=a,,b,read-only=on"
+ok "q-commas: socket path and export name escaped for -blockdev"
+# A COMMAND: guest port 22 forwarded from loopback only, the console
+# off the terminal (which is the session's).
+qdry q-ssh --boot kernel --export "$ktree" --runtime-dir "$run" -- true
+grep -qxE 'user,model=virtio-net-pci,hostfwd=tcp:127\.0\.0\.1:[0-9]+-:22' "$work/q-ssh.out" ||
+	fail "q-ssh: ssh forward" "user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:PORT-:22" \
+	"$(grep hostfwd "$work/q-ssh.out")"
+has q-ssh -chardev "file,id=con0,path=$run/console" -serial chardev:con0
+ok "q-ssh: hostfwd from 127.0.0.1 only, the console in the runtime directory"
+# aarch64 direct kernel boot (no firmware, no SMBIOS): the key goes on the
+# command line in both forms, the console is ttyAMA0, and --accel auto
+# never picks KVM for a guest of another architecture.
+qdry q-arm64 --arch aarch64 --boot kernel --export "$ktree" --runtime-dir "$run" \
+	--kernel "$ktree/boot/vmlinuz-$kver" --initrd "$ktree/boot/initrd.img-$kver" \
+	--ssh-key "$work/key.pub" --accel auto
+has q-arm64 qemu-system-aarch64
+has q-arm64 -machine virt -accel tcg -cpu max
+has q-arm64 -append "root=/dev/vda rootfstype=erofs ro console=ttyAMA0 systemd.volatile=overlay systemd.set_credential_binary=ssh.authorized_keys.root:$cred \"systemd.set_credential=ssh.authorized_keys.root:$key\""
+grep -qx -- -smbios "$work/q-arm64.out" && fail "q-arm64: -smbios without firmware to install it"
+ok "q-arm64: ttyAMA0, the key on the kernel command line, TCG"
 
 # --- errors ------------------------------------------------------------------------------
 check "errors: usage and start-up failures"
@@ -549,7 +768,77 @@ grep -q "exited before it was ready (exit status 7)" "$work/dies.err" ||
 	fail "dies: no 'exited before it was ready' message"
 grep -q "did not report READY=1 within 2 s" "$work/mute.err" ||
 	fail "mute: no READY=1 timeout message"
+# READY=1 from a child of the server, not from the server's pid, does
+# not count ("false" as the VMM: were it started, it would fail at once).
+if command -v python3 >/dev/null; then
+	cat >"$work/stranger" <<'EOF_STRANGER'
+#!/bin/sh
+python3 -c 'import os, socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])'
+exec sleep 600
+EOF_STRANGER
+	chmod +x "$work/stranger"
+	"$LAUNCH" -v --server "$work/stranger" --vmm-binary false --export "$ktree" --boot kernel \
+		--ready-timeout 2 --runtime-dir "$work/run-stranger" </dev/null >/dev/null \
+		2>"$work/stranger.err" && rc=0 || rc=$?
+	sed 's/^/  | /' "$work/stranger.err"
+	[ "$rc" = 1 ] || fail "stranger: launcher exit status" 1 "$rc"
+	grep -q "did not report READY=1 within 2 s" "$work/stranger.err" ||
+		fail "stranger: another process's READY=1 was taken for the server's"
+	nothing_left stranger "$work/run-stranger"
+fi
+# A stop signal while waiting for READY=1: 128+N, the server stopped.
+launch mute-sig --server "$work/mute" --export "$ktree" --boot kernel \
+	--runtime-dir "$work/run-mute-sig"
+wait_log mute-sig '^erofs-nbd-launch: started erofs-nbd' "$work/mute-sig.err"
+kill -TERM "$LPID"
+finish mute-sig
+expect_rc mute-sig 143
+grep -q "while erofs-nbd was starting" "$work/mute-sig.err" ||
+	fail "mute-sig: no message about the signal"
+grep -q "started qemu" "$work/mute-sig.err" && fail "mute-sig: QEMU was started"
+nothing_left mute-sig "$work/run-mute-sig"
 ok "errors: a dead or mute server fails the launch (exit 1)"
+
+# A server that ignores SIGTERM (and never gets ready) is killed 10 s
+# after it.
+printf '#!/bin/sh\ntrap "" TERM\nexec sleep 600\n' >"$work/deaf"
+chmod +x "$work/deaf"
+timeout -k 5 40 "$LAUNCH" -v --server "$work/deaf" --export "$ktree" --boot kernel \
+	--accel tcg --ready-timeout 1 --runtime-dir "$work/run-deaf" </dev/null >/dev/null \
+	2>"$work/deaf.err" && rc=0 || rc=$?
+deaf=$(pid_of deaf erofs-nbd)
+[ -z "$deaf" ] || cleanup_fn kill -KILL "$deaf"
+[ "$rc" = 1 ] || fail "deaf: launcher exit status" 1 "$rc"
+grep -q "erofs-nbd (pid [0-9]*) did not stop; killing it" "$work/deaf.err" ||
+	fail "deaf: the server was not killed after SIGTERM"
+nothing_left deaf "$work/run-deaf"
+
+# --connect to something that answers, but not as an NBD server (what an
+# ssh -L forward may reach): refused before the VMM starts.
+if command -v python3 >/dev/null; then
+	python3 - "$work/notnbd.sock" <<'EOF_NOTNBD' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(4)
+while True:
+    c = s.accept()[0]
+    c.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+    c.close()
+EOF_NOTNBD
+	notnbd=$!
+	cleanup_fn kill "$notnbd"
+	for ((i = 0; i < 50; i++)); do [ -S "$work/notnbd.sock" ] && break; sleep 0.1; done
+	"$LAUNCH" --vmm-binary false --connect "nbd+unix:///?socket=$work/notnbd.sock" \
+		--boot kernel --kernel "$ktree/boot/vmlinuz-$kver" --initrd "$ktree/boot/initrd.img-$kver" \
+		--runtime-dir "$work/run-notnbd" </dev/null >/dev/null 2>"$work/notnbd.err" && rc=0 || rc=$?
+	kill "$notnbd"
+	[ "$rc" = 1 ] || fail "notnbd: launcher exit status" 1 "$rc"
+	grep -q "is not an NBD server (no NBDMAGIC greeting)" "$work/notnbd.err" ||
+		fail "notnbd: message" "not an NBD server" "$(cat "$work/notnbd.err")"
+	[ ! -e "$work/run-notnbd" ] || fail "notnbd: the runtime directory was left"
+	ok "errors: --connect to a non-NBD server fails the launch (exit 1)"
+fi
 
 # ssh missing (ssh-keygen there): refused before anything starts.
 if command -v ssh-keygen >/dev/null; then

@@ -278,6 +278,10 @@ refused comma-run 1 "cannot carry" --boot efi --export "$tree" --runtime-dir "$T
 mkdir -p "$T/tree,2/boot"
 cp "$tree"/boot/*-6.1.0-9-amd64 "$T/tree,2/boot/"
 refused comma-kernel 1 "cannot carry" --boot kernel --export "$T/tree,2" --runtime-dir "$run"
+# The initramfs and a --connect host are checked too, each on its own.
+refused comma-initrd 1 "cannot carry" --boot kernel --export "$tree" --runtime-dir "$run" \
+	--kernel "$tree/boot/vmlinuz-6.1.0-9-amd64" --initrd "$T/tree,2/boot/initrd.img-6.1.0-9-amd64"
+refused comma-host 1 "cannot carry" --boot efi --connect 'nbd://a,b:10809/' --runtime-dir "$run"
 refused quote 1 "cannot carry '\"'" --boot kernel --export "$tree" --runtime-dir "$run" \
 	--cmdline 'init="/bin/sh"'
 printf "ssh-ed25519 AAAA' ; rm -rf / ; echo 'x\n" >"$T/evil.pub"
@@ -291,6 +295,8 @@ refused no-initrd 1 "needs --initrd" --boot kernel --export "$tree" --runtime-di
 	--kernel "$tree/boot/vmlinuz-6.1.0-9-amd64"
 refused accel 2 "QEMU option" --boot efi --export "$tree" --accel kvm
 refused nbds 2 "TLS" --boot efi --connect 'nbds://h/'
+# A %00 would cut the decoded socket path short: not an NBD URI.
+refused nul-socket 2 "not an NBD URI" --boot efi --connect 'nbd+unix:///?socket=/tmp/a%00b'
 refused ssh-remote-esp 2 "needs SMBIOS" --boot efi --connect "nbd://127.0.0.1/" --ssh-key "$T/key.pub"
 # Usage errors (exit 2), each for its own check:
 # only the server merges an image's or a lowerdir's layers, so a kernel
@@ -352,6 +358,9 @@ grep -qx "virtio-serial,logFilePath=$run/console" "$T/ssh-cmd.out" ||
 	fail "ssh-cmd: the console is not in the runtime directory (the terminal is the session's)"
 ok "ssh-cmd: vsock 22 at $run/ssh.sock, console to $run/console"
 refused no-command 2 "no COMMAND" --boot efi --export "$tree" --
+# ssh expands ${VAR} in the key's and known_hosts' paths, with no escape.
+refused dollar-rundir 1 'ssh would expand its "\${"' --boot efi --export "$tree" \
+	--runtime-dir "$T/run\${HOME}" -- true
 refused bare-command 2 "goes after '--'" --boot efi --export "$tree" cat /etc/os-release
 
 echo "PASS: vfkit dry runs follow the documented syntax"
