@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # bench/lib.sh - helpers shared by the bench sections (bench/sec-*.sh),
 # sourced by bench/run.sh.  Nothing here prints results: sections record
-# them with `result` and bench/report.sh turns them into the table.
+# them with `result` and bench/report.py turns them into the table.
 #
 #   result SECTION TREE SERVER METRIC VALUE   append one line to $RESULTS
 #   tree_minbase / tree_usr_share / tree_large  print a cached tree's path,
@@ -92,7 +92,7 @@ tree_large() { cached_tree large build_large; }
 # file once so that all servers start from a warm page cache.
 tree_stats() {
 	read -r N_ENTRIES N_FILES N_BYTES < <(find "$1" -xdev -printf '%y %s\n' |
-		awk '{ n++ } $1 == "f" { f++; b += $2 } END { printf "%d %d %d\n", n, f, b }')
+		awk '{ n++ } $1 == "f" { f++; b += $2 } END { printf "%d %d %.0f\n", n, f, b }')
 	find "$1" -xdev -type f -readable -print0 | xargs -0 -r cat >/dev/null 2>&1 || true
 }
 
@@ -132,16 +132,17 @@ srv_ours() {
 	# $BASHPID too: start-up runs happen in $(...) subshells.
 	fifo=$work/out.$BASHPID.$n_srv
 	SRV_SOCK=$work/ours.$BASHPID.$n_srv.sock
+	SRV_LOG=$work/ours.$BASHPID.$n_srv.log	# this server's messages alone
 	mkfifo "$fifo"
 	t0=${EPOCHREALTIME/./}
-	"$BIN" --export "$tree" -f --unix "$SRV_SOCK" "$@" >"$fifo" 2>>"$work/ours.log" &
+	"$BIN" --export "$tree" -f --unix "$SRV_SOCK" "$@" >"$fifo" 2>"$SRV_LOG" &
 	SRV_PID=$!
 	pids+=("$SRV_PID")
 	exec {SRV_FD}<"$fifo"
 	rm -f "$fifo"
 	IFS= read -r -t 600 -u "$SRV_FD" uri || true
 	t1=${EPOCHREALTIME/./}
-	[ -n "$uri" ] || { tail -n 20 "$work/ours.log" >&2; die "erofs-nbd printed no URI"; }
+	[ -n "$uri" ] || { tail -n 20 "$SRV_LOG" >&2; die "erofs-nbd printed no URI"; }
 	SRV_URI="nbd+unix:///root?socket=$SRV_SOCK"
 	SRV_START_US=$((10#$t1 - 10#$t0))
 }

@@ -37,7 +37,10 @@ bench_many() {
 # recorded under NAME; stops the server.
 many_peer() {
 	many_conns "$SRV_URI" 1 >/dev/null	# warm-up
-	result many "$1" "$2" conns1_mbs "$(many_conns "$SRV_URI" 1)"
-	result many "$1" "$2" conns64_mbs "$(many_conns "$SRV_URI" 64)"
+	local one many
+	one=$(many_conns "$SRV_URI" 1)
+	many=$(many_conns "$SRV_URI" 64)
+	result many "$1" "$2" conns1_mbs "$one"
+	result many "$1" "$2" conns64_mbs "$many"
 	srv_stop
 }

@@ -35,8 +35,10 @@ read_stop_all() {
 
 # alternate LABELS OUT ROUNDS FN [ARG...]: for each label of the array
 # named LABELS, one warm-up "FN URI PID ARG...", then ROUNDS rounds that
-# run it once per label, round i starting with the i-th.  A label's lines
-# go to $work/OUT.LABEL.
+# run it once per label, round i starting with the i-th, every other round
+# in reverse order (so no label always follows the same one: what a
+# server leaves behind lands on different servers).  A label's lines go
+# to $work/OUT.LABEL.
 alternate() {
 	local -n alt_labels=$1
 	local out=$2 rounds=$3 fn=$4 i j s n
@@ -48,7 +50,11 @@ alternate() {
 	done
 	for ((i = 0; i < rounds; i++)); do
 		for ((j = 0; j < n; j++)); do
-			s=${alt_labels[(i + j) % n]}
+			if ((i % 2)); then
+				s=${alt_labels[(i + n - j) % n]}
+			else
+				s=${alt_labels[(i + j) % n]}
+			fi
 			"$fn" "${R_URI[$s]}" "${R_PID[$s]}" "$@" >>"$work/$out.$s"
 		done
 	done
@@ -104,13 +110,20 @@ bench_read() {
 	result tree "$t" - mkfs_size "$(stat -c %s "$img")"
 
 	# erofs-nbd, the default: io_uring; zero-copy only for immutable files.
+	# Its -v log says which loop it serves with: a fallback to the plain
+	# loop would make this row the next one's twin, so it stops the bench.
 	srv_ours "$tree" -v
 	read_add erofs-nbd
+	grep -q "serving with io_uring" "$SRV_LOG" ||
+		{ tail -n 20 "$SRV_LOG" >&2; die "erofs-nbd's default row is not served by io_uring"; }
 	# RSS at start: once the server answers (it sets up its source cache
 	# after printing the URI), before any read.
-	result mem "$t" erofs-nbd rss_start_kib "$(srv_rss_kib "$SRV_PID" VmRSS)"
-	meta=$(grep -o "[0-9]* metadata bytes" "$work/ours.log" | tail -n1 | cut -d' ' -f1 || true)
-	result tree "$t" - meta_bytes "${meta:-0}"
+	local rss
+	rss=$(srv_rss_kib "$SRV_PID" VmRSS)
+	result mem "$t" erofs-nbd rss_start_kib "$rss"
+	meta=$(grep -o "[0-9]* metadata bytes" "$SRV_LOG" | tail -n1 | cut -d' ' -f1)
+	[ -n "$meta" ] || die "erofs-nbd -v printed no metadata bytes for $t"
+	result tree "$t" - meta_bytes "$meta"
 	result tree "$t" - export_size "${R_SIZE[erofs-nbd]}"
 	# The same with the operator's promise: every file spliced (zero-copy).
 	if "$BIN" --help 2>&1 | grep -q -- --immutable-sources; then
@@ -137,7 +150,8 @@ bench_read() {
 
 	for s in "${R_LABELS[@]}"; do
 		[ "$s" = ceiling ] && continue
-		result mem "$t" "$s" rss_after_kib "$(srv_rss_kib "${R_PID[$s]}" VmHWM)"
+		rss=$(srv_rss_kib "${R_PID[$s]}" VmHWM)
+		result mem "$t" "$s" rss_after_kib "$rss"
 	done
 	read_stop_all
 	rm -f "$img"
