@@ -316,8 +316,8 @@ int ssh_pick_port(struct launch *l);
  * string arrives, else -errno (-ECONNRESET: closed before it). */
 int ssh_probe(const struct launch *l);
 /* The ssh client's command line for the session or COMMAND, the paths in
- * it escaped for ssh's % tokens.  0, -ENOMEM, or -EINVAL when the key or
- * known-hosts path holds "${" (ssh would expand it; it has no escape). */
+ * it escaped for ssh's % tokens (a "${", which ssh also expands, is kept
+ * out of the runtime directory by rundir_create()).  0 or -ENOMEM. */
 int ssh_build_argv(struct launch *l, struct strv *a);
 /* --proxy-unix PATH: relays stdin/stdout to a Unix socket (vfkit's vsock
  * port for ssh's ProxyCommand).  Returns the exit status. */

@@ -201,10 +201,6 @@ static char *ssh_percent_escape(const char *s)
 
 int ssh_build_argv(struct launch *l, struct strv *a)
 {
-	/* ssh also expands ${VAR} in these two (ssh_config(5) ENVIRONMENT
-	 * VARIABLES), with no way to write a literal "${". */
-	if (strstr(l->ssh_key, "${") || strstr(l->known_hosts, "${"))
-		return -EINVAL;
 	strv_add(a, "ssh");
 	strv_add(a, "-F");
 	strv_add(a, "none");	/* no user or system configuration */
