@@ -506,7 +506,10 @@ static const struct srv_export *m_export(const struct model *m, bool ok, const u
 	return ex;
 }
 
-/* Options (A3.3, A4): fills e; returns false to drop the client. */
+/*
+ * Options (A3.3, A4): fills e; returns false to drop the client.  d NULL:
+ * the option's len bytes were more than SRV_OPT_SOFT_CAP and skipped.
+ */
 static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t len,
 		     struct expect *e)
 {
@@ -519,6 +522,8 @@ static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t l
 		return true;
 	}
 	if (opt == NBD_OPT_EXPORT_NAME) {
+		if (!d)
+			return false;	/* never skipped: dropped over 4096 */
 		const struct srv_export *ex = m_string_ok(d, len) ? m_find(m, d, len) : NULL;
 		if (!ex)
 			return false;	/* A3.5: no error path */
@@ -536,6 +541,24 @@ static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t l
 	}
 	if (!m->fixed) {
 		e_err(e, NBD_REP_ERR_INVALID);
+		return true;
+	}
+	if (!d) {
+		/* Skipped (over SRV_OPT_SOFT_CAP): SET still forgets the
+		 * selection, and needs structured replies first. */
+		if (opt == NBD_OPT_SET_META_CONTEXT) {
+			m->meta_selected = false;
+			m->meta_export = NULL;
+			if (!m->structured) {
+				e_err(e, NBD_REP_ERR_INVALID);
+				return true;
+			}
+		}
+		bool known = opt == NBD_OPT_LIST || opt == NBD_OPT_INFO ||
+			     opt == NBD_OPT_GO || opt == NBD_OPT_STRUCTURED_REPLY ||
+			     opt == NBD_OPT_LIST_META_CONTEXT ||
+			     opt == NBD_OPT_SET_META_CONTEXT;
+		e_err(e, known ? NBD_REP_ERR_TOO_BIG : NBD_REP_ERR_UNSUP);
 		return true;
 	}
 	switch (opt) {
@@ -719,19 +742,9 @@ static ssize_t m_step(struct model *m, const uint8_t *buf, size_t avail, struct 
 		m->skip -= n;
 		if (m->skip == 0) {
 			if (m->skip_kind == SK_OPTION) {
-				uint32_t o = m->skip_opt;
-				bool known = o == NBD_OPT_EXPORT_NAME || o == NBD_OPT_ABORT ||
-					     o == NBD_OPT_LIST || o == NBD_OPT_INFO ||
-					     o == NBD_OPT_GO || o == NBD_OPT_STRUCTURED_REPLY ||
-					     o == NBD_OPT_LIST_META_CONTEXT ||
-					     o == NBD_OPT_SET_META_CONTEXT;
-				e->kind = E_OPT;
-				e->opt = o;
-				e->res = R_ERR;
-				/* Unknown options: ERR_UNSUP (A4); known ones may say TOO_BIG. */
-				e->errs[0] = NBD_REP_ERR_UNSUP;
-				e->errs[1] = NBD_REP_ERR_TOO_BIG;
-				e->nerrs = known ? 2 : 1;
+				/* Its data was skipped: the checks that need none. */
+				if (!m_option(m, m->skip_opt, NULL, 0, e))
+					return -1;
 			} else if (m->skip_kind == SK_WRITE) {
 				struct srv_request rq = { .type = NBD_CMD_WRITE,
 							  .cookie = m->skip_cookie };
