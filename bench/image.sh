@@ -15,8 +15,8 @@
 # ${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}/podman-bench (built
 # once, under a lock; TREE's path is recorded next to it).  Start-up is
 # from starting the process until its URI line, as row a); CPU is the
-# server's time on a CPU at that moment (/proc/PID/schedstat; steadier
-# than wall-clock time on a busy machine), mkfs.erofs's user + system
+# server's time on a CPU by then, all threads (its -v "ready:" line;
+# steadier than wall-clock time on a busy machine), mkfs.erofs's user + system
 # time (GNU time).  Median of BENCH_RUNS (default 9) after one
 # warm-up each, alternating.  Needs root and podman; else one line says
 # why the row is missing.
@@ -72,22 +72,26 @@ entries=$(find "$merged" -xdev | wc -l)
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # start_once ARGS...: erofs-nbd ARGS from start to URI; prints "wall cpu"
-# in seconds (cpu: the server's time on a CPU until then, from
-# /proc/PID/schedstat, in ns; it has one thread until it serves).
+# in seconds (cpu: the CPU time of all its threads until then, the walkers
+# that have ended included, as its -v "ready:" line says from getrusage();
+# the main thread's /proc/PID/schedstat missed the walkers).
 start_once() {
 	local fifo=$work/out.$BASHPID.$RANDOM uri t0 t1 pid cpu
 	mkfifo "$fifo"
 	t0=${EPOCHREALTIME/./}
-	"$BIN" -f --unix "$fifo.sock" "$@" >"$fifo" 2>>"$work/server.log" &
+	"$BIN" -v -f --unix "$fifo.sock" "$@" >"$fifo" 2>"$fifo.log" &
 	pid=$!
 	IFS= read -r -t 300 uri <"$fifo" || true
 	t1=${EPOCHREALTIME/./}
-	[ -n "$uri" ] || { tail -n 5 "$work/server.log" >&2; skip_row "erofs-nbd printed no URI"; }
-	read -r cpu _ <"/proc/$pid/schedstat"
+	cat "$fifo.log" >>"$work/server.log"
+	[ -n "$uri" ] || { tail -n 5 "$fifo.log" >&2; skip_row "erofs-nbd printed no URI"; }
+	cpu=$(sed -n 's/.*ready: .* s since the walk began, \([0-9.]*\) s of CPU in all.*/\1/p' \
+		"$fifo.log")
 	kill -TERM "$pid"
 	wait "$pid" 2>/dev/null || true
-	rm -f "$fifo"
-	awk -v us=$((10#$t1 - 10#$t0)) -v ns="$cpu" 'BEGIN { printf "%.4f %.4f\n", us / 1e6, ns / 1e9 }'
+	[ -n "$cpu" ] || { tail -n 5 "$fifo.log" >&2; skip_row "erofs-nbd -v printed no ready: line"; }
+	rm -f "$fifo" "$fifo.log"
+	awk -v us=$((10#$t1 - 10#$t0)) -v cpu="$cpu" 'BEGIN { printf "%.4f %.4f\n", us / 1e6, cpu }'
 }
 
 # mkfs_once: mkfs.erofs of the merged directory; prints "wall cpu".

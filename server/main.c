@@ -1054,10 +1054,11 @@ static int build_disk(const struct options *o, struct program *p)
 }
 
 /*
- * Logs (-vv) how long start-up took so far, wall clock and CPU of every
- * thread, once step is done: where the time goes (bench/README.md).
+ * Logs at level how long start-up took so far, wall clock and CPU of every
+ * thread (getrusage(), exited walkers included), once step is done: where
+ * the time goes (bench/README.md).
  */
-static void log_step(const char *step)
+static void log_step_at(int level, const char *step)
 {
 	static struct timespec t0;
 	struct timespec now;
@@ -1068,12 +1069,18 @@ static void log_step(const char *step)
 		t0 = now;
 		return;
 	}
-	if (getrusage(RUSAGE_SELF, &ru) < 0)
+	if (level > log_max_level || getrusage(RUSAGE_SELF, &ru) < 0)
 		return;
-	log_debug("%s: %.3f s since the walk began, %.3f s of CPU in all", step,
+	log_msg(level, "%s: %.3f s since the walk began, %.3f s of CPU in all", step,
 		  (double)(now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9,
 		  (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
 		  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+}
+
+/* log_step_at() for the steps -vv shows. */
+static void log_step(const char *step)
+{
+	log_step_at(LOG_DEBUG, step);
 }
 
 /* Walks the tree and lays the image out in p->map.  Logs its errors. */
@@ -1747,6 +1754,8 @@ int main(int argc, char **argv)
 		if (listener_uri(&p.listeners[i], "", &u) == 0)
 			log_info("listening on %s", u);
 	}
+	/* -v: the whole start-up's cost, before the URI says it is over. */
+	log_step_at(LOG_INFO, "ready");
 
 	/* With --run, CMD gets the URI in $uri instead of on stdout. */
 	if (!o.run_cmd && o.foreground) {

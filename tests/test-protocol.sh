@@ -14,7 +14,8 @@
 # --tcp 127.0.0.1:0 serves the same bytes; --run runs a client with $uri
 # and passes its exit status on (128 + N for a signal), with no $port
 # without a TCP listener, and SIGTERM to the server reaches it; option
-# values and combinations README.md does not allow are refused (exit 2).
+# values and combinations README.md does not allow are refused (exit 2);
+# -v logs the start-up's time and CPU in a ready: line.
 set -euo pipefail
 . "$(dirname "$0")/functions.sh"
 
@@ -34,8 +35,16 @@ head -c 80M /dev/urandom >"$src/big-80m"
 size=$(stat -c %s "$T/ref.img")
 echo "reference image: $size bytes"
 
-start_server "$src"
+start_server "$src" -v
 SRV_URI=$(export_uri root)	# the EROFS; the default export "" is the disk
+
+# -v: what the start-up cost, before the URI (bench/image.sh reads it).
+check "-v logs a ready: line with the start-up's time and CPU"
+cpu=$(sed -n 's/^erofs-nbd: ready: [0-9.]* s since the walk began, \([0-9.]*\) s of CPU in all$/\1/p' \
+	"$SRV_LOG")
+[ -n "$cpu" ] || { cat "$SRV_LOG"; fail "no ready: line in the -v log"; }
+awk -v c="$cpu" 'BEGIN { exit !(c > 0 && c < 60) }' || fail "ready: CPU time" "0 < s < 60" "$cpu"
+ok "ready: $cpu s of CPU"
 
 # --- nbdinfo -------------------------------------------------------------------------
 check "nbdinfo --list shows the export 'root'"
