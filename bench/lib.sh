@@ -16,6 +16,8 @@
 #                     "WALL_US SRV_TICKS CLI_SECONDS"
 #   rand_pass URI PID SECS   fio nbd 4 KiB randread, 2 jobs x QD 32:
 #                     "READS RUNTIME_MS SRV_TICKS CLI_SECONDS"
+#   steady_pass URI PID SECS   fio nbd sequential, 4 jobs x QD 16, 256 KiB:
+#                     "BYTES RUNTIME_MS SRV_TICKS CLI_SECONDS"
 # CPU time: the server's from /proc/PID/stat (utime + stime, all threads),
 # the client's from GNU time(1) (user + sys).  Wall-clock on a shared
 # 2-core machine is noisy; CPU per GB is steadier and shows where the
@@ -219,6 +221,30 @@ rand_pass() {
 r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
 print(r["total_ios"], r["runtime"], end=" ")' "$out"
 	echo "$((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/fio.cpu")"
+}
+
+# steady_pass URI PID SECS: sequential reads with no pass to start or end:
+# fio's nbd engine, 4 connections (nbdcopy's default) each reading its
+# quarter of the export in 256 KiB requests, 16 in flight, over and over
+# for SECS seconds.  What a pass of nbdcopy costs once (its start, the
+# handshakes, a server's per-connection threads) is not in it.  Prints
+# "BYTES RUNTIME-MS SERVER-TICKS CLIENT-SECONDS".
+steady_pass() {
+	local uri=$1 pid=$2 s0 s1 out=$work/steady.json size per inc
+	size=$(nbdinfo --size "$uri")
+	per=$(( size / 4 / 262144 * 262144 )) inc=$per
+	((per > 0)) || per=$size inc=0	# under 1 MiB: each reads it all
+	s0=$(pid_ticks "$pid")
+	/usr/bin/time -o "$work/steady.cpu" -f '%U %S' fio --name=steady --ioengine=nbd \
+		--uri="$uri" --rw=read --bs=256k --numjobs=4 --iodepth=16 \
+		--size="$per" --offset_increment="$inc" --time_based --runtime="$3" \
+		--group_reporting --output-format=json --output="$out" >/dev/null \
+		2>"$work/fio.err" || { cat "$work/fio.err" >&2; die "fio (steady) on $uri failed"; }
+	s1=$(pid_ticks "$pid")
+	python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
+print(r["io_bytes"], r["runtime"], end=" ")' "$out"
+	echo "$((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/steady.cpu")"
 }
 
 # many_conns URI N: N concurrent fio nbd clients (one connection each),

@@ -99,6 +99,22 @@ for t in [t for t in trees if ('tree', t, '-') in res and ('read', t, 'erofs-nbd
               '4K random %.2fx nbdkit (>= 1.5)' % (
                   lab, seq_ratio(o[0], kit[0]), 100 * o[0] / ceil, seq_ratio(o[1], kit[1]),
                   100 * o[1] / ceil1, ratio(o[2], kit[2]) or 0))
+    # The steady-state rows: no pass to start, so no nbdcopy start-up,
+    # handshakes or per-connection threads in them (bench/README.md).
+    steady = [(key, label, vals('read', t, key, 'steady')) for key, label, _ in SERVERS]
+    steady = [(key, label, v) for key, label, v in steady if v]
+    if steady:
+        sceil = max(v[0] for _, _, v in steady)
+        skit = dict((k, v) for k, _, v in steady).get('nbdkit-file')
+        print()
+        print('sequential steady state (fio, 4 connections x QD 16, 256 KiB, time-based):')
+        print('| server | MB/s | srv ms/GB | cli ms/GB | x nbdkit | of ceiling |')
+        print('|---|---|---|---|---|---|')
+        for key, label, v in steady:
+            r = seq_ratio(v[0], skit[0]) if skit and key.startswith('erofs-nbd') else None
+            print('| %s | %s | %s | %s | %s | %s |' % (
+                label, f(v[0]), f(v[1]), f(v[2]), '-' if r is None else '%.2fx' % r,
+                '%.0f%%' % (100 * v[0] / sceil)))
     m = {k: res.get(('mem', t, k), {}) for k, _, _ in SERVERS}
     mo = m['erofs-nbd']
     empty = float(res.get(('mem', 'empty', 'erofs-nbd'), {}).get('rss_start_kib', 0))

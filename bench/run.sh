@@ -28,7 +28,8 @@
 #
 # Knobs: BENCH_OUT (results, table, plot; default build/bench),
 # BENCH_READ_RUNS (rounds of sequential passes, default 5),
-# BENCH_FIO_SECS (rounds of 1 s random reads, 5),
+# BENCH_FIO_SECS (rounds of 1 s random reads, 5), BENCH_STEADY_SECS
+# (seconds of each steady sequential round, 2),
 # BENCH_MANY_SECS (seconds of each 1-or-64-client read, 8),
 # BENCH_RUNS (start-up runs, default 3), BENCH_EFI_RUNS (3; 0 skips),
 # BENCH_SSH_RUNS (3; 0 skips), EROFS_NBD_VM_ACCEL (kvm|tcg), TMPDIR
@@ -46,6 +47,7 @@ BIN=$(realpath -e "$1") || die "no binary '$1'"
 READ_RUNS=${BENCH_READ_RUNS:-5}
 FIO_SECS=${BENCH_FIO_SECS:-5}
 MANY_SECS=${BENCH_MANY_SECS:-8}
+STEADY_SECS=${BENCH_STEADY_SECS:-2}
 STARTUP_RUNS=${BENCH_RUNS:-3}
 EFI_RUNS=${BENCH_EFI_RUNS:-3}
 SECTIONS=${BENCH_SECTIONS:-read many startup image efi ssh}

@@ -99,6 +99,21 @@ rand_rounds() {
 	done
 }
 
+# steady_rounds TREE-NAME: BENCH_READ_RUNS alternating rounds of
+# STEADY_SECS of steady_pass, every server.  Records, per server, "MB/s
+# server-ms/GB client-ms/GB" over all its rounds.
+steady_rounds() {
+	local t=$1 s
+	alternate R_LABELS steady "$READ_RUNS" steady_pass "$STEADY_SECS"
+	for s in "${R_LABELS[@]}"; do
+		result read "$t" "$s" steady "$(awk -v tck="$TCK" '
+			{ b += $1; ms += $2; st += $3; cli += $4 }
+			END { printf "%.1f %.0f %.0f\n", b / ms / 1000,
+				     st * 1000 / tck / (b / 1e9), cli * 1000 / (b / 1e9) }' \
+			"$work/steady.$s")"
+	done
+}
+
 bench_read() {
 	local t=$1 tree=$2 img=$work/$1.img meta s
 	note "read: tree $t ($tree)"
@@ -147,6 +162,8 @@ bench_read() {
 	seq_rounds "$t" seq1 -C 1
 	note "  4 KiB random, $FIO_SECS alternating rounds of 1 s"
 	rand_rounds "$t"
+	note "  sequential steady state, $READ_RUNS alternating rounds of $STEADY_SECS s"
+	steady_rounds "$t"
 
 	for s in "${R_LABELS[@]}"; do
 		[ "$s" = ceiling ] && continue
