@@ -13,13 +13,13 @@
 # --isolation=chroot` RUN steps that delete, copy, chmod, chown and
 # re-create (bench/image.Containerfile), in an isolated store cached in
 # ${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}/podman-bench (built
-# once, under a lock; TREE's path is recorded next to it).  Start-up is
-# from starting the process until its URI line, as row a); CPU is the
-# server's time on a CPU by then, all threads (its -v "ready:" line;
-# steadier than wall-clock time on a busy machine), mkfs.erofs's user + system
-# time (GNU time).  Median of BENCH_RUNS (default 9) after one
-# warm-up each, alternating.  Needs root and podman; else one line says
-# why the row is missing.
+# once, under a lock; TREE's path, root inode and ctime are recorded next
+# to it).  Start-up is from starting the process until its URI line, as
+# row a); CPU is the server's time on a CPU by then, all threads (its -v
+# "ready:" line; steadier than wall-clock time on a busy machine),
+# mkfs.erofs's user + system time (GNU time).  Median of BENCH_RUNS
+# (default 9) after one warm-up each, alternating.  Needs root and
+# podman; else one line says why the row is missing.
 set -euo pipefail
 export LC_ALL=C
 
@@ -49,11 +49,14 @@ trap cleanup EXIT
 
 pod() { podman --root "$store" --runroot "$runroot" --storage-driver overlay "$@"; }
 
-# The image, built once per TREE.
+# The image, built once per TREE: its path, and its root directory's inode
+# and ctime, so that a tree built again at the same path (a new directory
+# moved there) builds the image again.
+key="$TREE $(stat -c '%i %Z' "$TREE")"
 mkdir -p "$cache"
 exec 9>"$store.lock"
 flock 9
-if [ ! -e "$store.done" ] || [ "$(cat "$store.done")" != "$TREE" ]; then
+if [ ! -e "$store.done" ] || [ "$(cat "$store.done")" != "$key" ]; then
 	echo "bench: building the image $ref from $TREE in $store (once)" >&2
 	rm -rf --one-file-system "$store" "$runroot"
 	tar --numeric-owner -C "$TREE" -cf "$work/base.tar" . ||
@@ -62,7 +65,7 @@ if [ ! -e "$store.done" ] || [ "$(cat "$store.done")" != "$TREE" ]; then
 		skip_row "podman import failed"
 	pod build --isolation=chroot -f "$here/image.Containerfile" -t "$ref" "$here" \
 		>"$work/build.log" 2>&1 || { tail -n 5 "$work/build.log" >&2; skip_row "podman build failed"; }
-	echo "$TREE" >"$store.done"
+	echo "$key" >"$store.done"
 fi
 exec 9>&-
 layers=$(pod image inspect --format '{{len .RootFS.Layers}}' "$ref")

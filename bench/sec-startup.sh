@@ -30,8 +30,9 @@ bench_startup() {
 	result startup "$t" mkfs.erofs rss_kib "$rss"
 	if [ -x "$FLOOR_BIN" ]; then
 		# "entries N", "cpus N", "metadata_cpu_s S", "handles_cpu_s S"
-		"$FLOOR_BIN" -r "$STARTUP_RUNS" "$tree" |
-			while read -r k v; do result startup "$t" floor "$k" "$v"; done
+		"$FLOOR_BIN" -r "$STARTUP_RUNS" "$tree" >"$work/floor" ||
+			die "$FLOOR_BIN failed on $tree (above): no floor for $t"
+		while read -r k v; do result startup "$t" floor "$k" "$v"; done <"$work/floor"
 	else
 		note "startup: no $FLOOR_BIN (make bench builds it): no floor row"
 	fi

@@ -107,17 +107,26 @@ static void visit_entry(int dirfd, const char *name)
 	}
 }
 
-/* Walks the directory NAME in DIRFD (the tree's root: AT_FDCWD and its path). */
+/*
+ * Walks the directory NAME in DIRFD (the tree's root: AT_FDCWD and its
+ * path).  A directory it cannot open or read, at any depth, is an error
+ * (-errno, its name on stderr): a floor that skipped a subtree would be
+ * too low.
+ */
 static int walk_dir(int dirfd, const char *name)
 {
 	char buf[32768];
 	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	long n;
+	long n = 0;
+	int r = 0;
 
-	if (fd < 0)
-		return -errno;
-	while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
-		for (long off = 0; off < n;) {
+	if (fd < 0) {
+		r = -errno;
+		fprintf(stderr, "walk-floor: directory '%s': %s\n", name, strerror(-r));
+		return r;
+	}
+	while (r == 0 && (n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n && r == 0;) {
 			struct linux_dirent64 *d = (void *)(buf + off);
 
 			off += d->d_reclen;
@@ -125,11 +134,15 @@ static int walk_dir(int dirfd, const char *name)
 				continue;
 			visit_entry(fd, d->d_name);
 			if (d->d_type == DT_DIR)
-				walk_dir(fd, d->d_name);
+				r = walk_dir(fd, d->d_name);
 		}
 	}
+	if (r == 0 && n < 0) {
+		r = -errno;
+		fprintf(stderr, "walk-floor: reading directory '%s': %s\n", name, strerror(-r));
+	}
 	close(fd);
-	return n < 0 ? -errno : 0;
+	return r;
 }
 
 static double cpu_seconds(void)
@@ -181,10 +194,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "walk-floor: '%s': %s\n", argv[optind], strerror(-err));
 		return 1;
 	}
-	for (int i = 0; i < runs; i++) {
+	for (int i = 0; i < runs && err == 0; i++) {
 		meta[i] = pass(argv[optind], false, &err);
-		handles[i] = pass(argv[optind], true, &err);
+		if (err == 0)
+			handles[i] = pass(argv[optind], true, &err);
 	}
+	if (err < 0)
+		return 1;	/* the tree changed since the warm-up: named above */
 	qsort(meta, (size_t)runs, sizeof(double), cmp_double);
 	qsort(handles, (size_t)runs, sizeof(double), cmp_double);
 	printf("entries %lu\ncpus %ld\nmetadata_cpu_s %.4f\nhandles_cpu_s %.4f\n",
