@@ -149,6 +149,17 @@ def nbd_seeds():
             req(READ, 6 << 3, extra=b'\xff') + req(BS, 5 << 3 | 3, fl=8, extra=b'\x00\x80') +
             req(READ, 4 << 3 | 3, extra=b'\x00\x90' + b'\x00\x00\x10\x00') + req(DISC, 0))
     write('nbd', 'many-regions', many)
+    # Options over SRV_OPT_SOFT_CAP, skipped and then answered by the
+    # checks that need no data (handle_option()): ABORT still ACKs and
+    # closes; a plain-newstyle client gets ERR_INVALID; an oversized SET
+    # still forgets the selection, so BLOCK_STATUS then fails.
+    small = nbd_config(0, pad=False) + nbd_map([(1, 1, b'\x07')])
+    write('nbd', 'skipped-abort', small + flags(3) + opt_raw(2, b'', 0x20000) + bulk(0x20000))
+    write('nbd', 'skipped-plain',
+          small + flags(2) + opt_raw(3, b'', 0x20000) + bulk(0x20000) + go(1))
+    write('nbd', 'skipped-set-meta',
+          small + flags(3) + opt(8) + meta(True, 1, [0]) + opt_raw(10, b'', 0x20000) +
+          bulk(0x20000) + go(1) + req(BS, 2 << 3, extra=b'\x00') + req(DISC, 0))
 
 
 # --- trees (tree.c) ---------------------------------------------------------
