@@ -14,6 +14,8 @@
 #   srv_stop                      stop the server started last
 #   seq_pass URI PID [NBDCOPY-OPT...]   one nbdcopy pass of URI to null:
 #                     "WALL_US SRV_TICKS CLI_SECONDS"
+#   fio_pass URI PID FIELD FIO-ARG...   one fio nbd run:
+#                     "FIELD RUNTIME_MS SRV_TICKS CLI_SECONDS"
 #   rand_pass URI PID SECS   fio nbd 4 KiB randread, 2 jobs x QD 32:
 #                     "READS RUNTIME_MS SRV_TICKS CLI_SECONDS"
 #   steady_pass URI PID SECS   fio nbd sequential, 4 jobs x QD 16, 256 KiB:
@@ -205,22 +207,29 @@ seq_pass() {
 	echo "$((10#$t1 - 10#$t0)) $((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/seq.cpu")"
 }
 
+# fio_pass URI PID FIELD FIO-ARG...: one fio nbd run on URI with PID the
+# server; prints "FIELD RUNTIME-MS SERVER-TICKS CLIENT-SECONDS", FIELD
+# being a key of fio's JSON read results (total_ios, io_bytes).
+fio_pass() {
+	local uri=$1 pid=$2 field=$3 s0 s1 out=$work/fio.json
+	shift 3
+	s0=$(pid_ticks "$pid")
+	/usr/bin/time -o "$work/fio.cpu" -f '%U %S' fio --ioengine=nbd --uri="$uri" \
+		--group_reporting --output-format=json --output="$out" "$@" >/dev/null \
+		2>"$work/fio.err" || { cat "$work/fio.err" >&2; die "fio $* on $uri failed"; }
+	s1=$(pid_ticks "$pid")
+	python3 -c 'import json, sys
+r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
+print(r[sys.argv[2]], r["runtime"], end=" ")' "$out" "$field"
+	echo "$((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/fio.cpu")"
+}
+
 # rand_pass URI PID SECS: fio's nbd engine, 4 KiB random reads over the
 # whole export, 2 jobs x iodepth 32, for SECS seconds, with PID the server.
 # Prints "READS RUNTIME-MS SERVER-TICKS CLIENT-SECONDS".
 rand_pass() {
-	local uri=$1 pid=$2 s0 s1 out=$work/fio.json
-	s0=$(pid_ticks "$pid")
-	/usr/bin/time -o "$work/fio.cpu" -f '%U %S' fio --name=rand --ioengine=nbd \
-		--uri="$uri" --rw=randread --bs=4k --numjobs=2 --iodepth=32 \
-		--time_based --runtime="$3" --group_reporting --output-format=json \
-		--output="$out" >/dev/null 2>"$work/fio.err" ||
-		{ cat "$work/fio.err" >&2; die "fio on $uri failed"; }
-	s1=$(pid_ticks "$pid")
-	python3 -c 'import json, sys
-r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
-print(r["total_ios"], r["runtime"], end=" ")' "$out"
-	echo "$((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/fio.cpu")"
+	fio_pass "$1" "$2" total_ios --name=rand --rw=randread --bs=4k --numjobs=2 \
+		--iodepth=32 --time_based --runtime="$3"
 }
 
 # steady_pass URI PID SECS: sequential reads with no pass to start or end:
@@ -230,21 +239,12 @@ print(r["total_ios"], r["runtime"], end=" ")' "$out"
 # handshakes, a server's per-connection threads) is not in it.  Prints
 # "BYTES RUNTIME-MS SERVER-TICKS CLIENT-SECONDS".
 steady_pass() {
-	local uri=$1 pid=$2 s0 s1 out=$work/steady.json size per inc
-	size=$(nbdinfo --size "$uri")
+	local size per inc
+	size=$(nbdinfo --size "$1")
 	per=$(( size / 4 / 262144 * 262144 )) inc=$per
 	((per > 0)) || per=$size inc=0	# under 1 MiB: each reads it all
-	s0=$(pid_ticks "$pid")
-	/usr/bin/time -o "$work/steady.cpu" -f '%U %S' fio --name=steady --ioengine=nbd \
-		--uri="$uri" --rw=read --bs=256k --numjobs=4 --iodepth=16 \
-		--size="$per" --offset_increment="$inc" --time_based --runtime="$3" \
-		--group_reporting --output-format=json --output="$out" >/dev/null \
-		2>"$work/fio.err" || { cat "$work/fio.err" >&2; die "fio (steady) on $uri failed"; }
-	s1=$(pid_ticks "$pid")
-	python3 -c 'import json, sys
-r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
-print(r["io_bytes"], r["runtime"], end=" ")' "$out"
-	echo "$((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/steady.cpu")"
+	fio_pass "$1" "$2" io_bytes --name=steady --rw=read --bs=256k --numjobs=4 \
+		--iodepth=16 --size="$per" --offset_increment="$inc" --time_based --runtime="$3"
 }
 
 # many_conns URI N: N concurrent fio nbd clients (one connection each),

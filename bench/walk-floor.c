@@ -190,17 +190,15 @@ int main(int argc, char **argv)
 	if (optind + 1 != argc)
 		return usage();
 	pass(argv[optind], true, &err);	/* warm-up */
-	if (err < 0) {
-		fprintf(stderr, "walk-floor: '%s': %s\n", argv[optind], strerror(-err));
-		return 1;
-	}
+	if (err < 0)
+		return 1;	/* walk_dir() named the directory */
 	for (int i = 0; i < runs && err == 0; i++) {
 		meta[i] = pass(argv[optind], false, &err);
 		if (err == 0)
 			handles[i] = pass(argv[optind], true, &err);
 	}
 	if (err < 0)
-		return 1;	/* the tree changed since the warm-up: named above */
+		return 1;	/* the tree changed since the warm-up */
 	qsort(meta, (size_t)runs, sizeof(double), cmp_double);
 	qsort(handles, (size_t)runs, sizeof(double), cmp_double);
 	printf("entries %lu\ncpus %ld\nmetadata_cpu_s %.4f\nhandles_cpu_s %.4f\n",

@@ -543,21 +543,12 @@ static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t l
 		e_err(e, NBD_REP_ERR_INVALID);
 		return true;
 	}
-	if (!d) {
-		/* Skipped (over SRV_OPT_SOFT_CAP): SET still forgets the
-		 * selection, and needs structured replies first. */
-		if (opt == NBD_OPT_SET_META_CONTEXT) {
-			m->meta_selected = false;
-			m->meta_export = NULL;
-			if (!m->structured) {
-				e_err(e, NBD_REP_ERR_INVALID);
-				return true;
-			}
-		}
+	if (!d && opt != NBD_OPT_SET_META_CONTEXT) {
+		/* Skipped (over SRV_OPT_SOFT_CAP); SET goes on below, where it
+		 * forgets the selection first. */
 		bool known = opt == NBD_OPT_LIST || opt == NBD_OPT_INFO ||
 			     opt == NBD_OPT_GO || opt == NBD_OPT_STRUCTURED_REPLY ||
-			     opt == NBD_OPT_LIST_META_CONTEXT ||
-			     opt == NBD_OPT_SET_META_CONTEXT;
+			     opt == NBD_OPT_LIST_META_CONTEXT;
 		e_err(e, known ? NBD_REP_ERR_TOO_BIG : NBD_REP_ERR_UNSUP);
 		return true;
 	}
@@ -617,6 +608,10 @@ static bool m_option(struct model *m, uint32_t opt, const uint8_t *d, uint32_t l
 				e_err(e, NBD_REP_ERR_INVALID);
 				return true;
 			}
+		}
+		if (!d) {
+			e_err(e, NBD_REP_ERR_TOO_BIG);
+			return true;
 		}
 		if (len < 8) {
 			e_err(e, NBD_REP_ERR_INVALID);
