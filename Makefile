@@ -232,15 +232,16 @@ check-arm64-os: all
 demo: $(BIN)
 	$(Q)tests/demo.sh $(BIN)
 
-# The start-up's floor on a tree (bench/walk-floor.c), next to the binary,
-# where bench/run.sh looks for it.
-FLOOR_BIN := $(O)/bench/walk-floor
-$(FLOOR_BIN): bench/walk-floor.c | $(DEPS_FIRST)
+# The bench's own tools, next to the binary, where bench/run.sh looks for
+# them: the start-up's floor on a tree (bench/walk-floor.c) and CPU time
+# to the microsecond (bench/cputime.c).
+BENCH_TOOLS := $(O)/bench/walk-floor $(O)/bench/cputime
+$(BENCH_TOOLS): $(O)/bench/%: bench/%.c | $(DEPS_FIRST)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TOOL    $@")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
-bench: $(BIN) $(FLOOR_BIN)
+bench: $(BIN) $(BENCH_TOOLS)
 	$(Q)bench/run.sh $(BIN)
 
 install: all

@@ -13,20 +13,21 @@
 #   srv_qemu IMG                  qemu-nbd -r              } SRV_START_US
 #   srv_stop                      stop the server started last
 #   seq_pass URI PID [NBDCOPY-OPT...]   one nbdcopy pass of URI to null:
-#                     "WALL_US SRV_TICKS CLI_SECONDS"
+#                     "WALL_US SRV_CPU_NS CLI_SECONDS"
 #   fio_pass URI PID FIELD FIO-ARG...   one fio nbd run:
-#                     "FIELD RUNTIME_MS SRV_TICKS CLI_SECONDS"
+#                     "FIELD RUNTIME_MS SRV_CPU_NS CLI_SECONDS"
 #   rand_pass URI PID SECS   fio nbd 4 KiB randread, 2 jobs x QD 32:
-#                     "READS RUNTIME_MS SRV_TICKS CLI_SECONDS"
+#                     "READS RUNTIME_MS SRV_CPU_NS CLI_SECONDS"
 #   steady_pass URI PID SECS   fio nbd sequential, 4 jobs x QD 16, 256 KiB:
-#                     "BYTES RUNTIME_MS SRV_TICKS CLI_SECONDS"
-# CPU time: the server's from /proc/PID/stat (utime + stime, all threads),
-# the client's from GNU time(1) (user + sys).  Wall-clock on a shared
-# 2-core machine is noisy; CPU per GB is steadier and shows where the
-# time goes.
+#                     "BYTES RUNTIME_MS SRV_CPU_NS CLI_SECONDS"
+# CPU time (user + system) to the microsecond, by bench/cputime.c
+# ($CPUTIME): the server's from its process CPU clock (every thread, the
+# ended ones included), the client's from wait4()'s rusage.  /proc/PID/stat
+# and time(1) count 10 ms ticks, ~8 of them in a pass over minbase.
+# Wall-clock on a shared 2-core machine is noisy; CPU per GB is steadier
+# and shows where the time goes.
 
 cache=${EROFS_NBD_TEST_CACHE:-/var/cache/erofs-nbd-tests}
-TCK=$(getconf CLK_TCK)
 
 result() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
 
@@ -180,7 +181,8 @@ srv_stop() {
 	SRV_FD=
 }
 
-pid_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# pid_cpu_ns PID: the CPU time PID has used so far, in nanoseconds.
+pid_cpu_ns() { "$CPUTIME" "$1" || die "no CPU time for process $1"; }
 srv_rss_kib() { awk "/^$2:/ { print \$2 }" "/proc/$1/status"; }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -194,30 +196,30 @@ trimmed_mean() {
 }
 
 # seq_pass URI PID [NBDCOPY-OPT...]: one nbdcopy --no-extents URI null:
-# pass, with PID the server.  Prints "WALL-US SERVER-TICKS CLIENT-SECONDS".
+# pass, with PID the server.  Prints "WALL-US SERVER-CPU-NS CLIENT-SECONDS".
 seq_pass() {
 	local uri=$1 pid=$2 t0 t1 s0 s1
 	shift 2
-	s0=$(pid_ticks "$pid")
+	s0=$(pid_cpu_ns "$pid")
 	t0=${EPOCHREALTIME/./}
-	/usr/bin/time -o "$work/seq.cpu" -f '%U %S' \
+	"$CPUTIME" -o "$work/seq.cpu" \
 		nbdcopy --no-extents "$@" "$uri" null: || die "nbdcopy $* $uri failed"
 	t1=${EPOCHREALTIME/./}
-	s1=$(pid_ticks "$pid")
+	s1=$(pid_cpu_ns "$pid")
 	echo "$((10#$t1 - 10#$t0)) $((s1 - s0)) $(awk '{ print $1 + $2 }' "$work/seq.cpu")"
 }
 
 # fio_pass URI PID FIELD FIO-ARG...: one fio nbd run on URI with PID the
-# server; prints "FIELD RUNTIME-MS SERVER-TICKS CLIENT-SECONDS", FIELD
+# server; prints "FIELD RUNTIME-MS SERVER-CPU-NS CLIENT-SECONDS", FIELD
 # being a key of fio's JSON read results (total_ios, io_bytes).
 fio_pass() {
 	local uri=$1 pid=$2 field=$3 s0 s1 out=$work/fio.json
 	shift 3
-	s0=$(pid_ticks "$pid")
-	/usr/bin/time -o "$work/fio.cpu" -f '%U %S' fio --ioengine=nbd --uri="$uri" \
+	s0=$(pid_cpu_ns "$pid")
+	"$CPUTIME" -o "$work/fio.cpu" fio --ioengine=nbd --uri="$uri" \
 		--group_reporting --output-format=json --output="$out" "$@" >/dev/null \
 		2>"$work/fio.err" || { cat "$work/fio.err" >&2; die "fio $* on $uri failed"; }
-	s1=$(pid_ticks "$pid")
+	s1=$(pid_cpu_ns "$pid")
 	python3 -c 'import json, sys
 r = json.load(open(sys.argv[1]))["jobs"][0]["read"]
 print(r[sys.argv[2]], r["runtime"], end=" ")' "$out" "$field"
@@ -226,7 +228,7 @@ print(r[sys.argv[2]], r["runtime"], end=" ")' "$out" "$field"
 
 # rand_pass URI PID SECS: fio's nbd engine, 4 KiB random reads over the
 # whole export, 2 jobs x iodepth 32, for SECS seconds, with PID the server.
-# Prints "READS RUNTIME-MS SERVER-TICKS CLIENT-SECONDS".
+# Prints "READS RUNTIME-MS SERVER-CPU-NS CLIENT-SECONDS".
 rand_pass() {
 	fio_pass "$1" "$2" total_ios --name=rand --rw=randread --bs=4k --numjobs=2 \
 		--iodepth=32 --time_based --runtime="$3"
@@ -237,7 +239,7 @@ rand_pass() {
 # quarter of the export in 256 KiB requests, 16 in flight, over and over
 # for SECS seconds.  What a pass of nbdcopy costs once (its start, the
 # handshakes, a server's per-connection threads) is not in it.  Prints
-# "BYTES RUNTIME-MS SERVER-TICKS CLIENT-SECONDS".
+# "BYTES RUNTIME-MS SERVER-CPU-NS CLIENT-SECONDS".
 steady_pass() {
 	local size per inc
 	size=$(nbdinfo --size "$1")

@@ -57,6 +57,8 @@ OUT=$(realpath -m "${BENCH_OUT:-$here/../build/bench}")
 for t in mkfs.erofs nbdkit nbdcopy nbdinfo fio qemu-nbd python3 /usr/bin/time; do
 	command -v $t >/dev/null || die "'$t' not found (make deps)"
 done
+CPUTIME=${BENCH_CPUTIME:-$(dirname "$BIN")/bench/cputime}
+[ -x "$CPUTIME" ] || die "no $CPUTIME (make bench builds it; BENCH_CPUTIME names another)"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/erofs-nbd-bench.XXXXXX")
 pids=()

@@ -63,10 +63,9 @@ alternate() {
 # seq_rounds TREE-NAME METRIC [NBDCOPY-OPT...]: READ_RUNS alternating
 # rounds of seq_pass.  Records, per server, "MB/s server-ms/GB
 # client-ms/GB": MB/s of its median pass; CPU per GB as the mean of its
-# passes without the cheapest and the dearest (from 3 passes up).  One
+# passes without the cheapest and the dearest (from 3 passes up): one
 # slow pass (here 1 in 4-6 took 1.5-2.5x the CPU, any server) moved a
-# plain sum by a third; a median alone is too coarse, since CPU time comes
-# in 10 ms ticks and a minbase pass takes about 0.1 s.
+# plain sum by a third.
 seq_rounds() {
 	local t=$1 metric=$2 s f gb us st cli
 	shift 2
@@ -74,7 +73,7 @@ seq_rounds() {
 	for s in "${R_LABELS[@]}"; do
 		f=$work/seq.$s gb=$(awk -v b="${R_SIZE[$s]}" 'BEGIN { print b / 1e9 }')
 		us=$(cut -d' ' -f1 "$f" | median)
-		st=$(awk -v gb="$gb" -v tck="$TCK" '{ print $2 * 1000 / tck / gb }' "$f" | trimmed_mean)
+		st=$(awk -v gb="$gb" '{ print $2 / 1e6 / gb }' "$f" | trimmed_mean)
 		cli=$(awk -v gb="$gb" '{ print $3 * 1000 / gb }' "$f" | trimmed_mean)
 		result read "$t" "$s" "$metric" "$(awk -v size="${R_SIZE[$s]}" -v us="$us" \
 			-v st="$st" -v cli="$cli" 'BEGIN { printf "%.1f %.0f %.0f\n", size / us, st, cli }')"
@@ -91,10 +90,10 @@ rand_rounds() {
 	done
 	alternate labels rand "$FIO_SECS" rand_pass 1
 	for s in "${labels[@]}"; do
-		result read "$t" "$s" rand "$(awk -v tck="$TCK" '
+		result read "$t" "$s" rand "$(awk '
 			{ ops += $1; ms += $2; st += $3; cli += $4 }
 			END { printf "%.0f %.1f %.1f\n", ops * 1000 / ms,
-				     st * 1000 / tck / ops * 1000, cli * 1000 / ops * 1000 }' \
+				     st / 1e6 / ops * 1000, cli * 1000 / ops * 1000 }' \
 			"$work/rand.$s")"
 	done
 }
@@ -106,10 +105,10 @@ steady_rounds() {
 	local t=$1 s
 	alternate R_LABELS steady "$READ_RUNS" steady_pass "$STEADY_SECS"
 	for s in "${R_LABELS[@]}"; do
-		result read "$t" "$s" steady "$(awk -v tck="$TCK" '
+		result read "$t" "$s" steady "$(awk '
 			{ b += $1; ms += $2; st += $3; cli += $4 }
 			END { printf "%.1f %.0f %.0f\n", b / ms / 1000,
-				     st * 1000 / tck / (b / 1e9), cli * 1000 / (b / 1e9) }' \
+				     st / 1e6 / (b / 1e9), cli * 1000 / (b / 1e9) }' \
 			"$work/steady.$s")"
 	done
 }
