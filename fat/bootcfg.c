@@ -313,6 +313,13 @@ struct kargs {
 	size_t len, cap;
 };
 
+/* What one source (or all) says: arguments for the kernel, and those after
+ * a "--", which the kernel passes on to init. */
+struct kargs_split {
+	struct kargs kern, init;
+	bool in_init;		/* past this source's "--" */
+};
+
 /* Whether arg names what the served disk decides (the root, the boot). */
 static bool karg_ours(const char *arg, size_t len)
 {
@@ -329,9 +336,17 @@ static bool karg_ours(const char *arg, size_t len)
 	return false;
 }
 
-static int kargs_add(struct kargs *k, const char *arg, size_t len)
+/* Whether a word of a command line is the kernel's end of its own
+ * arguments: "--", quoted or not (the kernel drops a word's enclosing
+ * quotes before it looks). */
+static bool karg_is_end(const char *w, size_t len)
 {
-	if (len == 0 || karg_ours(arg, len))
+	return (len == 2 && !memcmp(w, "--", 2)) || (len == 4 && !memcmp(w, "\"--\"", 4));
+}
+
+static int kargs_append(struct kargs *k, const char *arg, size_t len)
+{
+	if (len == 0)
 		return 0;
 	if (k->len + len + 2 > k->cap) {
 		size_t cap = (k->cap ? 2 * k->cap : 256) + len;
@@ -348,6 +363,52 @@ static int kargs_add(struct kargs *k, const char *arg, size_t len)
 	k->len += len;
 	k->s[k->len] = '\0';
 	return 0;
+}
+
+/* One word of a source: the kernel's, unless it names what the disk
+ * decides; the first "--" turns to init's, which are kept as they are. */
+static int kargs_add(struct kargs_split *k, const char *arg, size_t len)
+{
+	if (!k->in_init && karg_is_end(arg, len)) {
+		k->in_init = true;
+		return 0;
+	}
+	if (k->in_init)
+		return kargs_append(&k->init, arg, len);
+	return karg_ours(arg, len) ? 0 : kargs_append(&k->kern, arg, len);
+}
+
+/* Appends what source src says to k (a "--" of src's own ends at src). */
+static int kargs_merge(struct kargs_split *k, const struct kargs_split *src)
+{
+	int r = kargs_append(&k->kern, src->kern.s, src->kern.len);
+
+	return r < 0 ? r : kargs_append(&k->init, src->init.s, src->init.len);
+}
+
+static void kargs_split_free(struct kargs_split *k)
+{
+	free(k->kern.s);
+	free(k->init.s);
+}
+
+/* The command line k says: the kernel's arguments, then "-- " and init's
+ * if there are any; *ret malloc'ed.  Frees k.  0 or -ENOMEM. */
+static int kargs_finish(struct kargs_split *k, char **ret)
+{
+	int r = 0;
+
+	if (k->init.len) {
+		if (asprintf(ret, "%s%s-- %s", k->kern.len ? k->kern.s : "",
+			     k->kern.len ? " " : "", k->init.s) < 0)
+			r = -ENOMEM;
+	} else {
+		*ret = k->kern.s ? k->kern.s : strdup("");
+		k->kern.s = NULL;
+		r = *ret ? 0 : -ENOMEM;
+	}
+	kargs_split_free(k);
+	return r;
 }
 
 /* Reads a whole (small) file; *ret NUL-terminated, malloc'ed. */
@@ -368,22 +429,44 @@ static int read_all(const struct bootcfg_tree *t, const char *path, char **ret)
 	return 0;
 }
 
-/* /etc/kernel/cmdline: words separated by whitespace, "..." may hold spaces. */
-static int parse_cmdline_file(struct kargs *k, const char *s, const char **ret_what)
+/*
+ * /etc/kernel/cmdline, read as kernel-install reads it: every run of
+ * spaces, tabs and newlines is one space (quoted or not); then words, a
+ * "..." holding spaces.  Other control characters are refused, and so is
+ * a '"' never closed, which would take every argument after it into its
+ * value (--cmdline's too).  s is changed in place.
+ */
+static int parse_cmdline_file(struct kargs_split *k, char *s, const char **ret_what)
 {
+	char *w = s;
+
+	for (const char *p = s; *p;) {
+		if (*p == ' ' || *p == '\t' || *p == '\n') {
+			while (*p == ' ' || *p == '\t' || *p == '\n')
+				p++;
+			*w++ = ' ';
+		} else {
+			*w++ = *p++;
+		}
+	}
+	*w = '\0';
 	while (*s) {
-		const char *w;
 		bool quoted = false;
 
-		while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+		while (*s == ' ')
 			s++;
-		for (w = s; *s && (quoted || !strchr(" \t\n\r", *s)); s++) {
-			if ((unsigned char)*s < 0x20 && *s != '\t') {
+		for (w = s; *s && (quoted || *s != ' '); s++) {
+			if ((unsigned char)*s < 0x20 || *s == 0x7f) {
 				*ret_what = "contains a control character";
 				return -EINVAL;
 			}
 			if (*s == '"')
 				quoted = !quoted;
+		}
+		if (quoted) {
+			*ret_what = "has a '\"' that is never closed, which would take "
+				    "every argument after it into its value";
+			return -EINVAL;
 		}
 		int r = kargs_add(k, w, (size_t)(s - w));
 
@@ -391,6 +474,96 @@ static int parse_cmdline_file(struct kargs *k, const char *s, const char **ret_w
 			return r;
 	}
 	return 0;
+}
+
+/* --- joining command lines ------------------------------------------- */
+
+static bool cmdline_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/*
+ * Finds part's first "--" word outside quotes: sets *ret_at and *ret_after
+ * (its first byte and the byte after it) and returns true, else false.
+ */
+static bool cmdline_find_end(const char *part, const char **ret_at, const char **ret_after)
+{
+	const char *s = part;
+	bool quoted = false;
+
+	while (*s) {
+		const char *w;
+
+		while (cmdline_space(*s))
+			s++;
+		for (w = s; *s && (quoted || !cmdline_space(*s)); s++)
+			if (*s == '"')
+				quoted = !quoted;
+		if (s > w && karg_is_end(w, (size_t)(s - w))) {
+			*ret_at = w;
+			*ret_after = s;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Appends bytes [b, e) of a part, without the whitespace at either end. */
+static int join_add(struct kargs *k, const char *b, const char *e)
+{
+	while (b < e && cmdline_space(*b))
+		b++;
+	while (e > b && cmdline_space(e[-1]))
+		e--;
+	return kargs_append(k, b, (size_t)(e - b));
+}
+
+bool bootcfg_quotes_closed(const char *s)
+{
+	size_t quotes = 0;
+
+	for (; *s; s++)
+		quotes += *s == '"';
+	return quotes % 2 == 0;
+}
+
+int bootcfg_cmdline_join(const char *const *parts, size_t n, char **ret, size_t *ret_bad)
+{
+	struct kargs_split k = { 0 };
+	bool split = false;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *at, *after;
+
+		if (parts[i] && !bootcfg_quotes_closed(parts[i])) {
+			*ret_bad = i;
+			return -EINVAL;
+		}
+		if (i + 1 < n && parts[i] && cmdline_find_end(parts[i], &at, &after))
+			split = true;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const char *p = parts[i] ? parts[i] : "", *at, *after;
+
+		if (!*p)
+			continue;
+		if (!split)	/* as given: nothing after it to keep from init */
+			r = kargs_append(&k.kern, p, strlen(p));
+		else if (cmdline_find_end(p, &at, &after)) {
+			r = join_add(&k.kern, p, at);
+			if (r == 0)
+				r = join_add(&k.init, after, p + strlen(p));
+		} else {
+			r = join_add(&k.kern, p, p + strlen(p));
+		}
+	}
+	if (r < 0) {
+		kargs_split_free(&k);
+		return r;
+	}
+	return kargs_finish(&k, ret);
 }
 
 /* --- the TOML subset of bootc's kargs.d files ------------------------- */
@@ -493,7 +666,7 @@ static int toml_array(struct toml *t, int (*fn)(void *, const char *), void *arg
 }
 
 struct kargs_file {
-	struct kargs args;	/* this file's */
+	struct kargs_split args;	/* this file's */
 	const char *arch;
 	bool arch_listed, arch_match;
 };
@@ -515,7 +688,7 @@ static int on_arch(void *arg, const char *s)
 }
 
 /* One kargs.d file: "kargs = [...]" and "match-architectures = [...]". */
-static int parse_kargs_toml(struct kargs *k, const char *text, const char *arch,
+static int parse_kargs_toml(struct kargs_split *k, const char *text, const char *arch,
 			    const char **ret_what)
 {
 	struct kargs_file f = { .arch = arch };
@@ -571,9 +744,9 @@ static int parse_kargs_toml(struct kargs *k, const char *text, const char *arch,
 		t.what = "no kargs key";
 		r = -EINVAL;
 	}
-	if (r == 0 && (!f.arch_listed || f.arch_match) && f.args.len)
-		r = kargs_add(k, f.args.s, f.args.len);
-	free(f.args.s);
+	if (r == 0 && (!f.arch_listed || f.arch_match))
+		r = kargs_merge(k, &f.args);
+	kargs_split_free(&f.args);
 	if (r == -EINVAL)
 		*ret_what = t.what;
 	return r;
@@ -612,7 +785,7 @@ static int by_name(const void *a, const void *b)
 int bootcfg_kargs(const struct bootcfg_tree *t, const char *arch, char **ret,
 		  char **ret_path, const char **ret_what)
 {
-	struct kargs k = { 0 };
+	struct kargs_split k = { 0 }, file = { 0 };
 	struct names files = { 0 };
 	char *real = NULL, *text = NULL, *dir = NULL;
 	int r;
@@ -623,7 +796,10 @@ int bootcfg_kargs(const struct bootcfg_tree *t, const char *arch, char **ret,
 	if (r == BOOTCFG_FILE) {
 		r = read_all(t, real, &text);
 		if (r == 0)
-			r = parse_cmdline_file(&k, text, ret_what);
+			r = parse_cmdline_file(&file, text, ret_what);
+		if (r == 0)
+			r = kargs_merge(&k, &file);
+		kargs_split_free(&file);
 		if (r < 0 && r != -ENOMEM) {
 			*ret_path = real;
 			real = NULL;
@@ -675,9 +851,8 @@ out:
 	free(files.v);
 	free(dir);
 	if (r < 0) {
-		free(k.s);
+		kargs_split_free(&k);
 		return r;
 	}
-	*ret = k.s ? k.s : strdup("");
-	return *ret ? 0 : -ENOMEM;
+	return kargs_finish(&k, ret);
 }

@@ -24,7 +24,8 @@
  * strings, and an optional match-architectures array).  Arguments that
  * name the root file system or the boot itself (root=, rootfstype=,
  * rootflags=, ro, rw, initrd=, BOOT_IMAGE=) are dropped: the disk we
- * serve decides those.
+ * serve decides those.  What follows a file's "--" is init's, kept as it
+ * is and put after every file's kernel arguments.
  *
  * Functions return 0 or -errno and do not log; file-level errors come
  * with a static description in *ret_what and the path in *ret_path.
@@ -129,14 +130,36 @@ void bootcfg_kernels_free(struct bootcfg_kernels *k);
  * The tree's kernel arguments for a kernel of architecture arch
  * ("x86_64", "aarch64": bootc's match-architectures names), as one
  * space-separated string (malloc'ed; "" when there are none), in the
- * order above.  Errors: -EINVAL for a file that is not what its format
- * says (a kargs.d file that is not the TOML subset bootc writes: a
- * "kargs" array of strings and an optional "match-architectures" array;
- * an argument with a control character, whitespace or a quote), with
+ * order above, then "-- " and init's arguments if any file has some.
+ * Errors: -EINVAL for a file that is not what its format says (a
+ * /etc/kernel/cmdline with a control character or a '"' never closed; a
+ * kargs.d file that is not the TOML subset bootc writes: a "kargs" array
+ * of strings and an optional "match-architectures" array; an argument
+ * with a control character, whitespace or a quote), with
  * *ret_path (malloc'ed) and *ret_what (static) saying which and why;
  * -EFBIG for a file over 64 KiB; the read's -errno; -ENOMEM.
  */
 int bootcfg_kargs(const struct bootcfg_tree *t, const char *arch, char **ret,
 		  char **ret_path, const char **ret_what);
+
+/*
+ * Whether every '"' of the command line s is closed (an even number of
+ * them): the kernel takes what follows one never closed, the rest of the
+ * line, into one value.
+ */
+bool bootcfg_quotes_closed(const char *s);
+
+/*
+ * Joins the kernel command lines parts[0..n) (NULL or "" ones left out)
+ * into one, *ret (malloc'ed), so that what each says keeps its meaning:
+ * the kernel hands everything after the first "--" word (quoted or not)
+ * to init, so when a part other than the last has a "--", the words after
+ * each part's first "--" move to the end, after one "--", in the parts'
+ * order: "a -- b", "c -- d" give "a c -- b d".  Otherwise the parts are
+ * joined as given, one space between them.  Errors: -EINVAL when a part
+ * has an odd number of '"' (the kernel would take the rest of the line
+ * into one value), with its index in *ret_bad; -ENOMEM.
+ */
+int bootcfg_cmdline_join(const char *const *parts, size_t n, char **ret, size_t *ret_bad);
 
 #endif

@@ -124,7 +124,8 @@ static bool esp_name_ok(const char *name)
 /*
  * Checks --cmdline text before it goes on the entry's "options" line: a
  * newline would start a new BLS key (say, another "linux"), and other
- * control characters have no place on a kernel command line.  Returns 0,
+ * control characters have no place on a kernel command line; a '"' never
+ * closed would take the arguments after it into its value.  Returns 0,
  * or -EINVAL with *ret_what (static) saying why.
  */
 static int esp_cmdline_check(const char *s, const char **ret_what)
@@ -139,6 +140,11 @@ static int esp_cmdline_check(const char *s, const char **ret_what)
 			*ret_what = "contains a control character";
 			return -EINVAL;
 		}
+	}
+	if (!bootcfg_quotes_closed(s)) {
+		*ret_what = "has a '\"' that is never closed, which would take every "
+			    "argument after it into its value";
+		return -EINVAL;
 	}
 	if (strlen(s) > ESP_CMDLINE_MAX) {
 		*ret_what = "is longer than the kernel's 2047-byte command line";
@@ -749,16 +755,20 @@ static int emit(struct esp_ctx *c, const struct esp_plan *pl, const char *conf,
 }
 
 /*
- * Puts the tree's own kernel arguments (bootcfg_kargs(): /etc/kernel/
- * cmdline, bootc's kargs.d) between "root=... ro" and --cmdline in
- * *cmdline, so that --cmdline has the last word.
+ * Replaces *cmdline with the entry's command line: prefix ("root=PARTUUID=...
+ * rootfstype=erofs ro"), the tree's own kernel arguments (bootcfg_kargs():
+ * /etc/kernel/cmdline, bootc's kargs.d), then --cmdline, which so has the
+ * last word; init's arguments (after a "--") go last
+ * (bootcfg_cmdline_join()).
  */
-static int add_tree_kargs(struct esp_ctx *c, enum esp_arch arch, char **cmdline)
+static int add_tree_kargs(struct esp_ctx *c, enum esp_arch arch, const char *prefix,
+			  char **cmdline)
 {
 	const struct esp_opts *o = c->opts;
 	struct bootcfg_tree bt = model_tree(c->tree);
 	_cleanup_free_ char *kargs = NULL, *path = NULL;
 	const char *what, *why;
+	size_t bad;
 	char *s;
 	int r;
 
@@ -768,17 +778,17 @@ static int add_tree_kargs(struct esp_ctx *c, enum esp_arch arch, char **cmdline)
 				r == -EINVAL && what ? what : strerror(-r));
 	if (r < 0)
 		return r;
-	if (!*kargs)
-		return 0;
-	if (asprintf(&s, "root=PARTUUID=%s rootfstype=erofs ro %s%s%s", o->root_partuuid,
-		     kargs, o->cmdline && *o->cmdline ? " " : "",
-		     o->cmdline ? o->cmdline : "") < 0)
-		return -ENOMEM;
+	const char *parts[] = { prefix, kargs, o->cmdline };
+	r = bootcfg_cmdline_join(parts, 3, &s, &bad);
+	if (r == -EINVAL)	/* not from bootcfg_kargs() or esp_cmdline_check() */
+		return esp_fail(c, r, "the kernel command line has a '\"' never closed");
+	if (r < 0)
+		return r;
 	free(*cmdline);
 	*cmdline = s;
-	if (esp_cmdline_check(s, &why) < 0)
-		return esp_fail(c, -EINVAL, "the kernel command line with the tree's "
-				"arguments %s", why);
+	if (esp_cmdline_check(*cmdline, &why) < 0)
+		return esp_fail(c, -EINVAL, "the kernel command line%s %s",
+				*kargs ? " with the tree's arguments" : "", why);
 	return 0;
 }
 
@@ -786,11 +796,12 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 {
 	const struct esp_opts *o = c->opts;
 	struct esp_plan pl = { 0 };
-	_cleanup_free_ char *cmdline = NULL;
+	_cleanup_free_ char *cmdline = NULL, *prefix = NULL;
 	char *conf, *entry;
 	const char *why;
 	enum esp_arch karch;
 	char path[PATH_MAX];
+	size_t bad;
 	int r;
 
 	/* Bad text is refused first, whatever else the tree holds. */
@@ -798,12 +809,15 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		return esp_fail(c, -EINVAL, "--cmdline %s", why);
 	if (!o->root_partuuid)
 		return esp_fail(c, -EINVAL, "no root PARTUUID");
-	if (asprintf(&cmdline, "root=PARTUUID=%s rootfstype=erofs ro%s%s",
-		     o->root_partuuid, o->cmdline && *o->cmdline ? " " : "",
-		     o->cmdline ? o->cmdline : "") < 0) {
-		cmdline = NULL;
+	if (asprintf(&prefix, "root=PARTUUID=%s rootfstype=erofs ro", o->root_partuuid) < 0) {
+		prefix = NULL;
 		return -ENOMEM;
 	}
+	/* The length as early: --cmdline alone may be too long. */
+	const char *parts[] = { prefix, o->cmdline };
+	r = bootcfg_cmdline_join(parts, 2, &cmdline, &bad);
+	if (r < 0)	/* -EINVAL: o->cmdline was checked */
+		return r;
 	if (esp_cmdline_check(cmdline, &why) < 0)
 		return esp_fail(c, -EINVAL, "the kernel command line %s", why);
 
@@ -820,7 +834,7 @@ static int esp_run(struct esp_ctx *c, struct esp_result *ret)
 		goto out;
 	}
 	pl.arch = karch;
-	r = add_tree_kargs(c, karch, &cmdline);
+	r = add_tree_kargs(c, karch, prefix, &cmdline);
 	if (r < 0)
 		goto out;
 	if (pl.has_initrd) {

@@ -47,7 +47,9 @@ struct esp_result {
  * *ret_what saying why (malloc'ed): -ENOENT when the tree has no kernel
  * (the caller then makes a disk without an ESP and warns), -EINVAL for a
  * command line that could break the entry file (newlines, control
- * characters), -EACCES/-EIO for a kernel that can't be read.
+ * characters) or the command line itself (a '"' never closed, in
+ * opts->cmdline or the tree's own arguments), -EACCES/-EIO for a kernel
+ * that can't be read.
  */
 int esp_build(const struct walk_tree *tree, const struct esp_opts *opts,
 	      struct region_map *map, struct esp_result *ret, char **ret_what);

@@ -371,15 +371,21 @@ char *boot_launcher_args(const struct launch *l, bool quotes_ok)
 
 int boot_make_cmdline(struct launch *l)
 {
-	const char *kargs = l->tree_kargs ? l->tree_kargs : "";
-	const char *extra = l->cmdline ? l->cmdline : "";
 	/* vfkit's cmdline="..." cannot carry a '"'. */
 	_cleanup_free_ char *ours = boot_launcher_args(l, l->vmm != VMM_VFKIT);
+	const char *parts[] = { "root=/dev/vda rootfstype=erofs ro", l->tree_kargs, ours,
+				l->cmdline };
+	size_t bad;
+	int r;
 
-	if (!ours || asprintf(&l->boot_cmdline, "root=/dev/vda rootfstype=erofs ro%s%s %s%s%s",
-			      *kargs ? " " : "", kargs, ours, *extra ? " " : "", extra) < 0) {
-		l->boot_cmdline = NULL;
+	if (!ours)
 		return -ENOMEM;
+	/* Every part has its quotes closed: bootcfg_kargs() and
+	 * parse_args() saw to the tree's and --cmdline, ours are ours. */
+	r = bootcfg_cmdline_join(parts, ARRAY_SIZE(parts), &l->boot_cmdline, &bad);
+	if (r < 0) {
+		l->boot_cmdline = NULL;
+		return log_errno(r, "the kernel command line");
 	}
 	return 0;
 }

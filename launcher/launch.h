@@ -232,7 +232,8 @@ bool cred_on_cmdline(const struct launch *l);
  * ENOMEM. */
 char *boot_launcher_args(const struct launch *l, bool quotes_ok);
 /* Builds l->boot_cmdline: root=/dev/vda rootfstype=erofs ro, the tree's
- * arguments, boot_launcher_args(), --cmdline.  0 or -ENOMEM. */
+ * arguments, boot_launcher_args(), --cmdline, with init's arguments (after
+ * a "--") last (bootcfg_cmdline_join()).  0, or -ENOMEM (logged). */
 int boot_make_cmdline(struct launch *l);
 /* For vfkit's linux bootloader on arm64: 0 if the kernel is an
  * uncompressed arm64 Image ("ARM\x64" at 0x38), else -EINVAL with a

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fat/bootcfg.h"
 #include "launcher/launch.h"
 #include "server/cleanup.h"
 
@@ -308,6 +309,9 @@ static int parse_args(struct launch *l, int argc, char **argv)
 				   " (and --initrd)");
 	if (l->cmdline && !cmdline_valid(l->cmdline))
 		return usage_error("--cmdline: control characters are not allowed");
+	if (l->cmdline && !bootcfg_quotes_closed(l->cmdline))
+		return usage_error("--cmdline: a '\"' is never closed (it would take the"
+				   " arguments after it into its value)");
 	if (l->vmm == VMM_VFKIT && l->accel)
 		return usage_error("--accel is a QEMU option");
 	if (l->boot == BOOT_EFI && l->connect_uri &&

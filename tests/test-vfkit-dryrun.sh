@@ -13,8 +13,9 @@
 # (newest version, --kver, /usr/lib/modules vs /boot); a console log
 # file; --connect over Unix (percent-encoded socket path) and TCP
 # (named export, IPv6); an SSH key (as a credential, with the vsock port
-# for ssh); and refusals: paths with commas, a '"' in the kernel command
-# line, a bad key, and usage errors (options without the one they go
+# for ssh); the tree's init arguments (after "--") put last; and
+# refusals: paths with commas, a '"' in the kernel command line (and one
+# never closed, for any VMM), a bad key, and usage errors (options without the one they go
 # with, --connect with server options).  A dry run must start nothing and
 # create nothing.
 #
@@ -229,6 +230,18 @@ grep -qx "linux,kernel=$tree/boot/vmlinuz-6.1.0-9-amd64,initrd=$tree/boot/initrd
 	"$T/kfiles.out" || fail "kfiles: --kernel/--initrd not used"
 ok "kfiles: --kernel and --initrd are used as given"
 
+# The tree's own arguments go before ours; its init arguments (after a
+# "--", which the kernel hands to init) after --cmdline, so that ours and
+# --cmdline's still reach the kernel; --cmdline's own init arguments last.
+mkdir -p "$T/tree-init/etc/kernel"
+cp -a "$tree/boot" "$T/tree-init/"
+printf 'quiet -- single\n' >"$T/tree-init/etc/kernel/cmdline"
+dry kinit --boot kernel --export "$T/tree-init" --runtime-dir "$run" --kver 6.1.0-9-amd64 \
+	--cmdline "panic=-1 -- emergency"
+grep -qx "linux,kernel=$T/tree-init/boot/vmlinuz-6.1.0-9-amd64,initrd=$T/tree-init/boot/initrd.img-6.1.0-9-amd64,cmdline=\"root=/dev/vda rootfstype=erofs ro quiet console=hvc0 systemd.volatile=overlay panic=-1 -- single emergency\"" \
+	"$T/kinit.out" || fail "kinit: the tree's init arguments are not last" "$(grep cmdline= "$T/kinit.out")"
+ok "kinit: the tree's init arguments after ours and --cmdline's kernel arguments"
+
 # --- --connect --------------------------------------------------------------------------
 check "connect: a running server (e.g. through ssh -L)"
 dry_connect conn-unix --boot efi --runtime-dir "$run" \
@@ -284,6 +297,9 @@ refused comma-initrd 1 "cannot carry" --boot kernel --export "$tree" --runtime-d
 refused comma-host 1 "cannot carry" --boot efi --connect 'nbd://a,b:10809/' --runtime-dir "$run"
 refused quote 1 "cannot carry '\"'" --boot kernel --export "$tree" --runtime-dir "$run" \
 	--cmdline 'init="/bin/sh"'
+# A '"' never closed would take what follows it into its value (any VMM).
+refused open-quote 2 "never closed" --boot efi --export "$tree" --runtime-dir "$run" \
+	--cmdline 'x="a b'
 printf "ssh-ed25519 AAAA' ; rm -rf / ; echo 'x\n" >"$T/evil.pub"
 refused evil-key 1 "not one OpenSSH public key line" --boot efi --export "$tree" \
 	--runtime-dir "$run" --ssh-key "$T/evil.pub"

@@ -304,10 +304,15 @@ static const struct walk_inode *lookup(const struct walk_tree *tree, const char 
 
 static bool cmdline_ok(const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+	size_t quotes = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f)
 			return false;
-	return strlen(CMDLINE_PREFIX) + (*s ? 1 : 0) + strlen(s) <= 2047;
+		quotes += *p == '"';
+	}
+	/* A '"' never closed would take what follows into its value. */
+	return quotes % 2 == 0 && strlen(CMDLINE_PREFIX) + (*s ? 1 : 0) + strlen(s) <= 2047;
 }
 
 /* Checks a file on the ESP against the tree's file it must be. */

@@ -15,8 +15,7 @@
 #include <string.h>
 
 #include "fat/bootcfg.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "tests/fuzz/fuzz.h"
 
 static int cmp(const char *a, const char *b)
 {
@@ -29,19 +28,10 @@ static int cmp(const char *a, const char *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *buf = malloc(size + 3), *s[3];
-	size_t n = 0;
+	char *s[3], *buf = fz_strings(data, size, s, 3);
 
 	if (!buf)
 		return 0;
-	memcpy(buf, data, size);
-	memset(buf + size, 0, 3);
-	s[0] = buf;
-	for (size_t i = 0; i < size + 2 && n < 2; i++)
-		if (buf[i] == '\0')
-			s[++n] = buf + i + 1;
-	while (n < 2)
-		s[++n] = buf + size + 2;	/* "" */
 
 	for (int i = 0; i < 3; i++) {
 		if (cmp(s[i], s[i]) != 0)

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "overlaywalk/source.h"
 #include "overlaywalk/walk.h"
@@ -83,6 +85,29 @@ static inline void fz_bytes(struct fz *f, void *out, size_t len)
 	uint8_t *o = out;
 	for (size_t i = 0; i < len; i++)
 		o[i] = fz_u8(f);
+}
+
+/*
+ * Splits the input at its first n - 1 NUL bytes into the strings s[0..n)
+ * (missing ones are ""), which point into a NUL-padded copy: returns it
+ * (free it after), or NULL if out of memory.
+ */
+static inline char *fz_strings(const uint8_t *data, size_t size, char **s, size_t n)
+{
+	char *buf = malloc(size + n);
+	size_t k = 0;
+
+	if (!buf)
+		return NULL;
+	memcpy(buf, data, size);
+	memset(buf + size, 0, n);
+	s[0] = buf;
+	for (size_t i = 0; i < size + n - 1 && k + 1 < n; i++)
+		if (buf[i] == '\0')
+			s[++k] = buf + i + 1;
+	while (k + 1 < n)
+		s[++k] = buf + size + n - 1;	/* "" */
+	return buf;
 }
 
 /* ------------------------------------------------------------------ */

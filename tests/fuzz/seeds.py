@@ -415,8 +415,24 @@ def uri_seeds():
     write('uri', 'encode', bytes([3]) + b'a,b c%d')
 
 
+def kargs_seeds():
+    """/etc/kernel/cmdline, NUL, a kargs.d TOML file, NUL, --cmdline."""
+    for i, (cmdline, toml, user) in enumerate([
+            (b'root=UUID=1 ro quiet "x=a b"\tsplash\n', b'kargs = ["console=ttyS0"]\n',
+             b'panic=-1'),
+            (b'quiet -- single ro\n', b'kargs = ["a", "--", "b=1", \'root=x\']\n',
+             b'console=hvc0 -- emergency'),
+            (b'"--" x "y=-- z"\n', b'# c\nmatch-architectures = ["aarch64"]\nkargs = [\n "arm",\n]\n',
+             b'a"b'),
+            (b'x="a\n b" rw\n', b'kargs = ["a\\\\b"] # c\r\n', b''),
+            (b'quiet x="open\n', b'kargs = []\n', b'--'),
+            (b'', b'match-architectures = ["x86_64"]\nkargs = ["--", "ro"]\n', b'-- x -- y')]):
+        write('kargs', 'seed-%d' % i, cmdline + b'\0' + toml + b'\0' + user)
+
+
 def main():
     nbd_seeds()
+    kargs_seeds()
     erofs_seeds()
     fat_seeds()
     gpt_seeds()

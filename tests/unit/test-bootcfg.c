@@ -339,6 +339,104 @@ static void test_kargs(void **state)
 	free(k);
 }
 
+/* What follows a source's first "--" is init's: kept as it is (ro too),
+ * and after every source's kernel arguments. */
+static void test_kargs_init(void **state)
+{
+	TREE({ "etc", NULL }, { "etc/kernel", NULL },
+	     { "etc/kernel/cmdline", "quiet -- single ro -- x\n" },
+	     { "usr", NULL }, { "usr/lib", NULL }, { "usr/lib/bootc", NULL },
+	     { "usr/lib/bootc/kargs.d", NULL },
+	     { "usr/lib/bootc/kargs.d/10-a.toml", "kargs = [\"a\", \"--\", \"b=1\", \"root=x\"]\n" },
+	     { "usr/lib/bootc/kargs.d/20-b.toml", "kargs = [\"c\", \"ro\"]\n" });
+	char *k, *path;
+	const char *what;
+
+	assert_int_equal(kargs_of(&t, "x86_64", &k, &path, &what), 0);
+	assert_string_equal(k, "quiet a c -- single ro -- x b=1 root=x");
+	free(k);
+}
+
+/* The kernel drops a word's enclosing quotes: "--" quoted ends it too. */
+static void test_kargs_init_quoted(void **state)
+{
+	TREE({ "etc", NULL }, { "etc/kernel", NULL },
+	     { "etc/kernel/cmdline", "\"x=a -- b\" \"--\" single\n" });
+	char *k, *path;
+	const char *what;
+
+	assert_int_equal(kargs_of(&t, "x86_64", &k, &path, &what), 0);
+	assert_string_equal(k, "\"x=a -- b\" -- single");
+	free(k);
+}
+
+/* As kernel-install reads the file: runs of spaces, tabs and newlines are
+ * one space, inside quotes too. */
+static void test_kargs_file_spaces(void **state)
+{
+	TREE({ "etc", NULL }, { "etc/kernel", NULL },
+	     { "etc/kernel/cmdline", "  quiet\t\t\"x=a\n\tb\"\n\nsplash \n" });
+	char *k, *path;
+	const char *what;
+
+	assert_int_equal(kargs_of(&t, "x86_64", &k, &path, &what), 0);
+	assert_string_equal(k, "quiet \"x=a b\" splash");
+	free(k);
+}
+
+/* A '"' never closed would take every argument after it, --cmdline's
+ * included, into its value. */
+static void test_kargs_open_quote(void **state)
+{
+	TREE({ "etc", NULL }, { "etc/kernel", NULL },
+	     { "etc/kernel/cmdline", "quiet x=\"a b\n" });
+	char *k = NULL, *path = NULL;
+	const char *what = NULL;
+
+	assert_int_equal(kargs_of(&t, "x86_64", &k, &path, &what), -EINVAL);
+	assert_null(k);
+	assert_string_equal(path, "etc/kernel/cmdline");
+	assert_non_null(strstr(what, "never closed"));
+	free(path);
+}
+
+static void check_join(const char *p1, const char *p2, const char *want)
+{
+	const char *parts[] = { "root=x ro", p1, p2 };
+	char *got = NULL;
+	size_t bad = 99;
+
+	assert_int_equal(bootcfg_cmdline_join(parts, 3, &got, &bad), 0);
+	if (strcmp(got, want))
+		fail_msg("'%s' + '%s': got '%s', expected '%s'", p1 ? p1 : "(null)",
+			 p2 ? p2 : "(null)", got, want);
+	free(got);
+}
+
+static void test_cmdline_join(void **state)
+{
+	const char *parts[] = { "a", "b \"c", "d" };
+	char *got = NULL;
+	size_t bad = 99;
+
+	/* Nothing to move: the parts as given, one space apart. */
+	check_join(NULL, "u", "root=x ro u");
+	check_join("", NULL, "root=x ro");
+	check_join("k  k2", "u  --  v", "root=x ro k  k2 u  --  v");
+	/* Init's arguments of a part but the last go to the end. */
+	check_join("k -- i", "u", "root=x ro k u -- i");
+	check_join("k -- i", "u -- v", "root=x ro k u -- i v");
+	check_join("-- i", NULL, "root=x ro -- i");
+	check_join("k -- i -- j", "u", "root=x ro k u -- i -- j");
+	check_join("\"--\" i", "u", "root=x ro u -- i");
+	check_join("k --", "u", "root=x ro k u");
+	check_join("x=\"a -- b\"", "u -- v", "root=x ro x=\"a -- b\" u -- v");
+	/* An odd number of '"': which part. */
+	assert_int_equal(bootcfg_cmdline_join(parts, 3, &got, &bad), -EINVAL);
+	assert_int_equal(bad, 1);
+	assert_null(got);
+}
+
 static void test_kargs_none(void **state)
 {
 	TREE({ "etc", NULL });
@@ -396,6 +494,11 @@ int main(void)
 		cmocka_unit_test(test_pick_without_initramfs),
 		cmocka_unit_test(test_find_empty),
 		cmocka_unit_test(test_kargs),
+		cmocka_unit_test(test_kargs_init),
+		cmocka_unit_test(test_kargs_init_quoted),
+		cmocka_unit_test(test_kargs_file_spaces),
+		cmocka_unit_test(test_kargs_open_quote),
+		cmocka_unit_test(test_cmdline_join),
 		cmocka_unit_test(test_kargs_none),
 		cmocka_unit_test(test_kargs_bad),
 	};

@@ -47,6 +47,8 @@ static void test_cmdline(void **state)
 	assert_int_equal(esp_cmdline_check("a\tb", &why), -EINVAL);
 	assert_non_null(strstr(why, "control"));
 	assert_int_equal(esp_cmdline_check("a\x7f", &why), -EINVAL);
+	assert_int_equal(esp_cmdline_check("x=\"a b\" y=\"c", &why), -EINVAL);
+	assert_non_null(strstr(why, "never closed"));
 
 	big = malloc(ESP_CMDLINE_MAX + 2);
 	assert_non_null(big);
@@ -406,6 +408,44 @@ static void test_build_kargs(void **state)
 	free(what);
 }
 
+/*
+ * The kernel hands what follows the first "--" to init: the tree's init
+ * arguments go after --cmdline, which so still reaches the kernel (the
+ * entry's "options" line is res.cmdline); --cmdline's own come after them.
+ */
+static void test_build_kargs_init(void **state)
+{
+	struct fixture *fx = *state;
+	struct esp_opts o = { .cmdline = "console=ttyS0 -- emergency" };
+	struct esp_result res;
+	static const char cmdline[] = "quiet -- single ro\n";
+	static const char open_quote[] = "quiet x=\"a b\n";
+	char *what;
+
+	put_pe(fx->dir, "boot/vmlinuz-6.1.0-10-amd64", 0x8664);
+	put_pe(fx->dir, "usr/lib/systemd/boot/efi/systemd-bootx64.efi", 0x8664);
+	put(fx->dir, "etc/kernel/cmdline", cmdline, sizeof(cmdline) - 1);
+	walk(fx);
+	if (build(fx, &o, &res, &what) < 0)
+		fail_msg("esp_build: %s", what);
+	assert_string_equal(res.cmdline, "root=PARTUUID=" PARTUUID " rootfstype=erofs ro"
+			    " quiet console=ttyS0 -- single ro emergency");
+	esp_result_free(&res);
+
+	/* A '"' never closed, in the tree or in --cmdline, is refused. */
+	put(fx->dir, "etc/kernel/cmdline", open_quote, sizeof(open_quote) - 1);
+	walk(fx);
+	assert_int_equal(build(fx, &o, &res, &what), -EINVAL);
+	assert_non_null(strstr(what, "etc/kernel/cmdline"));
+	assert_non_null(strstr(what, "never closed"));
+	free(what);
+	o.cmdline = "console=ttyS0 x=\"";
+	assert_int_equal(build(fx, &o, &res, &what), -EINVAL);
+	assert_non_null(strstr(what, "--cmdline"));
+	assert_non_null(strstr(what, "never closed"));
+	free(what);
+}
+
 static void test_build_bootc(void **state)
 {
 	struct fixture *fx = *state;
@@ -492,6 +532,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tree_resolve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_debian, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_kargs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_kargs_init, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_bootc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_missing, setup, teardown),
 	};
