@@ -429,6 +429,42 @@ static int read_all(const struct bootcfg_tree *t, const char *path, char **ret)
 	return 0;
 }
 
+/* --- command-line words ------------------------------------------------ */
+
+/* The kernel's whitespace (isspace()). */
+static bool cmdline_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/*
+ * The next word of a command line from s, as the kernel splits it
+ * (whitespace outside "..."): returns its first byte and sets *ret_end to
+ * the byte after it, or returns NULL at the end of s.
+ */
+static const char *cmdline_word(const char *s, const char **ret_end)
+{
+	bool quoted = false;
+
+	while (cmdline_space(*s))
+		s++;
+	if (!*s)
+		return NULL;
+	for (*ret_end = s; **ret_end && (quoted || !cmdline_space(**ret_end)); (*ret_end)++)
+		if (**ret_end == '"')
+			quoted = !quoted;
+	return s;
+}
+
+bool bootcfg_quotes_closed(const char *s)
+{
+	size_t quotes = 0;
+
+	for (; *s; s++)
+		quotes += *s == '"';
+	return quotes % 2 == 0;
+}
+
 /*
  * /etc/kernel/cmdline, read as kernel-install reads it: every run of
  * spaces, tabs and newlines is one space (quoted or not); then words, a
@@ -438,37 +474,29 @@ static int read_all(const struct bootcfg_tree *t, const char *path, char **ret)
  */
 static int parse_cmdline_file(struct kargs_split *k, char *s, const char **ret_what)
 {
-	char *w = s;
+	const char *w, *e;
+	char *d = s;
 
 	for (const char *p = s; *p;) {
 		if (*p == ' ' || *p == '\t' || *p == '\n') {
 			while (*p == ' ' || *p == '\t' || *p == '\n')
 				p++;
-			*w++ = ' ';
+			*d++ = ' ';
+		} else if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*ret_what = "contains a control character";
+			return -EINVAL;
 		} else {
-			*w++ = *p++;
+			*d++ = *p++;
 		}
 	}
-	*w = '\0';
-	while (*s) {
-		bool quoted = false;
-
-		while (*s == ' ')
-			s++;
-		for (w = s; *s && (quoted || *s != ' '); s++) {
-			if ((unsigned char)*s < 0x20 || *s == 0x7f) {
-				*ret_what = "contains a control character";
-				return -EINVAL;
-			}
-			if (*s == '"')
-				quoted = !quoted;
-		}
-		if (quoted) {
-			*ret_what = "has a '\"' that is never closed, which would take "
-				    "every argument after it into its value";
-			return -EINVAL;
-		}
-		int r = kargs_add(k, w, (size_t)(s - w));
+	*d = '\0';
+	if (!bootcfg_quotes_closed(s)) {
+		*ret_what = "has a '\"' that is never closed, which would take "
+			    "every argument after it into its value";
+		return -EINVAL;
+	}
+	for (e = s; (w = cmdline_word(e, &e));) {
+		int r = kargs_add(k, w, (size_t)(e - w));
 
 		if (r < 0)
 			return r;
@@ -478,31 +506,18 @@ static int parse_cmdline_file(struct kargs_split *k, char *s, const char **ret_w
 
 /* --- joining command lines ------------------------------------------- */
 
-static bool cmdline_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
 /*
  * Finds part's first "--" word outside quotes: sets *ret_at and *ret_after
  * (its first byte and the byte after it) and returns true, else false.
  */
 static bool cmdline_find_end(const char *part, const char **ret_at, const char **ret_after)
 {
-	const char *s = part;
-	bool quoted = false;
+	const char *w, *e;
 
-	while (*s) {
-		const char *w;
-
-		while (cmdline_space(*s))
-			s++;
-		for (w = s; *s && (quoted || !cmdline_space(*s)); s++)
-			if (*s == '"')
-				quoted = !quoted;
-		if (s > w && karg_is_end(w, (size_t)(s - w))) {
+	for (e = part; (w = cmdline_word(e, &e));) {
+		if (karg_is_end(w, (size_t)(e - w))) {
 			*ret_at = w;
-			*ret_after = s;
+			*ret_after = e;
 			return true;
 		}
 	}
@@ -517,15 +532,6 @@ static int join_add(struct kargs *k, const char *b, const char *e)
 	while (e > b && cmdline_space(e[-1]))
 		e--;
 	return kargs_append(k, b, (size_t)(e - b));
-}
-
-bool bootcfg_quotes_closed(const char *s)
-{
-	size_t quotes = 0;
-
-	for (; *s; s++)
-		quotes += *s == '"';
-	return quotes % 2 == 0;
 }
 
 int bootcfg_cmdline_join(const char *const *parts, size_t n, char **ret, size_t *ret_bad)
